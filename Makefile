@@ -1,0 +1,37 @@
+# migrator: the two commands a newcomer runs are `make demo` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_WORKERS ?= 2
+
+.PHONY: setup lint check test demo bench clean sandbox-up sandbox-down
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+lint: setup
+	$(BIN)/ruff check migrator tests
+	$(BIN)/mypy
+
+# Fast inner loop: lint plus the unit tests (no emulators).
+check: lint
+	$(BIN)/pytest -q tests/unit
+
+# The whole suite: unit, conformance against every adapter's sandbox endpoint, sandbox fidelity, integration.
+test: lint
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) tests
+
+demo: setup
+	$(BIN)/migrator demo --dir .demo
+
+bench: setup
+	$(BIN)/python -m benchmarks.run
+
+clean:
+	rm -rf $(VENV) .demo .migrator-sandbox

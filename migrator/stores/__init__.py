@@ -1,0 +1,1 @@
+"""Object stores: one protocol, one adapter per cloud."""
