@@ -87,6 +87,7 @@ class PutRequest:
     content_encoding: str | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
     if_none_match: bool = True   # never overwrite a different object
+    if_match: str | None = None  # overwrite only this exact current object (a further version of our own)
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,13 @@ class DeleteResult:
     ok: bool
     code: str | None = None       # cloud's error code when not ok
     message: str | None = None
+
+
+@runtime_checkable
+class PartSizeReporter(Protocol):
+    """Stores that can say the part sizes of a multipart object (S3 HEAD with PartNumber)."""
+
+    def part_sizes(self, uri: ObjectURI, version: str | None, parts: int) -> list[int]: ...
 
 
 class ReadStream(Protocol):

@@ -1,0 +1,195 @@
+"""The durable state of a wave: a SQLite journal in the state folder.
+
+``transition`` is durable (committed with synchronous=FULL) before it returns, so a step that
+follows it may rely on it surviving a kill -9. The state folder also holds the run's lock (an flock,
+which the kernel releases when the process dies, so a crashed run never leaves it stuck) and the
+manifest's digest, which pins the folder to one manifest.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from migrator.errors import StateError
+
+
+class State:
+    PENDING = "PENDING"
+    COPYING = "COPYING"
+    COPIED = "COPIED"
+    VERIFIED = "VERIFIED"
+    DELETING = "DELETING"
+    REMOVED = "REMOVED"
+    HELD = "HELD"
+    FAILED = "FAILED"
+
+    TERMINAL = frozenset({REMOVED, HELD, FAILED})
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS objects (
+    row INTEGER PRIMARY KEY,
+    state TEXT NOT NULL,
+    reason TEXT,
+    data TEXT NOT NULL,
+    updated TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    row INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    at TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_row ON events(row);
+"""
+
+
+@dataclass(frozen=True)
+class Entry:
+    row: int
+    state: str
+    reason: str | None
+    data: dict[str, Any]
+
+
+class RunLock:
+    """An exclusive flock on STATE/lock for the life of a run."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / "lock"
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StateError(f"another migrator run holds {self.path}; wait for it or stop it") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> RunLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+class Journal:
+    FILE = "journal.sqlite"
+
+    def __init__(self, state_dir: Path) -> None:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.path = state_dir / self.FILE
+        self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._lock = threading.Lock()
+        with self._lock:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    # -- meta ---------------------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        with self._lock:
+            row = self._conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._lock:
+            self._conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    def bind_manifest(self, sha256: str, wave_id: str, settings: Mapping[str, Any]) -> str:
+        """Pin this state folder to one manifest. Returns the wave id (the first run's)."""
+        existing = self.get_meta("manifest_sha256")
+        if existing is not None and existing != sha256:
+            raise StateError(
+                f"state folder {self.path.parent} belongs to another manifest (sha256 {existing[:16]}...); "
+                "use a new --state folder for a different manifest")
+        if existing is None:
+            with self._lock:
+                self._conn.execute("BEGIN IMMEDIATE")
+                self._conn.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", [
+                    ("manifest_sha256", sha256), ("wave_id", wave_id), ("started", now()),
+                    ("settings", json.dumps(dict(settings), sort_keys=True)),
+                ])
+                self._conn.execute("COMMIT")
+        wid = self.get_meta("wave_id")
+        assert wid is not None
+        return wid
+
+    # -- objects ------------------------------------------------------------------------------------
+    def ensure_rows(self, rows: Iterator[int] | list[int]) -> None:
+        """Create PENDING entries for rows the journal has not seen (idempotent)."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.executemany(
+                "INSERT OR IGNORE INTO objects(row, state, reason, data, updated) VALUES (?, ?, NULL, '{}', ?)",
+                ((r, State.PENDING, now()) for r in rows))
+            self._conn.execute("COMMIT")
+
+    def get(self, row: int) -> Entry:
+        with self._lock:
+            r = self._conn.execute("SELECT row, state, reason, data FROM objects WHERE row=?", (row,)).fetchone()
+        if r is None:
+            raise StateError(f"journal has no row {row}")
+        return Entry(int(r[0]), str(r[1]), r[2], json.loads(r[3]))
+
+    def transition(self, row: int, state: str, data: Mapping[str, Any], *, reason: str | None = None,
+                   detail: Mapping[str, Any] | None = None) -> None:
+        """Record a new state and the object's accumulated data; durable on return."""
+        at = now()
+        payload = json.dumps(dict(data), sort_keys=True, separators=(",", ":"))
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.execute("UPDATE objects SET state=?, reason=?, data=?, updated=? WHERE row=?",
+                               (state, reason, payload, at, row))
+            self._conn.execute("INSERT INTO events(row, state, at, detail) VALUES (?, ?, ?, ?)",
+                               (row, state, at, json.dumps(dict(detail or {}), sort_keys=True)))
+            self._conn.execute("COMMIT")
+
+    def entries(self) -> Iterator[Entry]:
+        """Every entry in row order, read in pages so the journal is never held whole."""
+        last = 0
+        while True:
+            with self._lock:
+                page = self._conn.execute(
+                    "SELECT row, state, reason, data FROM objects WHERE row>? ORDER BY row LIMIT 1000",
+                    (last,)).fetchall()
+            if not page:
+                return
+            for r in page:
+                yield Entry(int(r[0]), str(r[1]), r[2], json.loads(r[3]))
+            last = int(page[-1][0])
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            rows = self._conn.execute("SELECT state, COUNT(*) FROM objects GROUP BY state").fetchall()
+        return {str(s): int(n) for s, n in rows}

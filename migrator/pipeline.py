@@ -1,0 +1,407 @@
+"""The per-object state machine of a wave, over a journal and stores.
+
+PENDING -> COPYING -> COPIED -> VERIFIED -> DELETING -> REMOVED, or HELD / FAILED with a reason.
+
+Each row is processed idempotently from what the journal already knows plus what the clouds show now:
+versions already verified are not copied again, deletes already done are confirmed by listing, and a
+source that changed since it was verified is reported, never deleted.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any
+
+from migrator import crashpoints
+from migrator.checksum import Algorithm, Checksum, Provenance, find, from_hex
+from migrator.errors import (
+    AccessDenied,
+    ChecksumError,
+    MigratorError,
+    NotFound,
+    PreconditionFailed,
+    StoreError,
+)
+from migrator.evidence import destination_evidence, source_evidence
+from migrator.journal import Journal, State, now
+from migrator.manifest import ManifestRow
+from migrator.removal import blocking_reason, list_key, list_key_uploads, prove_removed
+from migrator.stores.base import DeleteTarget, ObjectStore, VersionEntry
+from migrator.stores.registry import Stores
+from migrator.transfer import copy_version, sha256_of
+from migrator.uri import ObjectURI
+
+
+@dataclass(frozen=True)
+class WavePolicy:
+    versions: str = "all"          # "all": migrate every version; "current": dispose of noncurrent ones
+    second_read: bool = True       # evidence tier 4 allowed when nothing else proves the source bytes
+    concurrency: int = 16
+    soft_delete: str = "require-off"
+
+    def as_record(self) -> dict[str, Any]:
+        return {"versions": self.versions, "second_read": self.second_read, "soft_delete": self.soft_delete}
+
+
+class Held(MigratorError):
+    """This object cannot be removed now; the reason goes into its record."""
+
+
+class Failed(MigratorError):
+    """This object could not be processed; the reason goes into its record."""
+
+
+def _digests(cs: tuple[Checksum, ...] | list[Checksum]) -> list[dict[str, object]]:
+    return [c.as_record() for c in cs]
+
+
+def _computed(rec: dict[str, Any]) -> list[Checksum]:
+    return [from_hex(Algorithm(d["algorithm"]), str(d["hex"]), Provenance.COMPUTED, d.get("parts"))
+            for d in rec["digests"] if d.get("provenance") == Provenance.COMPUTED.value]
+
+
+class Wave:
+    def __init__(self, journal: Journal, stores: Stores, policy: WavePolicy,
+                 progress: Callable[[int, str], None] | None = None) -> None:
+        self.journal = journal
+        self.stores = stores
+        self.policy = policy
+        self.progress = progress or (lambda row, state: None)
+        self._soft_delete_cache: dict[str, bool | None] = {}
+        self._cache_lock = threading.Lock()
+
+    # -- driving ------------------------------------------------------------------------------------
+    def run(self, rows: Iterator[ManifestRow]) -> None:
+        """Process rows on a bounded pool; never more than 2 x concurrency rows in memory."""
+        limit = max(1, self.policy.concurrency)
+        with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="wave") as pool:
+            inflight: set[Future[None]] = set()
+            for row in rows:
+                if len(inflight) >= 2 * limit:
+                    done, inflight = wait(inflight, return_when=FIRST_COMPLETED)
+                    for f in done:
+                        f.result()
+                inflight.add(pool.submit(self.process, row))
+            for f in inflight:
+                f.result()
+
+    def process(self, row: ManifestRow) -> None:
+        entry = self.journal.get(row.row)
+        if entry.state == State.REMOVED:
+            return
+        data: dict[str, Any] = dict(entry.data)
+        data.setdefault("source", str(row.source))
+        data.setdefault("destination", str(row.destination))
+        data["replicas"] = [str(r) for r in row.replicas]
+        if row.subject is not None:
+            data["subject"] = row.subject
+        if row.residency is not None:
+            data["residency"] = row.residency
+        data.setdefault("versions", [])
+        data.setdefault("deletions", [])
+        try:
+            self._migrate(row, data)
+            self._remove(row, data)
+        except Held as exc:
+            self._end(row.row, State.HELD, data, str(exc))
+        except Failed as exc:
+            self._end(row.row, State.FAILED, data, str(exc))
+        except ChecksumError as exc:
+            self._end(row.row, State.HELD, data, f"checksum: {exc}")
+        except StoreError as exc:
+            self._end(row.row, State.FAILED, data, f"{type(exc).__name__}: {exc}")
+
+    def _end(self, row: int, state: str, data: dict[str, Any], reason: str) -> None:
+        data.pop("copying", None)
+        self.journal.transition(row, state, data, reason=reason)
+        self.progress(row, state)
+
+    # -- copy and verify ----------------------------------------------------------------------------
+    def _migrate(self, row: ManifestRow, data: dict[str, Any]) -> None:
+        src = self.stores.for_uri(row.source)
+        entries = list_key(src, row.source)
+        live = [e for e in entries if not e.is_delete_marker]
+        verified = {(v["version"], v["etag"]): v for v in data["versions"]}
+        if not live:
+            if data["versions"]:
+                return  # everything was verified and has since been deleted: removal confirms it
+            raise Failed(f"source not found: {row.source}")
+        if self.policy.versions == "current":
+            latest = [e for e in live if e.is_latest]
+            to_copy = latest or live[-1:]
+        else:
+            to_copy = live
+        for e in to_copy:
+            if (e.version, e.etag) in verified:
+                continue
+            self._copy_one(row, data, src, e, is_latest=e is to_copy[-1])
+
+    def _copy_one(self, row: ManifestRow, data: dict[str, Any], src: ObjectStore, e: VersionEntry,
+                  is_latest: bool) -> None:
+        dst = self.stores.for_uri(row.destination)
+        data["copying"] = {"version": e.version, "etag": e.etag, "size": e.size, "at": now()}
+        self.journal.transition(row.row, State.COPYING, data, detail={"version": e.version})
+        self.progress(row.row, State.COPYING)
+        info = src.stat(row.source, e.version)
+        if info.etag != e.etag and e.etag is not None:
+            raise Held(f"changed at source: {row.source} version {e.version} etag {info.etag} != listed {e.etag}")
+        if info.encryption in ("SSE-C", "CSEK"):
+            raise Held(f"encrypted with a customer-supplied key ({info.encryption}); migrator has no key")
+        if info.storage_class and info.storage_class.upper() in ("GLACIER", "DEEP_ARCHIVE", "ARCHIVE") and \
+                info.extra.get("Restore", "").find('ongoing-request="false"') < 0:
+            raise Held(f"archived ({info.storage_class}): restore it first")
+        previous = data["versions"][-1] if data["versions"] else None
+        overwrite = previous["destination_etag"] if previous else None
+        attempts = 2
+        for attempt in range(1, attempts + 1):
+            try:
+                outcome = copy_version(src, row.source, e.version, dst, row.destination,
+                                       expected_size=info.size, overwrite_etag=overwrite)
+                put_version, put_etag = outcome.put.version, outcome.put.etag
+                reported = list(outcome.put.checksums)
+                reported_size = outcome.put.size
+            except PreconditionFailed:
+                # Already there (an earlier, interrupted attempt of ours) or a different object: decide by digests.
+                outcome = None
+                put_version = put_etag = None
+                reported = []
+                reported_size = -1
+            crashpoints.hit("after-copy-before-commit")
+            if outcome is None:
+                computed, tier, src_matched = self._existing_destination(row, src, e, info.size)
+                dinfo = dst.stat(row.destination)
+                put_version, put_etag, reported, reported_size = (dinfo.version, dinfo.etag,
+                                                                  list(dinfo.checksums), dinfo.size)
+            else:
+                computed = list(outcome.computed)
+                data["copying"]["computed"] = _digests(computed)
+                data["copying"]["destination_version"] = put_version
+                self.journal.transition(row.row, State.COPIED, data, detail={"version": e.version})
+                try:
+                    tier, src_matched = source_evidence(
+                        computed, [c for c in outcome.source.checksums],
+                        list(row.declared) if is_latest else [],
+                        outcome.source.size, row.size if is_latest else None,
+                        (lambda: self._reread(src, row.source, e.version)) if self.policy.second_read else None)
+                except ChecksumError as exc:
+                    self._discard_destination(dst, row.destination, put_version, put_etag)
+                    if attempt < attempts:
+                        continue
+                    raise Held(f"source evidence failed after {attempts} reads: {exc}") from exc
+            try:
+                dst_matched = destination_evidence(computed, reported, info.size, reported_size)
+            except ChecksumError as exc:
+                if outcome is None:
+                    raise Held(f"destination already holds a different object: {exc}") from exc
+                self._discard_destination(dst, row.destination, put_version, put_etag)
+                if attempt < attempts:
+                    continue
+                raise Held(f"destination evidence failed after {attempts} writes: {exc}") from exc
+            record = {
+                "version": e.version, "etag": e.etag, "size": info.size,
+                "destination_version": put_version, "destination_etag": put_etag,
+                "digests": _digests(computed) + _digests([c for c in reported if c.is_whole_object]),
+                "evidence": {"source_tier": tier, "source": src_matched, "destination": dst_matched},
+                "storage_class": info.storage_class, "encryption": info.encryption,
+                "extra": dict(info.extra),
+                "verified_at": now(),
+            }
+            data["versions"].append(record)
+            data.pop("copying", None)
+            self.journal.transition(row.row, State.VERIFIED, data, detail={"version": e.version})
+            self.progress(row.row, State.VERIFIED)
+            return
+
+    def _reread(self, store: ObjectStore, uri: ObjectURI, version: str | None) -> Checksum:
+        sha, _ = sha256_of(store, uri, version)
+        return Checksum(sha.algorithm, sha.value, Provenance.REREAD)
+
+    def _existing_destination(self, row: ManifestRow, src: ObjectStore, e: VersionEntry,
+                              size: int) -> tuple[list[Checksum], str, list[str]]:
+        """The destination already has an object: hash the source again to compare it with."""
+        copy_src = src.open_read(row.source, e.version)
+        try:
+            from migrator.checksum import MultiHasher
+
+            hasher = MultiHasher()
+            while chunk := copy_src.read(1 << 20):
+                hasher.update(chunk)
+            claims = list(copy_src.info.checksums)
+        finally:
+            copy_src.close()
+        computed = hasher.digests()
+        tier, matched = source_evidence(computed, claims, list(row.declared), hasher.size, row.size,
+                                        (lambda: self._reread(src, row.source, e.version))
+                                        if self.policy.second_read else None)
+        return computed, tier, matched
+
+    def _discard_destination(self, dst: ObjectStore, uri: ObjectURI, version: str | None,
+                             etag: str | None) -> None:
+        """Remove a copy this wave just wrote and could not verify (pinned to what we wrote)."""
+        try:
+            dst.delete_version(uri, version, if_match=None if version else etag)
+        except NotFound:
+            pass
+
+    # -- removal ------------------------------------------------------------------------------------
+    def _soft_delete_blocks(self, store: ObjectStore, uri: ObjectURI) -> str | None:
+        if uri.scheme != "gs" or self.policy.soft_delete != "require-off":
+            return None
+        key = uri.location
+        with self._cache_lock:
+            cached = self._soft_delete_cache.get(key, "unset")
+        if cached == "unset":
+            caps = store.capabilities(uri.bucket)
+            on: bool | None = None if caps.soft_delete_seconds is None else caps.soft_delete_seconds > 0
+            with self._cache_lock:
+                self._soft_delete_cache[key] = on
+            cached = on
+        if cached is None:
+            return (f"GCS soft delete state of {key} is unknown; set the bucket's soft-delete retention to 0 "
+                    "(gcloud storage buckets update --clear-soft-delete) before the wave")
+        if cached:
+            return (f"GCS soft delete is on for {key}; set its retention to 0 "
+                    "(gcloud storage buckets update --clear-soft-delete) before the wave")
+        return None
+
+    def _remove(self, row: ManifestRow, data: dict[str, Any]) -> None:
+        src = self.stores.for_uri(row.source)
+        verified = {(v["version"], v["etag"]): v for v in data["versions"]}
+        verified_sha = {d["hex"] for v in data["versions"] for d in v["digests"]
+                        if d["algorithm"] == "sha256"}
+        targets: list[tuple[ObjectStore, ObjectURI, DeleteTarget, str]] = []
+        locations: list[tuple[ObjectStore, ObjectURI]] = [(src, row.source)]
+        for store, uri in locations:
+            reason = self._soft_delete_blocks(store, uri)
+            if reason:
+                raise Held(reason)
+        entries = list_key(src, row.source)
+        disposed: list[dict[str, Any]] = []
+        for e in entries:
+            if e.is_delete_marker:
+                targets.append((src, row.source, DeleteTarget(row.source.key, e.version), "delete-marker"))
+                continue
+            if (e.version, e.etag) not in verified:
+                if self.policy.versions == "current" and not e.is_latest:
+                    disposed.append({"uri": str(row.source), "version": e.version, "size": e.size,
+                                     "etag": e.etag})
+                    targets.append((src, row.source, DeleteTarget(row.source.key, e.version),
+                                    "noncurrent-disposed-by-policy"))
+                    continue
+                raise Held(f"changed at source: {row.source} has version {e.version} (etag {e.etag}) "
+                           "that this wave did not verify")
+            info = src.stat(row.source, e.version)
+            if info.etag != e.etag:
+                raise Held(f"changed at source: {row.source} version {e.version}")
+            blocked = blocking_reason(info)
+            if blocked:
+                raise Held(f"{blocked}: {row.source} version {e.version}")
+            targets.append((src, row.source, self._pinned(e), "version"))
+        # Replicas: each version must hold bytes this wave verified, or the object is held.
+        replica_results = []
+        for ruri in row.replicas:
+            rstore = self.stores.for_uri(ruri)
+            reason = self._soft_delete_blocks(rstore, ruri)
+            if reason:
+                raise Held(f"replica {ruri}: {reason}")
+            rentries = list_key(rstore, ruri)
+            if not rentries:
+                replica_results.append({"uri": str(ruri), "result": "absent", "listed_at": now()})
+                continue
+            rversions = []
+            for e in rentries:
+                if e.is_delete_marker:
+                    targets.append((rstore, ruri, DeleteTarget(ruri.key, e.version), "delete-marker"))
+                    continue
+                rinfo = rstore.stat(ruri, e.version)
+                blocked = blocking_reason(rinfo)
+                if blocked:
+                    raise Held(f"{blocked}: replica {ruri} version {e.version}")
+                how = self._replica_matches(rstore, ruri, e, rinfo.checksums, data["versions"], verified_sha)
+                if how is None:
+                    raise Held(f"divergent replica: {ruri} version {e.version} does not match any verified digest")
+                rversions.append({"version": e.version, "etag": e.etag, "matched": how})
+                targets.append((rstore, ruri, self._pinned(e), "replica-version"))
+            replica_results.append({"uri": str(ruri), "result": "matched", "versions": rversions})
+            locations.append((rstore, ruri))
+        data["replica_results"] = replica_results
+        if disposed:
+            data["disposed"] = disposed
+        # Leftover incomplete uploads under the key hold bytes too: abort them.
+        uploads = [(store, uri, u) for store, uri in locations for u in list_key_uploads(store, uri)]
+        data["plan"] = [{"uri": str(uri), "version": t.version, "if_match": t.if_match, "kind": kind}
+                        for _, uri, t, kind in targets] + \
+                       [{"uri": str(uri), "upload_id": u.upload_id, "kind": "upload"} for _, uri, u in uploads]
+        self.journal.transition(row.row, State.DELETING, data, detail={"targets": len(data["plan"])})
+        self.progress(row.row, State.DELETING)
+        for store, uri, u in uploads:
+            try:
+                store.abort_upload(uri.bucket, uri.key, u.upload_id)
+                result = "aborted"
+            except NotFound:
+                result = "already gone"
+            data["deletions"].append({"uri": str(uri), "upload_id": u.upload_id, "kind": "upload",
+                                      "at": now(), "result": result})
+        first = True
+        for store, uri, target, kind in targets:
+            if not first:
+                crashpoints.hit("between-version-deletes")
+            first = False
+            try:
+                store.delete_version(uri, target.version, if_match=target.if_match)
+                result = "deleted"
+            except NotFound:
+                result = "already absent"
+            except PreconditionFailed as exc:
+                self.journal.transition(row.row, State.DELETING, data)
+                raise Held(f"changed at source: {uri} no longer matches version {target.version}") from exc
+            except AccessDenied as exc:
+                self.journal.transition(row.row, State.DELETING, data)
+                raise Held(f"delete refused for {uri} version {target.version}: {exc}") from exc
+            crashpoints.hit("after-delete-before-commit")
+            data["deletions"].append({"uri": str(uri), "version": target.version, "kind": kind,
+                                      "at": now(), "result": result})
+            self.journal.transition(row.row, State.DELETING, data, detail={"deleted": target.version})
+        # Confirm versions verified earlier but gone before this plan (a resumed run) are recorded.
+        listed = {(e.version, e.etag) for e in entries}
+        done = {(d.get("uri"), d.get("version")) for d in data["deletions"]}
+        for v in data["versions"]:
+            if (v["version"], v["etag"]) not in listed and (str(row.source), v["version"]) not in done:
+                data["deletions"].append({"uri": str(row.source), "version": v["version"], "kind": "version",
+                                          "at": now(), "result": "absent on resume (deleted by an interrupted step)"})
+        proof = prove_removed(locations)
+        data["proof"] = proof.as_record()
+        data.pop("plan", None)
+        if not proof.empty:
+            raise Held("left after delete: " + "; ".join(proof.leftovers))
+        self.journal.transition(row.row, State.REMOVED, data)
+        self.progress(row.row, State.REMOVED)
+
+    @staticmethod
+    def _pinned(e: VersionEntry) -> DeleteTarget:
+        # An unversioned S3 object lists as version "null": pin it by ETag instead.
+        if e.version in (None, "null"):
+            return DeleteTarget(e.key, None, if_match=e.etag)
+        return DeleteTarget(e.key, e.version)
+
+    def _replica_matches(self, store: ObjectStore, uri: ObjectURI, e: VersionEntry,
+                         claims: tuple[Checksum, ...], versions: list[dict[str, Any]],
+                         verified_sha: set[str]) -> str | None:
+        for v in versions:
+            computed = _computed(v)
+            if v["size"] != e.size:
+                continue
+            comparable = [c for c in claims if c.is_whole_object and find(computed, c.algorithm)]
+            if comparable:
+                try:
+                    if all(c.matches(find(computed, c.algorithm)) for c in comparable):  # type: ignore[arg-type]
+                        return "reported " + ",".join(c.algorithm.value for c in comparable)
+                except ChecksumError:
+                    continue
+        sha, _ = sha256_of(store, uri, e.version)
+        if sha.hex in verified_sha:
+            return "read sha256"
+        return None

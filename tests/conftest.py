@@ -1,0 +1,53 @@
+"""Shared fixtures: one sandbox (S3, GCS, OCI over HTTP on 127.0.0.1) per test worker."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from migrator import retry
+from migrator.config import EndpointSettings, TransferSettings
+from migrator.sandbox import control
+from migrator.sandbox.control import SandboxState
+from migrator.stores.registry import Stores
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+VECTORS = SHARED / "vectors"
+
+retry.set_backoff(False)
+_names = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxState]:
+    d = tmp_path_factory.mktemp("sandbox")
+    state = control.up(d)
+    try:
+        yield state
+    finally:
+        control.down(d, missing_ok=True)
+
+
+@pytest.fixture(scope="session")
+def sandbox_env(sandbox: SandboxState) -> dict[str, str]:
+    return sandbox.env()
+
+
+@pytest.fixture(scope="session")
+def stores(sandbox: SandboxState) -> Stores:
+    # Small thresholds so that multipart paths run on modest objects.
+    return Stores(EndpointSettings.from_env(sandbox.env()),
+                  TransferSettings(part_size=8 * 1024 * 1024, multipart_threshold=16 * 1024 * 1024))
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{os.getpid()}-{next(_names)}"
+
+
+@pytest.fixture(scope="session")
+def vectors_dir() -> Path:
+    return VECTORS
