@@ -11,14 +11,14 @@ import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 import google_crc32c
 
 from migrator.errors import ChecksumError
 
 
-class Algorithm(str, Enum):
+class Algorithm(StrEnum):
     MD5 = "md5"
     SHA256 = "sha256"
     SHA1 = "sha1"
@@ -29,7 +29,7 @@ class Algorithm(str, Enum):
     MULTIPART_MD5 = "multipart-md5"
 
 
-class Provenance(str, Enum):
+class Provenance(StrEnum):
     COMPUTED = "computed"            # hashed by migrator over the bytes it streamed
     SOURCE = "source-reported"       # declared by the source cloud for the bytes it stores
     DESTINATION = "destination-reported"  # reported by the destination for the bytes it stored
@@ -159,7 +159,7 @@ class MultiHasher:
     def __init__(self, *, crc64nvme: bool = False, part_sizes: Sequence[int] | None = None) -> None:
         self._md5 = hashlib.md5()
         self._sha256 = hashlib.sha256()
-        self._crc32c = google_crc32c.Checksum()
+        self._crc32c = google_crc32c.Checksum()  # type: ignore[no-untyped-call]
         self._crc64: int | None = 0 if crc64nvme else None
         self.size = 0
         self._parts = list(part_sizes) if part_sizes else None
@@ -172,7 +172,7 @@ class MultiHasher:
             data = bytes(data)  # google_crc32c wants bytes, not memoryview
         self._md5.update(data)
         self._sha256.update(data)
-        self._crc32c.update(data)
+        self._crc32c.update(data)  # type: ignore[no-untyped-call]
         if self._crc64 is not None:
             self._crc64 = _crc64nvme(data, self._crc64)
         self.size += len(data)
@@ -199,7 +199,7 @@ class MultiHasher:
         out = [
             Checksum(Algorithm.MD5, self._md5.digest(), Provenance.COMPUTED),
             Checksum(Algorithm.SHA256, self._sha256.digest(), Provenance.COMPUTED),
-            Checksum(Algorithm.CRC32C, bytes(self._crc32c.digest()), Provenance.COMPUTED),
+            Checksum(Algorithm.CRC32C, bytes(self._crc32c.digest()), Provenance.COMPUTED),  # type: ignore[no-untyped-call]
         ]
         if self._crc64 is not None:
             out.append(Checksum(Algorithm.CRC64NVME, self._crc64.to_bytes(8, "big"), Provenance.COMPUTED))

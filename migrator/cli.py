@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -13,11 +13,21 @@ from rich.console import Console
 from migrator import __version__
 from migrator.errors import MigratorError
 
+if TYPE_CHECKING:
+    from migrator.pipeline import WavePolicy
+    from migrator.runner import WaveResult
+
 app = typer.Typer(help="Move regulated objects into OCI Object Storage and prove the sources are gone.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 sandbox_app = typer.Typer(help="Local S3, GCS and OCI endpoints on 127.0.0.1 for demos and tests.",
                           no_args_is_help=True)
 app.add_typer(sandbox_app, name="sandbox")
+keys_app = typer.Typer(help="Signing keys for attestations.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+manifest_app = typer.Typer(help="Manifests: one row per object to move.", no_args_is_help=True)
+app.add_typer(manifest_app, name="manifest")
+audit_app = typer.Typer(help="Check attestations: the auditor's side.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -62,6 +72,138 @@ def sandbox_down(directory: DirOpt = Path(".migrator-sandbox")) -> None:
         out.print("sandbox stopped")
     else:
         out.print(f"no sandbox recorded in {directory}")
+
+
+@keys_app.command("generate")
+def keys_generate(out_dir: Annotated[Path, typer.Option("--out", help="Folder for signing.key and signing.pub.")],
+                  algorithm: Annotated[str, typer.Option(help="ed25519 or ecdsa-p256.")] = "ed25519") -> None:
+    """Write DIR/signing.key (mode 0600) and DIR/signing.pub (PEM)."""
+    from migrator.attest.keys import generate_keypair, keyid, load_public_key
+
+    if algorithm not in ("ed25519", "ecdsa-p256"):
+        raise typer.BadParameter("want ed25519 or ecdsa-p256", param_hint="--algorithm")
+    key, pub = generate_keypair(out_dir, algorithm)  # type: ignore[arg-type]
+    out.print(f"private key {key} (mode 0600: keep it secret)")
+    out.print(f"public key  {pub}")
+    out.print(f"keyid       {keyid(load_public_key(pub))}")
+
+
+@manifest_app.command("validate")
+def manifest_validate(file: Annotated[Path, typer.Argument(help="CSV (with a header) or JSONL manifest.")]) -> None:
+    """Check every row; print a summary, or one line naming the file, line and field of the first error."""
+    from migrator.manifest import validate
+
+    summary = validate(file)
+    out.print(f"{file}: {summary.rows} rows ({summary.format}), sha256 {summary.sha256}")
+    for loc, n in sorted(summary.sources_by_location.items()):
+        out.print(f"  {loc}: {n}")
+    if summary.declared_bytes:
+        out.print(f"  declared bytes: {summary.declared_bytes}")
+
+
+def _policy(versions: str, second_read: bool, concurrency: int) -> WavePolicy:
+    from migrator.pipeline import WavePolicy
+
+    if versions not in ("all", "current"):
+        raise typer.BadParameter("want all or current", param_hint="--versions")
+    if concurrency < 1 or concurrency > 1024:
+        raise typer.BadParameter("want 1..1024", param_hint="--concurrency")
+    return WavePolicy(versions=versions, second_read=second_read, concurrency=concurrency)
+
+
+def _print_wave(result: WaveResult) -> None:
+    out.print(f"wave {result.wave_id}: {result.rows} objects, {result.bytes} bytes")
+    out.print(f"  removed {result.removed}, held {result.held}, failed {result.failed}")
+    for row, state, reason in result.held_rows[:50]:
+        out.print(f"  row {row}: {state} - {reason}", markup=False)
+    if len(result.held_rows) > 50:
+        out.print(f"  ... {len(result.held_rows) - 50} more in {result.records}")
+    out.print(f"records     {result.records}")
+    out.print(f"attestation {result.attestation}")
+
+
+@app.command("run")
+def run(manifest: Annotated[Path, typer.Argument(help="The wave's manifest.")],
+        state: Annotated[Path, typer.Option("--state", help="State folder: journal, lock, records, attestation.")],
+        signing_key: Annotated[Path, typer.Option("--signing-key", help="Ed25519/ECDSA private key (0600).")],
+        versions: Annotated[str, typer.Option(help="all: migrate every version; current: dispose of "
+                                                   "noncurrent versions (recorded one by one).")] = "all",
+        second_read: Annotated[bool, typer.Option(help="Allow a second read as the last source evidence.")] = True,
+        concurrency: Annotated[int, typer.Option(help="Objects in flight.")] = 16) -> None:
+    """Copy, verify, delete and attest a wave. Running it again resumes it.
+
+    Exit 0 when every row was removed, 1 when rows are held or failed.
+    """
+    from migrator.runner import run_wave
+
+    result = run_wave(manifest, state, signing_key, _policy(versions, second_read, concurrency))
+    _print_wave(result)
+    raise typer.Exit(0 if result.complete else 1)
+
+
+@app.command("status")
+def status(state: Annotated[Path, typer.Option("--state", help="State folder of a wave.")]) -> None:
+    """Counts of rows by state from the journal."""
+    from migrator.errors import StateError
+    from migrator.journal import Journal
+
+    if not (state / Journal.FILE).exists():
+        raise StateError(f"no journal in {state}")
+    journal = Journal(state)
+    try:
+        out.print(f"wave {journal.get_meta('wave_id')} manifest sha256 {journal.get_meta('manifest_sha256')}")
+        for st, n in sorted(journal.counts().items()):
+            out.print(f"  {st}: {n}")
+    finally:
+        journal.close()
+
+
+@audit_app.command("verify")
+def audit_verify(attestation: Annotated[Path, typer.Argument(help="attestation.json (DSSE envelope).")],
+                 key: Annotated[list[Path], typer.Option("--key", help="Trusted public key (PEM); repeatable.")],
+                 threshold: Annotated[int, typer.Option(help="Signatures needed from distinct keys.")] = 1,
+                 records: Annotated[Path | None, typer.Option(help="records.jsonl to check.")] = None,
+                 manifest: Annotated[Path | None, typer.Option(help="The wave's manifest to check.")] = None) -> None:
+    """Verify an attestation offline. Exit 0 when every check holds, 3 naming the failed check."""
+    from migrator.attest.keys import load_public_key
+    from migrator.attest.verify import verify_attestation
+    from migrator.errors import InputError
+
+    def read(p: Path) -> bytes:
+        try:
+            return p.read_bytes()
+        except OSError as exc:
+            raise InputError(f"cannot read {p}: {exc.strerror}") from None
+
+    verified = verify_attestation(read(attestation), [load_public_key(k) for k in key], threshold=threshold,
+                                  records=read(records) if records else None,
+                                  manifest=read(manifest) if manifest else None)
+    p = verified.predicate
+    t = p.get("totals", {})
+    out.print(f"wave {p.get('wave_id')}: {t.get('rows')} rows, removed {t.get('removed')}, held {t.get('held')}, "
+              f"failed {t.get('failed')}, complete {str(p.get('complete')).lower()}")
+    out.print(f"signed by {', '.join(verified.signed_by)}")
+    out.print(f"merkle root {verified.merkle_root.hex()} over {verified.tree_size} records"
+              + ("" if verified.records_checked else " (records not checked: pass --records)"))
+    if not verified.manifest_checked:
+        out.print("manifest not checked: pass --manifest")
+    out.print("verified")
+
+
+@app.command("demo")
+def demo(directory: DirOpt = Path(".demo"),
+         keep: Annotated[bool, typer.Option(help="Leave the sandbox running afterwards.")] = False) -> None:
+    """Sandbox + seeded users' data + a whole wave into OCI + audit verify."""
+    from migrator.demo import run_demo
+
+    result = run_demo(directory, keep=keep)
+    _print_wave(result.wave)
+    out.print("attestation verified" if result.verified else "attestation NOT verified")
+    for m in result.mismatches:
+        out.print(f"unexpected: {m}", markup=False)
+    if result.mismatches or not result.verified:
+        raise typer.Exit(1)
+    out.print(f"verified: every outcome matches the seeded data (audit with --key {result.public_key})")
 
 
 def main() -> None:

@@ -301,7 +301,7 @@ class Wave:
                 raise Held(f"{blocked}: {row.source} version {e.version}")
             targets.append((src, row.source, self._pinned(e), "version"))
         # Replicas: each version must hold bytes this wave verified, or the object is held.
-        replica_results = []
+        replica_results: list[dict[str, Any]] = []
         for ruri in row.replicas:
             rstore = self.stores.for_uri(ruri)
             reason = self._soft_delete_blocks(rstore, ruri)

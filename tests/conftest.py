@@ -26,9 +26,15 @@ _names = itertools.count()
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxState]:
     d = tmp_path_factory.mktemp("sandbox")
     state = control.up(d)
+    saved = dict(os.environ)
+    # As a user would after `eval "$(migrator sandbox env)"`: the SDKs read credentials from the environment.
+    os.environ.update(state.env())
+    os.environ.pop("AWS_PROFILE", None)
     try:
         yield state
     finally:
+        os.environ.clear()
+        os.environ.update(saved)
         control.down(d, missing_ok=True)
 
 

@@ -20,7 +20,7 @@ def gcs_client(state: SandboxState) -> Any:
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
 
-    return storage.Client(project="sandbox", credentials=AnonymousCredentials(),
+    return storage.Client(project="sandbox", credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
                           client_options={"api_endpoint": require_loopback(state.gcs.url, "sandbox GCS")})
 
 

@@ -7,9 +7,9 @@ ids, delete markers and ``if-match``/``if-none-match`` behave as OCI documents, 
 multipart MD5 and whole-object CRC32C.
 
 Known departures from the real service: no minimum part size unless ``min_part_size`` is set (OCI
-waives it only for the last part); no retention rules, replication, lifecycle, PARs or SSE-C; in a
-bucket with versioning ``Suspended`` a put or a delete replaces the latest entry; list orderings beyond
-"by name, newest version first" are not modelled.
+waives it only for the last part); no retention rules (the listing is always empty), replication,
+lifecycle, PARs or SSE-C; in a bucket with versioning ``Suspended`` a put or a delete replaces the
+latest entry; list orderings beyond "by name, newest version first" are not modelled.
 
 Two unsigned paths exist for tests only: ``GET /_emulator/stats`` and ``POST /_emulator/reset``.
 """
@@ -736,6 +736,9 @@ class _Handler(BaseHTTPRequestHandler):
                          "DELETE": ("DeleteObject", self.delete_object)}
                 if method in table:
                     return table[method]
+            elif s[5] == "retentionRules" and n == 6:
+                if method == "GET":
+                    return "ListRetentionRules", self.list_retention_rules
             elif s[5] == "objectversions" and n == 6:
                 if method == "GET":
                     return "ListObjectVersions", self.list_object_versions
@@ -834,6 +837,10 @@ class _Handler(BaseHTTPRequestHandler):
     def delete_bucket(self, s: list[str], q: dict[str, str], body: bytes) -> None:
         self.service.delete_bucket(self._bucket(s), self.headers.get("if-match"))
         self._send(204, {})
+
+    def list_retention_rules(self, s: list[str], q: dict[str, str], body: bytes) -> None:
+        self._bucket(s)
+        self._json(200, {"items": []})  # retention rules are not emulated: every bucket has none
 
     # -- objects
 

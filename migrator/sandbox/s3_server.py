@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     from moto.moto_server.werkzeug_app import MotoRequestHandler
     from werkzeug.serving import make_server
 
-    class Handler(MotoRequestHandler):  # type: ignore[misc]
+    class Handler(MotoRequestHandler):
         disable_nagle_algorithm = True
 
     server = make_server(args.host, args.port, build_app(), threaded=True, request_handler=Handler)

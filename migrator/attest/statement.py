@@ -1,0 +1,105 @@
+"""in-toto Statement v1 with the removal predicate v1, and the tally that fills its totals.
+
+The payload signed in the DSSE envelope is canonical_json(statement).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from migrator.attest.merkle import ALGORITHM as MERKLE_ALGORITHM
+from migrator.errors import InputError
+
+STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
+PREDICATE_TYPE_V1 = "https://provable-migrator.dev/removal/v1"
+PAYLOAD_TYPE = "application/vnd.in-toto+json"
+RECORDS_SUBJECT = "records.jsonl"
+STATES = ("REMOVED", "HELD", "FAILED")
+
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def build_statement(*, subjects: list[tuple[str, str]], predicate_type: str,
+                    predicate: dict[str, Any]) -> dict[str, Any]:
+    """subjects: (name, lowercase sha256 hex) pairs, in the order given."""
+    names = [name for name, _ in subjects]
+    if len(set(names)) != len(names):
+        raise InputError("subject names must be distinct")
+    for name, digest in subjects:
+        if not name or not _SHA256_HEX.fullmatch(digest):
+            raise InputError(f"subject {name!r} needs a name and a lowercase hex SHA-256")
+    return {
+        "_type": STATEMENT_TYPE,
+        "subject": [{"name": name, "digest": {"sha256": digest}} for name, digest in subjects],
+        "predicateType": predicate_type,
+        "predicate": predicate,
+    }
+
+
+def format_time(moment: datetime) -> str:
+    """RFC 3339 UTC with a Z, to the second: 2025-01-31T12:00:00Z."""
+    if moment.tzinfo is None:
+        raise InputError("timestamps must be timezone-aware")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class RecordTally:
+    """Counts records by state and exceptions by reason, as the predicate reports them."""
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self.counts = dict.fromkeys(STATES, 0)
+        self.by_reason: dict[str, int] = {}
+
+    def add(self, record: Mapping[str, Any]) -> None:
+        state = record.get("state")
+        if state not in self.counts:
+            raise InputError(f"record state must be one of {', '.join(STATES)}")
+        self.rows += 1
+        self.counts[state] += 1
+        if state != "REMOVED":
+            reason = record.get("reason")
+            if not isinstance(reason, str) or not reason:
+                raise InputError("a HELD or FAILED record needs a reason")
+            self.by_reason[reason] = self.by_reason.get(reason, 0) + 1
+
+    def totals(self) -> dict[str, int]:
+        return {"rows": self.rows, "removed": self.counts["REMOVED"], "held": self.counts["HELD"],
+                "failed": self.counts["FAILED"]}
+
+    def exceptions(self) -> dict[str, Any]:
+        return {"held": self.counts["HELD"], "failed": self.counts["FAILED"],
+                "by_reason": dict(sorted(self.by_reason.items()))}
+
+    @property
+    def complete(self) -> bool:
+        return self.counts["REMOVED"] == self.rows
+
+
+def build_predicate(*, wave_id: str, tool_name: str, tool_version: str, started: datetime,
+                    finished: datetime, policy: Mapping[str, Any], tally: RecordTally,
+                    merkle_root: bytes, tree_size: int, scope: Sequence[str],
+                    extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The removal predicate v1 (documented in docs/attestation.md). ``extra`` adds members."""
+    if tree_size != tally.rows:
+        raise InputError("the Merkle tree must have one leaf per record")
+    predicate: dict[str, Any] = {
+        "wave_id": wave_id,
+        "tool": {"name": tool_name, "version": tool_version},
+        "started": format_time(started),
+        "finished": format_time(finished),
+        "policy": dict(policy),
+        "totals": tally.totals(),
+        "exceptions": tally.exceptions(),
+        "complete": tally.complete,
+        "merkle": {"algorithm": MERKLE_ALGORITHM, "tree_size": tree_size, "root": merkle_root.hex()},
+        "scope": list(scope),
+    }
+    for key, value in (extra or {}).items():
+        if key in predicate:
+            raise InputError(f"predicate member {key!r} is reserved")
+        predicate[key] = value
+    return predicate

@@ -1,0 +1,121 @@
+"""Seed the sandbox with synthetic users' data for the demo, and say what the wave should produce.
+
+Deterministic (a fixed seed), so the demo manifest is the same on every machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from migrator.sandbox.buckets import create_bucket, gcs_client, s3_client
+from migrator.sandbox.control import SandboxState
+
+PRIMARY = "demo-us-users"          # versioned S3 bucket: the primary copies
+MEDIA = "demo-us-media"            # unversioned S3 bucket
+LOCKED = "demo-us-locked"          # S3 bucket with Object Lock (a legal hold)
+BACKUP = "demo-sg-backups"         # GCS bucket: backup replicas ("Singapore")
+DEST = "us-users"                  # OCI destination bucket (versioned)
+BIG_SIZE = 24 * 1024 * 1024 + 4321
+
+
+@dataclass
+class Seeded:
+    manifest: Path
+    rows: int = 0
+    bytes: int = 0
+    expected: dict[int, tuple[str, str]] = field(default_factory=dict)  # row -> (state, reason prefix)
+    untouched: list[str] = field(default_factory=list)                  # non-US objects that must stay
+
+
+def _body(rng: random.Random, size: int) -> bytes:
+    return rng.randbytes(size)
+
+
+def seed(state: SandboxState, manifest_path: Path, *, users: int = 40, seed_value: int = 20261123) -> Seeded:
+    rng = random.Random(seed_value)
+    s3 = s3_client(state)
+    gcs = gcs_client(state)
+    create_bucket(state, "s3", PRIMARY, versioned=True)
+    create_bucket(state, "s3", MEDIA)
+    create_bucket(state, "s3", LOCKED, object_lock=True)
+    create_bucket(state, "gs", BACKUP)
+    create_bucket(state, "oci", DEST, versioned=True)
+    backup = gcs.bucket(BACKUP)
+    ns = state.oci_namespace
+    rows: list[dict[str, Any]] = []
+    out = Seeded(manifest=manifest_path)
+
+    def add(row: dict[str, Any], expect: tuple[str, str]) -> None:
+        rows.append(row)
+        out.expected[len(rows)] = expect
+
+    for u in range(1, users + 1):
+        us = u % 5 != 0  # every fifth user lives outside the US and stays where they are
+        uid = f"{'us' if us else 'sg'}-{u:04d}"
+        residency = "US" if us else "SG"
+        for n in range(rng.randint(4, 9)):
+            key = f"users/{uid}/photos/{n:03d}.jpg" if n % 2 else f"users/{uid}/posts/{n:03d}.json"
+            size = rng.choice([0, 1, 700, 4096, 65536, 300_000, 1_500_000]) if n else 2048
+            data = _body(rng, size)
+            bucket = PRIMARY if n % 3 else MEDIA
+            s3.put_object(Bucket=bucket, Key=key, Body=data)
+            out.bytes += size if us else 0
+            if not us:
+                out.untouched.append(f"s3://{bucket}/{key}")
+                continue
+            row: dict[str, Any] = {"source": f"s3://{bucket}/{key}",
+                                   "destination": f"oci://{ns}/{DEST}/{key}",
+                                   "subject": uid, "residency": residency}
+            if bucket == PRIMARY and n % 4 == 1:
+                # A second version: the wave migrates both, oldest first.
+                newer = _body(rng, size + 10)
+                s3.put_object(Bucket=bucket, Key=key, Body=newer)
+                out.bytes += len(newer)
+            if n % 5 == 2:
+                backup.blob(key).upload_from_file(io.BytesIO(data), size=len(data))
+                row["replicas"] = [f"gs://{BACKUP}/{key}"]
+            if n == 0:
+                row["sha256"] = hashlib.sha256(data).hexdigest()
+                row["size"] = size
+            add(row, ("REMOVED", ""))
+    # One large object uploaded in parts: its ETag is a multipart ETag, not an MD5.
+    big_key = "users/us-0001/videos/holiday.mp4"
+    big = _body(rng, BIG_SIZE)
+    up = s3.create_multipart_upload(Bucket=PRIMARY, Key=big_key)
+    part = 8 * 1024 * 1024
+    parts = []
+    for i, off in enumerate(range(0, len(big), part), start=1):
+        r = s3.upload_part(Bucket=PRIMARY, Key=big_key, UploadId=up["UploadId"], PartNumber=i,
+                           Body=big[off:off + part])
+        parts.append({"PartNumber": i, "ETag": r["ETag"]})
+    s3.complete_multipart_upload(Bucket=PRIMARY, Key=big_key, UploadId=up["UploadId"],
+                                 MultipartUpload={"Parts": parts})
+    out.bytes += len(big)
+    add({"source": f"s3://{PRIMARY}/{big_key}", "destination": f"oci://{ns}/{DEST}/{big_key}",
+         "subject": "us-0001", "residency": "US"}, ("REMOVED", ""))
+    # Held: a legal hold on the primary copy.
+    held_key = "users/us-0002/legal/evidence.pdf"
+    data = _body(rng, 5000)
+    s3.put_object(Bucket=LOCKED, Key=held_key, Body=data, ObjectLockLegalHoldStatus="ON")
+    add({"source": f"s3://{LOCKED}/{held_key}", "destination": f"oci://{ns}/{DEST}/{held_key}",
+         "subject": "us-0002", "residency": "US"}, ("HELD", "S3 Object Lock legal hold"))
+    # Held: a backup replica whose bytes differ from the primary's.
+    div_key = "users/us-0003/posts/diverged.json"
+    data = _body(rng, 3000)
+    s3.put_object(Bucket=PRIMARY, Key=div_key, Body=data)
+    backup.blob(div_key).upload_from_file(io.BytesIO(data[:-1] + b"!"), size=len(data))
+    add({"source": f"s3://{PRIMARY}/{div_key}", "destination": f"oci://{ns}/{DEST}/{div_key}",
+         "replicas": [f"gs://{BACKUP}/{div_key}"], "subject": "us-0003", "residency": "US"},
+        ("HELD", "divergent replica"))
+    manifest_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(manifest_path, "w", encoding="utf-8") as fh:
+        for r in rows:
+            fh.write(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n")
+    out.rows = len(rows)
+    return out
