@@ -1,0 +1,255 @@
+"""A whole wave against the sandbox: verified copy, pinned delete, journal, resume, attestation."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import pytest
+
+from migrator.attest.keys import generate_keypair, load_public_key
+from migrator.attest.verify import verify_attestation
+from migrator.config import EndpointSettings
+from migrator.errors import StateError
+from migrator.journal import Journal, RunLock
+from migrator.pipeline import WavePolicy
+from migrator.runner import run_wave
+from migrator.sandbox.buckets import create_bucket, s3_client
+from migrator.sandbox.control import SandboxState
+from migrator.stores.base import ObjectStore, PutRequest, PutResult, ReadStream
+from migrator.stores.registry import Stores
+from migrator.uri import ObjectURI
+from tests.conftest import unique
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> tuple[Path, Path]:
+    return generate_keypair(tmp_path / "keys")
+
+
+def _seed(sandbox: SandboxState, n: int, *, versions: int = 1, size: int = 3000) -> tuple[str, str, dict[str, bytes]]:
+    s3 = s3_client(sandbox)
+    src, dst = unique("wsrc"), unique("wdst")
+    create_bucket(sandbox, "s3", src, versioned=True)
+    create_bucket(sandbox, "s3", dst, versioned=True)
+    bodies = {}
+    for i in range(n):
+        for v in range(versions):
+            body = os.urandom(size + v)
+            s3.put_object(Bucket=src, Key=f"k/{i}", Body=body)
+            bodies[f"k/{i}"] = body
+    return src, dst, bodies
+
+
+def _manifest(path: Path, src: str, dst: str, n: int) -> Path:
+    path.write_text("source,destination\n" + "".join(f"s3://{src}/k/{i},s3://{dst}/k/{i}\n" for i in range(n)))
+    return path
+
+
+def _versions(sandbox: SandboxState, bucket: str) -> list[dict[str, Any]]:
+    r = s3_client(sandbox).list_object_versions(Bucket=bucket)
+    return list(r.get("Versions", [])) + list(r.get("DeleteMarkers", []))
+
+
+def _verify(state: Path, manifest: Path, pub: Path) -> dict[str, Any]:
+    v = verify_attestation((state / "attestation.json").read_bytes(), [load_public_key(pub)],
+                           records=(state / "records.jsonl").read_bytes(), manifest=manifest.read_bytes())
+    return v.predicate
+
+
+def test_wave_copies_every_version_then_removes_and_attests(sandbox: SandboxState, tmp_path: Path,
+                                                           keys: tuple[Path, Path]) -> None:
+    src, dst, bodies = _seed(sandbox, 4, versions=2)
+    manifest = _manifest(tmp_path / "m.csv", src, dst, 4)
+    result = run_wave(manifest, tmp_path / "state", keys[0], WavePolicy(concurrency=4))
+    assert (result.rows, result.removed, result.held, result.failed) == (4, 4, 0, 0)
+    assert result.complete
+    assert _versions(sandbox, src) == []
+    s3 = s3_client(sandbox)
+    for key, body in bodies.items():
+        assert s3.get_object(Bucket=dst, Key=key)["Body"].read() == body
+        assert len(s3.list_object_versions(Bucket=dst, Prefix=key)["Versions"]) == 2
+    predicate = _verify(tmp_path / "state", manifest, keys[1])
+    assert predicate["complete"] is True and predicate["totals"]["removed"] == 4
+    records = [json.loads(line) for line in (tmp_path / "state" / "records.jsonl").read_text().splitlines()]
+    assert [r["row"] for r in records] == [1, 2, 3, 4]
+    for r in records:
+        assert [d["kind"] for d in r["deletions"]] == ["version", "version"]
+        assert r["proof"]["empty"] is True
+        assert all(v["evidence"]["source_tier"] == "source-checksum" for v in r["versions"])
+
+
+def test_second_run_resumes_and_changes_nothing(sandbox: SandboxState, tmp_path: Path,
+                                                keys: tuple[Path, Path]) -> None:
+    src, dst, _ = _seed(sandbox, 3)
+    manifest = _manifest(tmp_path / "m.csv", src, dst, 3)
+    first = run_wave(manifest, tmp_path / "state", keys[0], WavePolicy())
+    again = run_wave(manifest, tmp_path / "state", keys[0], WavePolicy())
+    assert again.wave_id == first.wave_id and again.removed == 3
+    _verify(tmp_path / "state", manifest, keys[1])
+
+
+def test_other_manifest_on_same_state_is_refused(sandbox: SandboxState, tmp_path: Path,
+                                                 keys: tuple[Path, Path]) -> None:
+    src, dst, _ = _seed(sandbox, 2)
+    run_wave(_manifest(tmp_path / "a.csv", src, dst, 2), tmp_path / "state", keys[0], WavePolicy())
+    other = _manifest(tmp_path / "b.csv", src, dst, 1)
+    with pytest.raises(StateError, match="another manifest"):
+        run_wave(other, tmp_path / "state", keys[0], WavePolicy())
+
+
+def test_a_running_wave_locks_its_state(tmp_path: Path) -> None:
+    with RunLock(tmp_path):
+        with pytest.raises(StateError, match="another migrator run"):
+            RunLock(tmp_path).acquire()
+    RunLock(tmp_path).acquire()  # released with the holder: never stuck
+
+
+@pytest.mark.parametrize("point", ["after-copy-before-commit:2", "between-version-deletes:1",
+                                   "after-delete-before-commit:2", "during-attestation:1"])
+def test_kill_at_crash_point_then_resume_completes(sandbox: SandboxState, tmp_path: Path,
+                                                   keys: tuple[Path, Path], point: str) -> None:
+    src, dst, bodies = _seed(sandbox, 3, versions=2)
+    manifest = _manifest(tmp_path / "m.csv", src, dst, 3)
+    state = tmp_path / "state"
+    cmd = [sys.executable, "-m", "migrator", "run", str(manifest), "--state", str(state),
+           "--signing-key", str(keys[0]), "--concurrency", "1"]
+    env = dict(os.environ, MIGRATOR_CRASH_AT=point)
+    killed = subprocess.run(cmd, env=env, capture_output=True, timeout=120)
+    assert killed.returncode == -9, killed.stderr.decode()
+    # Nothing lost at the instant of the kill: every version is at the source or at the destination.
+    s3 = s3_client(sandbox)
+    for key, body in bodies.items():
+        at_src = [v for v in _versions(sandbox, src) if v["Key"] == key]
+        at_dst = s3.list_object_versions(Bucket=dst, Prefix=key).get("Versions", [])
+        assert len(at_src) + len(at_dst) >= 2, key
+    done = subprocess.run(cmd, env=dict(os.environ), capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stdout.decode() + done.stderr.decode()
+    assert _versions(sandbox, src) == []
+    for key, body in bodies.items():
+        assert s3.get_object(Bucket=dst, Key=key)["Body"].read() == body
+    assert _verify(state, manifest, keys[1])["complete"] is True
+
+
+# -- injected faults: a store wrapper that corrupts what passes through it -------------------------------
+
+class _FlippingStream:
+    def __init__(self, inner: ReadStream) -> None:
+        self._inner = inner
+        self.info = inner.info
+        self._flipped = False
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._inner.read(n)
+        if data and not self._flipped:
+            self._flipped = True
+            data = bytes([data[0] ^ 0x01]) + data[1:]
+        return data
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class _FaultyStore:
+    """Delegates to a real store; flips one bit in the first N reads, or in the bytes sent on put."""
+
+    def __init__(self, inner: ObjectStore, *, corrupt_reads: int = 0, corrupt_puts: int = 0) -> None:
+        self._inner = inner
+        self.scheme = inner.scheme
+        self.corrupt_reads = corrupt_reads
+        self.corrupt_puts = corrupt_puts
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def open_read(self, uri: ObjectURI, version: str | None = None,
+                  byte_range: tuple[int, int] | None = None) -> ReadStream:
+        stream = self._inner.open_read(uri, version, byte_range)
+        if self.corrupt_reads > 0:
+            self.corrupt_reads -= 1
+            return _FlippingStream(stream)
+        return stream
+
+    def put(self, uri: ObjectURI, body: BinaryIO, request: PutRequest) -> PutResult:
+        if self.corrupt_puts > 0:
+            self.corrupt_puts -= 1
+            data = body.read(request.size)
+            data = bytes([data[0] ^ 0x80]) + data[1:]
+            return self._inner.put(uri, io.BytesIO(data), request)
+        return self._inner.put(uri, body, request)
+
+
+class _Stores(Stores):
+    def __init__(self, wrap: dict[str, _FaultyStore]) -> None:
+        super().__init__(EndpointSettings.from_env())
+        self._stores.update(wrap)  # type: ignore[arg-type]
+
+
+def _run_with(stores: Stores, manifest: Path, state: Path, key: Path) -> Any:
+    from migrator.attest.keys import load_signer
+    from migrator.manifest import iter_rows, validate
+    from migrator.pipeline import Wave
+    from migrator.runner import write_attestation
+
+    summary = validate(manifest)
+    journal = Journal(state)
+    journal.bind_manifest(summary.sha256, "wave-test", {})
+    journal.ensure_rows(list(range(1, summary.rows + 1)))
+    Wave(journal, stores, WavePolicy(second_read=False)).run(iter_rows(manifest))
+    return write_attestation(journal, state, manifest, summary, load_signer(key), {}, [])
+
+
+def test_corrupt_source_read_is_retried_never_verified(sandbox: SandboxState, tmp_path: Path,
+                                                       keys: tuple[Path, Path]) -> None:
+    src, dst, bodies = _seed(sandbox, 1)
+    manifest = _manifest(tmp_path / "m.csv", src, dst, 1)
+    real = Stores(EndpointSettings.from_env()).get("s3")
+    # Every read corrupt: the object must end HELD with its source intact and no copy left behind.
+    always = _FaultyStore(real, corrupt_reads=10)
+    result = _run_with(_Stores({"s3": always}), manifest, tmp_path / "state", keys[0])
+    assert (result.removed, result.held) == (0, 1)
+    assert "source evidence failed" in result.held_rows[0][2]
+    assert len(_versions(sandbox, src)) == 1
+    assert s3_client(sandbox).list_object_versions(Bucket=dst).get("Versions", []) == []
+    # One corrupt read: retried, then verified on honest bytes.
+    src2, dst2, bodies2 = _seed(sandbox, 1)
+    manifest2 = _manifest(tmp_path / "m2.csv", src2, dst2, 1)
+    once = _FaultyStore(real, corrupt_reads=1)
+    result2 = _run_with(_Stores({"s3": once}), manifest2, tmp_path / "state2", keys[0])
+    assert result2.removed == 1
+    assert s3_client(sandbox).get_object(Bucket=dst2, Key="k/0")["Body"].read() == bodies2["k/0"]
+
+
+def test_destination_mismatch_never_leads_to_delete(sandbox: SandboxState, tmp_path: Path,
+                                                    keys: tuple[Path, Path]) -> None:
+    src, dst, _ = _seed(sandbox, 1)
+    manifest = _manifest(tmp_path / "m.csv", src, dst, 1)
+    real = Stores(EndpointSettings.from_env()).get("s3")
+    bad = _FaultyStore(real, corrupt_puts=10)
+    result = _run_with(_Stores({"s3": bad}), manifest, tmp_path / "state", keys[0])
+    assert (result.removed, result.held) == (0, 1)
+    assert "destination evidence failed" in result.held_rows[0][2]
+    assert len(_versions(sandbox, src)) == 1  # source untouched
+    assert s3_client(sandbox).list_object_versions(Bucket=dst).get("Versions", []) == []
+
+
+def test_source_changed_after_verify_is_held_not_deleted(sandbox: SandboxState, tmp_path: Path,
+                                                         keys: tuple[Path, Path]) -> None:
+    src, dst, _ = _seed(sandbox, 1)
+    manifest = _manifest(tmp_path / "m.csv", src, dst, 1)
+    real = Stores(EndpointSettings.from_env()).get("s3")
+
+    class _Overwriting(_FaultyStore):
+        def put(self, uri: ObjectURI, body: BinaryIO, request: PutRequest) -> PutResult:
+            out = super().put(uri, body, request)
+            s3_client(sandbox).put_object(Bucket=src, Key="k/0", Body=b"written by someone else")
+            return out
+
+    result = _run_with(_Stores({"s3": _Overwriting(real)}), manifest, tmp_path / "state", keys[0])
+    assert result.held == 1 and "changed at source" in result.held_rows[0][2]
+    assert len(_versions(sandbox, src)) == 2  # neither the verified nor the new version was deleted
