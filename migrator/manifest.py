@@ -375,7 +375,7 @@ class _Reader:
     def _size(self, value: object, line: int) -> int | None:
         if value is None or value == "":
             return None
-        if isinstance(value, str) and _DIGITS.match(value):
+        if self.format == "csv" and isinstance(value, str) and _DIGITS.match(value):   # JSON wants a number
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SIZE:
             raise self.error(f"size must be a non-negative integer, got {_short(value)}", line, "size")

@@ -313,13 +313,13 @@ class S3Store:
 
         try:
             resp = self._call(f"complete upload {uri}", send)
-        except (PreconditionFailed, NotFound) as exc:
+        except (PreconditionFailed, NotFound):
             # After a lost response the retry sees NoSuchUpload or 412 for our own completed object.
             if attempts[0] >= 2:
                 return self._reconcile(uri, expected_etag, whole_crc if full_object else None,
                                        None, size, len(parts))
             self._abort_quietly(uri, upload_id)
-            raise exc
+            raise
         except BaseException:
             self._abort_quietly(uri, upload_id)
             raise

@@ -10,11 +10,12 @@ import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from migrator import retry
-from migrator.checksum import Algorithm, MultiHasher, Provenance, find, parse_s3_etag
+from migrator.checksum import Algorithm, Checksum, MultiHasher, Provenance, find, parse_s3_etag
 from migrator.errors import (
     AccessDenied,
     InputError,
@@ -23,7 +24,7 @@ from migrator.errors import (
     StoreError,
     UnsafeEndpointError,
 )
-from migrator.stores.base import DeleteTarget, ObjectStore, PutRequest
+from migrator.stores.base import DeleteTarget, ObjectStore, PutRequest, PutResult
 from migrator.stores.s3 import S3Store, is_loopback_url
 from migrator.uri import ObjectURI
 
@@ -96,15 +97,20 @@ def uri(bucket: str, key: str) -> ObjectURI:
     return ObjectURI("s3", bucket, key)
 
 
-def put_bytes(store: S3Store, target: ObjectURI, data: bytes, **kw: object) -> object:
-    return store.put(target, io.BytesIO(data), PutRequest(size=len(data), **kw))  # type: ignore[arg-type]
+def put_bytes(store: S3Store, target: ObjectURI, data: bytes, **kw: Any) -> PutResult:
+    return store.put(target, io.BytesIO(data), PutRequest(size=len(data), **kw))
+
+
+def must(value: Checksum | None) -> Checksum:
+    assert value is not None
+    return value
 
 
 def read_all(store: S3Store, target: ObjectURI, version: str | None = None, chunk: int = 1 * MIB,
              byte_range: tuple[int, int] | None = None) -> bytes:
     stream = store.open_read(target, version, byte_range)
     try:
-        pieces = []
+        pieces: list[bytes] = []
         while True:
             piece = stream.read(chunk)
             if not piece:
@@ -132,7 +138,7 @@ def test_single_put_stat_read_round_trip(store: S3Store, vbucket: str) -> None:
     for algo in (Algorithm.MD5, Algorithm.CRC32C):
         reported = find(result.checksums, algo)
         assert reported is not None and reported.provenance is Provenance.DESTINATION
-        assert reported.matches(find(computed, algo))  # type: ignore[arg-type]
+        assert reported.matches(must(find(computed, algo)))
 
     info = store.stat(target)
     assert info.size == len(data) and info.version == result.version and info.etag == result.etag
@@ -142,7 +148,7 @@ def test_single_put_stat_read_round_trip(store: S3Store, vbucket: str) -> None:
     for algo in (Algorithm.MD5, Algorithm.CRC32C):
         source = find(info.checksums, algo)
         assert source is not None and source.provenance is Provenance.SOURCE
-        assert source.matches(find(computed, algo))  # type: ignore[arg-type]
+        assert source.matches(must(find(computed, algo)))
 
     stream = store.open_read(target, result.version)
     assert stream.info.version == result.version and stream.info.size == len(data)
@@ -158,17 +164,17 @@ def test_multipart_24mib_checksums_and_part_sizes(store: S3Store, vbucket: str) 
     hasher = MultiHasher(part_sizes=[8 * MIB] * 3)
     hasher.update(data)
     computed = hasher.digests()
-    assert result.parts == 3 and result.size == len(data)  # type: ignore[attr-defined]
-    crc = find(result.checksums, Algorithm.CRC32C)  # type: ignore[attr-defined]
+    assert result.parts == 3 and result.size == len(data)
+    crc = find(result.checksums, Algorithm.CRC32C)
     assert crc is not None and crc.is_whole_object  # FULL_OBJECT multipart checksum
-    assert crc.matches(find(computed, Algorithm.CRC32C))  # type: ignore[arg-type]
-    etag = find(result.checksums, Algorithm.MULTIPART_MD5, parts=3)  # type: ignore[attr-defined]
-    assert etag is not None and etag.matches(find(computed, Algorithm.MULTIPART_MD5, parts=3))  # type: ignore[arg-type]
-    assert find(result.checksums, Algorithm.MD5) is None  # type: ignore[attr-defined]
+    assert crc.matches(must(find(computed, Algorithm.CRC32C)))
+    etag = find(result.checksums, Algorithm.MULTIPART_MD5, parts=3)
+    assert etag is not None and etag.matches(must(find(computed, Algorithm.MULTIPART_MD5, parts=3)))
+    assert find(result.checksums, Algorithm.MD5) is None
 
     info = store.stat(target)
     assert info.multipart_parts == 3 and info.size == len(data)
-    assert find(info.checksums, Algorithm.CRC32C).matches(crc)  # type: ignore[union-attr]
+    assert must(find(info.checksums, Algorithm.CRC32C)).matches(crc)
     assert store.part_sizes(target, info.version, 3) == [8 * MIB] * 3
 
     reread = MultiHasher(part_sizes=store.part_sizes(target, info.version, 3))
@@ -182,12 +188,12 @@ def test_multipart_matches_vector_etag(endpoint: str, ubucket: str) -> None:
                     allow_non_loopback=False)
     target = uri(ubucket, "vector/20mib.bin")
     result = put_bytes(store, target, det_bytes(vector["size"]))
-    assert result.etag == vector["s3_multipart_etag"]  # type: ignore[attr-defined]
-    assert result.version in (None, "null")  # type: ignore[attr-defined]  # moto says "null"; S3 omits it
-    crc = find(result.checksums, Algorithm.CRC32C)  # type: ignore[attr-defined]
+    assert result.etag == vector["s3_multipart_etag"]
+    assert result.version in (None, "null")  # moto says "null"; S3 omits it
+    crc = find(result.checksums, Algorithm.CRC32C)
     assert crc is not None and crc.b64 == vector["crc32c_base64_be"]
     assert store.stat(target).checksums == tuple(
-        c.__class__(c.algorithm, c.value, Provenance.SOURCE, c.parts) for c in result.checksums)  # type: ignore[attr-defined]
+        c.__class__(c.algorithm, c.value, Provenance.SOURCE, c.parts) for c in result.checksums)
     assert parse_s3_etag(vector["s3_multipart_etag"]).parts == 3
 
 
@@ -229,7 +235,7 @@ def test_ranges(store: S3Store, vbucket: str) -> None:
     data = det_bytes(20 * MIB)
     target = uri(vbucket, "ranges.bin")
     result = put_bytes(store, target, data)
-    version = result.version  # type: ignore[attr-defined]
+    version = result.version
     small = uri(vbucket, "ranges-small.txt")
     put_bytes(store, small, b"0123456789")
     assert read_all(store, small, byte_range=(0, 0)) == b"0"
@@ -250,12 +256,12 @@ def test_edge_keys(store: S3Store, vbucket: str, key: str) -> None:
     target = uri(vbucket, f"edge/{key}" if not key.startswith("/") else key)
     result = put_bytes(store, target, data)
     info = store.stat(target)
-    assert info.size == len(data) and info.version == result.version  # type: ignore[attr-defined]
-    assert find(info.checksums, Algorithm.MD5).value == hashlib.md5(data).digest()  # type: ignore[union-attr]
+    assert info.size == len(data) and info.version == result.version
+    assert must(find(info.checksums, Algorithm.MD5)).value == hashlib.md5(data).digest()
     assert read_all(store, target) == data
     listed = [e for e in store.list_versions(vbucket, target.key) if e.key == target.key]
-    assert [(e.version, e.is_delete_marker) for e in listed] == [(result.version, False)]  # type: ignore[attr-defined]
-    store.delete_version(target, result.version)  # type: ignore[attr-defined]
+    assert [(e.version, e.is_delete_marker) for e in listed] == [(result.version, False)]
+    store.delete_version(target, result.version)
     assert [e for e in store.list_versions(vbucket, target.key) if e.key == target.key] == []
     with pytest.raises(NotFound):
         store.stat(target)
@@ -265,12 +271,12 @@ def test_versions_and_markers_oldest_first_across_pages(endpoint: str) -> None:
     store = S3Store(endpoint_url=endpoint, allow_non_loopback=False, list_page_size=2)
     bucket = _bucket(store, "vlist", versioned=True)
     key = uri(bucket, "doc")
-    v1 = put_bytes(store, key, b"one", if_none_match=False).version  # type: ignore[attr-defined]
-    v2 = put_bytes(store, key, b"two", if_none_match=False).version  # type: ignore[attr-defined]
+    v1 = put_bytes(store, key, b"one", if_none_match=False).version
+    v2 = put_bytes(store, key, b"two", if_none_match=False).version
     m1 = store.client.delete_object(Bucket=bucket, Key="doc")["VersionId"]
-    v3 = put_bytes(store, key, b"three", if_none_match=False).version  # type: ignore[attr-defined]
+    v3 = put_bytes(store, key, b"three", if_none_match=False).version
     m2 = store.client.delete_object(Bucket=bucket, Key="doc")["VersionId"]
-    other = put_bytes(store, uri(bucket, "doc2"), b"x").version  # type: ignore[attr-defined]
+    other = put_bytes(store, uri(bucket, "doc2"), b"x").version
 
     entries = list(store.list_versions(bucket, "doc"))
     # Real S3 interleaves versions and markers newest first; moto lists all versions, then all markers,
@@ -303,7 +309,7 @@ def test_versions_and_markers_oldest_first_across_pages(endpoint: str) -> None:
 def test_conditional_delete_and_write(store: S3Store, ubucket: str, vbucket: str) -> None:
     target = uri(ubucket, "cond.txt")
     result = put_bytes(store, target, b"payload")
-    assert result.version is None  # type: ignore[attr-defined]
+    assert result.version is None
     with pytest.raises(PreconditionFailed):
         store.delete_version(target, None, if_match='"00000000000000000000000000000000"')
     assert store.stat(target).size == 7
@@ -315,7 +321,7 @@ def test_conditional_delete_and_write(store: S3Store, ubucket: str, vbucket: str
     assert read_all(store, target) == b"payload"
     with pytest.raises(InputError):
         store.delete_version(target, None)  # unpinned deletes are refused
-    store.delete_version(target, None, if_match=result.etag)  # type: ignore[attr-defined]
+    store.delete_version(target, None, if_match=result.etag)
     with pytest.raises(NotFound):
         store.stat(target)
 
@@ -349,8 +355,8 @@ def test_object_lock_capabilities_and_batch_errors(store: S3Store, vbucket: str,
     caps = store.capabilities(locked)
     assert caps.versioning and caps.retention
     target = uri(locked, "held.txt")
-    version = put_bytes(store, target, b"held").version  # type: ignore[attr-defined]
-    free = put_bytes(store, uri(locked, "free.txt"), b"free").version  # type: ignore[attr-defined]
+    version = put_bytes(store, target, b"held").version
+    free = put_bytes(store, uri(locked, "free.txt"), b"free").version
     store.client.put_object_legal_hold(Bucket=locked, Key="held.txt", VersionId=version,
                                        LegalHold={"Status": "ON"})
     info = store.stat(target, version)
@@ -414,3 +420,63 @@ def test_loopback_endpoints_and_env(endpoint: str, monkeypatch: pytest.MonkeyPat
     bucket = _bucket(store, "env", versioned=False)
     put_bytes(store, uri(bucket, "k"), b"via env")
     assert store.stat(uri(bucket, "k")).size == 7
+
+
+_S3_PAGES = {
+    # Real S3 interleaves <Version> and <DeleteMarker> by key, newest first; a key may span pages.
+    "": """<ListVersionsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><EncodingType>url</EncodingType><Name>b</Name><Prefix></Prefix>
+<KeyMarker></KeyMarker><VersionIdMarker></VersionIdMarker><NextKeyMarker>a%2Bb</NextKeyMarker>
+<NextVersionIdMarker>v2</NextVersionIdMarker><MaxKeys>3</MaxKeys><IsTruncated>true</IsTruncated>
+<DeleteMarker><Key>a%2Bb</Key><VersionId>m4</VersionId><IsLatest>true</IsLatest>
+<LastModified>2026-01-01T00:00:04.000Z</LastModified></DeleteMarker>
+<Version><Key>a%2Bb</Key><VersionId>v3</VersionId><IsLatest>false</IsLatest>
+<LastModified>2026-01-01T00:00:03.000Z</LastModified><ETag>"e3"</ETag><Size>3</Size><StorageClass>STANDARD</StorageClass></Version>
+<DeleteMarker><Key>a%2Bb</Key><VersionId>v2</VersionId><IsLatest>false</IsLatest>
+<LastModified>2026-01-01T00:00:02.000Z</LastModified></DeleteMarker>
+</ListVersionsResult>""",
+    "a+b": """<ListVersionsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><EncodingType>url</EncodingType><Name>b</Name><Prefix></Prefix>
+<KeyMarker>a%2Bb</KeyMarker><VersionIdMarker>v2</VersionIdMarker><MaxKeys>3</MaxKeys><IsTruncated>false</IsTruncated>
+<Version><Key>a%2Bb</Key><VersionId>v1</VersionId><IsLatest>false</IsLatest>
+<LastModified>2026-01-01T00:00:01.000Z</LastModified><ETag>"e1"</ETag><Size>1</Size><StorageClass>STANDARD</StorageClass></Version>
+<Version><Key>c</Key><VersionId>null</VersionId><IsLatest>true</IsLatest>
+<LastModified>2026-01-01T00:00:05.000Z</LastModified><ETag>"e5"</ETag><Size>5</Size><StorageClass>STANDARD</StorageClass></Version>
+</ListVersionsResult>""",
+}
+
+
+def test_interleaved_listing_like_real_s3(endpoint: str) -> None:
+    """A canned loopback server answers as real S3 does, which moto does not (see above)."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from urllib.parse import parse_qs, urlsplit
+
+    seen: list[dict[str, list[str]]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            query = parse_qs(urlsplit(self.path).query, keep_blank_values=True)
+            seen.append(query)
+            body = _S3_PAGES[query.get("key-marker", [""])[0]].encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/xml")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        store = S3Store(endpoint_url=f"http://127.0.0.1:{server.server_address[1]}", allow_non_loopback=False,
+                        list_page_size=3)
+        entries = list(store.list_versions("b", ""))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [(e.key, e.version, e.is_delete_marker) for e in entries] == [
+        ("a+b", "v1", False), ("a+b", "v2", True), ("a+b", "v3", False), ("a+b", "m4", True),
+        ("c", "null", False)]
+    assert [e.is_latest for e in entries] == [False, False, False, True, True]
+    assert seen[1]["key-marker"] == ["a+b"] and seen[1]["version-id-marker"] == ["v2"]

@@ -124,7 +124,7 @@ def test_kill_at_crash_point_then_resume_completes(sandbox: SandboxState, tmp_pa
     assert killed.returncode == -9, killed.stderr.decode()
     # Nothing lost at the instant of the kill: every version is at the source or at the destination.
     s3 = s3_client(sandbox)
-    for key, body in bodies.items():
+    for key in bodies:
         at_src = [v for v in _versions(sandbox, src) if v["Key"] == key]
         at_dst = s3.list_object_versions(Bucket=dst, Prefix=key).get("Versions", [])
         assert len(at_src) + len(at_dst) >= 2, key
@@ -206,7 +206,7 @@ def _run_with(stores: Stores, manifest: Path, state: Path, key: Path) -> Any:
 
 def test_corrupt_source_read_is_retried_never_verified(sandbox: SandboxState, tmp_path: Path,
                                                        keys: tuple[Path, Path]) -> None:
-    src, dst, bodies = _seed(sandbox, 1)
+    src, dst, _ = _seed(sandbox, 1)
     manifest = _manifest(tmp_path / "m.csv", src, dst, 1)
     real = Stores(EndpointSettings.from_env()).get("s3")
     # Every read corrupt: the object must end HELD with its source intact and no copy left behind.
