@@ -46,12 +46,22 @@ class WavePolicy:
         return {"versions": self.versions, "second_read": self.second_read, "soft_delete": self.soft_delete}
 
 
-class Held(MigratorError):
-    """This object cannot be removed now; the reason goes into its record."""
+class Outcome(MigratorError):
+    """Ends one object's processing: ``reason`` is a short category (counted in the predicate),
+    ``detail`` the specifics (URIs, versions) kept in the object's record."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
 
 
-class Failed(MigratorError):
-    """This object could not be processed; the reason goes into its record."""
+class Held(Outcome):
+    """This object cannot be removed now."""
+
+
+class Failed(Outcome):
+    """This object could not be processed."""
 
 
 def _digests(cs: tuple[Checksum, ...] | list[Checksum]) -> list[dict[str, object]]:
@@ -102,20 +112,22 @@ class Wave:
             data["residency"] = row.residency
         data.setdefault("versions", [])
         data.setdefault("deletions", [])
+        data.pop("detail", None)  # a previous run's hold is re-examined from scratch
         try:
             self._migrate(row, data)
             self._remove(row, data)
         except Held as exc:
-            self._end(row.row, State.HELD, data, str(exc))
+            self._end(row.row, State.HELD, data, exc.reason, exc.detail)
         except Failed as exc:
-            self._end(row.row, State.FAILED, data, str(exc))
+            self._end(row.row, State.FAILED, data, exc.reason, exc.detail)
         except ChecksumError as exc:
-            self._end(row.row, State.HELD, data, f"checksum: {exc}")
+            self._end(row.row, State.HELD, data, "checksum not proven", str(exc))
         except StoreError as exc:
-            self._end(row.row, State.FAILED, data, f"{type(exc).__name__}: {exc}")
+            self._end(row.row, State.FAILED, data, "cloud error", f"{type(exc).__name__}: {exc}")
 
-    def _end(self, row: int, state: str, data: dict[str, Any], reason: str) -> None:
+    def _end(self, row: int, state: str, data: dict[str, Any], reason: str, detail: str) -> None:
         data.pop("copying", None)
+        data["detail"] = detail
         self.journal.transition(row, state, data, reason=reason)
         self.progress(row, state)
 
@@ -128,7 +140,7 @@ class Wave:
         if not live:
             if data["versions"]:
                 return  # everything was verified and has since been deleted: removal confirms it
-            raise Failed(f"source not found: {row.source}")
+            raise Failed("source not found", str(row.source))
         if self.policy.versions == "current":
             latest = [e for e in live if e.is_latest]
             to_copy = latest or live[-1:]
@@ -147,12 +159,12 @@ class Wave:
         self.progress(row.row, State.COPYING)
         info = src.stat(row.source, e.version)
         if info.etag != e.etag and e.etag is not None:
-            raise Held(f"changed at source: {row.source} version {e.version} etag {info.etag} != listed {e.etag}")
+            raise Held("changed at source", f"{row.source} version {e.version} etag {info.etag} != listed {e.etag}")
         if info.encryption in ("SSE-C", "CSEK"):
-            raise Held(f"encrypted with a customer-supplied key ({info.encryption}); migrator has no key")
+            raise Held("customer-supplied encryption key", f"{row.source} is {info.encryption}; migrator has no key")
         if info.storage_class and info.storage_class.upper() in ("GLACIER", "DEEP_ARCHIVE", "ARCHIVE") and \
                 info.extra.get("Restore", "").find('ongoing-request="false"') < 0:
-            raise Held(f"archived ({info.storage_class}): restore it first")
+            raise Held("archived", f"{row.source} is {info.storage_class}: restore it first")
         previous = data["versions"][-1] if data["versions"] else None
         overwrite = previous["destination_etag"] if previous else None
         attempts = 2
@@ -190,16 +202,16 @@ class Wave:
                     self._discard_destination(dst, row.destination, put_version, put_etag)
                     if attempt < attempts:
                         continue
-                    raise Held(f"source evidence failed after {attempts} reads: {exc}") from exc
+                    raise Held("source evidence failed", f"after {attempts} reads: {exc}") from exc
             try:
                 dst_matched = destination_evidence(computed, reported, info.size, reported_size)
             except ChecksumError as exc:
                 if outcome is None:
-                    raise Held(f"destination already holds a different object: {exc}") from exc
+                    raise Held("destination holds a different object", f"{row.destination}: {exc}") from exc
                 self._discard_destination(dst, row.destination, put_version, put_etag)
                 if attempt < attempts:
                     continue
-                raise Held(f"destination evidence failed after {attempts} writes: {exc}") from exc
+                raise Held("destination evidence failed", f"after {attempts} writes: {exc}") from exc
             record = {
                 "version": e.version, "etag": e.etag, "size": info.size,
                 "destination_version": put_version, "destination_etag": put_etag,
@@ -247,7 +259,7 @@ class Wave:
             pass
 
     # -- removal ------------------------------------------------------------------------------------
-    def _soft_delete_blocks(self, store: ObjectStore, uri: ObjectURI) -> str | None:
+    def _soft_delete_blocks(self, store: ObjectStore, uri: ObjectURI) -> tuple[str, str] | None:
         if uri.scheme != "gs" or self.policy.soft_delete != "require-off":
             return None
         key = uri.location
@@ -259,12 +271,11 @@ class Wave:
             with self._cache_lock:
                 self._soft_delete_cache[key] = on
             cached = on
+        fix = "set its soft-delete retention to 0 (gcloud storage buckets update --clear-soft-delete) before the wave"
         if cached is None:
-            return (f"GCS soft delete state of {key} is unknown; set the bucket's soft-delete retention to 0 "
-                    "(gcloud storage buckets update --clear-soft-delete) before the wave")
+            return "GCS soft delete unknown", f"{key}: {fix}"
         if cached:
-            return (f"GCS soft delete is on for {key}; set its retention to 0 "
-                    "(gcloud storage buckets update --clear-soft-delete) before the wave")
+            return "GCS soft delete on", f"{key}: {fix}"
         return None
 
     def _remove(self, row: ManifestRow, data: dict[str, Any]) -> None:
@@ -275,9 +286,9 @@ class Wave:
         targets: list[tuple[ObjectStore, ObjectURI, DeleteTarget, str]] = []
         locations: list[tuple[ObjectStore, ObjectURI]] = [(src, row.source)]
         for store, uri in locations:
-            reason = self._soft_delete_blocks(store, uri)
-            if reason:
-                raise Held(reason)
+            soft = self._soft_delete_blocks(store, uri)
+            if soft:
+                raise Held(*soft)
         entries = list_key(src, row.source)
         disposed: list[dict[str, Any]] = []
         for e in entries:
@@ -291,22 +302,22 @@ class Wave:
                     targets.append((src, row.source, DeleteTarget(row.source.key, e.version),
                                     "noncurrent-disposed-by-policy"))
                     continue
-                raise Held(f"changed at source: {row.source} has version {e.version} (etag {e.etag}) "
+                raise Held("changed at source", f"{row.source} has version {e.version} (etag {e.etag}) "
                            "that this wave did not verify")
             info = src.stat(row.source, e.version)
             if info.etag != e.etag:
-                raise Held(f"changed at source: {row.source} version {e.version}")
+                raise Held("changed at source", f"{row.source} version {e.version}")
             blocked = blocking_reason(info)
             if blocked:
-                raise Held(f"{blocked}: {row.source} version {e.version}")
+                raise Held(blocked, f"{row.source} version {e.version}")
             targets.append((src, row.source, self._pinned(e), "version"))
         # Replicas: each version must hold bytes this wave verified, or the object is held.
         replica_results: list[dict[str, Any]] = []
         for ruri in row.replicas:
             rstore = self.stores.for_uri(ruri)
-            reason = self._soft_delete_blocks(rstore, ruri)
-            if reason:
-                raise Held(f"replica {ruri}: {reason}")
+            soft = self._soft_delete_blocks(rstore, ruri)
+            if soft:
+                raise Held(soft[0], f"replica {ruri}: {soft[1]}")
             rentries = list_key(rstore, ruri)
             if not rentries:
                 replica_results.append({"uri": str(ruri), "result": "absent", "listed_at": now()})
@@ -319,10 +330,10 @@ class Wave:
                 rinfo = rstore.stat(ruri, e.version)
                 blocked = blocking_reason(rinfo)
                 if blocked:
-                    raise Held(f"{blocked}: replica {ruri} version {e.version}")
+                    raise Held(blocked, f"replica {ruri} version {e.version}")
                 how = self._replica_matches(rstore, ruri, e, rinfo.checksums, data["versions"], verified_sha)
                 if how is None:
-                    raise Held(f"divergent replica: {ruri} version {e.version} does not match any verified digest")
+                    raise Held("divergent replica", f"{ruri} version {e.version} matches no verified digest")
                 rversions.append({"version": e.version, "etag": e.etag, "matched": how})
                 targets.append((rstore, ruri, self._pinned(e), "replica-version"))
             replica_results.append({"uri": str(ruri), "result": "matched", "versions": rversions})
@@ -357,10 +368,10 @@ class Wave:
                 result = "already absent"
             except PreconditionFailed as exc:
                 self.journal.transition(row.row, State.DELETING, data)
-                raise Held(f"changed at source: {uri} no longer matches version {target.version}") from exc
+                raise Held("changed at source", f"{uri} no longer matches version {target.version}") from exc
             except AccessDenied as exc:
                 self.journal.transition(row.row, State.DELETING, data)
-                raise Held(f"delete refused for {uri} version {target.version}: {exc}") from exc
+                raise Held("delete refused", f"{uri} version {target.version}: {exc}") from exc
             crashpoints.hit("after-delete-before-commit")
             data["deletions"].append({"uri": str(uri), "version": target.version, "kind": kind,
                                       "at": now(), "result": result})
@@ -376,7 +387,7 @@ class Wave:
         data["proof"] = proof.as_record()
         data.pop("plan", None)
         if not proof.empty:
-            raise Held("left after delete: " + "; ".join(proof.leftovers))
+            raise Held("left after delete", "; ".join(proof.leftovers))
         self.journal.transition(row.row, State.REMOVED, data)
         self.progress(row.row, State.REMOVED)
 

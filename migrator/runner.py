@@ -97,7 +97,8 @@ def write_attestation(journal: Journal, state_dir: Path, manifest: Path, summary
             tally.add(rec)
             total_bytes += sum(int(v.get("size", 0)) for v in rec.get("versions", []))
             if entry.state != State.REMOVED:
-                held_rows.append((entry.row, entry.state, entry.reason or ""))
+                detail = entry.data.get("detail") or ""
+                held_rows.append((entry.row, entry.state, f"{entry.reason}: {detail}" if detail else str(entry.reason)))
 
     _atomic_write(records_path, write_records)
     crashpoints.hit("during-attestation")

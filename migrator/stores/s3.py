@@ -142,7 +142,6 @@ class S3Store:
         self.multipart_threshold = multipart_threshold
         self.parts_in_flight = parts_in_flight
         self.list_page_size = list_page_size  # S3's maximum; smaller only to exercise paging in tests
-        self._allow_non_loopback = allow_non_loopback
         self._session = boto3.session.Session(region_name=region)
         self._max_pool = max_pool_connections
         self._client = self._make_client(endpoint_url, path_style=False)
@@ -326,7 +325,8 @@ class S3Store:
         result = _put_result(resp, size, parts=len(parts))
         if not any(c.algorithm == Algorithm.CRC32C for c in result.checksums):
             # moto omits checksums from CompleteMultipartUpload; ask the destination, pinned to what we wrote.
-            return self._reconcile(uri, result.etag or expected_etag, None, result.version, size, len(parts))
+            return self._reconcile(uri, result.etag or expected_etag, whole_crc if full_object else None,
+                                   result.version, size, len(parts))
         return result
 
     def _upload_parts(self, uri: ObjectURI, body: BinaryIO, size: int, part_size: int,
