@@ -49,7 +49,7 @@ def sandbox_up(directory: DirOpt = Path(".migrator-sandbox")) -> None:
 
     state = control.up(directory)
     out.print(f"S3  (moto)            {state.s3.url}")
-    out.print(f"GCS (fake-gcs-server) {state.gcs.url}")
+    out.print(f"GCS (migrator)        {state.gcs.url}")
     out.print(f"OCI (migrator)        {state.oci.url}  namespace {state.oci_namespace}")
     out.print(f"state in {state.directory}; `eval \"$(migrator sandbox env --dir {directory})\"` to use it")
 

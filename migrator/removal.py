@@ -42,23 +42,26 @@ def _future(value: str | None) -> bool:
 
 
 def blocking_reason(info: ObjectInfo) -> str | None:
-    """Why this version cannot be deleted now, from what the cloud reported; None when nothing blocks."""
+    """Why this version cannot be deleted now, from what the cloud reported; None when nothing blocks.
+
+    Keys of ``info.extra`` are the adapters' (S3: snake_case names of the HEAD fields; GCS: JSON API names).
+    """
     x = info.extra
-    if str(x.get("ObjectLockLegalHoldStatus", "")).upper() == "ON":
+    if str(x.get("object_lock_legal_hold", "")).upper() == "ON":
         return "S3 Object Lock legal hold"
-    mode = x.get("ObjectLockMode")
-    if mode and _future(x.get("ObjectLockRetainUntilDate")):
-        return f"S3 Object Lock {mode.lower()} retention until {x.get('ObjectLockRetainUntilDate')}"
+    mode = x.get("object_lock_mode")
+    if mode and _future(x.get("object_lock_retain_until")):
+        return f"S3 Object Lock {mode.lower()} retention"
     if str(x.get("temporaryHold", "")).lower() == "true":
         return "GCS temporary hold"
     if str(x.get("eventBasedHold", "")).lower() == "true":
         return "GCS event-based hold"
     if _future(x.get("retentionExpirationTime")):
-        return f"GCS bucket retention until {x.get('retentionExpirationTime')}"
+        return "GCS bucket retention"
     if _future(x.get("retainUntilTime")):
-        return f"GCS object retention until {x.get('retainUntilTime')}"
-    if str(x.get("ReplicationStatus", "")).upper() == "PENDING":
-        return "S3 replication status PENDING"
+        return "GCS object retention"
+    if str(x.get("replication_status", "")).upper() == "PENDING":
+        return "S3 replication PENDING"
     return None
 
 

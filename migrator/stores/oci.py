@@ -1,0 +1,678 @@
+"""OCI Object Storage adapter (scheme ``oci``) over the ``oci`` SDK's ObjectStorageClient.
+
+Sections, in the order every adapter uses: construction, capabilities, reads (stat, open_read),
+writes (put), listings, deletes, translation of SDK errors and headers.
+
+The SDK's own retries are off (``NoneRetryStrategy``); ``migrator.retry.call`` is the one policy.
+The config file is always passed to ``oci.config.from_file`` explicitly: the SDK reads
+``OCI_CONFIG_FILE`` only when ``~/.oci/config`` does not exist, so relying on it is a trap.
+
+Checksums from ``stat``/``open_read`` carry ``Provenance.SOURCE`` ("reported by the store for the bytes
+it holds"); a caller using OCI as a destination re-labels them. ``put`` reports ``DESTINATION``.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import http.client
+import math
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, BinaryIO, TypeVar
+
+import google_crc32c
+import oci
+from oci._vendor.requests.adapters import HTTPAdapter
+from oci._vendor.requests.exceptions import RequestException as VendoredRequestException
+from urllib3.exceptions import HTTPError as Urllib3Error
+
+from migrator import retry
+from migrator.checksum import (
+    Algorithm,
+    Checksum,
+    Provenance,
+    crc32c_bytes,
+    from_b64,
+    md5_b64,
+    parse_oci_multipart_md5,
+)
+from migrator.endpoints import require_loopback
+from migrator.errors import (
+    AccessDenied,
+    ChecksumError,
+    InputError,
+    MigratorError,
+    NotFound,
+    PreconditionFailed,
+    StoreError,
+)
+from migrator.stores.base import (
+    DEFAULT_MULTIPART_THRESHOLD,
+    DEFAULT_PART_SIZE,
+    DEFAULT_PARTS_IN_FLIGHT,
+    Capabilities,
+    DeleteResult,
+    DeleteTarget,
+    ObjectInfo,
+    PutRequest,
+    PutResult,
+    UploadInfo,
+    VersionEntry,
+)
+from migrator.uri import ObjectURI
+
+T = TypeVar("T")
+
+MAX_PARTS = 10_000
+_TIMEOUT = (10.0, 120.0)  # (connect, read) seconds
+_READ_CHUNK = 1024 * 1024
+_VERSION_FIELDS = "name,size,etag,md5,timeCreated,timeModified,storageTier,archivalState"
+_PRECONDITION_CODES = frozenset({"IfMatchFailed", "IfNoneMatchFailed", "PreconditionFailed"})
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    VendoredRequestException,      # oci.exceptions.RequestException / ConnectTimeout derive from it
+    Urllib3Error,                  # ProtocolError, ReadTimeoutError while streaming a body
+    http.client.IncompleteRead,
+    ConnectionError,
+    TimeoutError,
+)
+_MODELS = oci.object_storage.models
+_crc32c_extend: Callable[[int, bytes], int] = google_crc32c.extend
+
+
+class OciStore:
+    """ObjectStore for ``oci://namespace/bucket/key``. One SDK client shared by threads (the SDK's
+    own multipart assembler does the same), with a connection pool sized for parallel parts."""
+
+    scheme = "oci"
+
+    # --- construction -------------------------------------------------------------------------------
+
+    def __init__(self, config_path: str | None, profile: str = "DEFAULT", endpoint: str | None = None, *,
+                 namespace: str | None = None,
+                 part_size: int = DEFAULT_PART_SIZE,
+                 multipart_threshold: int = DEFAULT_MULTIPART_THRESHOLD,
+                 parts_in_flight: int = DEFAULT_PARTS_IN_FLIGHT,
+                 allow_non_loopback: bool = True,
+                 pool_size: int = 32) -> None:
+        if not allow_non_loopback:
+            require_loopback(endpoint, "OCI store")
+        if part_size <= 0:
+            raise InputError("part size must be positive", field="part_size")
+        if multipart_threshold < 0:
+            raise InputError("multipart threshold must not be negative", field="multipart_threshold")
+        if parts_in_flight < 1:
+            raise InputError("parts in flight must be at least 1", field="parts_in_flight")
+        self.endpoint = endpoint
+        self.part_size = part_size
+        self.multipart_threshold = multipart_threshold
+        self.parts_in_flight = parts_in_flight
+        try:
+            config = oci.config.from_file(config_path or oci.config.DEFAULT_LOCATION, profile)
+        except (oci.exceptions.ClientError, OSError, ValueError) as exc:
+            raise InputError(f"OCI config {config_path or oci.config.DEFAULT_LOCATION} "
+                             f"(profile {profile}): {exc}", field="oci_config") from exc
+        kwargs: dict[str, Any] = {"retry_strategy": oci.retry.NoneRetryStrategy(), "timeout": _TIMEOUT}
+        if endpoint is not None:
+            kwargs["service_endpoint"] = endpoint
+        self._client = oci.object_storage.ObjectStorageClient(config, **kwargs)
+        size = max(pool_size, parts_in_flight * 2)
+        for prefix in ("http://", "https://"):
+            self._client.base_client.session.mount(prefix, HTTPAdapter(pool_connections=4, pool_maxsize=size))
+        self._namespace = namespace
+        self._ns_lock = threading.Lock()
+
+    @property
+    def client(self) -> Any:
+        """The underlying SDK client (tests and the sandbox create buckets with it)."""
+        return self._client
+
+    @property
+    def namespace(self) -> str:
+        """The tenancy's namespace: given, or asked of the service once."""
+        with self._ns_lock:
+            if self._namespace is None:
+                self._namespace = str(_call(lambda: self._client.get_namespace().data, "oci namespace"))
+            return self._namespace
+
+    def _ns(self, uri: ObjectURI) -> str:
+        if uri.scheme != "oci":
+            raise InputError(f"not an oci:// URI: {uri}")
+        return uri.namespace or self.namespace
+
+    # --- capabilities -------------------------------------------------------------------------------
+
+    def capabilities(self, bucket: str) -> Capabilities:
+        ns = self.namespace
+        where = f"oci://{ns}/{bucket}"
+        data = _call(lambda: self._client.get_bucket(ns, bucket).data, where)
+        rules = _call(lambda: self._client.list_retention_rules(ns, bucket).data, where)
+        # Suspended still keeps the versions made while enabled: list them like a versioned bucket.
+        versioning = (getattr(data, "versioning", None) or "Disabled") != "Disabled"
+        return Capabilities(
+            versioning=versioning,
+            conditional_write=True,        # if-none-match: * on put and commit
+            conditional_delete=True,       # if-match on the ETag, and version ids
+            additional_checksums=True,     # opc-content-crc32c (and SHA-256/384)
+            batch_delete=False,            # OCI's BatchDeleteObjects takes no version ids
+            batch_delete_max=1,
+            soft_delete=False,
+            soft_delete_seconds=0,
+            retention=bool(getattr(rules, "items", None)),
+            server_side_copy=False,
+        )
+
+    # --- reads --------------------------------------------------------------------------------------
+
+    def stat(self, uri: ObjectURI, version: str | None = None) -> ObjectInfo:
+        ns = self._ns(uri)
+        kwargs = {"version_id": version} if version is not None else {}
+        resp = _call(lambda: self._client.head_object(ns, uri.bucket, uri.key, **kwargs), _where(uri, version))
+        info = info_from_headers(uri, resp.headers)
+        _check_version(uri, version, info.version)
+        return info
+
+    def open_read(self, uri: ObjectURI, version: str | None = None,
+                  byte_range: tuple[int, int] | None = None) -> OciReadStream:
+        """Stream the stored bytes as they are (no decoding). With a range, ``info.size`` is the whole
+        object's, and only checksums that describe the whole object are reported."""
+        ns = self._ns(uri)
+        if byte_range is not None and (byte_range[0] < 0 or byte_range[1] < byte_range[0]):
+            raise InputError(f"bad byte range {byte_range!r}")
+        kwargs: dict[str, Any] = {}
+        if version is not None:
+            kwargs["version_id"] = version
+        if byte_range is not None:
+            kwargs["range"] = f"bytes={byte_range[0]}-{byte_range[1]}"
+        resp = _call(lambda: self._client.get_object(ns, uri.bucket, uri.key, **kwargs), _where(uri, version))
+        raw = resp.data
+        try:
+            if byte_range is not None and resp.status != 206:
+                raise StoreError(f"GET {uri}: range {byte_range} answered {resp.status}", code="RangeIgnored")
+            info = info_from_headers(uri, resp.headers, ranged=byte_range is not None)
+            _check_version(uri, version, info.version)
+            expected = _int_header(resp.headers.get("content-length"))
+            return OciReadStream(raw, info, expected)
+        except BaseException:
+            raw.close()
+            raise
+
+    # --- writes -------------------------------------------------------------------------------------
+
+    def put(self, uri: ObjectURI, body: BinaryIO, request: PutRequest) -> PutResult:
+        """One PutObject up to the threshold; above it a multipart upload with parts overlapped.
+
+        Every body goes with its Content-MD5 and CRC32C, so OCI refuses bytes damaged on the way;
+        ``if-none-match: *`` when the request says so. Parts are bytes in memory and retried one by
+        one; the whole upload is aborted on failure. Memory: part size x parts in flight.
+        """
+        ns = self._ns(uri)
+        if request.size < 0:
+            raise InputError(f"negative size for {uri}")
+        if request.size <= self.multipart_threshold:
+            return self._put_single(ns, uri, body, request)
+        return self._put_multipart(ns, uri, body, request)
+
+    def _put_kwargs(self, request: PutRequest) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {}
+        if request.content_type:
+            kwargs["content_type"] = request.content_type
+        if request.content_encoding:
+            kwargs["content_encoding"] = request.content_encoding
+        if request.metadata:
+            kwargs["opc_meta"] = dict(request.metadata)
+        if request.if_none_match:
+            kwargs["if_none_match"] = "*"
+        return kwargs
+
+    def _put_single(self, ns: str, uri: ObjectURI, body: BinaryIO, request: PutRequest) -> PutResult:
+        data = _read_exact(body, request.size, uri, last=True)
+        md5 = md5_b64(data)
+        crc = base64.b64encode(crc32c_bytes(data)).decode("ascii")
+        kwargs = self._put_kwargs(request)
+        state = {"retried": False}
+
+        def attempt() -> PutResult:
+            try:
+                resp = self._client.put_object(ns, uri.bucket, uri.key, data, content_md5=md5,
+                                               opc_checksum_algorithm="CRC32C", opc_content_crc32c=crc,
+                                               **kwargs)
+            except Exception as exc:
+                err = translate(exc, str(uri))
+                if isinstance(err, PreconditionFailed) and state["retried"]:
+                    # An earlier attempt may have landed before its response was lost.
+                    mine = self._own_earlier_write(uri, len(data), md5=md5, crc=crc)
+                    if mine is not None:
+                        return mine
+                if isinstance(err, StoreError) and err.retryable:
+                    state["retried"] = True
+                raise err from exc
+            return _single_result(resp.headers, len(data), uri)
+
+        return retry.call(attempt)
+
+    def _own_earlier_write(self, uri: ObjectURI, size: int, *, md5: str | None = None, crc: str | None = None,
+                           multipart_md5: str | None = None) -> PutResult | None:
+        try:
+            info = self.stat(uri)
+        except NotFound:
+            return None
+        h = info.extra
+        if info.size != size or h.get("opc-content-crc32c", crc) != crc:
+            return None
+        if md5 is not None and h.get("content-md5") != md5:
+            return None
+        if multipart_md5 is not None and h.get("opc-multipart-md5") != multipart_md5:
+            return None
+        checksums = tuple(Checksum(c.algorithm, c.value, Provenance.DESTINATION, c.parts) for c in info.checksums)
+        return PutResult(version=info.version, etag=info.etag, checksums=checksums, size=size,
+                         parts=info.multipart_parts)
+
+    def _put_multipart(self, ns: str, uri: ObjectURI, body: BinaryIO, request: PutRequest) -> PutResult:
+        part_size = max(self.part_size, math.ceil(request.size / MAX_PARTS))
+        count = max(1, math.ceil(request.size / part_size))
+        details = _MODELS.CreateMultipartUploadDetails(
+            object=uri.key, content_type=request.content_type, content_encoding=request.content_encoding,
+            metadata={f"opc-meta-{k}": v for k, v in request.metadata.items()} or None)
+        create_kwargs = {"if_none_match": "*"} if request.if_none_match else {}
+        upload = _call(lambda: self._client.create_multipart_upload(
+            ns, uri.bucket, details, opc_checksum_algorithm="CRC32C", **create_kwargs).data, str(uri))
+        upload_id = str(upload.upload_id)
+        try:
+            etags, part_md5s, whole_crc = self._upload_parts(ns, uri, body, upload_id, request.size,
+                                                             part_size, count)
+            expected_mp = f"{base64.b64encode(hashlib.md5(b''.join(part_md5s)).digest()).decode()}-{count}"
+            commit = _MODELS.CommitMultipartUploadDetails(parts_to_commit=[
+                _MODELS.CommitMultipartUploadPartDetails(part_num=n, etag=e) for n, e in enumerate(etags, 1)])
+            crc_b64 = base64.b64encode(whole_crc).decode("ascii")
+            state = {"retried": False}
+
+            def attempt() -> PutResult:
+                try:
+                    resp = self._client.commit_multipart_upload(ns, uri.bucket, uri.key, upload_id, commit,
+                                                                **create_kwargs)
+                except Exception as exc:
+                    err = translate(exc, str(uri))
+                    if isinstance(err, NotFound | PreconditionFailed) and state["retried"]:
+                        mine = self._own_earlier_write(uri, request.size, crc=crc_b64,
+                                                       multipart_md5=expected_mp)
+                        if mine is not None:
+                            return mine
+                    if isinstance(err, StoreError) and err.retryable:
+                        state["retried"] = True
+                    raise err from exc
+                return _multipart_result(resp.headers, request.size, count, uri)
+
+            return retry.call(attempt)
+        except BaseException:
+            self._abort_quietly(ns, uri, upload_id)
+            raise
+
+    def _upload_parts(self, ns: str, uri: ObjectURI, body: BinaryIO, upload_id: str, size: int,
+                      part_size: int, count: int) -> tuple[list[str], list[bytes], bytes]:
+        """Read parts in order (the body is one stream), upload up to ``parts_in_flight`` at once."""
+        slots = threading.Semaphore(self.parts_in_flight)
+        whole = 0
+        futures: list[Future[tuple[str, bytes]]] = []
+        with ThreadPoolExecutor(max_workers=self.parts_in_flight, thread_name_prefix="oci-part") as pool:
+            try:
+                for num in range(1, count + 1):
+                    slots.acquire()
+                    failed = next((f for f in futures if f.done() and f.exception() is not None), None)
+                    if failed is not None:
+                        slots.release()
+                        failed.result()  # raises the part's error
+                    try:
+                        want = min(part_size, size - (num - 1) * part_size)
+                        data = _read_exact(body, want, uri, last=num == count)
+                        whole = _crc32c_extend(whole, data)
+                    except BaseException:
+                        slots.release()
+                        raise
+                    fut = pool.submit(self._upload_part, ns, uri, upload_id, num, data)
+                    del data  # the pool holds it now; keeps memory at parts_in_flight parts
+                    fut.add_done_callback(lambda _f: slots.release())
+                    futures.append(fut)
+                results = [f.result() for f in futures]
+            except BaseException:
+                for f in futures:
+                    f.cancel()
+                raise
+        return [r[0] for r in results], [r[1] for r in results], whole.to_bytes(4, "big")
+
+    def _upload_part(self, ns: str, uri: ObjectURI, upload_id: str, num: int, data: bytes) -> tuple[str, bytes]:
+        md5 = hashlib.md5(data).digest()
+        md5_text = base64.b64encode(md5).decode("ascii")
+        crc = base64.b64encode(crc32c_bytes(data)).decode("ascii")
+        resp = _call(lambda: self._client.upload_part(
+            ns, uri.bucket, uri.key, upload_id, num, data, content_md5=md5_text,
+            opc_checksum_algorithm="CRC32C", opc_content_crc32c=crc), f"{uri} part {num}")
+        reported = resp.headers.get("opc-content-md5")
+        if reported is not None and reported != md5_text:
+            raise StoreError(f"{uri} part {num}: OCI stored MD5 {reported}, sent {md5_text}",
+                             code="PartDigestMismatch")
+        etag = resp.headers.get("etag")
+        if not etag:
+            raise StoreError(f"{uri} part {num}: no etag in the response", code="MissingEtag")
+        return str(etag), md5
+
+    def _abort_quietly(self, ns: str, uri: ObjectURI, upload_id: str) -> None:
+        try:
+            self.abort_upload(uri.bucket, uri.key, upload_id, namespace=ns)
+        except MigratorError:
+            pass  # the original error matters more; list_uploads finds what is left
+
+    # --- listings -----------------------------------------------------------------------------------
+
+    def list_versions(self, bucket: str, prefix: str) -> Iterator[VersionEntry]:
+        """Every version and delete marker under ``prefix``, oldest first within a key.
+
+        OCI lists names in order and, within a name, newest first; each name's run is reversed.
+        The newest entry of a key (a version or a delete marker) is its latest.
+        """
+        run: list[Any] = []
+        for item in self._list_versions(bucket, prefix):
+            if run and run[-1].name != item.name:
+                yield from _entries(run)
+                run = []
+            run.append(item)
+        yield from _entries(run)
+
+    def _list_versions(self, bucket: str, prefix: str) -> Iterator[Any]:
+        ns = self.namespace
+        where = f"oci://{ns}/{bucket}/{prefix}"
+        page: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"fields": _VERSION_FIELDS}
+            if prefix:
+                kwargs["prefix"] = prefix
+            if page:
+                kwargs["page"] = page
+            resp = _call(functools.partial(self._client.list_object_versions, ns, bucket, **kwargs), where)
+            yield from resp.data.items or []
+            page = resp.headers.get("opc-next-page")
+            if not page:
+                return
+
+    def list_uploads(self, bucket: str, prefix: str) -> Iterator[UploadInfo]:
+        """Incomplete multipart uploads whose object name starts with ``prefix`` (the API has no
+        prefix filter: every page is read)."""
+        ns = self.namespace
+        where = f"oci://{ns}/{bucket}"
+        page: str | None = None
+        while True:
+            kwargs = {"page": page} if page else {}
+            resp = _call(functools.partial(self._client.list_multipart_uploads, ns, bucket, **kwargs), where)
+            for up in resp.data or []:
+                if str(up.object).startswith(prefix):
+                    yield UploadInfo(key=str(up.object), upload_id=str(up.upload_id), initiated=up.time_created)
+            page = resp.headers.get("opc-next-page")
+            if not page:
+                return
+
+    def abort_upload(self, bucket: str, key: str, upload_id: str, *, namespace: str | None = None) -> None:
+        ns = namespace or self.namespace
+        _call_idempotent(lambda: self._client.abort_multipart_upload(ns, bucket, key, upload_id),
+                         f"oci://{ns}/{bucket}/{key} upload {upload_id}")
+
+    # --- deletes ------------------------------------------------------------------------------------
+
+    def delete_version(self, uri: ObjectURI, version: str | None, *, if_match: str | None = None) -> None:
+        """Delete exactly one version (permanent, even in a versioned bucket), or the live object
+        under an ``if-match`` ETag precondition. A delete naming neither is refused: it could remove
+        bytes nobody verified, or only add a delete marker."""
+        ns = self._ns(uri)
+        if version is None and if_match is None:
+            raise InputError(f"refusing an unpinned delete of {uri}: name a version or an ETag")
+        kwargs: dict[str, Any] = {}
+        if version is not None:
+            kwargs["version_id"] = version
+        if if_match is not None:
+            kwargs["if_match"] = if_match
+        def call() -> None:
+            self._client.delete_object(ns, uri.bucket, uri.key, **kwargs)
+
+        if version is not None:
+            # A retried pinned delete that finds nothing means an earlier attempt removed it.
+            _call_idempotent(call, _where(uri, version))
+        else:
+            _call(call, _where(uri, version))
+
+    def delete_versions(self, bucket: str, targets: Sequence[DeleteTarget]) -> list[DeleteResult]:
+        """One request per target: OCI's BatchDeleteObjects cannot name version ids."""
+        out: list[DeleteResult] = []
+        ns = self.namespace
+        for target in targets:
+            uri = ObjectURI("oci", bucket, target.key, ns)
+            try:
+                self.delete_version(uri, target.version, if_match=target.if_match)
+            except (StoreError, InputError) as exc:
+                code = exc.code if isinstance(exc, StoreError) else "InvalidTarget"
+                out.append(DeleteResult(target, ok=False, code=code, message=str(exc)))
+            else:
+                out.append(DeleteResult(target, ok=True))
+        return out
+
+
+# --- reading streams ----------------------------------------------------------------------------------
+
+class OciReadStream:
+    """The raw body of one GetObject, read without decoding; a short body raises a retryable error."""
+
+    def __init__(self, response: Any, info: ObjectInfo, expected: int | None) -> None:
+        self.info = info
+        self._resp = response
+        self._raw = response.raw
+        self._expected = expected
+        self._count = 0
+        self._where = str(info.uri)
+
+    def read(self, n: int = -1) -> bytes:
+        whole = n is None or n < 0
+        try:
+            data: bytes = self._raw.read(None if whole else n, decode_content=False)
+        except Exception as exc:
+            raise translate(exc, self._where) from exc
+        self._count += len(data)
+        at_end = whole or (not data and n != 0)
+        if at_end and self._expected is not None and self._count != self._expected:
+            raise StoreError(f"short read of {self._where}: {self._count} of {self._expected} bytes",
+                             code="IncompleteBody", retryable=True)
+        return data
+
+    def close(self) -> None:
+        self._resp.close()
+
+    def __enter__(self) -> OciReadStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _read_exact(body: BinaryIO, size: int, uri: ObjectURI, *, last: bool) -> bytes:
+    """Exactly ``size`` bytes from ``body``; with ``last``, the body must end there."""
+    chunks: list[bytes] = []
+    got = 0
+    while got < size:
+        chunk = body.read(min(size - got, 8 * _READ_CHUNK))
+        if not chunk:
+            raise InputError(f"body for {uri} ended {size - got} bytes early")
+        chunks.append(bytes(chunk))
+        got += len(chunk)
+    if last and body.read(1):
+        raise InputError(f"body for {uri} is longer than its declared size")
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+# --- translation: SDK headers, listings and errors ----------------------------------------------------
+
+def _where(uri: ObjectURI, version: str | None) -> str:
+    return f"{uri} (version {version})" if version else str(uri)
+
+
+def _check_version(uri: ObjectURI, asked: str | None, got: str | None) -> None:
+    if asked is not None and got is not None and asked != got:
+        raise StoreError(f"{uri}: asked for version {asked}, got {got}", code="WrongVersion")
+
+
+def _int_header(value: str | None) -> int | None:
+    return int(value) if value is not None and value.strip().isdigit() else None
+
+
+def _http_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _checksums(h: Mapping[str, str], provenance: Provenance, *, ranged: bool = False) -> list[Checksum]:
+    """Every checksum OCI reports in these headers, each for the whole object."""
+    out: list[Checksum] = []
+    md5 = h.get("opc-content-md5") or (None if ranged else h.get("content-md5"))
+    if md5:
+        out.append(from_b64(Algorithm.MD5, md5, provenance))
+    if h.get("opc-content-crc32c"):
+        out.append(from_b64(Algorithm.CRC32C, h["opc-content-crc32c"], provenance))
+    if h.get("opc-content-sha256"):
+        out.append(from_b64(Algorithm.SHA256, h["opc-content-sha256"], provenance))
+    if h.get("opc-multipart-md5"):
+        out.append(parse_oci_multipart_md5(h["opc-multipart-md5"], provenance))
+    return out
+
+
+_EXTRA_HEADERS = ("archival-state", "time-of-archival", "opc-multipart-md5", "opc-multipart-sha256",
+                  "opc-content-crc32c", "content-md5", "opc-sse-kms-key-id", "opc-sse-customer-algorithm",
+                  "storage-tier")
+
+
+def info_from_headers(uri: ObjectURI, headers: Mapping[str, str], *, ranged: bool = False) -> ObjectInfo:
+    """An ObjectInfo from HeadObject/GetObject response headers (checksums as SOURCE)."""
+    h = headers
+    size: int | None
+    if ranged:
+        content_range = h.get("content-range") or ""
+        size = _int_header(content_range.rsplit("/", 1)[1]) if "/" in content_range else None
+    else:
+        size = _int_header(h.get("content-length"))
+    if size is None:
+        raise StoreError(f"{uri}: the response tells no object size", code="MissingSize")
+    try:
+        checksums = _checksums(h, Provenance.SOURCE, ranged=ranged)
+    except ChecksumError as exc:
+        raise StoreError(f"{uri}: malformed checksum header: {exc}", code="MalformedChecksum") from exc
+    multipart = next((c for c in checksums if c.algorithm == Algorithm.MULTIPART_MD5), None)
+    encryption = None
+    if h.get("opc-sse-customer-algorithm"):
+        encryption = "SSE-C"
+    elif h.get("opc-sse-kms-key-id"):
+        encryption = "KMS"
+    extra = {name: str(h[name]) for name in _EXTRA_HEADERS if h.get(name)}
+    extra["info_source"] = "response-headers"
+    return ObjectInfo(
+        uri=uri,
+        size=size,
+        version=h.get("version-id"),
+        etag=h.get("etag"),
+        checksums=tuple(checksums),
+        storage_class=h.get("storage-tier"),
+        encryption=encryption,
+        content_type=h.get("content-type"),
+        content_encoding=h.get("content-encoding"),
+        metadata={k[len("opc-meta-"):]: v for k, v in h.items() if k.lower().startswith("opc-meta-")},
+        last_modified=_http_time(h.get("last-modified")),
+        multipart_parts=multipart.parts if multipart is not None else None,
+        extra=extra,
+    )
+
+
+def _single_result(h: Mapping[str, str], size: int, uri: ObjectURI) -> PutResult:
+    checksums = _checksums(h, Provenance.DESTINATION)
+    if not any(c.algorithm == Algorithm.MD5 for c in checksums):
+        raise StoreError(f"PUT {uri}: OCI reported no opc-content-md5", code="MissingChecksum")
+    return PutResult(version=h.get("version-id"), etag=h.get("etag"), checksums=tuple(checksums), size=size)
+
+
+def _multipart_result(h: Mapping[str, str], size: int, count: int, uri: ObjectURI) -> PutResult:
+    checksums = _checksums(h, Provenance.DESTINATION)
+    mp = next((c for c in checksums if c.algorithm == Algorithm.MULTIPART_MD5), None)
+    if mp is None or mp.parts != count:
+        raise StoreError(f"commit {uri}: OCI reported no opc-multipart-md5 for {count} parts",
+                         code="MissingChecksum")
+    return PutResult(version=h.get("version-id"), etag=h.get("etag"), checksums=tuple(checksums),
+                     size=size, parts=count)
+
+
+def _entries(run: list[Any]) -> list[VersionEntry]:
+    """One key's listing rows (newest first, as OCI lists them) as entries, oldest first."""
+    out = []
+    for idx, item in enumerate(reversed(run)):
+        out.append(VersionEntry(
+            key=str(item.name),
+            version=str(item.version_id) if item.version_id is not None else None,
+            is_delete_marker=bool(item.is_delete_marker),
+            is_latest=idx == len(run) - 1,
+            size=int(item.size or 0),
+            etag=item.etag,
+            last_modified=item.time_modified or item.time_created,
+            storage_class=item.storage_tier,
+        ))
+    return out
+
+
+def _status_error(status: int | None, code: str | None, message: str) -> StoreError:
+    if code in _PRECONDITION_CODES or status == 412:
+        return PreconditionFailed(message, status=status, code=code or "PreconditionFailed")
+    if status == 404:
+        return NotFound(message, status=status, code=code or "NotFound")
+    if status in (401, 403):
+        return AccessDenied(message, status=status, code=code or "AccessDenied")
+    return StoreError(message, status=status, code=code or (f"HTTP{status}" if status else None),
+                      retryable=retry.classify_status(status))
+
+
+def translate(exc: BaseException, where: str) -> MigratorError:
+    """Map an SDK/transport exception onto the migrator hierarchy, by type and status code."""
+    if isinstance(exc, MigratorError):
+        return exc
+    if isinstance(exc, oci.exceptions.ServiceError):
+        status = exc.status if isinstance(exc.status, int) and exc.status > 0 else None
+        return _status_error(status, exc.code, f"{where}: {exc.status} {exc.code}: {exc.message}")
+    if isinstance(exc, _CONNECTION_ERRORS):
+        return StoreError(f"{where}: connection failed: {type(exc).__name__}: {exc}",
+                          code="ConnectionError", retryable=True)
+    return StoreError(f"{where}: {type(exc).__name__}: {exc}", code=type(exc).__name__)
+
+
+def _call(fn: Callable[[], T], where: str) -> T:
+    """Run one SDK call under the retry policy, errors translated first so the policy sees them."""
+    def attempt() -> T:
+        try:
+            return fn()
+        except Exception as exc:
+            raise translate(exc, where) from exc
+    return retry.call(attempt)
+
+
+def _call_idempotent(fn: Callable[[], Any], where: str) -> None:
+    """A removal: NotFound after a retried attempt means an earlier attempt did the work."""
+    state = {"retried": False}
+
+    def attempt() -> None:
+        try:
+            fn()
+        except Exception as exc:
+            err = translate(exc, where)
+            if isinstance(err, NotFound) and state["retried"]:
+                return
+            if isinstance(err, StoreError) and err.retryable:
+                state["retried"] = True
+            raise err from exc
+    retry.call(attempt)
