@@ -28,7 +28,7 @@ from migrator.errors import (
 from migrator.evidence import destination_evidence, source_evidence
 from migrator.journal import Journal, State, now
 from migrator.manifest import ManifestRow
-from migrator.removal import blocking_reason, list_key, list_key_uploads, prove_removed
+from migrator.removal import blocking_reason, blocking_reason_of, list_key, list_key_uploads, prove_removed
 from migrator.stores.base import DeleteTarget, ObjectStore, VersionEntry
 from migrator.stores.registry import Stores
 from migrator.transfer import copy_version, sha256_of
@@ -304,10 +304,10 @@ class Wave:
                     continue
                 raise Held("changed at source", f"{row.source} has version {e.version} (etag {e.etag}) "
                            "that this wave did not verify")
-            info = src.stat(row.source, e.version)
-            if info.etag != e.etag:
-                raise Held("changed at source", f"{row.source} version {e.version}")
-            blocked = blocking_reason(info)
+            # Lock and hold state as the verified read saw it; one placed since then makes the pinned
+            # delete answer AccessDenied, which holds the object below.
+            seen = verified[(e.version, e.etag)]
+            blocked = blocking_reason_of(seen.get("extra") or {})
             if blocked:
                 raise Held(blocked, f"{row.source} version {e.version}")
             targets.append((src, row.source, self._pinned(e), "version"))

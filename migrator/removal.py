@@ -4,7 +4,7 @@ delete pinned versions, and prove nothing is left.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -42,11 +42,12 @@ def _future(value: str | None) -> bool:
 
 
 def blocking_reason(info: ObjectInfo) -> str | None:
-    """Why this version cannot be deleted now, from what the cloud reported; None when nothing blocks.
+    """Why this version cannot be deleted now, from what the cloud reported; None when nothing blocks."""
+    return blocking_reason_of(info.extra)
 
-    Keys of ``info.extra`` are the adapters' (S3: snake_case names of the HEAD fields; GCS: JSON API names).
-    """
-    x = info.extra
+
+def blocking_reason_of(x: Mapping[str, str]) -> str | None:
+    """Keys are the adapters' ``extra`` names (S3: snake_case of the HEAD fields; GCS: JSON API names)."""
     if str(x.get("object_lock_legal_hold", "")).upper() == "ON":
         return "S3 Object Lock legal hold"
     mode = x.get("object_lock_mode")
