@@ -207,23 +207,15 @@ def demo(directory: DirOpt = Path(".demo"),
 
 
 def main() -> None:
+    # Click handles usage errors (exit 2) and typer.Exit itself; migrator's own errors end here.
     try:
-        app(standalone_mode=False)
+        app()
     except MigratorError as exc:
         err.print(f"error: {exc.diagnostics()}", markup=False)
         sys.exit(exc.exit_code)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        err.print("aborted")
+    except KeyboardInterrupt:
+        err.print("interrupted; run the same command again to resume")
         sys.exit(130)
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(2)
-        raise
 
 
 if __name__ == "__main__":

@@ -1,0 +1,96 @@
+"""The command line as a user meets it: the demo, exit codes, bad input, tampering."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+CLI = [sys.executable, "-m", "migrator"]
+
+
+def _run(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    where = tmp_path_factory.mktemp("demo")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MIGRATOR_", "STORAGE_"))}
+    return where, _run("demo", "--dir", str(where / ".demo"), cwd=where, env=env)
+
+
+def test_demo_runs_a_whole_wave_and_verifies(demo: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    where, proc = demo
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "attestation verified" in proc.stdout
+    assert "removed 216, held 2, failed 0" in proc.stdout
+    assert "S3 Object Lock legal hold" in proc.stdout and "divergent replica" in proc.stdout
+    assert (where / "manifests" / "demo.jsonl").exists()
+    assert not (where / ".demo" / "sandbox" / "state.json").exists()  # the sandbox was stopped
+
+
+def test_audit_verify_cli_accepts_and_detects_tampering(demo: tuple[Path, subprocess.CompletedProcess[str]],
+                                                        tmp_path: Path) -> None:
+    where, _ = demo
+    state, pub = where / ".demo" / "state", where / ".demo" / "keys" / "signing.pub"
+    manifest = where / "manifests" / "demo.jsonl"
+    ok = _run("audit", "verify", str(state / "attestation.json"), "--key", str(pub),
+              "--records", str(state / "records.jsonl"), "--manifest", str(manifest))
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "verified" in ok.stdout
+    # A record changed after signing.
+    lines = (state / "records.jsonl").read_text().splitlines(keepends=True)
+    rec = json.loads(lines[0])
+    rec["state"] = "REMOVED" if rec["state"] != "REMOVED" else "HELD"
+    bad = tmp_path / "records.jsonl"
+    bad.write_text(json.dumps(rec, separators=(",", ":"), sort_keys=True) + "\n" + "".join(lines[1:]))
+    out = _run("audit", "verify", str(state / "attestation.json"), "--key", str(pub), "--records", str(bad))
+    assert out.returncode == 3 and "subject records" in out.stderr
+    # A manifest that is not the wave's.
+    other = tmp_path / "m.jsonl"
+    other.write_text(manifest.read_text().replace("us-0004", "us-0005", 1))
+    out = _run("audit", "verify", str(state / "attestation.json"), "--key", str(pub), "--manifest", str(other))
+    assert out.returncode == 3 and "subject manifest" in out.stderr
+    # A payload byte changed.
+    env = json.loads((state / "attestation.json").read_text())
+    env["payload"] = env["payload"][:-8] + ("A" * 4 if env["payload"][-8:-4] != "AAAA" else "B" * 4) + env["payload"][-4:]
+    forged = tmp_path / "attestation.json"
+    forged.write_bytes(json.dumps(env, separators=(",", ":"), sort_keys=True).encode())
+    out = _run("audit", "verify", str(forged), "--key", str(pub))
+    assert out.returncode == 3
+
+
+def test_bad_manifest_names_file_line_field_and_writes_nothing(tmp_path: Path) -> None:
+    m = tmp_path / "bad.csv"
+    m.write_text("source,destination\ns3://good-bucket/a,oci://ns/dest/a\nftp://x/y,oci://ns/dest/b\n")
+    out = _run("manifest", "validate", str(m))
+    assert out.returncode == 2
+    assert "bad.csv" in out.stderr and "line 3" in out.stderr and "source" in out.stderr
+    assert "Traceback" not in out.stderr
+    keys = tmp_path / "keys"
+    assert _run("keys", "generate", "--out", str(keys)).returncode == 0
+    assert oct((keys / "signing.key").stat().st_mode & 0o777) == "0o600"
+    run = _run("run", str(m), "--state", str(tmp_path / "state"), "--signing-key", str(keys / "signing.key"))
+    assert run.returncode == 2 and "line 3" in run.stderr
+    assert not (tmp_path / "state").exists()
+
+
+def test_world_readable_signing_key_is_refused(tmp_path: Path) -> None:
+    keys = tmp_path / "keys"
+    assert _run("keys", "generate", "--out", str(keys)).returncode == 0
+    (keys / "signing.key").chmod(0o644)
+    m = tmp_path / "m.csv"
+    m.write_text("source,destination\ns3://good-bucket/a,oci://ns/dest/a\n")
+    out = _run("run", str(m), "--state", str(tmp_path / "state"), "--signing-key", str(keys / "signing.key"))
+    assert out.returncode == 2 and "chmod 600" in out.stderr
+    assert "PRIVATE KEY" not in out.stderr + out.stdout
+
+
+def test_usage_errors_exit_2() -> None:
+    assert _run("run").returncode == 2
+    assert _run("no-such-command").returncode == 2
