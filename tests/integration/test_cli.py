@@ -58,7 +58,8 @@ def test_audit_verify_cli_accepts_and_detects_tampering(demo: tuple[Path, subpro
     assert out.returncode == 3 and "subject manifest" in out.stderr
     # A payload byte changed.
     env = json.loads((state / "attestation.json").read_text())
-    env["payload"] = env["payload"][:-8] + ("A" * 4 if env["payload"][-8:-4] != "AAAA" else "B" * 4) + env["payload"][-4:]
+    middle = "AAAA" if env["payload"][-8:-4] != "AAAA" else "BBBB"
+    env["payload"] = env["payload"][:-8] + middle + env["payload"][-4:]
     forged = tmp_path / "attestation.json"
     forged.write_bytes(json.dumps(env, separators=(",", ":"), sort_keys=True).encode())
     out = _run("audit", "verify", str(forged), "--key", str(pub))
