@@ -14,7 +14,6 @@ from migrator import __version__
 from migrator.errors import MigratorError
 
 if TYPE_CHECKING:
-    from migrator.pipeline import WavePolicy
     from migrator.runner import WaveResult
 
 app = typer.Typer(help="Move regulated objects into OCI Object Storage and prove the sources are gone.",
@@ -101,16 +100,6 @@ def manifest_validate(file: Annotated[Path, typer.Argument(help="CSV (with a hea
         out.print(f"  declared bytes: {summary.declared_bytes}")
 
 
-def _policy(versions: str, second_read: bool, concurrency: int) -> WavePolicy:
-    from migrator.pipeline import WavePolicy
-
-    if versions not in ("all", "current"):
-        raise typer.BadParameter("want all or current", param_hint="--versions")
-    if concurrency < 1 or concurrency > 1024:
-        raise typer.BadParameter("want 1..1024", param_hint="--concurrency")
-    return WavePolicy(versions=versions, second_read=second_read, concurrency=concurrency)
-
-
 def _print_wave(result: WaveResult) -> None:
     out.print(f"wave {result.wave_id}: {result.rows} objects, {result.bytes} bytes")
     out.print(f"  removed {result.removed}, held {result.held}, failed {result.failed}")
@@ -126,17 +115,33 @@ def _print_wave(result: WaveResult) -> None:
 def run(manifest: Annotated[Path, typer.Argument(help="The wave's manifest.")],
         state: Annotated[Path, typer.Option("--state", help="State folder: journal, lock, records, attestation.")],
         signing_key: Annotated[Path, typer.Option("--signing-key", help="Ed25519/ECDSA private key (0600).")],
-        versions: Annotated[str, typer.Option(help="all: migrate every version; current: dispose of "
-                                                   "noncurrent versions (recorded one by one).")] = "all",
-        second_read: Annotated[bool, typer.Option(help="Allow a second read as the last source evidence.")] = True,
-        concurrency: Annotated[int, typer.Option(help="Objects in flight.")] = 16) -> None:
+        wave: Annotated[Path | None, typer.Option("--wave", help="Wave file (TOML, [policy] table).")] = None,
+        versions: Annotated[str | None, typer.Option(
+            help="all: migrate every version (default); current: delete noncurrent versions unmigrated, "
+                 "each recorded as disposed by policy.")] = None,
+        soft_delete: Annotated[str | None, typer.Option(
+            "--soft-delete", help="GCS: require-off (default) holds buckets with soft delete on; "
+                                  "attest-pending deletes and keeps the wave incomplete until hard deletion.")] = None,
+        second_read: Annotated[bool | None, typer.Option(
+            "--second-read/--no-second-read", help="Allow a second read as the last source evidence.")] = None,
+        allow_unprotected_destination: Annotated[bool, typer.Option(
+            "--allow-unprotected-destination",
+            help="Delete sources even when the destination bucket is neither versioned nor retained.")] = False,
+        bypass_governance: Annotated[bool, typer.Option(
+            "--bypass-governance", help="Delete S3 GOVERNANCE-locked versions (needs the permission).")] = False,
+        concurrency: Annotated[int | None, typer.Option(help="Objects in flight (default 16).")] = None) -> None:
     """Copy, verify, delete and attest a wave. Running it again resumes it.
 
     Exit 0 when every row was removed, 1 when rows are held or failed.
     """
+    from migrator.config import load_wave_file
     from migrator.runner import run_wave
 
-    result = run_wave(manifest, state, signing_key, _policy(versions, second_read, concurrency))
+    policy = load_wave_file(wave, {
+        "versions": versions, "soft_delete": soft_delete, "second_read": second_read, "concurrency": concurrency,
+        "require_destination_protection": False if allow_unprotected_destination else None,
+        "bypass_governance": True if bypass_governance else None})
+    result = run_wave(manifest, state, signing_key, policy)
     _print_wave(result)
     raise typer.Exit(0 if result.complete else 1)
 

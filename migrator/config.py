@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
 
+from migrator.errors import InputError
 from migrator.stores.base import DEFAULT_MULTIPART_THRESHOLD, DEFAULT_PART_SIZE, DEFAULT_PARTS_IN_FLIGHT
 
 
@@ -41,3 +45,65 @@ class TransferSettings:
     multipart_threshold: int = DEFAULT_MULTIPART_THRESHOLD
     parts_in_flight: int = DEFAULT_PARTS_IN_FLIGHT
     max_pool_connections: int = 64
+
+
+VERSIONS_POLICIES = ("all", "current")
+SOFT_DELETE_POLICIES = ("require-off", "attest-pending")
+
+
+@dataclass(frozen=True)
+class WavePolicy:
+    """What a wave may do. Every choice that weakens a default is named in the attestation's predicate."""
+
+    versions: str = "all"                    # "all": migrate every version; "current": dispose of noncurrent
+    second_read: bool = True                 # evidence tier 4 allowed when nothing else proves the bytes
+    concurrency: int = 16
+    soft_delete: str = "require-off"         # GCS: hold buckets with soft delete on, or delete and attest pending
+    require_destination_protection: bool = True  # delete sources only into a versioned/retained destination
+    bypass_governance: bool = False          # S3 Object Lock GOVERNANCE: bypass (logged) instead of hold
+
+    def __post_init__(self) -> None:
+        if self.versions not in VERSIONS_POLICIES:
+            raise InputError(f"versions must be one of {', '.join(VERSIONS_POLICIES)}", field="versions")
+        if self.soft_delete not in SOFT_DELETE_POLICIES:
+            raise InputError(f"soft_delete must be one of {', '.join(SOFT_DELETE_POLICIES)}", field="soft_delete")
+        if not 1 <= self.concurrency <= 1024:
+            raise InputError("concurrency must be between 1 and 1024", field="concurrency")
+
+    def as_record(self) -> dict[str, Any]:
+        return {"versions": self.versions, "second_read": self.second_read, "soft_delete": self.soft_delete,
+                "require_destination_protection": self.require_destination_protection,
+                "bypass_governance": self.bypass_governance}
+
+
+_WAVE_KEYS = {f.name: f.type for f in fields(WavePolicy)}
+
+
+def load_wave_file(path: Path | None, overrides: Mapping[str, Any]) -> WavePolicy:
+    """A wave file (TOML, table ``[policy]``) resolved once with flag overrides (None = not given)."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as fh:
+                doc = tomllib.load(fh)
+        except OSError as exc:
+            raise InputError(f"cannot read wave file: {exc.strerror}", file=str(path)) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise InputError(f"not valid TOML: {exc}", file=str(path)) from None
+        unknown_tables = set(doc) - {"policy"}
+        if unknown_tables:
+            raise InputError(f"unknown table(s) {sorted(unknown_tables)}; want [policy]", file=str(path))
+        policy = doc.get("policy", {})
+        for key, value in policy.items():
+            if key not in _WAVE_KEYS:
+                raise InputError(f"unknown policy key (known: {', '.join(sorted(_WAVE_KEYS))})",
+                                 file=str(path), field=key)
+            want = int if key == "concurrency" else bool if _WAVE_KEYS[key] in (bool, "bool") else str
+            if type(value) is not want:
+                raise InputError(f"want a {want.__name__}, got {value!r}", file=str(path), field=key)
+            values[key] = value
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return WavePolicy(**values)
+    except InputError as exc:
+        raise InputError(str(exc.args[0]), file=str(path) if path else None, field=exc.field) from None

@@ -8,9 +8,8 @@ from pathlib import Path
 
 from migrator.attest.keys import generate_keypair, load_public_key
 from migrator.attest.verify import verify_attestation
-from migrator.config import EndpointSettings
+from migrator.config import EndpointSettings, WavePolicy
 from migrator.errors import VerificationError
-from migrator.pipeline import WavePolicy
 from migrator.runner import WaveResult, run_wave
 from migrator.sandbox import control
 from migrator.sandbox.buckets import s3_client

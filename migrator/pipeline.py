@@ -12,13 +12,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
 from typing import Any
 
 from migrator import crashpoints
-from migrator.checksum import Algorithm, Checksum, Provenance, find, from_hex
+from migrator.checksum import Algorithm, Checksum, MultiHasher, Provenance, find, from_hex
+from migrator.config import WavePolicy
 from migrator.errors import (
-    AccessDenied,
     ChecksumError,
     MigratorError,
     NotFound,
@@ -29,21 +28,14 @@ from migrator.evidence import destination_evidence, source_evidence
 from migrator.journal import Journal, State, now
 from migrator.manifest import ManifestRow
 from migrator.removal import blocking_reason, blocking_reason_of, list_key, list_key_uploads, prove_removed
-from migrator.stores.base import DeleteTarget, ObjectStore, VersionEntry
+from migrator.stores.base import DeleteTarget, ObjectStore, ReplicationReporter, VersionEntry
 from migrator.stores.registry import Stores
 from migrator.transfer import copy_version, sha256_of
 from migrator.uri import ObjectURI
 
-
-@dataclass(frozen=True)
-class WavePolicy:
-    versions: str = "all"          # "all": migrate every version; "current": dispose of noncurrent ones
-    second_read: bool = True       # evidence tier 4 allowed when nothing else proves the source bytes
-    concurrency: int = 16
-    soft_delete: str = "require-off"
-
-    def as_record(self) -> dict[str, Any]:
-        return {"versions": self.versions, "second_read": self.second_read, "soft_delete": self.soft_delete}
+# Batch-delete result codes that mean "nothing there any more" and "not what was pinned".
+_GONE_CODES = frozenset({"NoSuchKey", "NoSuchVersion", "NotFound", "ObjectNotFound", "VersionNotFound"})
+_CHANGED_CODES = frozenset({"PreconditionFailed", "IfMatchFailed", "conditionNotMet"})
 
 
 class Outcome(MigratorError):
@@ -81,6 +73,7 @@ class Wave:
         self.policy = policy
         self.progress = progress or (lambda row, state: None)
         self._soft_delete_cache: dict[str, bool | None] = {}
+        self._bucket_cache: dict[str, Any] = {}
         self._cache_lock = threading.Lock()
 
     # -- driving ------------------------------------------------------------------------------------
@@ -236,8 +229,6 @@ class Wave:
         """The destination already has an object: hash the source again to compare it with."""
         copy_src = src.open_read(row.source, e.version)
         try:
-            from migrator.checksum import MultiHasher
-
             hasher = MultiHasher()
             while chunk := copy_src.read(1 << 20):
                 hasher.update(chunk)
@@ -278,17 +269,54 @@ class Wave:
             return "GCS soft delete on", f"{key}: {fix}"
         return None
 
+    def _cached(self, key: str, compute: Callable[[], Any]) -> Any:
+        with self._cache_lock:
+            if key in self._bucket_cache:
+                return self._bucket_cache[key]
+        value = compute()
+        with self._cache_lock:
+            self._bucket_cache[key] = value
+        return value
+
+    def _location_blocks(self, store: ObjectStore, uri: ObjectURI, row: ManifestRow) -> tuple[str, str] | None:
+        """Bucket-level reasons not to delete here: soft delete, retention rules, unlisted replication."""
+        soft = self._soft_delete_blocks(store, uri)
+        if soft:
+            return soft
+        caps = self._cached(f"caps {uri.location}", lambda: store.capabilities(uri.bucket))
+        if uri.scheme == "oci" and caps.retention:
+            return "OCI retention rule", f"{uri.location} has retention rules; deletes would be refused"
+        if isinstance(store, ReplicationReporter):
+            targets: list[str] = self._cached(f"repl {uri.location}", lambda: store.replication_targets(uri.bucket))
+            listed = {r.location for r in row.replicas} | {row.source.location}
+            for target in targets:
+                if target not in listed:
+                    return "unlisted replication target", f"{uri.location} replicates to {target}"
+        return None
+
+    def _destination_unprotected(self, row: ManifestRow) -> str | None:
+        if not self.policy.require_destination_protection:
+            return None
+        dst = self.stores.for_uri(row.destination)
+        caps = self._cached(f"caps {row.destination.location}", lambda: dst.capabilities(row.destination.bucket))
+        if caps.versioning or caps.retention:
+            return None
+        return (f"{row.destination.location} is neither versioned nor under retention: after the delete it "
+                "would hold the only copy unprotected (enable versioning, or --allow-unprotected-destination)")
+
     def _remove(self, row: ManifestRow, data: dict[str, Any]) -> None:
         src = self.stores.for_uri(row.source)
         verified = {(v["version"], v["etag"]): v for v in data["versions"]}
         verified_sha = {d["hex"] for v in data["versions"] for d in v["digests"]
                         if d["algorithm"] == "sha256"}
+        unprotected = self._destination_unprotected(row)
+        if unprotected:
+            raise Held("destination unprotected", unprotected)
+        blocked_here = self._location_blocks(src, row.source, row)
+        if blocked_here:
+            raise Held(*blocked_here)
         targets: list[tuple[ObjectStore, ObjectURI, DeleteTarget, str]] = []
         locations: list[tuple[ObjectStore, ObjectURI]] = [(src, row.source)]
-        for store, uri in locations:
-            soft = self._soft_delete_blocks(store, uri)
-            if soft:
-                raise Held(*soft)
         entries = list_key(src, row.source)
         disposed: list[dict[str, Any]] = []
         for e in entries:
@@ -297,8 +325,12 @@ class Wave:
                 continue
             if (e.version, e.etag) not in verified:
                 if self.policy.versions == "current" and not e.is_latest:
-                    disposed.append({"uri": str(row.source), "version": e.version, "size": e.size,
-                                     "etag": e.etag})
+                    info = src.stat(row.source, e.version)
+                    blocked = blocking_reason(info)
+                    if blocked:
+                        raise Held(blocked, f"{row.source} noncurrent version {e.version}")
+                    disposed.append({"uri": str(row.source), "version": e.version, "size": info.size,
+                                     "etag": e.etag, "digests": [c.as_record() for c in info.checksums]})
                     targets.append((src, row.source, DeleteTarget(row.source.key, e.version),
                                     "noncurrent-disposed-by-policy"))
                     continue
@@ -307,20 +339,26 @@ class Wave:
             # Lock and hold state as the verified read saw it; one placed since then makes the pinned
             # delete answer AccessDenied, which holds the object below.
             seen = verified[(e.version, e.etag)]
+            target = self._pinned(e)
             blocked = blocking_reason_of(seen.get("extra") or {})
             if blocked:
-                raise Held(blocked, f"{row.source} version {e.version}")
-            targets.append((src, row.source, self._pinned(e), "version"))
+                if self._may_bypass(seen.get("extra") or {}):
+                    target = DeleteTarget(target.key, target.version, target.if_match, bypass_governance=True)
+                else:
+                    raise Held(blocked, f"{row.source} version {e.version}")
+            targets.append((src, row.source, target, "version"))
         # Replicas: each version must hold bytes this wave verified, or the object is held.
         replica_results: list[dict[str, Any]] = []
         for ruri in row.replicas:
             rstore = self.stores.for_uri(ruri)
-            soft = self._soft_delete_blocks(rstore, ruri)
-            if soft:
-                raise Held(soft[0], f"replica {ruri}: {soft[1]}")
+            rblock = self._location_blocks(rstore, ruri, row)
+            if rblock:
+                raise Held(rblock[0], f"replica {ruri}: {rblock[1]}")
+            locations.append((rstore, ruri))
             rentries = list_key(rstore, ruri)
             if not rentries:
-                replica_results.append({"uri": str(ruri), "result": "absent", "listed_at": now()})
+                replica_results.append({"uri": str(ruri), "result": "absent", "listed_at": now(),
+                                        "listing": "no version, delete marker or upload of this key"})
                 continue
             rversions = []
             for e in rentries:
@@ -337,7 +375,6 @@ class Wave:
                 rversions.append({"version": e.version, "etag": e.etag, "matched": how})
                 targets.append((rstore, ruri, self._pinned(e), "replica-version"))
             replica_results.append({"uri": str(ruri), "result": "matched", "versions": rversions})
-            locations.append((rstore, ruri))
         data["replica_results"] = replica_results
         if disposed:
             data["disposed"] = disposed
@@ -361,20 +398,24 @@ class Wave:
             if not first:
                 crashpoints.hit("between-version-deletes")
             first = False
-            try:
-                store.delete_version(uri, target.version, if_match=target.if_match)
+            outcome = store.delete_versions(uri.bucket, [target])[0]
+            if outcome.ok:
                 result = "deleted"
-            except NotFound:
+            elif outcome.code in _GONE_CODES:
                 result = "already absent"
-            except PreconditionFailed as exc:
+            else:
                 self.journal.transition(row.row, State.DELETING, data)
-                raise Held("changed at source", f"{uri} no longer matches version {target.version}") from exc
-            except AccessDenied as exc:
-                self.journal.transition(row.row, State.DELETING, data)
-                raise Held("delete refused", f"{uri} version {target.version}: {exc}") from exc
+                if outcome.code in _CHANGED_CODES:
+                    raise Held("changed at source", f"{uri} no longer matches version {target.version}")
+                raise Held("delete refused", f"{uri} version {target.version}: {outcome.code} {outcome.message}")
             crashpoints.hit("after-delete-before-commit")
-            data["deletions"].append({"uri": str(uri), "version": target.version, "kind": kind,
-                                      "at": now(), "result": result})
+            entry: dict[str, Any] = {"uri": str(uri), "version": target.version, "kind": kind, "at": now(),
+                                     "result": result}
+            if target.if_match:
+                entry["if_match"] = target.if_match
+            if target.bypass_governance:
+                entry["governance_bypassed"] = True
+            data["deletions"].append(entry)
             self.journal.transition(row.row, State.DELETING, data, detail={"deleted": target.version})
         # Confirm versions verified earlier but gone before this plan (a resumed run) are recorded.
         listed = {(e.version, e.etag) for e in entries}
@@ -386,10 +427,18 @@ class Wave:
         proof = prove_removed(locations)
         data["proof"] = proof.as_record()
         data.pop("plan", None)
+        if proof.soft_deleted:
+            raise Held("soft-deleted, pending hard deletion",
+                       "; ".join(proof.soft_deleted) + " (run the wave again after that time to confirm)")
         if not proof.empty:
             raise Held("left after delete", "; ".join(proof.leftovers))
         self.journal.transition(row.row, State.REMOVED, data)
         self.progress(row.row, State.REMOVED)
+
+    def _may_bypass(self, extra: dict[str, str]) -> bool:
+        """Only GOVERNANCE retention, only by explicit policy; legal holds and COMPLIANCE never."""
+        return (self.policy.bypass_governance and str(extra.get("object_lock_mode", "")).upper() == "GOVERNANCE"
+                and str(extra.get("object_lock_legal_hold", "")).upper() != "ON")
 
     @staticmethod
     def _pinned(e: VersionEntry) -> DeleteTarget:

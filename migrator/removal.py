@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from migrator.errors import NotFound
 from migrator.journal import now
-from migrator.stores.base import ObjectInfo, ObjectStore, UploadInfo, VersionEntry
+from migrator.stores.base import ObjectInfo, ObjectStore, SoftDeleteLister, UploadInfo, VersionEntry
 from migrator.uri import ObjectURI
 
 
@@ -71,23 +71,31 @@ class Proof:
     listed_at: str
     locations: tuple[str, ...]
     leftovers: tuple[str, ...]
+    soft_deleted: tuple[str, ...] = ()   # restorable until their hard-deletion time: not removed yet
 
     @property
     def empty(self) -> bool:
-        return not self.leftovers
+        return not self.leftovers and not self.soft_deleted
 
     def as_record(self) -> dict[str, object]:
         return {"listed_at": self.listed_at, "locations": list(self.locations), "empty": self.empty,
-                "leftovers": list(self.leftovers)}
+                "leftovers": list(self.leftovers), "soft_deleted": list(self.soft_deleted),
+                "listed": ["versions", "delete markers", "incomplete uploads", "soft-deleted (where the cloud has it)"]}
 
 
 def prove_removed(stores: Sequence[tuple[ObjectStore, ObjectURI]]) -> Proof:
     """List every location again: versions, delete markers and incomplete uploads of the key."""
     leftovers: list[str] = []
+    soft: list[str] = []
     for store, uri in stores:
+        if isinstance(store, SoftDeleteLister):
+            for e in store.list_soft_deleted(uri.bucket, uri.key):
+                if e.key == uri.key:
+                    soft.append(f"{uri} generation {e.version}")
         for e in list_key(store, uri):
             kind = "delete marker" if e.is_delete_marker else "version"
             leftovers.append(f"{uri} {kind} {e.version}")
         for u in list_key_uploads(store, uri):
             leftovers.append(f"{uri} upload {u.upload_id}")
-    return Proof(listed_at=now(), locations=tuple(str(u) for _, u in stores), leftovers=tuple(leftovers))
+    return Proof(listed_at=now(), locations=tuple(str(u) for _, u in stores), leftovers=tuple(leftovers),
+                 soft_deleted=tuple(soft))

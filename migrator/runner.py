@@ -27,11 +27,11 @@ from migrator.attest.statement import (
     build_predicate,
     build_statement,
 )
-from migrator.config import EndpointSettings, TransferSettings
+from migrator.config import EndpointSettings, TransferSettings, WavePolicy
 from migrator.errors import StateError
 from migrator.journal import Journal, RunLock, State
 from migrator.manifest import ManifestSummary, iter_rows, manifest_sha256, validate
-from migrator.pipeline import Wave, WavePolicy
+from migrator.pipeline import Wave
 from migrator.stores.registry import Stores
 
 RECORD_SCHEMA = 1

@@ -108,6 +108,7 @@ class DeleteTarget:
     key: str
     version: str | None
     if_match: str | None = None
+    bypass_governance: bool = False   # S3 Object Lock GOVERNANCE, only under an explicit wave policy
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,22 @@ class PartSizeReporter(Protocol):
     """Stores that can say the part sizes of a multipart object (S3 HEAD with PartNumber)."""
 
     def part_sizes(self, uri: ObjectURI, version: str | None, parts: int) -> list[int]: ...
+
+
+@runtime_checkable
+class ReplicationReporter(Protocol):
+    """Stores whose buckets can replicate elsewhere by configuration (S3 CRR/SRR, OCI replication policies)."""
+
+    def replication_targets(self, bucket: str) -> list[str]:
+        """Locations (``s3://bucket``, ``oci://namespace/bucket``) this bucket replicates to."""
+        ...
+
+
+@runtime_checkable
+class SoftDeleteLister(Protocol):
+    """Stores that keep deleted objects restorable for a while (GCS soft delete)."""
+
+    def list_soft_deleted(self, bucket: str, prefix: str) -> Iterator[VersionEntry]: ...
 
 
 class ReadStream(Protocol):

@@ -146,6 +146,14 @@ class OciStore:
 
     # --- capabilities -------------------------------------------------------------------------------
 
+    def replication_targets(self, bucket: str) -> list[str]:
+        """Destination buckets of the bucket's replication policies (another region, same namespace)."""
+        ns = self.namespace
+        where = f"oci://{ns}/{bucket}"
+        policies = _call(lambda: self._client.list_replication_policies(ns, bucket).data, where)
+        names = {str(getattr(p, "destination_bucket_name", "") or "") for p in policies or []}
+        return sorted(f"oci://{ns}/{name}" for name in names if name)
+
     def capabilities(self, bucket: str) -> Capabilities:
         ns = self.namespace
         where = f"oci://{ns}/{bucket}"

@@ -499,9 +499,12 @@ class S3Store:
             if t.if_match is not None:
                 obj["ETag"] = t.if_match  # per-key condition of DeleteObjects (ObjectIdentifier.ETag)
             objects.append(obj)
+        extra: dict[str, Any] = {}
+        if any(t.bypass_governance for t in batch):
+            extra["BypassGovernanceRetention"] = True  # only under an explicit wave policy; recorded per delete
         resp = self._call(f"batch delete in s3://{bucket}",
                           lambda: self._client.delete_objects(
-                              Bucket=bucket, Delete={"Objects": objects, "Quiet": False}))
+                              Bucket=bucket, Delete={"Objects": objects, "Quiet": False}, **extra))
         deleted = {(d.get("Key"), d.get("VersionId")): d for d in resp.get("Deleted", []) or []}
         errors = {(e.get("Key"), e.get("VersionId")): e for e in resp.get("Errors", []) or []}
         out = []
@@ -527,6 +530,25 @@ class S3Store:
     # -----------------------------------------------------------------------------------------------------
     # Capabilities, discovered once per bucket
     # -----------------------------------------------------------------------------------------------------
+
+    def replication_targets(self, bucket: str) -> list[str]:
+        """Destination buckets of the bucket's CRR/SRR rules (enabled or not: a disabled rule may be re-enabled)."""
+        try:
+            resp = self._call(f"GET replication s3://{bucket}",
+                              lambda: self._client.get_bucket_replication(Bucket=bucket))
+        except NotFound:
+            return []
+        except StoreError as exc:
+            if exc.code == "ReplicationConfigurationNotFoundError":
+                return []
+            raise
+        targets = []
+        for rule in resp.get("ReplicationConfiguration", {}).get("Rules", []) or []:
+            arn = str(rule.get("Destination", {}).get("Bucket", ""))
+            name = arn.rsplit(":", 1)[-1]
+            if name:
+                targets.append(f"s3://{name}")
+        return sorted(set(targets))
 
     def capabilities(self, bucket: str) -> Capabilities:
         with self._caps_lock:

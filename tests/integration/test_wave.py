@@ -14,10 +14,9 @@ import pytest
 
 from migrator.attest.keys import generate_keypair, load_public_key
 from migrator.attest.verify import verify_attestation
-from migrator.config import EndpointSettings
+from migrator.config import EndpointSettings, WavePolicy
 from migrator.errors import StateError
 from migrator.journal import Journal, RunLock
-from migrator.pipeline import WavePolicy
 from migrator.runner import run_wave
 from migrator.sandbox.buckets import create_bucket, s3_client
 from migrator.sandbox.control import SandboxState
