@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from migrator.checksum import Algorithm, Checksum, MultiHasher
 from migrator.errors import ChecksumError, StoreError
@@ -13,6 +16,8 @@ from migrator.uri import ObjectURI
 READ_CHUNK = 1024 * 1024
 META_SOURCE = "migrator-source"
 META_SOURCE_VERSION = "migrator-source-version"
+META_SHA256 = "migrator-sha256"
+BUFFER_LIMIT = 8 * 1024 * 1024
 
 
 class HashingReader:
@@ -45,11 +50,14 @@ class CopyOutcome:
 
 
 def copy_version(src: ObjectStore, src_uri: ObjectURI, version: str | None, dst: ObjectStore,
-                 dst_uri: ObjectURI, *, expected_size: int, overwrite_etag: str | None = None) -> CopyOutcome:
+                 dst_uri: ObjectURI, *, expected_size: int, overwrite_etag: str | None = None,
+                 buffer_limit: int = BUFFER_LIMIT) -> CopyOutcome:
     """Copy the pinned source version to the destination.
 
     The write never overwrites a different object: it uses if-none-match: * (``overwrite_etag`` is only
     for writing a further version over this wave's own verified previous version, with if-match).
+    Objects up to ``buffer_limit`` (sent in one request anyway) are read first, so that the destination's
+    metadata can name their SHA-256; larger ones stream, and carry it only when it is known beforehand.
     """
     stream = src.open_read(src_uri, version)
     try:
@@ -68,15 +76,38 @@ def copy_version(src: ObjectStore, src_uri: ObjectURI, version: str | None, dst:
         metadata[META_SOURCE] = str(src_uri)
         metadata[META_SOURCE_VERSION] = info.version or ""
         reader = HashingReader(stream, hasher, info.size)
+        body: Any = reader
+        if info.size <= buffer_limit:
+            data = _read_exactly(reader, info.size, src_uri)
+            metadata[META_SHA256] = hashlib.sha256(data).hexdigest()
+            body = io.BytesIO(data)
+        else:
+            sha = next((c for c in info.checksums if c.algorithm == Algorithm.SHA256 and c.is_whole_object), None)
+            if sha is not None:
+                metadata[META_SHA256] = sha.hex
         request = PutRequest(size=info.size, content_type=info.content_type,
                              content_encoding=info.content_encoding, metadata=metadata,
                              if_none_match=overwrite_etag is None, if_match=overwrite_etag)
-        put = dst.put(dst_uri, reader, request)  # type: ignore[arg-type]
+        put = dst.put(dst_uri, body, request)
         if reader.bytes_read != info.size:
             raise ChecksumError(f"{src_uri}: read {reader.bytes_read} bytes, the source said {info.size}")
     finally:
         stream.close()
     return CopyOutcome(source=info, computed=tuple(hasher.digests()), put=put)
+
+
+def _read_exactly(reader: HashingReader, size: int, uri: ObjectURI) -> bytes:
+    chunks = []
+    left = size
+    while left > 0:
+        chunk = reader.read(min(left, READ_CHUNK))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    if left or reader.read(1):
+        raise ChecksumError(f"{uri}: the read did not return exactly {size} bytes")
+    return b"".join(chunks)
 
 
 def sha256_of(store: ObjectStore, uri: ObjectURI, version: str | None) -> tuple[Checksum, int]:
