@@ -20,6 +20,8 @@ PRIMARY = "demo-us-users"          # versioned S3 bucket: the primary copies
 MEDIA = "demo-us-media"            # unversioned S3 bucket
 LOCKED = "demo-us-locked"          # S3 bucket with Object Lock (a legal hold)
 BACKUP = "demo-sg-backups"         # GCS bucket: backup replicas ("Singapore")
+REPLICATED = "demo-us-replicated"  # S3 bucket that replicates to DR, a bucket the manifest does not list
+DR = "demo-us-dr"
 DEST = "us-users"                  # OCI destination bucket (versioned)
 BIG_SIZE = 24 * 1024 * 1024 + 4321
 
@@ -113,6 +115,34 @@ def seed(state: SandboxState, manifest_path: Path, *, users: int = 40, seed_valu
     add({"source": f"s3://{PRIMARY}/{div_key}", "destination": f"oci://{ns}/{DEST}/{div_key}",
          "replicas": [f"gs://{BACKUP}/{div_key}"], "subject": "us-0003", "residency": "US"},
         ("HELD", "divergent replica"))
+    # Removed after migrating both versions: the latest version is a delete marker.
+    marker_key = "users/us-0004/posts/deleted-by-user.json"
+    for body in (_body(rng, 900), _body(rng, 950)):
+        s3.put_object(Bucket=PRIMARY, Key=marker_key, Body=body)
+        out.bytes += len(body)
+    s3.delete_object(Bucket=PRIMARY, Key=marker_key)
+    add({"source": f"s3://{PRIMARY}/{marker_key}", "destination": f"oci://{ns}/{DEST}/{marker_key}",
+         "subject": "us-0004", "residency": "US"}, ("REMOVED", ""))
+    # Removed, with a leftover incomplete upload under its key aborted.
+    upload_key = "users/us-0006/photos/upload-interrupted.jpg"
+    data = _body(rng, 4000)
+    s3.put_object(Bucket=PRIMARY, Key=upload_key, Body=data)
+    up = s3.create_multipart_upload(Bucket=PRIMARY, Key=upload_key)
+    s3.upload_part(Bucket=PRIMARY, Key=upload_key, UploadId=up["UploadId"], PartNumber=1, Body=_body(rng, 1000))
+    add({"source": f"s3://{PRIMARY}/{upload_key}", "destination": f"oci://{ns}/{DEST}/{upload_key}",
+         "subject": "us-0006", "residency": "US"}, ("REMOVED", ""))
+    # Held: its bucket replicates to a DR bucket that the manifest does not list.
+    create_bucket(state, "s3", REPLICATED, versioned=True)
+    create_bucket(state, "s3", DR, versioned=True)
+    s3.put_bucket_replication(Bucket=REPLICATED, ReplicationConfiguration={
+        "Role": "arn:aws:iam::123456789012:role/demo-replication",
+        "Rules": [{"ID": "dr", "Status": "Enabled", "Priority": 1, "Filter": {},
+                   "DeleteMarkerReplication": {"Status": "Disabled"},
+                   "Destination": {"Bucket": f"arn:aws:s3:::{DR}"}}]})
+    repl_key = "users/us-0007/posts/replicated.json"
+    s3.put_object(Bucket=REPLICATED, Key=repl_key, Body=_body(rng, 1200))
+    add({"source": f"s3://{REPLICATED}/{repl_key}", "destination": f"oci://{ns}/{DEST}/{repl_key}",
+         "subject": "us-0007", "residency": "US"}, ("HELD", "unlisted replication target"))
     manifest_path.parent.mkdir(parents=True, exist_ok=True)
     with open(manifest_path, "w", encoding="utf-8") as fh:
         for r in rows:
