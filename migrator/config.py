@@ -61,6 +61,8 @@ class WavePolicy:
     soft_delete: str = "require-off"         # GCS: hold buckets with soft delete on, or delete and attest pending
     require_destination_protection: bool = True  # delete sources only into a versioned/retained destination
     bypass_governance: bool = False          # S3 Object Lock GOVERNANCE: bypass (logged) instead of hold
+    batch_rows: int = 1000                   # rows sharing listings, delete batches and group commits
+    delete_batch: int = 1000                 # pinned targets per batch delete request (S3's maximum)
 
     def __post_init__(self) -> None:
         if self.versions not in VERSIONS_POLICIES:
@@ -69,6 +71,10 @@ class WavePolicy:
             raise InputError(f"soft_delete must be one of {', '.join(SOFT_DELETE_POLICIES)}", field="soft_delete")
         if not 1 <= self.concurrency <= 1024:
             raise InputError("concurrency must be between 1 and 1024", field="concurrency")
+        if not 1 <= self.batch_rows <= 100_000:
+            raise InputError("batch_rows must be between 1 and 100000", field="batch_rows")
+        if not 1 <= self.delete_batch <= 1000:
+            raise InputError("delete_batch must be between 1 and 1000", field="delete_batch")
 
     def as_record(self) -> dict[str, Any]:
         return {"versions": self.versions, "second_read": self.second_read, "soft_delete": self.soft_delete,
@@ -98,7 +104,7 @@ def load_wave_file(path: Path | None, overrides: Mapping[str, Any]) -> WavePolic
             if key not in _WAVE_KEYS:
                 raise InputError(f"unknown policy key (known: {', '.join(sorted(_WAVE_KEYS))})",
                                  file=str(path), field=key)
-            want = int if key == "concurrency" else bool if _WAVE_KEYS[key] in (bool, "bool") else str
+            want = int if key in ("concurrency", "batch_rows", "delete_batch") else bool if _WAVE_KEYS[key] in (bool, "bool") else str
             if type(value) is not want:
                 raise InputError(f"want a {want.__name__}, got {value!r}", file=str(path), field=key)
             values[key] = value

@@ -65,6 +65,10 @@ class StoreError(MigratorError):
         self.retryable = retryable
 
 
+class SourceChanged(MigratorError):
+    """The source no longer is the version that was listed or verified."""
+
+
 class NotFound(StoreError):
     """The object, version or bucket does not exist."""
 

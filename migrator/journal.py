@@ -13,7 +13,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -173,6 +173,22 @@ class Journal:
                                (state, reason, payload, at, row))
             self._conn.execute("INSERT INTO events(row, state, at, detail) VALUES (?, ?, ?, ?)",
                                (row, state, at, json.dumps(dict(detail or {}), sort_keys=True)))
+            self._conn.execute("COMMIT")
+
+    def transition_many(self, items: Iterable[tuple[int, str, Mapping[str, Any], str | None,
+                                                    Mapping[str, Any]]]) -> None:
+        """Several rows' transitions in one durable commit (row, state, data, reason, detail)."""
+        at = now()
+        batch = [(row, state, json.dumps(dict(data), sort_keys=True, separators=(",", ":")), reason,
+                  json.dumps(dict(detail), sort_keys=True)) for row, state, data, reason, detail in items]
+        if not batch:
+            return
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.executemany("UPDATE objects SET state=?, reason=?, data=?, updated=? WHERE row=?",
+                                   [(st, reason, payload, at, row) for row, st, payload, reason, _ in batch])
+            self._conn.executemany("INSERT INTO events(row, state, at, detail) VALUES (?, ?, ?, ?)",
+                                   [(row, st, at, detail) for row, st, _, _, detail in batch])
             self._conn.execute("COMMIT")
 
     def entries(self) -> Iterator[Entry]:

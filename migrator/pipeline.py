@@ -1,6 +1,10 @@
-"""The per-object state machine of a wave, over a journal and stores.
+"""The per-object state machine of a wave, run over batches of rows.
 
 PENDING -> COPYING -> COPIED -> VERIFIED -> DELETING -> REMOVED, or HELD / FAILED with a reason.
+
+Rows are taken in batches. Within a batch the work that the clouds let us share is shared: one prefix
+listing per bucket finds the versions of many keys, deletes go out in batches of pinned targets, and the
+removal proof is one listing per bucket after the deletes. Copies run concurrently, one object each.
 
 Each row is processed idempotently from what the journal already knows plus what the clouds show now:
 versions already verified are not copied again, deletes already done are confirmed by listing, and a
@@ -9,26 +13,24 @@ source that changed since it was verified is reported, never deleted.
 
 from __future__ import annotations
 
+import functools
 import threading
-from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 from migrator import crashpoints
 from migrator.checksum import Algorithm, Checksum, MultiHasher, Provenance, find, from_hex
 from migrator.config import WavePolicy
-from migrator.errors import (
-    ChecksumError,
-    MigratorError,
-    NotFound,
-    PreconditionFailed,
-    StoreError,
-)
+from migrator.errors import ChecksumError, MigratorError, PreconditionFailed, SourceChanged, StoreError
 from migrator.evidence import destination_evidence, source_evidence
 from migrator.journal import Journal, State, now
+from migrator.listing import list_soft_deleted_many, list_uploads_many, list_versions_many
 from migrator.manifest import ManifestRow
-from migrator.removal import blocking_reason, blocking_reason_of, list_key, list_key_uploads, prove_removed
-from migrator.stores.base import DeleteTarget, ObjectStore, ReplicationReporter, VersionEntry
+from migrator.removal import Proof, blocking_reason, blocking_reason_of
+from migrator.stores.base import DeleteTarget, ObjectStore, ReplicationReporter, UploadInfo, VersionEntry
 from migrator.stores.registry import Stores
 from migrator.transfer import copy_version, sha256_of
 from migrator.uri import ObjectURI
@@ -36,6 +38,10 @@ from migrator.uri import ObjectURI
 # Batch-delete result codes that mean "nothing there any more" and "not what was pinned".
 _GONE_CODES = frozenset({"NoSuchKey", "NoSuchVersion", "NotFound", "ObjectNotFound", "VersionNotFound"})
 _CHANGED_CODES = frozenset({"PreconditionFailed", "IfMatchFailed", "conditionNotMet"})
+_ARCHIVED = frozenset({"GLACIER", "DEEP_ARCHIVE", "ARCHIVE"})
+
+
+End = tuple[int, str, dict[str, Any], str | None, dict[str, Any]]  # a journal transition_many item
 
 
 class Outcome(MigratorError):
@@ -56,13 +62,26 @@ class Failed(Outcome):
     """This object could not be processed."""
 
 
-def _digests(cs: tuple[Checksum, ...] | list[Checksum]) -> list[dict[str, object]]:
+def _digests(cs: Iterable[Checksum]) -> list[dict[str, object]]:
     return [c.as_record() for c in cs]
 
 
 def _computed(rec: dict[str, Any]) -> list[Checksum]:
     return [from_hex(Algorithm(d["algorithm"]), str(d["hex"]), Provenance.COMPUTED, d.get("parts"))
             for d in rec["digests"] if d.get("provenance") == Provenance.COMPUTED.value]
+
+
+@dataclass
+class Work:
+    """One row in flight through a batch."""
+
+    row: ManifestRow
+    data: dict[str, Any]
+    done: bool = False
+    targets: list[tuple[ObjectURI, DeleteTarget, str]] = field(default_factory=list)
+    uploads: list[tuple[ObjectURI, UploadInfo]] = field(default_factory=list)
+    locations: list[ObjectURI] = field(default_factory=list)
+    listed: list[VersionEntry] = field(default_factory=list)   # the source's entries seen by the plan
 
 
 class Wave:
@@ -72,29 +91,64 @@ class Wave:
         self.stores = stores
         self.policy = policy
         self.progress = progress or (lambda row, state: None)
-        self._soft_delete_cache: dict[str, bool | None] = {}
         self._bucket_cache: dict[str, Any] = {}
         self._cache_lock = threading.Lock()
 
     # -- driving ------------------------------------------------------------------------------------
     def run(self, rows: Iterator[ManifestRow]) -> None:
-        """Process rows on a bounded pool; never more than 2 x concurrency rows in memory."""
-        limit = max(1, self.policy.concurrency)
-        with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="wave") as pool:
-            inflight: set[Future[None]] = set()
+        """Process rows in batches on a bounded pool; never more than one batch of rows in memory."""
+        with ThreadPoolExecutor(max_workers=self.policy.concurrency, thread_name_prefix="wave") as pool:
+            batch: list[ManifestRow] = []
             for row in rows:
-                if len(inflight) >= 2 * limit:
-                    done, inflight = wait(inflight, return_when=FIRST_COMPLETED)
-                    for f in done:
-                        f.result()
-                inflight.add(pool.submit(self.process, row))
-            for f in inflight:
-                f.result()
+                batch.append(row)
+                if len(batch) >= self.policy.batch_rows:
+                    self._run_batch(batch, pool)
+                    batch = []
+            if batch:
+                self._run_batch(batch, pool)
 
-    def process(self, row: ManifestRow) -> None:
+    def _run_batch(self, rows: list[ManifestRow], pool: ThreadPoolExecutor) -> None:
+        work = [w for w in (self._start(row) for row in rows) if w is not None]
+        if not work:
+            return
+        # 1. Find every version of every source key: one listing per bucket.
+        found = self._for_all(work, lambda ws: list_versions_many(self.stores.for_uri, [w.row.source for w in ws]))
+        # 2. Copy and verify, concurrently.
+        self._each(pool, work, lambda w: self._migrate(w, found.get(w.row.source, [])))
+        # 3. Plan removal from fresh listings of every location: checks, replicas, pinned targets.
+        live = [w for w in work if not w.done]
+        uris = [u for w in live for u in (w.row.source, *w.row.replicas)]
+        listed = self._for_all(live, lambda ws: list_versions_many(self.stores.for_uri, uris))
+        uploads = self._for_all(live, lambda ws: list_uploads_many(self.stores.for_uri, uris))
+        self._each(pool, live, lambda w: self._plan(w, listed, uploads))
+        planned = [w for w in work if not w.done]
+        self.journal.transition_many([(w.row.row, State.DELETING, w.data, None, {"targets": len(w.data["plan"])})
+                                      for w in planned])
+        # 4. Delete, in batches of pinned targets per bucket; each result journaled before the next batch.
+        self._delete(planned)
+        # 5. Prove: list every location again after the deletes.
+        proving = [w for w in planned if not w.done]
+        locs = [u for w in proving for u in w.locations]
+        after = self._for_all(proving, lambda ws: list_versions_many(self.stores.for_uri, locs, use_start=False))
+        left_uploads = self._for_all(proving, lambda ws: list_uploads_many(self.stores.for_uri, locs))
+        soft = self._for_all(proving, lambda ws: list_soft_deleted_many(self.stores.for_uri, locs))
+        ends = []
+        for w in proving:
+            if w.done:
+                continue
+            try:
+                ends.append(self._prove(w, after, left_uploads, soft))
+            except Outcome as exc:
+                ends.append(self._ending(w, exc))
+        self.journal.transition_many(ends)
+        for w, end in zip([w for w in proving], ends, strict=False):
+            if end[1] == State.REMOVED:
+                self.progress(w.row.row, State.REMOVED)
+
+    def _start(self, row: ManifestRow) -> Work | None:
         entry = self.journal.get(row.row)
         if entry.state == State.REMOVED:
-            return
+            return None
         data: dict[str, Any] = dict(entry.data)
         data.setdefault("source", str(row.source))
         data.setdefault("destination", str(row.destination))
@@ -106,30 +160,49 @@ class Wave:
         data.setdefault("versions", [])
         data.setdefault("deletions", [])
         data.pop("detail", None)  # a previous run's hold is re-examined from scratch
-        try:
-            self._migrate(row, data)
-            self._remove(row, data)
-        except Held as exc:
-            self._end(row.row, State.HELD, data, exc.reason, exc.detail)
-        except Failed as exc:
-            self._end(row.row, State.FAILED, data, exc.reason, exc.detail)
-        except ChecksumError as exc:
-            self._end(row.row, State.HELD, data, "checksum not proven", str(exc))
-        except StoreError as exc:
-            self._end(row.row, State.FAILED, data, "cloud error", f"{type(exc).__name__}: {exc}")
+        return Work(row=row, data=data)
 
-    def _end(self, row: int, state: str, data: dict[str, Any], reason: str, detail: str) -> None:
-        data.pop("copying", None)
-        data["detail"] = detail
-        self.journal.transition(row, state, data, reason=reason)
-        self.progress(row, state)
+    def _guarded(self, w: Work, step: Callable[[], None]) -> None:
+        try:
+            step()
+        except Outcome as exc:
+            end = self._ending(w, exc)
+            self.journal.transition_many([end])
+        except ChecksumError as exc:
+            self.journal.transition_many([self._ending(w, Held("checksum not proven", str(exc)))])
+        except StoreError as exc:
+            self.journal.transition_many([self._ending(w, Failed("cloud error", f"{type(exc).__name__}: {exc}"))])
+
+    def _ending(self, w: Work, exc: Outcome) -> End:
+        w.done = True
+        state = State.HELD if isinstance(exc, Held) else State.FAILED
+        w.data.pop("copying", None)
+        w.data.pop("plan", None)
+        w.data["detail"] = exc.detail
+        self.progress(w.row.row, state)
+        return (w.row.row, state, w.data, exc.reason, {})
+
+    def _each(self, pool: ThreadPoolExecutor, work: list[Work], step: Callable[[Work], None]) -> None:
+        futures = [pool.submit(self._guarded, w, functools.partial(step, w)) for w in work if not w.done]
+        for f in futures:
+            f.result()
+
+    def _for_all(self, work: list[Work], listing: Callable[[list[Work]], dict[ObjectURI, Any]]) -> dict[ObjectURI, Any]:
+        """A shared listing; if it fails after retries, every row that needed it fails (and resumes later)."""
+        if not work:
+            return {}
+        try:
+            return listing(work)
+        except StoreError as exc:
+            ends = [self._ending(w, Failed("cloud error", f"{type(exc).__name__}: {exc}")) for w in work if not w.done]
+            self.journal.transition_many(ends)
+            return {}
 
     # -- copy and verify ----------------------------------------------------------------------------
-    def _migrate(self, row: ManifestRow, data: dict[str, Any]) -> None:
-        src = self.stores.for_uri(row.source)
-        entries = list_key(src, row.source)
+    def _migrate(self, w: Work, entries: list[VersionEntry]) -> None:
+        row, data = w.row, w.data
         live = [e for e in entries if not e.is_delete_marker]
-        verified = {(v["version"], v["etag"]): v for v in data["versions"]}
+        verified = {(v["version"], v["etag"]) for v in data["versions"]}
         if not live:
             if data["versions"]:
                 return  # everything was verified and has since been deleted: removal confirms it
@@ -142,54 +215,51 @@ class Wave:
         for e in to_copy:
             if (e.version, e.etag) in verified:
                 continue
-            self._copy_one(row, data, src, e, is_latest=e is to_copy[-1])
+            self._copy_one(row, data, e, is_latest=e is to_copy[-1])
 
-    def _copy_one(self, row: ManifestRow, data: dict[str, Any], src: ObjectStore, e: VersionEntry,
-                  is_latest: bool) -> None:
+    def _copy_one(self, row: ManifestRow, data: dict[str, Any], e: VersionEntry, is_latest: bool) -> None:
+        src = self.stores.for_uri(row.source)
         dst = self.stores.for_uri(row.destination)
+        if e.storage_class and e.storage_class.upper() in _ARCHIVED:
+            raise Held("archived", f"{row.source} version {e.version} is {e.storage_class}: restore it first")
         data["copying"] = {"version": e.version, "etag": e.etag, "size": e.size, "at": now()}
         self.journal.transition(row.row, State.COPYING, data, detail={"version": e.version})
         self.progress(row.row, State.COPYING)
-        info = src.stat(row.source, e.version)
-        if info.etag != e.etag and e.etag is not None:
-            raise Held("changed at source", f"{row.source} version {e.version} etag {info.etag} != listed {e.etag}")
-        if info.encryption in ("SSE-C", "CSEK"):
-            raise Held("customer-supplied encryption key", f"{row.source} is {info.encryption}; migrator has no key")
-        if info.storage_class and info.storage_class.upper() in ("GLACIER", "DEEP_ARCHIVE", "ARCHIVE") and \
-                info.extra.get("Restore", "").find('ongoing-request="false"') < 0:
-            raise Held("archived", f"{row.source} is {info.storage_class}: restore it first")
         previous = data["versions"][-1] if data["versions"] else None
         overwrite = previous["destination_etag"] if previous else None
         attempts = 2
         for attempt in range(1, attempts + 1):
             try:
-                outcome = copy_version(src, row.source, e.version, dst, row.destination,
-                                       expected_size=info.size, overwrite_etag=overwrite)
-                put_version, put_etag = outcome.put.version, outcome.put.etag
-                reported = list(outcome.put.checksums)
-                reported_size = outcome.put.size
+                outcome = copy_version(src, row.source, e.version, dst, row.destination, expected_size=e.size,
+                                       expected_etag=e.etag, overwrite_etag=overwrite)
+            except SourceChanged as exc:
+                raise Held("changed at source", str(exc)) from exc
             except PreconditionFailed:
                 # Already there (an earlier, interrupted attempt of ours) or a different object: decide by digests.
                 outcome = None
-                put_version = put_etag = None
-                reported = []
-                reported_size = -1
+            except StoreError as exc:
+                if exc.status in (400, 403) and exc.code not in ("BadDigest", "InvalidDigest"):
+                    raise Held("source unreadable", f"{row.source} version {e.version}: {exc} (an SSE-C/CSEK "
+                               "object needs its key; an archived one needs a restore)") from exc
+                raise
             crashpoints.hit("after-copy-before-commit")
             if outcome is None:
-                computed, tier, src_matched = self._existing_destination(row, src, e, info.size)
+                computed, tier, src_matched, info = self._existing_destination(row, src, e)
                 dinfo = dst.stat(row.destination)
                 put_version, put_etag, reported, reported_size = (dinfo.version, dinfo.etag,
                                                                   list(dinfo.checksums), dinfo.size)
             else:
+                info = outcome.source
                 computed = list(outcome.computed)
+                put_version, put_etag = outcome.put.version, outcome.put.etag
+                reported, reported_size = list(outcome.put.checksums), outcome.put.size
                 data["copying"]["computed"] = _digests(computed)
                 data["copying"]["destination_version"] = put_version
                 self.journal.transition(row.row, State.COPIED, data, detail={"version": e.version})
                 try:
                     tier, src_matched = source_evidence(
-                        computed, [c for c in outcome.source.checksums],
-                        list(row.declared) if is_latest else [],
-                        outcome.source.size, row.size if is_latest else None,
+                        computed, list(info.checksums), list(row.declared) if is_latest else [],
+                        info.size, row.size if is_latest else None,
                         (lambda: self._reread(src, row.source, e.version)) if self.policy.second_read else None)
                 except ChecksumError as exc:
                     self._discard_destination(dst, row.destination, put_version, put_etag)
@@ -205,16 +275,15 @@ class Wave:
                 if attempt < attempts:
                     continue
                 raise Held("destination evidence failed", f"after {attempts} writes: {exc}") from exc
-            record = {
+            data["versions"].append({
                 "version": e.version, "etag": e.etag, "size": info.size,
                 "destination_version": put_version, "destination_etag": put_etag,
-                "digests": _digests(computed) + _digests([c for c in reported if c.is_whole_object]),
+                "digests": _digests(computed) + _digests(c for c in reported if c.is_whole_object),
                 "evidence": {"source_tier": tier, "source": src_matched, "destination": dst_matched},
                 "storage_class": info.storage_class, "encryption": info.encryption,
                 "extra": dict(info.extra),
                 "verified_at": now(),
-            }
-            data["versions"].append(record)
+            })
             data.pop("copying", None)
             self.journal.transition(row.row, State.VERIFIED, data, detail={"version": e.version})
             self.progress(row.row, State.VERIFIED)
@@ -224,51 +293,30 @@ class Wave:
         sha, _ = sha256_of(store, uri, version)
         return Checksum(sha.algorithm, sha.value, Provenance.REREAD)
 
-    def _existing_destination(self, row: ManifestRow, src: ObjectStore, e: VersionEntry,
-                              size: int) -> tuple[list[Checksum], str, list[str]]:
+    def _existing_destination(self, row: ManifestRow, src: ObjectStore, e: VersionEntry) -> tuple[
+            list[Checksum], str, list[str], Any]:
         """The destination already has an object: hash the source again to compare it with."""
-        copy_src = src.open_read(row.source, e.version)
+        stream = src.open_read(row.source, e.version)
         try:
             hasher = MultiHasher()
-            while chunk := copy_src.read(1 << 20):
+            while chunk := stream.read(1 << 20):
                 hasher.update(chunk)
-            claims = list(copy_src.info.checksums)
+            info = stream.info
         finally:
-            copy_src.close()
+            stream.close()
         computed = hasher.digests()
-        tier, matched = source_evidence(computed, claims, list(row.declared), hasher.size, row.size,
+        tier, matched = source_evidence(computed, list(info.checksums), list(row.declared), hasher.size, row.size,
                                         (lambda: self._reread(src, row.source, e.version))
                                         if self.policy.second_read else None)
-        return computed, tier, matched
+        return computed, tier, matched, info
 
     def _discard_destination(self, dst: ObjectStore, uri: ObjectURI, version: str | None,
                              etag: str | None) -> None:
         """Remove a copy this wave just wrote and could not verify (pinned to what we wrote)."""
-        try:
-            dst.delete_version(uri, version, if_match=None if version else etag)
-        except NotFound:
-            pass
+        target = DeleteTarget(uri.key, version) if version not in (None, "null") else DeleteTarget(uri.key, None, etag)
+        dst.delete_versions(uri.bucket, [target])
 
-    # -- removal ------------------------------------------------------------------------------------
-    def _soft_delete_blocks(self, store: ObjectStore, uri: ObjectURI) -> tuple[str, str] | None:
-        if uri.scheme != "gs" or self.policy.soft_delete != "require-off":
-            return None
-        key = uri.location
-        with self._cache_lock:
-            cached = self._soft_delete_cache.get(key, "unset")
-        if cached == "unset":
-            caps = store.capabilities(uri.bucket)
-            on: bool | None = None if caps.soft_delete_seconds is None else caps.soft_delete_seconds > 0
-            with self._cache_lock:
-                self._soft_delete_cache[key] = on
-            cached = on
-        fix = "set its soft-delete retention to 0 (gcloud storage buckets update --clear-soft-delete) before the wave"
-        if cached is None:
-            return "GCS soft delete unknown", f"{key}: {fix}"
-        if cached:
-            return "GCS soft delete on", f"{key}: {fix}"
-        return None
-
+    # -- removal: checks and plan ---------------------------------------------------------------------
     def _cached(self, key: str, compute: Callable[[], Any]) -> Any:
         with self._cache_lock:
             if key in self._bucket_cache:
@@ -278,13 +326,26 @@ class Wave:
             self._bucket_cache[key] = value
         return value
 
+    def _caps(self, store: ObjectStore, uri: ObjectURI) -> Any:
+        return self._cached(f"caps {uri.location}", lambda: store.capabilities(uri.bucket))
+
+    def _soft_delete_blocks(self, store: ObjectStore, uri: ObjectURI) -> tuple[str, str] | None:
+        if uri.scheme != "gs" or self.policy.soft_delete != "require-off":
+            return None
+        caps = self._caps(store, uri)
+        fix = "set its soft-delete retention to 0 (gcloud storage buckets update --clear-soft-delete) before the wave"
+        if caps.soft_delete_seconds is None:
+            return "GCS soft delete unknown", f"{uri.location}: {fix}"
+        if caps.soft_delete_seconds > 0:
+            return "GCS soft delete on", f"{uri.location}: {fix}"
+        return None
+
     def _location_blocks(self, store: ObjectStore, uri: ObjectURI, row: ManifestRow) -> tuple[str, str] | None:
         """Bucket-level reasons not to delete here: soft delete, retention rules, unlisted replication."""
         soft = self._soft_delete_blocks(store, uri)
         if soft:
             return soft
-        caps = self._cached(f"caps {uri.location}", lambda: store.capabilities(uri.bucket))
-        if uri.scheme == "oci" and caps.retention:
+        if uri.scheme == "oci" and self._caps(store, uri).retention:
             return "OCI retention rule", f"{uri.location} has retention rules; deletes would be refused"
         if isinstance(store, ReplicationReporter):
             targets: list[str] = self._cached(f"repl {uri.location}", lambda: store.replication_targets(uri.bucket))
@@ -297,31 +358,30 @@ class Wave:
     def _destination_unprotected(self, row: ManifestRow) -> str | None:
         if not self.policy.require_destination_protection:
             return None
-        dst = self.stores.for_uri(row.destination)
-        caps = self._cached(f"caps {row.destination.location}", lambda: dst.capabilities(row.destination.bucket))
+        caps = self._caps(self.stores.for_uri(row.destination), row.destination)
         if caps.versioning or caps.retention:
             return None
         return (f"{row.destination.location} is neither versioned nor under retention: after the delete it "
                 "would hold the only copy unprotected (enable versioning, or --allow-unprotected-destination)")
 
-    def _remove(self, row: ManifestRow, data: dict[str, Any]) -> None:
+    def _plan(self, w: Work, listed: dict[ObjectURI, list[VersionEntry]],
+              uploads: dict[ObjectURI, list[UploadInfo]]) -> None:
+        row, data = w.row, w.data
         src = self.stores.for_uri(row.source)
         verified = {(v["version"], v["etag"]): v for v in data["versions"]}
-        verified_sha = {d["hex"] for v in data["versions"] for d in v["digests"]
-                        if d["algorithm"] == "sha256"}
+        verified_sha = {d["hex"] for v in data["versions"] for d in v["digests"] if d["algorithm"] == "sha256"}
         unprotected = self._destination_unprotected(row)
         if unprotected:
             raise Held("destination unprotected", unprotected)
         blocked_here = self._location_blocks(src, row.source, row)
         if blocked_here:
             raise Held(*blocked_here)
-        targets: list[tuple[ObjectStore, ObjectURI, DeleteTarget, str]] = []
-        locations: list[tuple[ObjectStore, ObjectURI]] = [(src, row.source)]
-        entries = list_key(src, row.source)
+        w.locations = [row.source]
+        w.listed = entries = listed.get(row.source, [])
         disposed: list[dict[str, Any]] = []
         for e in entries:
             if e.is_delete_marker:
-                targets.append((src, row.source, DeleteTarget(row.source.key, e.version), "delete-marker"))
+                w.targets.append((row.source, DeleteTarget(row.source.key, e.version), "delete-marker"))
                 continue
             if (e.version, e.etag) not in verified:
                 if self.policy.versions == "current" and not e.is_latest:
@@ -330,40 +390,38 @@ class Wave:
                     if blocked:
                         raise Held(blocked, f"{row.source} noncurrent version {e.version}")
                     disposed.append({"uri": str(row.source), "version": e.version, "size": info.size,
-                                     "etag": e.etag, "digests": [c.as_record() for c in info.checksums]})
-                    targets.append((src, row.source, DeleteTarget(row.source.key, e.version),
-                                    "noncurrent-disposed-by-policy"))
+                                     "etag": e.etag, "digests": _digests(info.checksums)})
+                    w.targets.append((row.source, DeleteTarget(row.source.key, e.version),
+                                      "noncurrent-disposed-by-policy"))
                     continue
                 raise Held("changed at source", f"{row.source} has version {e.version} (etag {e.etag}) "
                            "that this wave did not verify")
             # Lock and hold state as the verified read saw it; one placed since then makes the pinned
-            # delete answer AccessDenied, which holds the object below.
-            seen = verified[(e.version, e.etag)]
+            # delete answer AccessDenied, which holds the object.
+            extra = {**(verified[(e.version, e.etag)].get("extra") or {}), **e.extra}
             target = self._pinned(e)
-            blocked = blocking_reason_of(seen.get("extra") or {})
+            blocked = blocking_reason_of(extra)
             if blocked:
-                if self._may_bypass(seen.get("extra") or {}):
-                    target = DeleteTarget(target.key, target.version, target.if_match, bypass_governance=True)
-                else:
+                if not self._may_bypass(extra):
                     raise Held(blocked, f"{row.source} version {e.version}")
-            targets.append((src, row.source, target, "version"))
-        # Replicas: each version must hold bytes this wave verified, or the object is held.
+                target = DeleteTarget(target.key, target.version, target.if_match, bypass_governance=True)
+            w.targets.append((row.source, target, "version"))
         replica_results: list[dict[str, Any]] = []
         for ruri in row.replicas:
             rstore = self.stores.for_uri(ruri)
             rblock = self._location_blocks(rstore, ruri, row)
             if rblock:
                 raise Held(rblock[0], f"replica {ruri}: {rblock[1]}")
-            locations.append((rstore, ruri))
-            rentries = list_key(rstore, ruri)
+            w.locations.append(ruri)
+            rentries = listed.get(ruri, [])
             if not rentries:
                 replica_results.append({"uri": str(ruri), "result": "absent", "listed_at": now(),
-                                        "listing": "no version, delete marker or upload of this key"})
+                                        "listing": "no version or delete marker of this key"})
                 continue
             rversions = []
             for e in rentries:
                 if e.is_delete_marker:
-                    targets.append((rstore, ruri, DeleteTarget(ruri.key, e.version), "delete-marker"))
+                    w.targets.append((ruri, DeleteTarget(ruri.key, e.version), "delete-marker"))
                     continue
                 rinfo = rstore.stat(ruri, e.version)
                 blocked = blocking_reason(rinfo)
@@ -373,67 +431,16 @@ class Wave:
                 if how is None:
                     raise Held("divergent replica", f"{ruri} version {e.version} matches no verified digest")
                 rversions.append({"version": e.version, "etag": e.etag, "matched": how})
-                targets.append((rstore, ruri, self._pinned(e), "replica-version"))
+                w.targets.append((ruri, self._pinned(e), "replica-version"))
             replica_results.append({"uri": str(ruri), "result": "matched", "versions": rversions})
         data["replica_results"] = replica_results
         if disposed:
             data["disposed"] = disposed
-        # Leftover incomplete uploads under the key hold bytes too: abort them.
-        uploads = [(store, uri, u) for store, uri in locations for u in list_key_uploads(store, uri)]
-        data["plan"] = [{"uri": str(uri), "version": t.version, "if_match": t.if_match, "kind": kind}
-                        for _, uri, t, kind in targets] + \
-                       [{"uri": str(uri), "upload_id": u.upload_id, "kind": "upload"} for _, uri, u in uploads]
-        self.journal.transition(row.row, State.DELETING, data, detail={"targets": len(data["plan"])})
-        self.progress(row.row, State.DELETING)
-        for store, uri, u in uploads:
-            try:
-                store.abort_upload(uri.bucket, uri.key, u.upload_id)
-                result = "aborted"
-            except NotFound:
-                result = "already gone"
-            data["deletions"].append({"uri": str(uri), "upload_id": u.upload_id, "kind": "upload",
-                                      "at": now(), "result": result})
-        first = True
-        for store, uri, target, kind in targets:
-            if not first:
-                crashpoints.hit("between-version-deletes")
-            first = False
-            outcome = store.delete_versions(uri.bucket, [target])[0]
-            if outcome.ok:
-                result = "deleted"
-            elif outcome.code in _GONE_CODES:
-                result = "already absent"
-            else:
-                self.journal.transition(row.row, State.DELETING, data)
-                if outcome.code in _CHANGED_CODES:
-                    raise Held("changed at source", f"{uri} no longer matches version {target.version}")
-                raise Held("delete refused", f"{uri} version {target.version}: {outcome.code} {outcome.message}")
-            crashpoints.hit("after-delete-before-commit")
-            entry: dict[str, Any] = {"uri": str(uri), "version": target.version, "kind": kind, "at": now(),
-                                     "result": result}
-            if target.if_match:
-                entry["if_match"] = target.if_match
-            if target.bypass_governance:
-                entry["governance_bypassed"] = True
-            data["deletions"].append(entry)
-            self.journal.transition(row.row, State.DELETING, data, detail={"deleted": target.version})
-        # Confirm versions verified earlier but gone before this plan (a resumed run) are recorded.
-        listed = {(e.version, e.etag) for e in entries}
-        done = {(d.get("uri"), d.get("version")) for d in data["deletions"]}
-        for v in data["versions"]:
-            if (v["version"], v["etag"]) not in listed and (str(row.source), v["version"]) not in done:
-                data["deletions"].append({"uri": str(row.source), "version": v["version"], "kind": "version",
-                                          "at": now(), "result": "absent on resume (deleted by an interrupted step)"})
-        proof = prove_removed(locations)
-        data["proof"] = proof.as_record()
-        data.pop("plan", None)
-        if proof.soft_deleted:
-            raise Held("soft-deleted, pending hard deletion",
-                       "; ".join(proof.soft_deleted) + " (run the wave again after that time to confirm)")
-        if not proof.empty:
-            raise Held("left after delete", "; ".join(proof.leftovers))
-        self.journal.transition(row.row, State.REMOVED, data)
-        self.progress(row.row, State.REMOVED)
+        # Leftover incomplete uploads under the key hold bytes too: they are aborted.
+        w.uploads = [(u, up) for u in w.locations for up in uploads.get(u, [])]
+        data["plan"] = [{"uri": str(u), "version": t.version, "if_match": t.if_match, "kind": kind}
+                        for u, t, kind in w.targets] + \
+                       [{"uri": str(u), "upload_id": up.upload_id, "kind": "upload"} for u, up in w.uploads]
 
     def _may_bypass(self, extra: dict[str, str]) -> bool:
         """Only GOVERNANCE retention, only by explicit policy; legal holds and COMPLIANCE never."""
@@ -454,14 +461,108 @@ class Wave:
             computed = _computed(v)
             if v["size"] != e.size:
                 continue
-            comparable = [c for c in claims if c.is_whole_object and find(computed, c.algorithm)]
+            comparable = [(c, mine) for c in claims if c.is_whole_object
+                          for mine in [find(computed, c.algorithm)] if mine is not None]
             if comparable:
                 try:
-                    if all(c.matches(find(computed, c.algorithm)) for c in comparable):  # type: ignore[arg-type]
-                        return "reported " + ",".join(c.algorithm.value for c in comparable)
+                    if all(c.matches(mine) for c, mine in comparable):
+                        return "reported " + ",".join(c.algorithm.value for c, _ in comparable)
                 except ChecksumError:
                     continue
         sha, _ = sha256_of(store, uri, e.version)
         if sha.hex in verified_sha:
             return "read sha256"
         return None
+
+    # -- removal: deletes and proof -------------------------------------------------------------------
+    def _delete(self, planned: list[Work]) -> None:
+        for w in planned:
+            for u, up in w.uploads:
+                store = self.stores.for_uri(u)
+                try:
+                    store.abort_upload(u.bucket, u.key, up.upload_id)
+                    result = "aborted"
+                except StoreError as exc:
+                    if exc.status != 404:
+                        raise
+                    result = "already gone"
+                w.data["deletions"].append({"uri": str(u), "upload_id": up.upload_id, "kind": "upload",
+                                            "at": now(), "result": result})
+        by_bucket: dict[tuple[str, str], list[tuple[Work, ObjectURI, DeleteTarget, str]]] = defaultdict(list)
+        for w in planned:
+            if not w.done:
+                for u, t, kind in w.targets:
+                    by_bucket[(u.scheme, u.location)].append((w, u, t, kind))
+        first = True
+        for items in by_bucket.values():
+            size = self.policy.delete_batch
+            for start in range(0, len(items), size):
+                chunk = [it for it in items[start:start + size] if not it[0].done]
+                if not chunk:
+                    continue
+                if not first:
+                    crashpoints.hit("between-version-deletes")
+                first = False
+                store = self.stores.for_uri(chunk[0][1])
+                try:
+                    results = store.delete_versions(chunk[0][1].bucket, [t for _, _, t, _ in chunk])
+                except StoreError as exc:
+                    ends = [self._ending(w, Failed("cloud error", f"delete batch: {exc}"))
+                            for w in {id(it[0]): it[0] for it in chunk}.values() if not w.done]
+                    self.journal.transition_many(ends)
+                    continue
+                crashpoints.hit("after-delete-before-commit")
+                touched: dict[int, Work] = {}
+                ends = []
+                for (w, u, t, kind), res in zip(chunk, results, strict=True):
+                    if w.done:
+                        continue
+                    touched[id(w)] = w
+                    if res.ok or res.code in _GONE_CODES:
+                        entry: dict[str, Any] = {"uri": str(u), "version": t.version, "kind": kind, "at": now(),
+                                                 "result": "deleted" if res.ok else "already absent"}
+                        if t.if_match:
+                            entry["if_match"] = t.if_match
+                        if t.bypass_governance:
+                            entry["governance_bypassed"] = True
+                        w.data["deletions"].append(entry)
+                    elif res.code in _CHANGED_CODES:
+                        ends.append(self._ending(w, Held("changed at source",
+                                                         f"{u} no longer matches version {t.version}")))
+                    else:
+                        ends.append(self._ending(w, Held("delete refused",
+                                                         f"{u} version {t.version}: {res.code} {res.message}")))
+                self.journal.transition_many(
+                    ends + [(w.row.row, State.DELETING, w.data, None, {}) for w in touched.values() if not w.done])
+
+    def _prove(self, w: Work, after: dict[ObjectURI, list[VersionEntry]],
+               uploads: dict[ObjectURI, list[UploadInfo]],
+               soft: dict[ObjectURI, list[VersionEntry]]) -> End:
+        row, data = w.row, w.data
+        leftovers = [f"{u} {'delete marker' if e.is_delete_marker else 'version'} {e.version}"
+                     for u in w.locations for e in after.get(u, [])]
+        leftovers += [f"{u} upload {up.upload_id}" for u in w.locations for up in uploads.get(u, [])]
+        soft_left = [f"{u} generation {e.version}" for u in w.locations for e in soft.get(u, [])]
+        proof = Proof(listed_at=now(), locations=tuple(str(u) for u in w.locations), leftovers=tuple(leftovers),
+                      soft_deleted=tuple(soft_left))
+        data["proof"] = proof.as_record()
+        data.pop("plan", None)
+        if proof.soft_deleted:
+            raise Held("soft-deleted, pending hard deletion",
+                       "; ".join(proof.soft_deleted) + " (run the wave again after that time to confirm)")
+        if proof.leftovers:
+            changed = [e for e in after.get(row.source, []) if not e.is_delete_marker
+                       and (e.version, e.etag) not in {(v["version"], v["etag"]) for v in data["versions"]}]
+            if changed:
+                raise Held("changed at source", "; ".join(proof.leftovers))
+            raise Held("left after delete", "; ".join(proof.leftovers))
+        # Versions verified earlier but gone before this plan (a resumed run) are recorded as such, now
+        # that the proof has shown them gone.
+        listed = {(e.version, e.etag) for e in w.listed}
+        done = {(d.get("uri"), d.get("version")) for d in data["deletions"]}
+        for v in data["versions"]:
+            if (v["version"], v["etag"]) not in listed and (str(row.source), v["version"]) not in done:
+                data["deletions"].append({"uri": str(row.source), "version": v["version"], "kind": "version",
+                                          "at": now(), "result": "absent on resume (deleted by an interrupted step)"})
+        w.done = True
+        return (row.row, State.REMOVED, data, None, {})

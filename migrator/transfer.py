@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from migrator.checksum import Algorithm, Checksum, MultiHasher
-from migrator.errors import ChecksumError, StoreError
+from migrator.errors import ChecksumError, SourceChanged
 from migrator.stores.base import ObjectInfo, ObjectStore, PartSizeReporter, PutRequest, PutResult, ReadStream
 from migrator.uri import ObjectURI
 
@@ -50,8 +50,8 @@ class CopyOutcome:
 
 
 def copy_version(src: ObjectStore, src_uri: ObjectURI, version: str | None, dst: ObjectStore,
-                 dst_uri: ObjectURI, *, expected_size: int, overwrite_etag: str | None = None,
-                 buffer_limit: int = BUFFER_LIMIT) -> CopyOutcome:
+                 dst_uri: ObjectURI, *, expected_size: int, expected_etag: str | None = None,
+                 overwrite_etag: str | None = None, buffer_limit: int = BUFFER_LIMIT) -> CopyOutcome:
     """Copy the pinned source version to the destination.
 
     The write never overwrites a different object: it uses if-none-match: * (``overwrite_etag`` is only
@@ -62,10 +62,13 @@ def copy_version(src: ObjectStore, src_uri: ObjectURI, version: str | None, dst:
     stream = src.open_read(src_uri, version)
     try:
         info = stream.info
-        if version is not None and info.version is not None and info.version != version:
-            raise StoreError(f"{src_uri}: read returned version {info.version}, asked for {version}")
+        if version not in (None, "null") and info.version is not None and info.version != version:
+            raise SourceChanged(f"{src_uri}: read returned version {info.version}, asked for {version}")
         if info.size != expected_size:
-            raise StoreError(f"{src_uri}: size changed between listing ({expected_size}) and read ({info.size})")
+            raise SourceChanged(f"{src_uri}: size changed between listing ({expected_size}) and read ({info.size})")
+        # A version id pins the bytes by itself; an unversioned object is pinned by its ETag.
+        if version in (None, "null") and expected_etag is not None and info.etag != expected_etag:
+            raise SourceChanged(f"{src_uri}: ETag {info.etag} != listed {expected_etag}")
         part_sizes = None
         if info.multipart_parts and isinstance(src, PartSizeReporter) and any(
                 c.algorithm == Algorithm.MULTIPART_MD5 for c in info.checksums):

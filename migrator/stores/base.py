@@ -69,6 +69,7 @@ class VersionEntry:
     etag: str | None = None
     last_modified: datetime | None = None
     storage_class: str | None = None
+    extra: Mapping[str, str] = field(default_factory=dict)  # holds/retention where the listing says (GCS)
 
 
 @dataclass(frozen=True)
@@ -171,8 +172,10 @@ class ObjectStore(Protocol):
         ``if_none_match`` and an object already exists."""
         ...
 
-    def list_versions(self, bucket: str, prefix: str) -> Iterator[VersionEntry]:
-        """Every version and delete marker under ``prefix``, oldest first within a key."""
+    def list_versions(self, bucket: str, prefix: str, start: str | None = None) -> Iterator[VersionEntry]:
+        """Every version and delete marker under ``prefix``, keys in the cloud's (UTF-8 byte) order, oldest
+        first within a key. ``start``: begin at this key (inclusive) or the first key after it; a store may
+        return earlier keys too, which callers skip. Pages are fetched lazily, so a caller may stop early."""
         ...
 
     def delete_version(self, uri: ObjectURI, version: str | None, *, if_match: str | None = None) -> None: ...

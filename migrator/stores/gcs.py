@@ -267,7 +267,7 @@ class GcsStore:
 
     # --- listings -----------------------------------------------------------------------------------
 
-    def list_versions(self, bucket: str, prefix: str) -> Iterator[VersionEntry]:
+    def list_versions(self, bucket: str, prefix: str, start: str | None = None) -> Iterator[VersionEntry]:
         """Every generation (live and noncurrent) under ``prefix``, oldest first within a key.
 
         GCS has no delete markers. Soft-deleted objects are not in this listing (the API refuses
@@ -275,7 +275,7 @@ class GcsStore:
         so generations of one key are buffered and sorted, one key at a time.
         """
         run: list[VersionEntry] = []
-        for res in self._list(bucket, prefix, versions=True):
+        for res in self._list(bucket, prefix, versions=True, start=start):
             entry = _version_entry(res)
             if run and run[-1].key != entry.key:
                 yield from _oldest_first(run)
@@ -289,9 +289,11 @@ class GcsStore:
             yield _version_entry(res, latest=False)
 
     def _list(self, bucket: str, prefix: str, *, versions: bool = False,
-              soft_deleted: bool = False) -> Iterator[dict[str, Any]]:
+              soft_deleted: bool = False, start: str | None = None) -> Iterator[dict[str, Any]]:
         # Booleans go out as "true": the JSON API's spelling (the SDK would send "True").
         kwargs: dict[str, Any] = {"prefix": prefix, "retry": None}
+        if start:
+            kwargs["start_offset"] = start  # inclusive
         if versions:
             kwargs["versions"] = "true"
         if soft_deleted:
@@ -539,21 +541,7 @@ def info_from_resource(uri: ObjectURI, res: Mapping[str, Any]) -> ObjectInfo:
         encryption = "CSEK"
     elif res.get("kmsKeyName"):
         encryption = "CMEK"
-    extra: dict[str, str] = {
-        # Absent holds mean "no hold" in the JSON API: say so explicitly.
-        "temporaryHold": "true" if res.get("temporaryHold") else "false",
-        "eventBasedHold": "true" if res.get("eventBasedHold") else "false",
-    }
-    for name in ("retentionExpirationTime", "softDeleteTime", "hardDeleteTime", "timeDeleted",
-                 "kmsKeyName", "componentCount"):
-        if res.get(name) is not None:
-            extra[name] = str(res[name])
-    retention = res.get("retention")
-    if isinstance(retention, Mapping):
-        if retention.get("mode"):
-            extra["retentionMode"] = str(retention["mode"])
-        if retention.get("retainUntilTime"):
-            extra["retainUntilTime"] = str(retention["retainUntilTime"])
+    extra = _extra_of(res)
     metadata = res.get("metadata") or {}
     component_count = res.get("componentCount")
     return ObjectInfo(
@@ -586,6 +574,26 @@ def _put_result(res: Mapping[str, Any]) -> PutResult:
     )
 
 
+def _extra_of(res: Mapping[str, Any]) -> dict[str, str]:
+    """Holds, retention and deletion times from an object resource (listings carry them too)."""
+    extra: dict[str, str] = {
+        # Absent holds mean "no hold" in the JSON API: say so explicitly.
+        "temporaryHold": "true" if res.get("temporaryHold") else "false",
+        "eventBasedHold": "true" if res.get("eventBasedHold") else "false",
+    }
+    for name in ("retentionExpirationTime", "softDeleteTime", "hardDeleteTime", "timeDeleted",
+                 "kmsKeyName", "componentCount"):
+        if res.get(name) is not None:
+            extra[name] = str(res[name])
+    retention = res.get("retention")
+    if isinstance(retention, Mapping):
+        if retention.get("mode"):
+            extra["retentionMode"] = str(retention["mode"])
+        if retention.get("retainUntilTime"):
+            extra["retainUntilTime"] = str(retention["retainUntilTime"])
+    return extra
+
+
 def _version_entry(res: Mapping[str, Any], *, latest: bool | None = None) -> VersionEntry:
     return VersionEntry(
         key=str(res["name"]),
@@ -596,6 +604,7 @@ def _version_entry(res: Mapping[str, Any], *, latest: bool | None = None) -> Ver
         etag=res.get("etag"),
         last_modified=_time(res.get("updated")),
         storage_class=res.get("storageClass"),
+        extra=_extra_of(res),
     )
 
 

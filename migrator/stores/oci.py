@@ -376,21 +376,21 @@ class OciStore:
 
     # --- listings -----------------------------------------------------------------------------------
 
-    def list_versions(self, bucket: str, prefix: str) -> Iterator[VersionEntry]:
+    def list_versions(self, bucket: str, prefix: str, start: str | None = None) -> Iterator[VersionEntry]:
         """Every version and delete marker under ``prefix``, oldest first within a key.
 
         OCI lists names in order and, within a name, newest first; each name's run is reversed.
         The newest entry of a key (a version or a delete marker) is its latest.
         """
         run: list[Any] = []
-        for item in self._list_versions(bucket, prefix):
+        for item in self._list_versions(bucket, prefix, start):
             if run and run[-1].name != item.name:
                 yield from _entries(run)
                 run = []
             run.append(item)
         yield from _entries(run)
 
-    def _list_versions(self, bucket: str, prefix: str) -> Iterator[Any]:
+    def _list_versions(self, bucket: str, prefix: str, start: str | None = None) -> Iterator[Any]:
         ns = self.namespace
         where = f"oci://{ns}/{bucket}/{prefix}"
         page: str | None = None
@@ -398,6 +398,8 @@ class OciStore:
             kwargs: dict[str, Any] = {"fields": _VERSION_FIELDS}
             if prefix:
                 kwargs["prefix"] = prefix
+            if start and not page:
+                kwargs["start"] = start  # inclusive; later pages follow opc-next-page
             if page:
                 kwargs["page"] = page
             resp = _call(functools.partial(self._client.list_object_versions, ns, bucket, **kwargs), where)

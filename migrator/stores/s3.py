@@ -415,9 +415,10 @@ class S3Store:
     # Listing
     # -----------------------------------------------------------------------------------------------------
 
-    def list_versions(self, bucket: str, prefix: str) -> Iterator[VersionEntry]:
+    def list_versions(self, bucket: str, prefix: str, start: str | None = None) -> Iterator[VersionEntry]:
         """Every version and delete marker under ``prefix``, keys in S3 order, oldest first within a key."""
-        key_marker: str | None = None
+        # KeyMarker is exclusive: starting after start[:-1] includes start (and a few keys before it).
+        key_marker: str | None = start[:-1] if start and len(start) > 1 else None
         version_marker: str | None = None
         pending_key: str | None = None
         pending: list[VersionEntry] = []

@@ -116,8 +116,10 @@ def test_kill_at_crash_point_then_resume_completes(sandbox: SandboxState, tmp_pa
     src, dst, bodies = _seed(sandbox, 3, versions=2)
     manifest = _manifest(tmp_path / "m.csv", src, dst, 3)
     state = tmp_path / "state"
+    wave = tmp_path / "wave.toml"
+    wave.write_text("[policy]\ndelete_batch = 1  # one pinned delete per request, so kills land between them\n")
     cmd = [sys.executable, "-m", "migrator", "run", str(manifest), "--state", str(state),
-           "--signing-key", str(keys[0]), "--concurrency", "1"]
+           "--signing-key", str(keys[0]), "--concurrency", "1", "--wave", str(wave)]
     env = dict(os.environ, MIGRATOR_CRASH_AT=point)
     killed = subprocess.run(cmd, env=env, capture_output=True, timeout=120)
     assert killed.returncode == -9, killed.stderr.decode()

@@ -1,0 +1,155 @@
+"""Listings for many keys at once: one prefix listing per bucket rather than one request per key.
+
+The keys of a batch are sorted per bucket; one listing starts at the first key under their common prefix
+and stops after the last. If the bucket holds many other objects between them, the listing gives up after
+a budget and falls back to one listing per remaining key, so a sparse batch never reads a whole bucket.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+
+from migrator.errors import NotFound
+from migrator.stores.base import ObjectStore, SoftDeleteLister, UploadInfo, VersionEntry
+from migrator.uri import ObjectURI
+
+StoreFor = Callable[[ObjectURI], ObjectStore]
+
+
+def _common_prefix(keys: Sequence[str]) -> str:
+    """The longest string prefix of all keys: object keys are strings, not paths."""
+    return os.path.commonprefix(list(keys))  # noqa: RUF071 - a string prefix is what a listing takes
+
+
+def _budget(n: int) -> int:
+    return 1000 + 4 * n
+
+
+def _by_location(uris: Iterable[ObjectURI]) -> dict[tuple[str, str], list[ObjectURI]]:
+    groups: dict[tuple[str, str], list[ObjectURI]] = defaultdict(list)
+    for u in set(uris):
+        groups[(u.scheme, u.location)].append(u)
+    for g in groups.values():
+        g.sort(key=lambda u: u.key)
+    return groups
+
+
+def _scan(listing: Iterator[VersionEntry], keys: Sequence[str]) -> tuple[dict[str, list[VersionEntry]], int]:
+    """Consume a sorted listing; returns what it found for ``keys`` and the index of the first key it did
+    not cover (len(keys) when it covered them all)."""
+    wanted = set(keys)
+    found: dict[str, list[VersionEntry]] = defaultdict(list)
+    last = keys[-1]
+    budget = _budget(len(keys))
+    seen = 0
+    covered_upto = ""
+    for item in listing:
+        k = item.key
+        if k > last:
+            return found, len(keys)
+        if k in wanted:
+            found[k].append(item)
+        seen += 1
+        covered_upto = k
+        if seen > budget:
+            # Everything up to covered_upto is complete only for keys strictly before it.
+            first_open = next(i for i, key in enumerate(keys) if key >= covered_upto)
+            for key in keys[first_open:]:
+                found.pop(key, None)
+            return found, first_open
+    return found, len(keys)
+
+
+def list_versions_many(store_for: StoreFor, uris: Iterable[ObjectURI], *,
+                       use_start: bool = True) -> dict[ObjectURI, list[VersionEntry]]:
+    """Every version and delete marker of each URI's exact key, oldest first.
+
+    ``use_start=False`` lists from the start of the common prefix, with no start marker: the removal
+    proof uses that form, so that it never rests on a store's marker handling (an emulator's marker bug
+    once hid a version from a batched listing)."""
+    out: dict[ObjectURI, list[VersionEntry]] = {}
+    for group in _by_location(uris).values():
+        store = store_for(group[0])
+        bucket = group[0].bucket
+        keys = [u.key for u in group]
+        try:
+            if len(keys) == 1:
+                found: dict[str, list[VersionEntry]] = {
+                    keys[0]: [e for e in store.list_versions(bucket, keys[0]) if e.key == keys[0]]}
+            else:
+                prefix = _common_prefix(keys)
+                listing = store.list_versions(bucket, prefix, start=keys[0] if use_start else None)
+                found, done = _scan(listing, keys)
+                for key in keys[done:]:
+                    found[key] = [e for e in store.list_versions(bucket, key) if e.key == key]
+        except NotFound:
+            found = {}
+        for u in group:
+            out[u] = list(found.get(u.key, []))
+    return out
+
+
+def list_uploads_many(store_for: StoreFor, uris: Iterable[ObjectURI]) -> dict[ObjectURI, list[UploadInfo]]:
+    out: dict[ObjectURI, list[UploadInfo]] = {}
+    for group in _by_location(uris).values():
+        store = store_for(group[0])
+        bucket = group[0].bucket
+        keys = [u.key for u in group]
+        wanted = set(keys)
+        found: dict[str, list[UploadInfo]] = defaultdict(list)
+        try:
+            prefix = _common_prefix(keys) if len(keys) > 1 else keys[0]
+            seen = 0
+            complete = True
+            for up in store.list_uploads(bucket, prefix):
+                if up.key in wanted:
+                    found[up.key].append(up)
+                seen += 1
+                if seen > _budget(len(keys)):
+                    complete = False
+                    break
+            if not complete:
+                found = defaultdict(list)
+                for key in keys:
+                    found[key] = [u for u in store.list_uploads(bucket, key) if u.key == key]
+        except NotFound:
+            found = defaultdict(list)
+        for u in group:
+            out[u] = list(found.get(u.key, []))
+    return out
+
+
+def list_soft_deleted_many(store_for: StoreFor, uris: Iterable[ObjectURI]) -> dict[ObjectURI, list[VersionEntry]]:
+    """Soft-deleted generations of each key, for stores that have soft delete; empty elsewhere."""
+    out: dict[ObjectURI, list[VersionEntry]] = {}
+    for group in _by_location(uris).values():
+        store = store_for(group[0])
+        if not isinstance(store, SoftDeleteLister):
+            for u in group:
+                out[u] = []
+            continue
+        keys = [u.key for u in group]
+        wanted = set(keys)
+        found: dict[str, list[VersionEntry]] = defaultdict(list)
+        prefix = _common_prefix(keys) if len(keys) > 1 else keys[0]
+        seen = 0
+        complete = True
+        try:
+            for e in store.list_soft_deleted(group[0].bucket, prefix):
+                if e.key in wanted:
+                    found[e.key].append(e)
+                seen += 1
+                if seen > _budget(len(keys)):
+                    complete = False
+                    break
+            if not complete:
+                found = defaultdict(list)
+                for key in keys:
+                    found[key] = [e for e in store.list_soft_deleted(group[0].bucket, key) if e.key == key]
+        except NotFound:
+            found = defaultdict(list)
+        for u in group:
+            out[u] = list(found.get(u.key, []))
+    return out
