@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -27,6 +27,8 @@ manifest_app = typer.Typer(help="Manifests: one row per object to move.", no_arg
 app.add_typer(manifest_app, name="manifest")
 audit_app = typer.Typer(help="Check attestations: the auditor's side.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
+log_app = typer.Typer(help="The append-only log of every wave's attestation.", no_args_is_help=True)
+audit_app.add_typer(log_app, name="log")
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -129,7 +131,10 @@ def run(manifest: Annotated[Path, typer.Argument(help="The wave's manifest.")],
             help="Delete sources even when the destination bucket is neither versioned nor retained.")] = False,
         bypass_governance: Annotated[bool, typer.Option(
             "--bypass-governance", help="Delete S3 GOVERNANCE-locked versions (needs the permission).")] = False,
-        concurrency: Annotated[int | None, typer.Option(help="Objects in flight (default 16).")] = None) -> None:
+        concurrency: Annotated[int | None, typer.Option(help="Objects in flight (default 16).")] = None,
+        log: Annotated[str | None, typer.Option("--log", help="Append the attestation to this log.")] = None,
+        log_origin: Annotated[str | None, typer.Option("--log-origin", help="The log's origin line.")] = None,
+        ) -> None:
     """Copy, verify, delete and attest a wave. Running it again resumes it.
 
     Exit 0 when every row was removed, 1 when rows are held or failed.
@@ -141,8 +146,17 @@ def run(manifest: Annotated[Path, typer.Argument(help="The wave's manifest.")],
         "versions": versions, "soft_delete": soft_delete, "second_read": second_read, "concurrency": concurrency,
         "require_destination_protection": False if allow_unprotected_destination else None,
         "bypass_governance": True if bypass_governance else None})
+    if log is not None and not log_origin:
+        raise typer.BadParameter("--log needs --log-origin", param_hint="--log-origin")
     result = run_wave(manifest, state, signing_key, policy)
     _print_wave(result)
+    if log is not None and log_origin:
+        from migrator.attest import tlog
+        from migrator.attest.keys import load_signer
+
+        entry = tlog.append(_open_log(log), result.attestation.read_bytes(), load_signer(signing_key), log_origin)
+        out.print(f"log entry {entry.seq} for {entry.wave_id}"
+                  + (f" (supersedes {entry.supersedes[:16]}...)" if entry.supersedes else ""))
     raise typer.Exit(0 if result.complete else 1)
 
 
@@ -195,11 +209,125 @@ def audit_verify(attestation: Annotated[Path, typer.Argument(help="attestation.j
     out.print("verified")
 
 
+def _read(p: Path) -> bytes:
+    from migrator.errors import InputError
+
+    try:
+        return p.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read {p}: {exc.strerror}") from None
+
+
+def _vkey(text: str) -> str:
+    p = Path(text)
+    return _read(p).decode().strip() if p.exists() else text
+
+
+def _open_log(loc: str) -> Any:
+    from migrator.attest import tlog
+
+    if loc.startswith("oci://"):
+        from migrator.config import EndpointSettings
+        from migrator.stores.registry import Stores
+
+        return tlog.open_log(loc, Stores(EndpointSettings.from_env()).get("oci"))
+    return tlog.open_log(Path(loc))
+
+
+@audit_app.command("check")
+def audit_check(attestation: Annotated[Path, typer.Argument(help="attestation.json (DSSE envelope).")],
+                key: Annotated[list[Path], typer.Option("--key", help="Trusted public key (PEM); repeatable.")],
+                live: Annotated[bool, typer.Option("--live", help="Check the clouds now (read calls only).")] = False,
+                sample: Annotated[int, typer.Option(help="Records to check.")] = 20,
+                seed: Annotated[int | None, typer.Option(help="Sampling seed (printed when not given).")] = None,
+                download: Annotated[bool, typer.Option(help="Read destination bytes and compare SHA-256.")] = False,
+                threshold: Annotated[int, typer.Option(help="Signatures needed from distinct keys.")] = 1,
+                records: Annotated[Path | None, typer.Option(help="records.jsonl (default: beside it).")] = None,
+                as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False) -> None:
+    """Spot-check a reproducible random sample of records against the clouds, with read-only access.
+
+    Exit 0 only when every sampled object holds; 3 otherwise.
+    """
+    import json as _json
+    import secrets
+
+    from migrator.attest.keys import load_public_key
+    from migrator.attest.live import check_live
+    from migrator.config import EndpointSettings
+    from migrator.errors import InputError
+    from migrator.stores.registry import Stores
+
+    if not live:
+        raise InputError("audit check needs --live (offline checks are `audit verify`)")
+    seed = secrets.randbelow(2**63) if seed is None else seed
+    report = check_live(_read(attestation), _read(records or attestation.parent / "records.jsonl"),
+                        [load_public_key(k) for k in key], Stores(EndpointSettings.from_env()),
+                        sample=sample, seed=seed, download=download, threshold=threshold)
+    if as_json:
+        print(_json.dumps(report.as_dict(), indent=2, sort_keys=True))
+    else:
+        for r in report.results:
+            out.print(f"row {r.row} {r.state} {'ok' if r.ok else 'FAIL'}", markup=False)
+            for f in r.findings:
+                out.print(f"  [{'ok' if f.ok else 'FAIL'}] {f.check} {f.uri}: {f.detail}", markup=False)
+        summary = ", ".join(f"{k} {v}" for k, v in report.summary().items())
+        out.print(f"wave {report.wave_id}: {summary}; seed {report.seed}"
+                  f"{'; bytes downloaded' if download else ''}", markup=False)
+        out.print("every sampled object holds" if report.ok else "NOT every sampled object holds")
+    raise typer.Exit(0 if report.ok else 3)
+
+
+@log_app.command("verify")
+def log_verify(log: Annotated[str, typer.Option("--log", help="Log folder or oci://ns/bucket/prefix.")],
+               key: Annotated[str, typer.Option("--key", help="Verifier key (signed-note vkey, or a file).")],
+               since: Annotated[Path | None, typer.Option(help="A checkpoint saved earlier.")] = None) -> None:
+    """Verify the latest checkpoint, every entry, and consistency with an earlier checkpoint."""
+    from migrator.attest import tlog
+
+    state = tlog.verify_log(_open_log(log), _vkey(key), _read(since) if since else None)
+    out.print(f"log {state.origin}: {state.size} entries, {len(state.waves())} waves, root {state.root.hex()}")
+    if state.since_size is not None:
+        out.print(f"consistent with the checkpoint of size {state.since_size}")
+    out.print("verified")
+
+
+@log_app.command("prove")
+def log_prove(wave: Annotated[str, typer.Argument(help="Wave id.")],
+              log: Annotated[str, typer.Option("--log", help="Log folder or oci://ns/bucket/prefix.")]) -> None:
+    """Print an inclusion proof of one wave's latest attestation in the log."""
+    import json as _json
+
+    from migrator.attest import tlog
+
+    print(_json.dumps(tlog.prove_wave(_open_log(log), wave), indent=2, sort_keys=True))
+
+
+@log_app.command("checkpoint")
+def log_checkpoint(log: Annotated[str, typer.Option("--log", help="Log folder or oci://ns/bucket/prefix.")],
+                   output: Annotated[Path, typer.Option("-o", "--output", help="Where to save it.")]) -> None:
+    """Save the log's current signed checkpoint (what the auditor saw)."""
+    from migrator.attest import tlog
+
+    data = tlog.checkpoint(_open_log(log))
+    output.write_bytes(data)
+    out.print(f"saved {output} ({data.decode().splitlines()[1]} entries)")
+
+
+@keys_app.command("vkey")
+def keys_vkey(key: Annotated[Path, typer.Option("--key", help="Public key (PEM).")],
+              name: Annotated[str, typer.Option("--name", help="The log's origin line.")]) -> None:
+    """Print the signed-note verifier key (vkey) of a public key for a log origin."""
+    from migrator.attest import notes
+    from migrator.attest.keys import load_public_key
+
+    print(notes.vkey(name, load_public_key(key)))
+
+
 @app.command("demo")
 def demo(directory: DirOpt = Path(".demo"),
          keep: Annotated[bool, typer.Option(help="Leave the sandbox running afterwards.")] = False) -> None:
     """Sandbox + seeded users' data + a whole wave into OCI + audit verify."""
-    from migrator.demo import run_demo
+    from migrator.demo import LOG_ORIGIN, run_demo
 
     result = run_demo(directory, keep=keep)
     _print_wave(result.wave)
@@ -208,7 +336,10 @@ def demo(directory: DirOpt = Path(".demo"),
         out.print(f"unexpected: {m}", markup=False)
     if result.mismatches or not result.verified:
         raise typer.Exit(1)
+    out.print(f"log         {result.log_dir} (origin {LOG_ORIGIN})")
     out.print(f"verified: every outcome matches the seeded data (audit with --key {result.public_key})")
+    if keep:
+        out.print(f"the sandbox is still running: eval \"$(migrator sandbox env --dir {result.sandbox_dir})\"")
 
 
 def main() -> None:

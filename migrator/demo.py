@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from migrator.attest.keys import generate_keypair, load_public_key
+from migrator.attest import tlog
+from migrator.attest.keys import generate_keypair, load_public_key, load_signer
 from migrator.attest.verify import verify_attestation
 from migrator.config import EndpointSettings, WavePolicy
 from migrator.errors import VerificationError
@@ -16,6 +18,7 @@ from migrator.sandbox.buckets import s3_client
 from migrator.sandbox.seed import seed
 
 DEMO_MANIFEST = Path("manifests/demo.jsonl")
+LOG_ORIGIN = "demo.migrator.invalid/waves"
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,7 @@ class DemoResult:
     mismatches: list[str]
     sandbox_dir: Path
     public_key: Path
+    log_dir: Path
 
 
 def run_demo(directory: Path, manifest: Path = DEMO_MANIFEST, *, keep: bool = False) -> DemoResult:
@@ -46,6 +50,9 @@ def run_demo(directory: Path, manifest: Path = DEMO_MANIFEST, *, keep: bool = Fa
             (state_dir / leftover).unlink(missing_ok=True)
         wave = run_wave(manifest, state_dir, key_path, WavePolicy(),
                         endpoints=EndpointSettings.from_env(state.env()))
+        log_dir = directory / "log"
+        shutil.rmtree(log_dir, ignore_errors=True)
+        tlog.append(log_dir, wave.attestation.read_bytes(), load_signer(key_path), LOG_ORIGIN)
         try:
             verify_attestation(wave.attestation.read_bytes(), [load_public_key(pub_path)],
                                records=wave.records.read_bytes(), manifest=manifest.read_bytes())
@@ -66,7 +73,7 @@ def run_demo(directory: Path, manifest: Path = DEMO_MANIFEST, *, keep: bool = Fa
             except Exception:  # noqa: BLE001 - any failure means the object is not there
                 mismatches.append(f"non-US object {uri} is gone; it was not in the manifest")
         return DemoResult(wave=wave, verified=verified, mismatches=mismatches, sandbox_dir=sandbox_dir,
-                          public_key=pub_path)
+                          public_key=pub_path, log_dir=log_dir)
     finally:
         if not keep:
             control.down(sandbox_dir, missing_ok=True)

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,10 +19,15 @@ def _run(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None)
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, subprocess.CompletedProcess[str]]]:
     where = tmp_path_factory.mktemp("demo")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MIGRATOR_", "STORAGE_"))}
-    return where, _run("demo", "--dir", str(where / ".demo"), cwd=where, env=env)
+    # --keep: the auditor's live checks below need the clouds the wave ran against.
+    proc = _run("demo", "--dir", str(where / ".demo"), "--keep", cwd=where, env=env)
+    try:
+        yield where, proc
+    finally:
+        _run("sandbox", "down", "--dir", str(where / ".demo" / "sandbox"))
 
 
 def test_demo_runs_a_whole_wave_and_verifies(demo: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
@@ -32,7 +38,7 @@ def test_demo_runs_a_whole_wave_and_verifies(demo: tuple[Path, subprocess.Comple
     for reason in ("S3 Object Lock legal hold", "divergent replica", "unlisted replication target"):
         assert reason in proc.stdout
     assert (where / "manifests" / "demo.jsonl").exists()
-    assert not (where / ".demo" / "sandbox" / "state.json").exists()  # the sandbox was stopped
+    assert "sandbox is still running" in proc.stdout
 
 
 def test_audit_verify_cli_accepts_and_detects_tampering(demo: tuple[Path, subprocess.CompletedProcess[str]],
@@ -96,3 +102,41 @@ def test_world_readable_signing_key_is_refused(tmp_path: Path) -> None:
 def test_usage_errors_exit_2() -> None:
     assert _run("run").returncode == 2
     assert _run("no-such-command").returncode == 2
+
+
+def test_auditor_session_live_checks_and_log(demo: tuple[Path, subprocess.CompletedProcess[str]],
+                                             tmp_path: Path) -> None:
+    where, _ = demo
+    d = where / ".demo"
+    env = dict(os.environ)
+    for line in _run("sandbox", "env", "--dir", str(d / "sandbox")).stdout.splitlines():
+        k, _, v = line.removeprefix("export ").partition("=")
+        env[k] = v.strip("'")
+    att, pub = str(d / "state" / "attestation.json"), str(d / "keys" / "signing.pub")
+    live = _run("audit", "check", att, "--live", "--key", pub, "--sample", "8", "--seed", "1", env=env)
+    assert live.returncode == 0 and "every sampled object holds" in live.stdout, live.stdout + live.stderr
+    dl = _run("audit", "check", att, "--live", "--download", "--key", pub, "--sample", "4", "--seed", "2", env=env)
+    assert dl.returncode == 0, dl.stdout + dl.stderr
+    vkey = _run("keys", "vkey", "--key", pub, "--name", "demo.migrator.invalid/waves").stdout.strip()
+    seen = tmp_path / "seen.ckpt"
+    assert _run("audit", "log", "checkpoint", "--log", str(d / "log"), "-o", str(seen)).returncode == 0
+    # A second wave appends to the log.
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                      aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
+    s3.create_bucket(Bucket="second-wave")
+    s3.put_bucket_versioning(Bucket="second-wave", VersioningConfiguration={"Status": "Enabled"})
+    s3.put_object(Bucket="second-wave", Key="users/us-0999/a.txt", Body=b"second")
+    m = tmp_path / "w2.csv"
+    m.write_text(f"source,destination\ns3://second-wave/users/us-0999/a.txt,"
+                 f"oci://{env['MIGRATOR_OCI_NAMESPACE']}/us-users/users/us-0999/a.txt\n")
+    run = _run("run", str(m), "--state", str(tmp_path / "st"), "--signing-key", str(d / "keys" / "signing.key"),
+               "--log", str(d / "log"), "--log-origin", "demo.migrator.invalid/waves", env=env)
+    assert run.returncode == 0, run.stdout + run.stderr
+    ok = _run("audit", "log", "verify", "--log", str(d / "log"), "--key", vkey, "--since", str(seen))
+    assert ok.returncode == 0 and "consistent with the checkpoint of size 1" in ok.stdout, ok.stdout + ok.stderr
+    # A dropped wave is detected.
+    (d / "log" / "entries" / "000000000000.json").unlink()
+    bad = _run("audit", "log", "verify", "--log", str(d / "log"), "--key", vkey, "--since", str(seen))
+    assert bad.returncode == 3
