@@ -7,9 +7,11 @@ a budget and falls back to one listing per remaining key, so a sparse batch neve
 
 from __future__ import annotations
 
+import functools
 import os
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TypeVar
 
 from migrator.errors import NotFound
 from migrator.stores.base import ObjectStore, SoftDeleteLister, UploadInfo, VersionEntry
@@ -91,31 +93,33 @@ def list_versions_many(store_for: StoreFor, uris: Iterable[ObjectURI], *,
     return out
 
 
+T = TypeVar("T", UploadInfo, VersionEntry)
+
+
+def _prefix_or_per_key(keys: Sequence[str], listing: Callable[[str], Iterator[T]],
+                       key_of: Callable[[T], str]) -> dict[str, list[T]]:
+    """One listing of the keys' common prefix, or, past the budget, one listing per key."""
+    wanted = set(keys)
+    found: dict[str, list[T]] = defaultdict(list)
+    prefix = _common_prefix(keys) if len(keys) > 1 else keys[0]
+    for seen, item in enumerate(listing(prefix)):
+        if seen >= _budget(len(keys)):
+            return {key: [i for i in listing(key) if key_of(i) == key] for key in keys}
+        if key_of(item) in wanted:
+            found[key_of(item)].append(item)
+    return found
+
+
 def list_uploads_many(store_for: StoreFor, uris: Iterable[ObjectURI]) -> dict[ObjectURI, list[UploadInfo]]:
+    """Incomplete multipart uploads of each URI's exact key."""
     out: dict[ObjectURI, list[UploadInfo]] = {}
     for group in _by_location(uris).values():
-        store = store_for(group[0])
-        bucket = group[0].bucket
-        keys = [u.key for u in group]
-        wanted = set(keys)
-        found: dict[str, list[UploadInfo]] = defaultdict(list)
+        store, bucket = store_for(group[0]), group[0].bucket
         try:
-            prefix = _common_prefix(keys) if len(keys) > 1 else keys[0]
-            seen = 0
-            complete = True
-            for up in store.list_uploads(bucket, prefix):
-                if up.key in wanted:
-                    found[up.key].append(up)
-                seen += 1
-                if seen > _budget(len(keys)):
-                    complete = False
-                    break
-            if not complete:
-                found = defaultdict(list)
-                for key in keys:
-                    found[key] = [u for u in store.list_uploads(bucket, key) if u.key == key]
+            found = _prefix_or_per_key([u.key for u in group], functools.partial(store.list_uploads, bucket),
+                                       lambda up: up.key)
         except NotFound:
-            found = defaultdict(list)
+            found = {}
         for u in group:
             out[u] = list(found.get(u.key, []))
     return out
@@ -125,31 +129,15 @@ def list_soft_deleted_many(store_for: StoreFor, uris: Iterable[ObjectURI]) -> di
     """Soft-deleted generations of each key, for stores that have soft delete; empty elsewhere."""
     out: dict[ObjectURI, list[VersionEntry]] = {}
     for group in _by_location(uris).values():
-        store = store_for(group[0])
-        if not isinstance(store, SoftDeleteLister):
-            for u in group:
-                out[u] = []
-            continue
-        keys = [u.key for u in group]
-        wanted = set(keys)
-        found: dict[str, list[VersionEntry]] = defaultdict(list)
-        prefix = _common_prefix(keys) if len(keys) > 1 else keys[0]
-        seen = 0
-        complete = True
-        try:
-            for e in store.list_soft_deleted(group[0].bucket, prefix):
-                if e.key in wanted:
-                    found[e.key].append(e)
-                seen += 1
-                if seen > _budget(len(keys)):
-                    complete = False
-                    break
-            if not complete:
-                found = defaultdict(list)
-                for key in keys:
-                    found[key] = [e for e in store.list_soft_deleted(group[0].bucket, key) if e.key == key]
-        except NotFound:
-            found = defaultdict(list)
+        store, bucket = store_for(group[0]), group[0].bucket
+        found: dict[str, list[VersionEntry]] = {}
+        if isinstance(store, SoftDeleteLister):
+            lister = store
+            try:
+                found = _prefix_or_per_key([u.key for u in group], functools.partial(lister.list_soft_deleted, bucket),
+                                           lambda e: e.key)
+            except NotFound:
+                found = {}
         for u in group:
             out[u] = list(found.get(u.key, []))
     return out

@@ -7,6 +7,7 @@ import io
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from migrator.checksum import Algorithm, Checksum, MultiHasher
 from migrator.errors import ChecksumError, SourceChanged
@@ -76,7 +77,8 @@ def copy_version(src: ObjectStore, src_uri: ObjectURI, version: str | None, dst:
         crc64 = any(c.algorithm == Algorithm.CRC64NVME for c in info.checksums)
         hasher = MultiHasher(crc64nvme=crc64, part_sizes=part_sizes)
         metadata: dict[str, str] = dict(user_metadata(info))
-        metadata[META_SOURCE] = str(src_uri)
+        # Metadata travels in HTTP headers, which carry ASCII only: the URI is percent-encoded (RFC 3986).
+        metadata[META_SOURCE] = quote(str(src_uri), safe="/:")
         metadata[META_SOURCE_VERSION] = info.version or ""
         reader = HashingReader(stream, hasher, info.size)
         body: Any = reader
@@ -130,4 +132,7 @@ def sha256_of(store: ObjectStore, uri: ObjectURI, version: str | None) -> tuple[
 
 
 def user_metadata(info: ObjectInfo) -> Mapping[str, str]:
-    return {k: v for k, v in info.metadata.items() if not k.startswith("migrator-")}
+    """The source's user metadata, kept; a non-ASCII value (GCS allows UTF-8) is percent-encoded because
+    S3 and OCI metadata travel in HTTP headers."""
+    return {k: v if v.isascii() else quote(v, safe="") for k, v in info.metadata.items()
+            if not k.startswith("migrator-")}
