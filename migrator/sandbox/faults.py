@@ -1,24 +1,19 @@
 """The sandbox's one fault and latency hook, shared by the S3, GCS and OCI endpoints.
 
 A :class:`FaultPlan` says what to inject: a fixed latency per request, and at a ``rate`` (0..1) one of
-``kinds``, drawn from a seeded RNG so that the n-th request an endpoint sees always gets the same decision:
+``kinds``, drawn from a seeded RNG so that the same sequence of requests always gets the same decisions:
 
-==============  ==========================================================================================
-kind            what the endpoint does
-==============  ==========================================================================================
-``500``         answers 500 (S3 ``InternalError``) without doing the operation
-``503-slowdown``  answers 503 (S3 ``SlowDown``) without doing the operation
-``429``         answers 429 (too many requests) without doing the operation
-``reset-before``  resets the connection (TCP RST) without doing the operation
-``reset-after``   does the operation, then resets the connection instead of answering
-``timeout``     holds the request for ``timeout_ms`` (longer than the client's read timeout), then resets
-                it without doing the operation
-``truncate``    (responses that carry object bytes) announces the full Content-Length, sends a strict
-                prefix of the body, then closes the connection
-``flip-get``    (responses that carry object bytes) flips one bit of the body; headers are unchanged
-``flip-put``    (requests that carry object bytes) flips one bit of the body before the endpoint sees it,
-                as a corrupting network would, so checksum validation applies to the flipped bytes
-==============  ==========================================================================================
+- ``500``, ``503-slowdown``, ``429``: answer that status (S3: ``InternalError``, ``SlowDown``) without doing
+  the operation;
+- ``reset-before``: reset the connection (TCP RST) without doing the operation;
+- ``reset-after``: do the operation, then reset the connection instead of answering;
+- ``timeout``: hold the request for ``timeout_ms`` (longer than the client's read timeout), then reset it
+  without doing the operation;
+- ``truncate`` (responses that carry object bytes): announce the full Content-Length, send a strict prefix of
+  the body, then close the connection;
+- ``flip-get`` (responses that carry object bytes): flip one bit of the body; headers are unchanged;
+- ``flip-put`` (requests that carry object bytes): flip one bit of the body before the endpoint sees it, as a
+  corrupting network would, so checksum validation applies to the flipped bytes.
 
 ``operations`` (optional) limits both latency and faults to the named operations (each endpoint's own names:
 S3 uses API names such as ``GetObject``; see each endpoint's docstring). Empty means every operation.

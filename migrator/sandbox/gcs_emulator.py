@@ -17,11 +17,16 @@ reference on those points:
 - ``crc32c``/``md5Hash`` declared in upload metadata or an ``X-Goog-Hash`` header are checked against the
   bytes (400 on mismatch); composite objects carry ``componentCount`` and ``crc32c`` but no ``md5Hash``;
 - media is served exactly as stored (gzip stays gzip when the client accepts it);
-- JSON batch (``POST /batch/storage/v1``, multipart/mixed, at most 100 calls).
+- JSON batch (``POST /batch/storage/v1``, multipart/mixed, at most 100 calls);
+- the sandbox-wide fault hook (``migrator.sandbox.faults``): latency, 500/503/429 (``backendError``,
+  ``rateLimitExceeded``), resets, timeouts, truncated and bit-flipped media on download, and bit flips in
+  uploaded media before the declared ``crc32c``/``md5Hash`` are checked, per operation (the op names of
+  ``GET /_emulator/stats``).
 
 Choices where the documentation is silent, and known departures: see ``/work/notes/gcs-emulator-status.md``.
-Two unauthenticated paths exist for tests only: ``GET /_emulator/stats`` and ``POST /_emulator/reset``
-(plus ``POST /_emulator/clock?advance=SECONDS`` to move the emulator's clock forward without sleeping).
+Unauthenticated paths exist for tests only: ``GET /_emulator/stats`` and ``POST /_emulator/reset``, plus
+``POST /_emulator/clock?advance=SECONDS`` to move the emulator's clock forward without sleeping, and the
+fault hook's ``GET|POST /_emulator/faults``.
 """
 
 from __future__ import annotations
@@ -53,6 +58,9 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import google_crc32c
 
+from migrator.sandbox.faults import CONTROL_PATH as FAULTS_PATH
+from migrator.sandbox.faults import Action, FaultInjector, abort_connection
+
 MAX_RESULTS = 1000
 MAX_BATCH_CALLS = 100            # documented limit of one JSON batch request
 MAX_COMPOSE_SOURCES = 32
@@ -65,6 +73,9 @@ _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9._\-]{1,61}[a-z0-9]$")
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 _CONTENT_RANGE = re.compile(r"^bytes (?:(\d+)-(\d+)|\*)/(\d+|\*)$")
 _WRITABLE = ("contentType", "contentEncoding", "contentDisposition", "contentLanguage", "cacheControl")
+_FAULT_ERRORS = {500: ("backendError", "Internal Error (injected fault)"),
+                 503: ("backendError", "Backend Error (injected fault)"),
+                 429: ("rateLimitExceeded", "The rate of requests is too high (injected fault)")}
 
 
 class ApiError(Exception):
@@ -374,6 +385,7 @@ class _Service:
         self._stats_lock = threading.Lock()
         self.requests: dict[str, int] = {}
         self.errors: dict[str, int] = {}
+        self.faults = FaultInjector("gcs")
 
     # -- clock, counters
 
@@ -409,6 +421,7 @@ class _Service:
         with self._stats_lock:
             self.requests.clear()
             self.errors.clear()
+        self.faults.reset()
 
     # -- buckets
 
@@ -812,6 +825,10 @@ def _bucket_json(b: Bucket, base: str) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------------- routing
 
+def _same(data: bytes) -> bytes:
+    return data
+
+
 @dataclass
 class Request:
     method: str
@@ -820,6 +837,9 @@ class Request:
     headers: dict[str, str]         # lower-case names
     body: bytes
     base: str                       # scheme://host:port of this server as the client addressed it
+    # Applied to uploaded media bytes before their declared hashes are checked: the fault hook's flip-put,
+    # a network corrupting the payload (metadata parts and boundaries are left alone).
+    corrupt: Callable[[bytes], bytes] = _same
 
 
 @dataclass
@@ -858,6 +878,13 @@ class _Router:
         except ApiError as err:
             self.service.count_error(err.reason)
             return _error_response(err)
+
+    def operation(self, req: Request) -> str | None:
+        """The operation a request names (None when it names none): the fault hook's key."""
+        try:
+            return self._route(req, False)[0]
+        except ApiError:
+            return None
 
     # -- routes
 
@@ -1129,6 +1156,7 @@ class _Router:
         name = resource.get("name")
         if not isinstance(name, str):
             raise ApiError(400, "required", "Required: object name")
+        data = req.corrupt(data)
         crc, md5 = _check_declared(data, resource, req.headers.get("x-goog-hash"))
         g = self.service.store(b, self.service.new_gen(b, name, data, resource, crc, md5), conditions)
         return _json_response(200, _object_json(b, g, req.base))
@@ -1159,6 +1187,7 @@ class _Router:
         return session
 
     def upload_chunk(self, req: Request, segs: list[str]) -> Response:
+        chunk = req.corrupt(req.body)
         with self.service.lock:
             session = self._session(req, segs)
             text = req.headers.get("content-range", "").strip()
@@ -1183,7 +1212,7 @@ class _Router:
             if first > have:
                 raise ApiError(400, "invalid", f"Chunk starts at {first}, but {have} bytes are persisted.")
             # Bytes already persisted may be sent again after a failure: keep the first copy.
-            session.buffer += req.body[have - first:]
+            session.buffer += chunk[have - first:]
             if session.total is None or len(session.buffer) < session.total:
                 headers = {"Range": f"bytes=0-{len(session.buffer) - 1}"} if session.buffer else {}
                 return Response(308, headers)
@@ -1366,14 +1395,31 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
-    def _send(self, resp: Response) -> None:
+    def _send(self, resp: Response, body: bytes | None = None) -> None:
+        """Write ``resp``; ``body`` (a faulted copy) replaces its bytes but not its Content-Length."""
         self.send_response(resp.status)
         for k, v in resp.headers.items():
             self.send_header(k, v)
         self.send_header("Content-Length", str(len(resp.body)))
         self.end_headers()
-        if resp.body:
-            self.wfile.write(resp.body)
+        out = resp.body if body is None else body
+        if out:
+            self.wfile.write(out)
+
+    def _abort(self) -> None:
+        """Reset the connection (an injected fault): no answer, and nothing more on this socket."""
+        abort_connection(self.connection)
+        self.close_connection = True
+
+    def _faults_before(self, req: Request) -> tuple[str | None, Action | None]:
+        """Consult the fault hook first, as the network and the service's front end would."""
+        op = self.router.operation(req)
+        if op is None:
+            return None, None
+        # Object bytes travel in simple and multipart inserts and in resumable chunks, and out in media.
+        data_in = (op == "objects.insert" and req.query.get("uploadType") != "resumable") or \
+            (op == "objects.insert.chunk" and bool(req.body))
+        return op, self.router.service.faults.before(op, data_in=data_in, data_out=op == "objects.get.media")
 
     def _dispatch(self) -> None:
         try:
@@ -1388,16 +1434,41 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {k.lower(): v for k, v in self.headers.items()}
         host = headers.get("host") or "127.0.0.1"
         req = Request(self.command, path, query, headers, body, f"http://{host}")
+        op: str | None = None
+        action: Action | None = None
         try:
             if path.startswith("/_emulator/"):
                 resp = self._internal(req)
             else:
+                op, action = self._faults_before(req)
+                if action is not None and action.drop_before:
+                    self._abort()
+                    return
+                if action is not None and action.status is not None:
+                    reason, message = _FAULT_ERRORS[action.status]
+                    self.router.service.count(op or "unknown")
+                    raise ApiError(action.status, reason, message)
+                if action is not None:
+                    req.corrupt = action.request_body
                 resp = self.router.handle(req)
         except ApiError as err:
+            self.router.service.count_error(err.reason)
             resp = _error_response(err)
         except Exception as exc:  # noqa: BLE001 - a server answers 500 instead of dying
             resp = _error_response(ApiError(500, "backendError", f"{type(exc).__name__}: {exc}"))
-        self._send(resp)
+        if action is not None and action.drop_after:
+            self._abort()
+            return
+        out = resp.body
+        if action is not None and op == "objects.get.media" and resp.status in (200, 206):
+            out = action.response_body(resp.body)   # flipped or truncated; Content-Length stays the original
+        try:
+            self._send(resp, out)
+        except OSError:
+            self.close_connection = True
+            return
+        if action is not None and action.close_after:
+            self.close_connection = True
 
     def _internal(self, req: Request) -> Response:
         service = self.router.service
@@ -1415,6 +1486,9 @@ class _Handler(BaseHTTPRequestHandler):
                 raise ApiError(400, "invalid", "the clock only moves forward")
             service.advance_clock(seconds)
             return _json_response(200, {"now": _iso(service.now())})
+        if req.path == FAULTS_PATH:
+            status, payload = service.faults.control(req.method, req.body)
+            return _json_response(status, payload)
         raise ApiError(404, "notFound", f"no emulator endpoint {req.method} {req.path}")
 
 
@@ -1479,6 +1553,11 @@ class GcsEmulator:
     def advance_clock(self, seconds: float) -> None:
         """Move the emulator's clock forward (retention, hard deletion) without sleeping."""
         self._service.advance_clock(seconds)
+
+    @property
+    def faults(self) -> FaultInjector:
+        """The endpoint's fault hook (``configure(FaultPlan(...))``); also at ``/_emulator/faults``."""
+        return self._service.faults
 
     def __enter__(self) -> GcsEmulator:
         return self.start()

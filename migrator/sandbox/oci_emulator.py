@@ -4,14 +4,38 @@ No OCI emulator exists, and the product must prove what it claims against OCI se
 strict where it matters: every request's HTTP signature is verified against the sandbox public key,
 Content-MD5 and ``opc-content-crc32c``/``-sha256``/``-sha384`` are checked on puts and parts, version
 ids, delete markers and ``if-match``/``if-none-match`` behave as OCI documents, and commit reports the
-multipart MD5 and whole-object CRC32C.
+multipart MD5 and whole-object CRC32C. Beyond objects it emulates, as OCI documents them:
 
-Known departures from the real service: no minimum part size unless ``min_part_size`` is set (OCI
-waives it only for the last part); no retention rules (the listing is always empty), replication,
-lifecycle, PARs or SSE-C; in a bucket with versioning ``Suspended`` a put or a delete replaces the
-latest entry; list orderings beyond "by name, newest version first" are not modelled.
+- the bucket's versioning states: ``Disabled`` (never enabled), ``Enabled``, ``Suspended`` ("upload and
+  delete behave as in a bucket with versioning disabled; versions created before the suspension are
+  retained");
+- retention rules (time-bound in DAYS or YEARS, or indefinite; lockable with ``timeRuleLocked`` at least 14
+  days ahead): an object or version younger than a rule's duration cannot be deleted or overwritten, a
+  locked rule cannot be deleted, and versioning cannot be enabled while rules exist (nor rules added while
+  it is enabled);
+- replication policies: the destination bucket becomes read-only (403 ``BucketIsReadonly``) and writes to
+  the source propagate to it (``_Service.replicate_put``/``replicate_delete`` say exactly what does);
+- the Vault (KMS) crypto and management endpoints for ECDSA signing (``migrator.sandbox.oci_kms``) on the
+  same port;
+- the sandbox-wide fault hook (``migrator.sandbox.faults``): latency, 500/503/429, resets, timeouts,
+  truncated and bit-flipped bodies, per operation.
 
-Two unsigned paths exist for tests only: ``GET /_emulator/stats`` and ``POST /_emulator/reset``.
+Time is the emulator's own clock (real time plus an offset that tests move forward), so retention expiry
+and rule locks are tested without sleeping. Signature dates are checked against real time.
+
+Known departures from the real service: no minimum part size unless ``min_part_size`` is set (OCI waives
+it only for the last part); replication is synchronous unless paused through the control path, and the
+destination region is recorded but the destination bucket lives in this same emulator; the HTTP status
+and code OCI answers for a retention violation are not in its public documentation, so the emulator uses
+409 ``Conflict``; no lifecycle, PARs or SSE-C; list orderings beyond "by name, newest version first" are
+not modelled.
+
+Unsigned paths exist for tests only: ``GET /_emulator/stats``, ``POST /_emulator/reset``,
+``POST /_emulator/clock?advance=SECONDS``, ``GET|POST /_emulator/replication?paused=true|false`` and the
+fault hook's ``GET|POST /_emulator/faults``. Operation names (stats, fault plans) are OCI's API names:
+``PutObject``, ``GetObject``, ``HeadObject``, ``DeleteObject``, ``ListObjects``, ``ListObjectVersions``,
+``CreateMultipartUpload``, ``UploadPart``, ``CommitMultipartUpload``, ``AbortMultipartUpload``,
+``CreateRetentionRule``, ``CreateReplicationPolicy``, ``Sign``, ``Verify``, ``CreateKey`` and so on.
 """
 
 from __future__ import annotations
@@ -28,9 +52,9 @@ import signal
 import sys
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from email.utils import formatdate, parsedate_to_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -43,7 +67,10 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from migrator.sandbox.faults import CONTROL_PATH as FAULTS_PATH
+from migrator.sandbox.faults import Action, FaultInjector, abort_connection
 from migrator.sandbox.oci_auth import fingerprint
+from migrator.sandbox.oci_kms import KmsError, KmsVault
 
 MAX_LIST = 1000
 CLOCK_SKEW_SECONDS = 300
@@ -51,6 +78,14 @@ _CHECKSUM_ALGORITHMS = ("CRC32C", "SHA256", "SHA384")
 _TIERS = ("Standard", "InfrequentAccess", "Archive")
 _SIG_PARAM = re.compile(r'([a-zA-Z]+)="([^"]*)"')
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+MAX_RETENTION_RULES = 100                 # documented per bucket
+MIN_LOCK_DELAY = timedelta(days=14)       # documented: a rule locks no sooner than 14 days after it is set
+_TIME_UNITS = {"DAYS": 86400, "YEARS": 365 * 86400}   # a year counts 365 days here
+_DATA_IN_OPS = frozenset({"PutObject", "UploadPart"})    # request bodies that are object bytes
+_DATA_OUT_OPS = frozenset({"GetObject"})                 # response bodies that are object bytes
+_ERROR_KINDS = {500: ("InternalServerError", "An internal server error occurred (injected fault)"),
+                503: ("ServiceUnavailable", "The service is currently unavailable (injected fault)"),
+                429: ("TooManyRequests", "Too many requests (injected fault)")}
 
 
 class ApiError(Exception):
@@ -86,6 +121,7 @@ class ObjectVersion:
     cache_control: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
     storage_tier: str = "Standard"
+    suspended: bool = False               # written while versioning was Suspended: the next write replaces it
 
     @property
     def archival_state(self) -> str | None:
@@ -124,6 +160,56 @@ class Upload:
 
 
 @dataclass
+class RetentionRule:
+    rule_id: str
+    display_name: str
+    amount: int | None                    # None: an indefinite rule
+    unit: str | None                      # "DAYS" or "YEARS"
+    time_rule_locked: datetime | None
+    created: datetime
+    modified: datetime
+    etag: str
+
+    @property
+    def seconds(self) -> int | None:
+        return None if self.amount is None or self.unit is None else self.amount * _TIME_UNITS[self.unit]
+
+    def locked(self, now: datetime) -> bool:
+        return self.time_rule_locked is not None and now >= self.time_rule_locked
+
+    def retains(self, last_modified: datetime, now: datetime) -> bool:
+        """Whether an object last modified at ``last_modified`` is still protected by this rule."""
+        seconds = self.seconds
+        return seconds is None or now < last_modified + timedelta(seconds=seconds)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.rule_id, "displayName": self.display_name, "etag": self.etag,
+                               "timeCreated": _iso(self.created), "timeModified": _iso(self.modified)}
+        if self.amount is not None:
+            out["duration"] = {"timeAmount": self.amount, "timeUnit": self.unit}
+        if self.time_rule_locked is not None:
+            out["timeRuleLocked"] = _iso(self.time_rule_locked)
+        return out
+
+
+@dataclass
+class ReplicationPolicy:
+    policy_id: str
+    name: str
+    destination_region: str
+    destination_bucket: str
+    created: datetime
+    last_sync: datetime
+    status: str = "ACTIVE"                # or CLIENT_ERROR once replication into the destination failed
+    status_message: str = "Replication is active"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.policy_id, "name": self.name, "destinationRegionName": self.destination_region,
+                "destinationBucketName": self.destination_bucket, "timeCreated": _iso(self.created),
+                "timeLastSync": _iso(self.last_sync), "status": self.status, "statusMessage": self.status_message}
+
+
+@dataclass
 class Bucket:
     name: str
     compartment_id: str
@@ -134,6 +220,10 @@ class Bucket:
     metadata: dict[str, str] = field(default_factory=dict)
     objects: dict[str, list[ObjectVersion]] = field(default_factory=dict)  # oldest first
     uploads: dict[str, Upload] = field(default_factory=dict)
+    retention_rules: dict[str, RetentionRule] = field(default_factory=dict)
+    replication: ReplicationPolicy | None = None       # this bucket is a replication source
+    read_only: bool = False                           # this bucket is a replication destination
+    replication_source: tuple[str, str] | None = None  # (policy name, source bucket) while a destination
 
     def latest(self, name: str) -> ObjectVersion | None:
         """The live object: the newest entry unless it is a delete marker."""
@@ -294,8 +384,10 @@ def _algorithm(headers: Any) -> str | None:
 class _Service:
     """The data and the operations; the HTTP handler only parses and routes."""
 
-    def __init__(self, namespace: str, public_key: rsa.RSAPublicKey, min_part_size: int) -> None:
+    def __init__(self, namespace: str, public_key: rsa.RSAPublicKey, min_part_size: int,
+                 region: str = "us-ashburn-1") -> None:
         self.namespace = namespace
+        self.region = region
         self.public_key = public_key
         self.fingerprint = fingerprint(public_key)
         self.min_part_size = min_part_size
@@ -304,6 +396,21 @@ class _Service:
         self._stats_lock = threading.Lock()
         self.requests: dict[str, int] = {}
         self.errors: dict[str, int] = {}
+        self._offset = timedelta(0)        # the emulator clock runs ahead of real time by this much
+        self.vault = KmsVault(self.now)
+        self.faults = FaultInjector("oci")
+        self.replication_paused = False
+        self._pending: list[Callable[[], None]] = []   # replication work held while paused, in order
+
+    def now(self) -> datetime:
+        """The emulator's clock: object timestamps, retention and rule locks run on it."""
+        return datetime.now(UTC) + self._offset
+
+    def advance_clock(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ApiError(400, "InvalidParameter", "the clock only moves forward")
+        with self.lock:
+            self._offset += timedelta(seconds=seconds)
 
     def count(self, op: str) -> None:
         with self._stats_lock:
@@ -321,9 +428,14 @@ class _Service:
     def reset(self) -> None:
         with self.lock:
             self.buckets.clear()
+            self._pending.clear()
+            self.replication_paused = False
+            self._offset = timedelta(0)
         with self._stats_lock:
             self.requests.clear()
             self.errors.clear()
+        self.vault.reset()
+        self.faults.reset()
 
     # -- signatures
 
@@ -376,6 +488,7 @@ class _Service:
             when = None
         if when is None or when.tzinfo is None:
             raise ApiError(401, "NotAuthenticated", "missing or malformed date header")
+        # Real time, not the emulator clock: tests move that one forward while the SDK signs with now.
         if abs((_now() - when).total_seconds()) > CLOCK_SKEW_SECONDS:
             raise ApiError(401, "NotAuthenticated", "date header is too far from the server's clock")
 
@@ -396,8 +509,9 @@ class _Service:
             "namespace": self.namespace, "name": b.name, "compartmentId": b.compartment_id,
             "metadata": b.metadata, "createdBy": "ocid1.user.oc1..sandbox", "timeCreated": _iso(b.created),
             "etag": b.etag, "publicAccessType": "NoPublicAccess", "storageTier": b.storage_tier,
-            "objectEventsEnabled": False, "freeformTags": {}, "definedTags": {}, "isReadOnly": False,
-            "replicationEnabled": False, "id": f"ocid1.bucket.oc1..{b.etag.replace('-', '')}",
+            "objectEventsEnabled": False, "freeformTags": {}, "definedTags": {}, "isReadOnly": b.read_only,
+            "replicationEnabled": b.replication is not None,
+            "id": f"ocid1.bucket.oc1..{b.etag.replace('-', '')}",
             "versioning": b.versioning, "autoTiering": "Disabled",
         }
         if "approximateCount" in fields or "approximateSize" in fields:
@@ -425,11 +539,17 @@ class _Service:
             if name in self.buckets:
                 raise ApiError(409, "BucketAlreadyExists", f"Either the bucket '{name}' in namespace "
                                f"'{namespace}' already exists or you are not authorized to create it")
-            b = Bucket(name=name, compartment_id=details["compartmentId"], created=_now(),
+            b = Bucket(name=name, compartment_id=details["compartmentId"], created=self.now(),
                        etag=str(uuid.uuid4()), versioning=versioning, storage_tier=tier,
                        metadata=dict(details.get("metadata") or {}))
             self.buckets[name] = b
             return b
+
+    def check_writable(self, b: Bucket) -> None:
+        """A replication destination takes writes from replication only (the message is OCI's)."""
+        if b.read_only:
+            raise ApiError(403, "BucketIsReadonly",
+                           f"Bucket '{b.name}' in namespace '{self.namespace}' is in read-only state")
 
     def update_bucket(self, b: Bucket, details: dict[str, Any], if_match: str | None) -> None:
         with self.lock:
@@ -440,9 +560,17 @@ class _Service:
                 if versioning not in ("Enabled", "Suspended"):
                     raise ApiError(400, "InvalidParameter",
                                    f"versioning can be changed to Enabled or Suspended, not {versioning}")
-                if versioning == "Suspended" and b.versioning == "Disabled":
-                    raise ApiError(400, "InvalidParameter", "versioning was never enabled on this bucket")
-                b.versioning = versioning
+                if versioning != b.versioning:
+                    # Documented: no versioning on a replication destination, none while retention rules
+                    # exist, and Disabled means "never enabled".
+                    self.check_writable(b)
+                    if versioning == "Suspended" and b.versioning == "Disabled":
+                        raise ApiError(400, "InvalidParameter", "versioning was never enabled on this bucket")
+                    if versioning == "Enabled" and b.retention_rules:
+                        raise ApiError(409, "Conflict",
+                                       f"Versioning cannot be enabled on bucket '{b.name}' while it has "
+                                       "retention rules")
+                    b.versioning = versioning
             if isinstance(details.get("metadata"), dict):
                 b.metadata = dict(details["metadata"])
             b.etag = str(uuid.uuid4())
@@ -451,9 +579,255 @@ class _Service:
         with self.lock:
             if if_match is not None and if_match != b.etag:
                 raise ApiError(412, "IfMatchFailed", "The If-Match header does not match the bucket's ETag")
+            self.check_writable(b)
+            if b.replication is not None:
+                raise ApiError(409, "ReplicationPolicyConflict",
+                               f"Bucket '{b.name}' has a replication policy: delete the policy first")
             if any(b.objects.values()) or b.uploads:
                 raise ApiError(409, "BucketNotEmpty", f"Bucket named '{b.name}' is not empty")
             del self.buckets[b.name]
+
+    # -- retention rules
+
+    def _rule_fields(self, details: dict[str, Any], now: datetime) -> dict[str, Any]:
+        """The fields present in a create or update body, validated; absent fields are left out."""
+        out: dict[str, Any] = {}
+        if details.get("displayName") is not None:
+            name = details["displayName"]
+            if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9._\-]{1,256}", name):
+                raise ApiError(400, "InvalidParameter", f"invalid displayName {name!r}")
+            out["display_name"] = name
+        if details.get("duration") is not None:
+            d = details["duration"]
+            amount = d.get("timeAmount") if isinstance(d, dict) else None
+            unit = d.get("timeUnit") if isinstance(d, dict) else None
+            if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
+                raise ApiError(400, "InvalidParameter", "duration.timeAmount must be a positive integer")
+            if unit not in _TIME_UNITS:
+                raise ApiError(400, "InvalidParameter", f"duration.timeUnit must be DAYS or YEARS, not {unit!r}")
+            out["amount"], out["unit"] = amount, unit
+        if details.get("timeRuleLocked") is not None:
+            try:
+                lock = datetime.fromisoformat(str(details["timeRuleLocked"]).replace("Z", "+00:00"))
+            except ValueError:
+                raise ApiError(400, "InvalidParameter", "timeRuleLocked is not an RFC 3339 time") from None
+            if lock.tzinfo is None:
+                lock = lock.replace(tzinfo=UTC)
+            if lock < now + MIN_LOCK_DELAY:
+                raise ApiError(400, "InvalidParameter",
+                               "timeRuleLocked must be at least 14 days after the rule is set")
+            out["time_rule_locked"] = lock
+        return out
+
+    def create_retention_rule(self, b: Bucket, details: dict[str, Any]) -> RetentionRule:
+        now = self.now()
+        fields = self._rule_fields(details, now)
+        if "time_rule_locked" in fields and "amount" not in fields:
+            raise ApiError(400, "InvalidParameter", "a rule without a duration cannot be locked")
+        with self.lock:
+            if b.versioning == "Enabled":
+                raise ApiError(409, "Conflict",
+                               f"Retention rules cannot be added to bucket '{b.name}': versioning is enabled")
+            if len(b.retention_rules) >= MAX_RETENTION_RULES:
+                raise ApiError(400, "LimitExceeded", f"a bucket has at most {MAX_RETENTION_RULES} retention rules")
+            rule_id = str(uuid.uuid4())
+            rule = RetentionRule(
+                rule_id=rule_id,
+                display_name=fields.get("display_name") or f"retention-rule-{now.strftime('%Y%m%d-%H%M%S')}",
+                amount=fields.get("amount"), unit=fields.get("unit"),
+                time_rule_locked=fields.get("time_rule_locked"), created=now, modified=now,
+                etag=str(uuid.uuid4()))
+            b.retention_rules[rule_id] = rule
+            return rule
+
+    def retention_rule(self, b: Bucket, rule_id: str) -> RetentionRule:
+        rule = b.retention_rules.get(rule_id)
+        if rule is None:
+            raise ApiError(404, "NotFound", f"Retention rule '{rule_id}' was not found in bucket '{b.name}'")
+        return rule
+
+    def update_retention_rule(self, b: Bucket, rule_id: str, details: dict[str, Any],
+                              if_match: str | None) -> RetentionRule:
+        now = self.now()
+        fields = self._rule_fields(details, now)
+        with self.lock:
+            rule = self.retention_rule(b, rule_id)
+            if if_match is not None and if_match != rule.etag:
+                raise ApiError(412, "IfMatchFailed", "The If-Match header does not match the rule's ETag")
+            if rule.locked(now):
+                # Documented: once locked, only increases in the duration are allowed.
+                old, new = rule.seconds, (fields["amount"] * _TIME_UNITS[fields["unit"]]
+                                          if "amount" in fields else rule.seconds)
+                if (set(fields) - {"amount", "unit", "display_name"}
+                        or fields.get("display_name", rule.display_name) != rule.display_name
+                        or old is None or new is None or new < old):
+                    raise ApiError(409, "Conflict",
+                                   f"Retention rule '{rule.display_name}' is locked: only its duration can grow")
+            amount = fields.get("amount", rule.amount)
+            if fields.get("time_rule_locked") is not None and amount is None:
+                raise ApiError(400, "InvalidParameter", "a rule without a duration cannot be locked")
+            rule.display_name = fields.get("display_name", rule.display_name)
+            rule.amount, rule.unit = amount, fields.get("unit", rule.unit)
+            rule.time_rule_locked = fields.get("time_rule_locked", rule.time_rule_locked)
+            rule.modified, rule.etag = now, str(uuid.uuid4())
+            return rule
+
+    def delete_retention_rule(self, b: Bucket, rule_id: str, if_match: str | None) -> None:
+        with self.lock:
+            rule = self.retention_rule(b, rule_id)
+            if if_match is not None and if_match != rule.etag:
+                raise ApiError(412, "IfMatchFailed", "The If-Match header does not match the rule's ETag")
+            if rule.locked(self.now()):
+                raise ApiError(409, "Conflict", f"Retention rule '{rule.display_name}' is locked: it can only "
+                               "be removed by deleting the bucket")
+            del b.retention_rules[rule_id]
+
+    def check_retention(self, b: Bucket, name: str, v: ObjectVersion | None, what: str) -> None:
+        """Refuse to delete or overwrite ``v`` while any rule retains it (duration from its last modified)."""
+        if v is None or v.is_delete_marker or not b.retention_rules:
+            return
+        now = self.now()
+        for rule in sorted(b.retention_rules.values(), key=lambda r: r.created):
+            if rule.retains(v.created, now):
+                seconds = rule.seconds
+                until = ("indefinitely" if seconds is None
+                         else f"until {_iso(v.created + timedelta(seconds=seconds))}")
+                raise ApiError(409, "Conflict",
+                               f"Cannot {what} object '{name}' (version '{v.version_id}') in bucket '{b.name}': "
+                               f"retention rule '{rule.display_name}' retains it {until}")
+
+    # -- replication
+
+    def create_replication_policy(self, b: Bucket, details: dict[str, Any]) -> ReplicationPolicy:
+        given: dict[str, str] = {}
+        for key in ("name", "destinationRegionName", "destinationBucketName"):
+            value = details.get(key)
+            if not isinstance(value, str) or not value:
+                raise ApiError(400, "InvalidParameter", f"{key} is required")
+            given[key] = value
+        name, region, dest_name = given["name"], given["destinationRegionName"], given["destinationBucketName"]
+        with self.lock:
+            dest = self.buckets.get(dest_name)
+            if dest is None:
+                raise ApiError(400, "RelatedResourceNotAuthorizedOrNotFound",
+                               f"The destination bucket '{dest_name}' was not found: create it first")
+            # Documented constraints: one policy per source, one source per destination, no chains, and
+            # no versioning on a destination.
+            if dest is b:
+                raise ApiError(400, "InvalidParameter", "a bucket cannot replicate to itself")
+            if b.replication is not None:
+                raise ApiError(409, "ReplicationPolicyConflict", f"Bucket '{b.name}' already has a policy")
+            if b.read_only:
+                raise ApiError(409, "ReplicationPolicyConflict",
+                               f"Bucket '{b.name}' is a replication destination: chained replication is not "
+                               "supported")
+            # A destination left read-only by a deleted policy may take a new one (documented).
+            if dest.replication_source is not None or dest.replication is not None:
+                raise ApiError(409, "ReplicationPolicyConflict",
+                               f"Bucket '{dest_name}' is already part of a replication")
+            if dest.versioning == "Enabled":
+                raise ApiError(409, "ReplicationPolicyConflict",
+                               f"Bucket '{dest_name}' has versioning enabled: a destination cannot be versioned")
+            now = self.now()
+            policy = ReplicationPolicy(policy_id=str(uuid.uuid4()), name=name, destination_region=region,
+                                       destination_bucket=dest_name, created=now, last_sync=now)
+            b.replication = policy
+            dest.read_only = True
+            dest.replication_source = (name, b.name)
+            return policy
+
+    def replication_policy(self, b: Bucket, policy_id: str) -> ReplicationPolicy:
+        if b.replication is None or b.replication.policy_id != policy_id:
+            raise ApiError(404, "NotFound", f"Replication policy '{policy_id}' was not found on '{b.name}'")
+        return b.replication
+
+    def delete_replication_policy(self, b: Bucket, policy_id: str) -> None:
+        """Replication stops; the destination stays read-only until MakeBucketWritable is called on it
+        (documented: a destination cannot be deleted until it is made writable again)."""
+        with self.lock:
+            policy = self.replication_policy(b, policy_id)
+            b.replication = None
+            dest = self.buckets.get(policy.destination_bucket)
+            if dest is not None and dest.replication_source == (policy.name, b.name):
+                dest.replication_source = None
+
+    def make_bucket_writable(self, dest: Bucket) -> None:
+        with self.lock:
+            if not dest.read_only:
+                raise ApiError(409, "BucketNotReadOnly", f"Bucket '{dest.name}' is not read-only")
+            dest.read_only = False
+            source = self.buckets.get(dest.replication_source[1]) if dest.replication_source else None
+            dest.replication_source = None
+            # Documented: the source's policy changes to a client error state.
+            if source is not None and source.replication is not None \
+                    and source.replication.destination_bucket == dest.name:
+                source.replication.status = "CLIENT_ERROR"
+                source.replication.status_message = (f"The destination bucket '{dest.name}' was made writable: "
+                                                     "it no longer accepts replication")
+
+    def replication_sources(self, dest: Bucket) -> list[dict[str, str]]:
+        with self.lock:
+            if dest.replication_source is None:
+                return []
+            return [{"policyName": dest.replication_source[0], "sourceRegionName": self.region,
+                     "sourceBucketName": dest.replication_source[1]}]
+
+    def _replicate(self, source: Bucket, work: Callable[[ReplicationPolicy, Bucket], None]) -> None:
+        """Run ``work`` against the destination now, or queue it while replication is paused."""
+        policy = source.replication
+        if policy is None:
+            return
+
+        def run() -> None:
+            if source.replication is not policy or policy.status != "ACTIVE":
+                return   # the policy went away or broke meanwhile: replication stopped
+            dest = self.buckets.get(policy.destination_bucket)
+            if dest is None or not dest.read_only:
+                policy.status = "CLIENT_ERROR"
+                policy.status_message = f"The destination bucket '{policy.destination_bucket}' is not available"
+                return
+            try:
+                work(policy, dest)
+            except ApiError as err:   # e.g. a retention rule on the destination: the policy reports it
+                policy.status, policy.status_message = "CLIENT_ERROR", err.message
+                return
+            policy.last_sync = self.now()
+
+        if self.replication_paused:
+            self._pending.append(run)
+        else:
+            run()
+
+    def replicate_put(self, source: Bucket, name: str, v: ObjectVersion) -> None:
+        """A new object in the source is copied to the destination: same name, bytes, metadata, ETag, MD5
+        and checksums; the destination gives it its own version id and timestamps (as OCI documents)."""
+        def work(policy: ReplicationPolicy, dest: Bucket) -> None:
+            self.check_retention(dest, name, dest.latest(name), "overwrite")
+            copy = replace(v, version_id=str(uuid.uuid4()), created=self.now(), metadata=dict(v.metadata),
+                           suspended=False)
+            self.store_version(dest, name, copy)
+        self._replicate(source, work)
+
+    def replicate_delete(self, source: Bucket, name: str) -> None:
+        """The source's live object went away (a delete, a delete marker, or a version-pinned delete of the
+        latest version): the destination's object of that name is deleted. Previous versions never
+        replicate, so deleting one changes nothing in the destination."""
+        def work(policy: ReplicationPolicy, dest: Bucket) -> None:
+            live = dest.latest(name)
+            if live is None:
+                return
+            self.check_retention(dest, name, live, "delete")
+            self._delete_live(dest, name)
+        self._replicate(source, work)
+
+    def set_replication_paused(self, paused: bool) -> None:
+        """Pause: replication work queues up (a lagging destination). Resume: the queue runs in order."""
+        with self.lock:
+            self.replication_paused = paused
+            if not paused:
+                pending, self._pending = self._pending, []
+                for run in pending:
+                    run()
 
     # -- objects
 
@@ -488,38 +862,82 @@ class _Service:
         versions = b.objects.setdefault(name, [])
         if b.versioning == "Enabled":
             versions.append(v)
-        elif b.versioning == "Suspended" and versions:
-            versions[-1] = v
+        elif b.versioning == "Suspended":
+            # Documented: uploads behave as with versioning disabled, and versions made while it was enabled
+            # are retained. So a write replaces the entry written during the suspension, if any, and
+            # otherwise goes on top of the retained versions.
+            v.suspended = True
+            if versions and versions[-1].suspended:
+                versions[-1] = v
+            else:
+                versions.append(v)
         else:
             versions[:] = [v]
+
+    def write_object(self, b: Bucket, name: str, v: ObjectVersion, if_match: str | None,
+                     if_none_match: str | None) -> None:
+        """Store ``v`` as the live object (put and commit): conditions, retention, then replication."""
+        with self.lock:
+            self.check_writable(b)
+            self.check_write_conditions(b, name, if_match, if_none_match)
+            self.check_retention(b, name, b.latest(name), "overwrite")
+            self.store_version(b, name, v)
+            self.replicate_put(b, name, v)
+
+    def _delete_live(self, b: Bucket, name: str) -> ObjectVersion | None:
+        """Delete the live object as the bucket's versioning state says; returns the marker made, if any."""
+        versions = b.objects.get(name, [])
+        marker: ObjectVersion | None = None
+        if b.versioning == "Disabled":
+            b.objects.pop(name, None)
+            return None
+        if b.versioning == "Suspended":
+            # As with versioning disabled, the deletion is permanent for what was written while suspended;
+            # retained older versions stay, hidden behind a delete marker so that the object is gone.
+            if versions and versions[-1].suspended:
+                versions.pop()
+            if versions and not versions[-1].is_delete_marker:
+                marker = ObjectVersion(version_id=str(uuid.uuid4()), etag=str(uuid.uuid4()), created=self.now(),
+                                       is_delete_marker=True, suspended=True)
+                versions.append(marker)
+            if not versions:
+                b.objects.pop(name, None)
+            return marker
+        marker = ObjectVersion(version_id=str(uuid.uuid4()), etag=str(uuid.uuid4()), created=self.now(),
+                               is_delete_marker=True)
+        versions.append(marker)
+        return marker
 
     def delete_object(self, b: Bucket, name: str, version_id: str | None,
                       if_match: str | None) -> ObjectVersion | None:
         """Returns the delete marker it created, if any."""
         with self.lock:
+            self.check_writable(b)
             versions = b.objects.get(name, [])
             if version_id is not None:
                 idx = next((i for i, x in enumerate(versions) if x.version_id == version_id), None)
                 if idx is None:
                     raise ApiError(404, "ObjectNotFound", f"The object '{name}' with version "
                                    f"'{version_id}' was not found in the bucket '{b.name}'")
-                if if_match is not None and versions[idx].etag != if_match:
+                target = versions[idx]
+                if if_match is not None and target.etag != if_match:
                     raise ApiError(412, "IfMatchFailed",
                                    f"The If-Match header ({if_match}) does not match the version's ETag")
+                self.check_retention(b, name, target, "delete")
+                was_live = idx == len(versions) - 1 and not target.is_delete_marker
                 del versions[idx]
                 if not versions:
                     b.objects.pop(name, None)
+                if was_live:
+                    self.replicate_delete(b, name)
                 return None
             live = self.find_version(b, name, None)
             if if_match is not None and live.etag != if_match:
                 raise ApiError(412, "IfMatchFailed",
                                f"The If-Match header ({if_match}) does not match the object's ETag")
-            if b.versioning == "Disabled":
-                b.objects.pop(name, None)
-                return None
-            marker = ObjectVersion(version_id=str(uuid.uuid4()), etag=str(uuid.uuid4()), created=_now(),
-                                   is_delete_marker=True)
-            self.store_version(b, name, marker)
+            self.check_retention(b, name, live, "delete")
+            marker = self._delete_live(b, name)
+            self.replicate_delete(b, name)
             return marker
 
     def create_upload(self, b: Bucket, details: dict[str, Any], algorithm: str | None,
@@ -536,8 +954,10 @@ class _Service:
         if tier not in _TIERS:
             raise ApiError(400, "InvalidParameter", f"invalid storageTier {tier}")
         with self.lock:
+            self.check_writable(b)
             self.check_write_conditions(b, name, if_match, if_none_match)
-            up = Upload(upload_id=str(uuid.uuid4()), name=name, created=_now(), checksum_algorithm=algorithm,
+            up = Upload(upload_id=str(uuid.uuid4()), name=name, created=self.now(),
+                        checksum_algorithm=algorithm,
                         content_type=details.get("contentType") or "application/octet-stream",
                         content_encoding=details.get("contentEncoding"),
                         content_language=details.get("contentLanguage"),
@@ -562,6 +982,7 @@ class _Service:
             raise ApiError(400, "InvalidParameter", "partsToCommit is required")
         exclude = {int(p.get("partNum", -1)) for p in details.get("partsToExclude") or []}
         with self.lock:
+            self.check_writable(b)
             if b.uploads.get(up.upload_id) is not up:
                 raise ApiError(404, "NoSuchUpload", f"The upload '{up.upload_id}' was not found")
             chosen: dict[int, Part] = {}
@@ -580,11 +1001,12 @@ class _Service:
                                f"every part but the last must be at least {self.min_part_size} bytes")
             self.check_write_conditions(b, up.name, if_match or up.if_match,
                                         if_none_match or up.if_none_match)
+            self.check_retention(b, up.name, b.latest(up.name), "overwrite")
             del b.uploads[up.upload_id]
         data = b"".join(p.data for p in ordered)
         count = len(ordered)
         v = ObjectVersion(
-            version_id=str(uuid.uuid4()), etag=str(uuid.uuid4()), created=_now(), data=data,
+            version_id=str(uuid.uuid4()), etag=str(uuid.uuid4()), created=self.now(), data=data,
             multipart_md5=f"{_b64(hashlib.md5(b''.join(p.md5 for p in ordered)).digest())}-{count}",
             checksum_algorithm=up.checksum_algorithm, content_type=up.content_type,
             content_encoding=up.content_encoding, content_language=up.content_language,
@@ -595,11 +1017,8 @@ class _Service:
         elif up.checksum_algorithm in ("SHA256", "SHA384"):
             alg = hashlib.sha256 if up.checksum_algorithm == "SHA256" else hashlib.sha384
             v.multipart_sha = f"{_b64(alg(b''.join(p.sha or b'' for p in ordered)).digest())}-{count}"
-        with self.lock:
-            # A concurrent put may have landed while the data was joined: check the conditions again.
-            self.check_write_conditions(b, up.name, if_match or up.if_match,
-                                        if_none_match or up.if_none_match)
-            self.store_version(b, up.name, v)
+        # A concurrent put may have landed while the data was joined: the checks run again as it is stored.
+        self.write_object(b, up.name, v, if_match or up.if_match, if_none_match or up.if_none_match)
         return v
 
 
@@ -612,6 +1031,7 @@ class _Handler(BaseHTTPRequestHandler):
     sys_version = ""
     timeout = 120  # idle keep-alive connections end instead of holding a thread forever
     service: _Service  # set on a per-emulator subclass
+    _reply: tuple[int, dict[str, str], bytes, int] | None = None  # the answer held by _send
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # quiet: tests and benchmarks run thousands of requests
@@ -652,14 +1072,18 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, headers: dict[str, str], body: bytes = b"", *,
               length: int | None = None) -> None:
-        self.send_response(status)
+        """Hold the answer: ``_dispatch`` writes it once the fault hook has had its say."""
         headers.setdefault("opc-request-id", uuid.uuid4().hex)
         client_id = self.headers.get("opc-client-request-id")
         if client_id:
             headers["opc-client-request-id"] = client_id
+        self._reply = (status, headers, body, len(body) if length is None else length)
+
+    def _write(self, status: int, headers: dict[str, str], body: bytes, length: int) -> None:
+        self.send_response(status)
         for k, v in headers.items():
             self.send_header(k, v)
-        self.send_header("Content-Length", str(len(body) if length is None else length))
+        self.send_header("Content-Length", str(length))
         self.end_headers()
         if body and self.command != "HEAD":
             self.wfile.write(body)
@@ -675,40 +1099,101 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(err.status, {"Content-Type": "application/json"}, body,
                    length=0 if self.command == "HEAD" else None)
 
+    def _abort(self) -> None:
+        """Reset the connection (an injected fault): no answer, and nothing more on this socket."""
+        abort_connection(self.connection)
+        self.close_connection = True
+
     def _dispatch(self, method: str) -> None:
         try:
             body = self._read_body()
         except (ValueError, OSError):
             self.close_connection = True
             return
+        self._reply = None
         raw_path, _, raw_query = self.path.partition("?")
         query = {k: v[-1] for k, v in parse_qs(raw_query, keep_blank_values=True).items()}
+        action: Action | None = None
+        op = ""
         try:
             if raw_path.startswith("/_emulator/"):
-                self._internal(method, raw_path)
-                return
-            segs = raw_path.split("/")
-            op, handler = self._route(method, segs)
-            self.service.count(op)
-            # Object and part bodies are not in the SDK's signature (enforce_content_headers=False).
-            body_signed = method in ("POST", "PUT") and op not in ("PutObject", "UploadPart")
-            self.service.verify_signature(method, self.path, self.headers, body, body_signed)
-            handler(segs, query, body)
+                self._internal(method, raw_path, query, body)
+            else:
+                segs = raw_path.split("/")
+                op, handler = self._route(method, raw_path, segs)
+                self.service.count(op)
+                # The fault hook comes first, as the network and the service's front end would.
+                action = self.service.faults.before(op, data_in=op in _DATA_IN_OPS, data_out=op in _DATA_OUT_OPS)
+                if action.drop_before:
+                    self._abort()
+                    return
+                if action.status is not None:
+                    code, message = _ERROR_KINDS[action.status]
+                    raise ApiError(action.status, code, message)
+                body = action.request_body(body)   # a flipped PUT body meets the checksum validation below
+                # Object and part bodies are not in the SDK's signature (enforce_content_headers=False).
+                body_signed = method in ("POST", "PUT") and op not in _DATA_IN_OPS
+                self.service.verify_signature(method, self.path, self.headers, body, body_signed)
+                handler(segs, query, body)
         except ApiError as err:
             self._error(err)
+        except KmsError as err:
+            self._error(ApiError(err.status, err.code, err.message))
         except Exception as exc:  # noqa: BLE001 - a server answers 500 instead of dying
             self._error(ApiError(500, "InternalServerError", f"{type(exc).__name__}: {exc}"))
+        if action is not None and action.drop_after:
+            self._abort()
+            return
+        if self._reply is None:
+            self.close_connection = True
+            return
+        status, headers, out, length = self._reply
+        if action is not None and op in _DATA_OUT_OPS and status in (200, 206):
+            out = action.response_body(out)   # flipped or truncated; Content-Length stays the original
+        try:
+            self._write(status, headers, out, length)
+        except OSError:
+            self.close_connection = True
+            return
+        if action is not None and action.close_after:
+            self.close_connection = True
 
-    def _internal(self, method: str, path: str) -> None:
+    def _internal(self, method: str, path: str, q: dict[str, str], body: bytes) -> None:
         if method == "GET" and path == "/_emulator/stats":
             self._json(200, self.service.stats())
         elif method == "POST" and path == "/_emulator/reset":
             self.service.reset()
             self._send(204, {})
+        elif method == "POST" and path == "/_emulator/clock":
+            try:
+                seconds = float(q.get("advance", ""))
+            except ValueError:
+                raise ApiError(400, "InvalidParameter", "advance must be a number of seconds") from None
+            self.service.advance_clock(seconds)
+            self._json(200, {"now": _iso(self.service.now())})
+        elif path == "/_emulator/replication" and method in ("GET", "POST"):
+            if method == "POST":
+                paused = q.get("paused", "").lower()
+                if paused not in ("true", "false"):
+                    raise ApiError(400, "InvalidParameter", "paused must be true or false")
+                self.service.set_replication_paused(paused == "true")
+            with self.service.lock:
+                self._json(200, {"paused": self.service.replication_paused,
+                                 "pending": len(self.service._pending)})
+        elif path == FAULTS_PATH:
+            status, payload = self.service.faults.control(method, body)
+            self._json(status, payload)
         else:
             raise ApiError(404, "NotFound", f"no emulator endpoint {method} {path}")
 
-    def _route(self, method: str, s: list[str]) -> tuple[str, Any]:
+    def _route(self, method: str, raw_path: str, s: list[str]) -> tuple[str, Any]:
+        if KmsVault.handles(raw_path):
+            op, fn = self.service.vault.route(method, raw_path)
+
+            def kms(segs: list[str], q: dict[str, str], body: bytes) -> None:
+                status, value, headers = fn(body, q)
+                self._json(status, value, headers)
+            return op, kms
         n = len(s)
         if n < 2 or s[0] != "" or s[1] != "n":
             raise ApiError(404, "NotFound", "unknown path")
@@ -737,8 +1222,32 @@ class _Handler(BaseHTTPRequestHandler):
                 if method in table:
                     return table[method]
             elif s[5] == "retentionRules" and n == 6:
+                table = {"GET": ("ListRetentionRules", self.list_retention_rules),
+                         "POST": ("CreateRetentionRule", self.create_retention_rule)}
+                if method in table:
+                    return table[method]
+            elif s[5] == "retentionRules" and n == 7:
+                table = {"GET": ("GetRetentionRule", self.get_retention_rule),
+                         "PUT": ("UpdateRetentionRule", self.update_retention_rule),
+                         "DELETE": ("DeleteRetentionRule", self.delete_retention_rule)}
+                if method in table:
+                    return table[method]
+            elif s[5] == "replicationPolicies" and n == 6:
+                table = {"GET": ("ListReplicationPolicies", self.list_replication_policies),
+                         "POST": ("CreateReplicationPolicy", self.create_replication_policy)}
+                if method in table:
+                    return table[method]
+            elif s[5] == "replicationPolicies" and n == 7:
+                table = {"GET": ("GetReplicationPolicy", self.get_replication_policy),
+                         "DELETE": ("DeleteReplicationPolicy", self.delete_replication_policy)}
+                if method in table:
+                    return table[method]
+            elif s[5] == "replicationSources" and n == 6:
                 if method == "GET":
-                    return "ListRetentionRules", self.list_retention_rules
+                    return "ListReplicationSources", self.list_replication_sources
+            elif s[5] == "actions" and n == 7 and s[6] == "makeBucketWritable":
+                if method == "POST":
+                    return "MakeBucketWritable", self.make_bucket_writable
             elif s[5] == "objectversions" and n == 6:
                 if method == "GET":
                     return "ListObjectVersions", self.list_object_versions
@@ -838,14 +1347,65 @@ class _Handler(BaseHTTPRequestHandler):
         self.service.delete_bucket(self._bucket(s), self.headers.get("if-match"))
         self._send(204, {})
 
+    # -- retention rules
+
     def list_retention_rules(self, s: list[str], q: dict[str, str], body: bytes) -> None:
-        self._bucket(s)
-        self._json(200, {"items": []})  # retention rules are not emulated: every bucket has none
+        b = self._bucket(s)
+        with self.service.lock:
+            rules = sorted(b.retention_rules.values(), key=lambda r: r.created, reverse=True)  # newest first
+            self._json(200, {"items": [r.to_json() for r in rules]})
+
+    def create_retention_rule(self, s: list[str], q: dict[str, str], body: bytes) -> None:
+        rule = self.service.create_retention_rule(self._bucket(s), self._details(body))
+        self._json(200, rule.to_json(), {"etag": rule.etag})
+
+    def get_retention_rule(self, s: list[str], q: dict[str, str], body: bytes) -> None:
+        b = self._bucket(s)
+        with self.service.lock:
+            rule = self.service.retention_rule(b, unquote(s[6]))
+            self._json(200, rule.to_json(), {"etag": rule.etag})
+
+    def update_retention_rule(self, s: list[str], q: dict[str, str], body: bytes) -> None:
+        rule = self.service.update_retention_rule(self._bucket(s), unquote(s[6]), self._details(body),
+                                                  self.headers.get("if-match"))
+        self._json(200, rule.to_json(), {"etag": rule.etag})
+
+    def delete_retention_rule(self, s: list[str], q: dict[str, str], body: bytes) -> None:
+        self.service.delete_retention_rule(self._bucket(s), unquote(s[6]), self.headers.get("if-match"))
+        self._send(204, {})
+
+    # -- replication
+
+    def list_replication_policies(self, s: list[str], q: dict[str, str], body: bytes) -> None:
+        b = self._bucket(s)
+        with self.service.lock:
+            self._json(200, [b.replication.to_json()] if b.replication is not None else [])
+
+    def create_replication_policy(self, s: list[str], q: dict[str, str], body: bytes) -> None:
+        policy = self.service.create_replication_policy(self._bucket(s), self._details(body))
+        self._json(200, policy.to_json())
+
+    def get_replication_policy(self, s: list[str], q: dict[str, str], body: bytes) -> None:
+        b = self._bucket(s)
+        with self.service.lock:
+            self._json(200, self.service.replication_policy(b, unquote(s[6])).to_json())
+
+    def delete_replication_policy(self, s: list[str], q: dict[str, str], body: bytes) -> None:
+        self.service.delete_replication_policy(self._bucket(s), unquote(s[6]))
+        self._send(204, {})
+
+    def list_replication_sources(self, s: list[str], q: dict[str, str], body: bytes) -> None:
+        self._json(200, self.service.replication_sources(self._bucket(s)))
+
+    def make_bucket_writable(self, s: list[str], q: dict[str, str], body: bytes) -> None:
+        self.service.make_bucket_writable(self._bucket(s))
+        self._send(200, {})
 
     # -- objects
 
     def put_object(self, s: list[str], q: dict[str, str], body: bytes) -> None:
         b, name = self._bucket(s), self._name(s)
+        self.service.check_writable(b)
         h = self.headers
         algorithm = _algorithm(h)
         digests = _check_body(h, body, algorithm)
@@ -855,7 +1415,7 @@ class _Handler(BaseHTTPRequestHandler):
         metadata = {k.lower()[len("opc-meta-"):]: v for k, v in h.items()
                     if k.lower().startswith("opc-meta-")}
         v = ObjectVersion(
-            version_id=str(uuid.uuid4()), etag=str(uuid.uuid4()), created=_now(), data=body,
+            version_id=str(uuid.uuid4()), etag=str(uuid.uuid4()), created=self.service.now(), data=body,
             md5_b64=_b64(digests.md5), checksum_algorithm=algorithm, crc32c_b64=digests.crc32c_b64,
             sha256_b64=_b64(digests.sha) if algorithm == "SHA256" and digests.sha else None,
             sha384_b64=_b64(digests.sha) if algorithm == "SHA384" and digests.sha else None,
@@ -863,9 +1423,7 @@ class _Handler(BaseHTTPRequestHandler):
             content_encoding=h.get("Content-Encoding"), content_language=h.get("Content-Language"),
             content_disposition=h.get("Content-Disposition"), cache_control=h.get("Cache-Control"),
             metadata=metadata, storage_tier=tier)
-        with self.service.lock:
-            self.service.check_write_conditions(b, name, h.get("if-match"), h.get("if-none-match"))
-            self.service.store_version(b, name, v)
+        self.service.write_object(b, name, v, h.get("if-match"), h.get("if-none-match"))
         out = {"etag": v.etag, "last-modified": _http_date(v.created), "opc-content-md5": v.md5_b64 or "",
                "version-id": v.version_id}
         out.update(_checksum_headers(v))
@@ -923,7 +1481,7 @@ class _Handler(BaseHTTPRequestHandler):
     def delete_object(self, s: list[str], q: dict[str, str], body: bytes) -> None:
         b, name = self._bucket(s), self._name(s)
         marker = self.service.delete_object(b, name, q.get("versionId"), self.headers.get("if-match"))
-        out = {"last-modified": _http_date(_now())}
+        out = {"last-modified": _http_date(self.service.now())}
         if marker is not None:
             out["version-id"] = marker.version_id
             out["is-delete-marker"] = "true"
@@ -1028,6 +1586,7 @@ class _Handler(BaseHTTPRequestHandler):
         num_text = q.get("uploadPartNum", "")
         if not num_text.isdigit() or not 1 <= int(num_text) <= 10000:
             raise ApiError(400, "InvalidParameter", "uploadPartNum must be 1..10000")
+        self.service.check_writable(b)
         with self.service.lock:
             up = self.service.upload(b, name, q.get("uploadId"))
         algorithm = _algorithm(self.headers) or up.checksum_algorithm
@@ -1042,7 +1601,7 @@ class _Handler(BaseHTTPRequestHandler):
             if b.uploads.get(up.upload_id) is not up:
                 raise ApiError(404, "NoSuchUpload", f"The upload '{up.upload_id}' was not found")
             up.parts[int(num_text)] = part
-        out = {"etag": part.etag, "opc-content-md5": _b64(part.md5), "last-modified": _http_date(_now())}
+        out = {"etag": part.etag, "opc-content-md5": _b64(part.md5), "last-modified": _http_date(self.service.now())}
         if algorithm == "CRC32C":
             out["opc-content-crc32c"] = part.crc32c_b64
         elif algorithm in ("SHA256", "SHA384") and part.sha is not None:
@@ -1063,6 +1622,7 @@ class _Handler(BaseHTTPRequestHandler):
     def abort_upload(self, s: list[str], q: dict[str, str], body: bytes) -> None:
         b, name = self._bucket(s), self._name(s)
         with self.service.lock:
+            self.service.check_writable(b)
             up = self.service.upload(b, name, q.get("uploadId"))
             del b.uploads[up.upload_id]
         self._send(204, {})
@@ -1109,14 +1669,14 @@ class OciEmulator:
     """An emulator bound to loopback. ``start()`` returns once it is listening; ``url`` is its endpoint."""
 
     def __init__(self, *, public_key_pem: bytes, namespace: str, host: str = "127.0.0.1", port: int = 0,
-                 min_part_size: int = 0) -> None:
+                 min_part_size: int = 0, region: str = "us-ashburn-1") -> None:
         if not is_loopback_host(host):
             raise ValueError(f"the OCI emulator listens on loopback only, not {host!r}")
         key = serialization.load_pem_public_key(public_key_pem)
         if not isinstance(key, rsa.RSAPublicKey):
             raise ValueError("the OCI emulator needs an RSA public key")
         self.namespace = namespace
-        self._service = _Service(namespace, key, min_part_size)
+        self._service = _Service(namespace, key, min_part_size, region)
         handler = type("_BoundHandler", (_Handler,), {"service": self._service})
         self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
@@ -1157,6 +1717,22 @@ class OciEmulator:
     def reset(self) -> None:
         self._service.reset()
 
+    def advance_clock(self, seconds: float) -> None:
+        """Move the emulator's clock forward (retention expiry, rule locks) without sleeping."""
+        self._service.advance_clock(seconds)
+
+    def now(self) -> datetime:
+        return self._service.now()
+
+    def set_replication_paused(self, paused: bool) -> None:
+        """Paused: replication queues up, as a lagging destination; resumed: the queue runs in order."""
+        self._service.set_replication_paused(paused)
+
+    @property
+    def faults(self) -> FaultInjector:
+        """The endpoint's fault hook (``configure(FaultPlan(...))``); also at ``/_emulator/faults``."""
+        return self._service.faults
+
     def __enter__(self) -> OciEmulator:
         return self.start()
 
@@ -1186,11 +1762,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--namespace", required=True)
     parser.add_argument("--ready-file", type=Path, help="the bound port is written here once listening")
     parser.add_argument("--min-part-size", type=int, default=0)
+    parser.add_argument("--region", default="us-ashburn-1", help="the region this endpoint plays")
     args = parser.parse_args(argv)
     if not is_loopback_host(args.host):
         parser.exit(2, f"refusing to listen on non-loopback host {args.host!r}\n")
     emulator = OciEmulator(public_key_pem=args.public_key.read_bytes(), namespace=args.namespace,
-                           host=args.host, port=args.port, min_part_size=args.min_part_size)
+                           host=args.host, port=args.port, min_part_size=args.min_part_size,
+                           region=args.region)
 
     def _stop(signum: int, frame: FrameType | None) -> None:
         threading.Thread(target=emulator._server.shutdown, daemon=True).start()
