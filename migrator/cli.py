@@ -342,6 +342,30 @@ def demo(directory: DirOpt = Path(".demo"),
         out.print(f"the sandbox is still running: eval \"$(migrator sandbox env --dir {result.sandbox_dir})\"")
 
 
+@sandbox_app.command("faults")
+def sandbox_faults(directory: DirOpt = Path(".migrator-sandbox"),
+                   rate: Annotated[float, typer.Option(help="Share of requests that get a fault (0..1).")] = 0.0,
+                   kinds: Annotated[str, typer.Option(
+                       help="Comma-separated: 500, 503-slowdown, 429, reset-before, reset-after, timeout, "
+                            "truncate, flip-get, flip-put.")] = "",
+                   latency_ms: Annotated[float, typer.Option("--latency-ms", help="Added to every request.")] = 0.0,
+                   seed: Annotated[int, typer.Option(help="Seed of the fault draws.")] = 0,
+                   off: Annotated[bool, typer.Option("--off", help="Turn faults and latency off.")] = False,
+                   show: Annotated[bool, typer.Option("--show", help="Only print plans and counts.")] = False) -> None:
+    """Inject faults and latency into all three sandbox endpoints, or show what was injected."""
+    import json as _json
+
+    from migrator.sandbox import control
+    from migrator.sandbox.faults import FaultPlan, get_faults, set_faults
+
+    state = control.load(directory)
+    plan = None if off else FaultPlan(latency_ms=latency_ms, rate=rate, seed=seed,
+                                      kinds=frozenset(k for k in kinds.split(",") if k))
+    for ep in (state.s3, state.gcs, state.oci):
+        snap = get_faults(ep.url) if show else set_faults(ep.url, plan)
+        out.print(f"{ep.name}: {_json.dumps(snap, sort_keys=True)}", markup=False)
+
+
 def main() -> None:
     # Click handles usage errors (exit 2) and typer.Exit itself; migrator's own errors end here.
     try:
