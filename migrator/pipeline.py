@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from migrator import crashpoints
+from migrator import crashpoints, retry
 from migrator.checksum import Algorithm, Checksum, MultiHasher, Provenance, find, from_hex
 from migrator.config import WavePolicy
 from migrator.errors import ChecksumError, MigratorError, PreconditionFailed, SourceChanged, StoreError
@@ -230,8 +230,11 @@ class Wave:
         attempts = 2
         for attempt in range(1, attempts + 1):
             try:
-                outcome = copy_version(src, row.source, e.version, dst, row.destination, expected_size=e.size,
-                                       expected_etag=e.etag, overwrite_etag=overwrite)
+                # A stream cut mid-copy (reset, truncation, timeout) is retried whole: the source is read
+                # again from the start and an unfinished multipart upload was aborted by the store.
+                outcome = retry.call(functools.partial(
+                    copy_version, src, row.source, e.version, dst, row.destination, expected_size=e.size,
+                    expected_etag=e.etag, overwrite_etag=overwrite))
             except SourceChanged as exc:
                 raise Held("changed at source", str(exc)) from exc
             except PreconditionFailed:
