@@ -37,7 +37,6 @@ import binascii
 import gzip
 import hashlib
 import heapq
-import ipaddress
 import json
 import os
 import re
@@ -58,6 +57,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import google_crc32c
 
+from migrator.endpoints import is_loopback_host
 from migrator.sandbox.faults import CONTROL_PATH as FAULTS_PATH
 from migrator.sandbox.faults import Action, FaultInjector, abort_connection
 
@@ -1493,15 +1493,6 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 # ------------------------------------------------------------------------------------------ lifecycle
-
-def is_loopback_host(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
 
 class GcsEmulator:
     """An emulator bound to loopback. ``start()`` returns once it is listening; ``url`` is its endpoint."""

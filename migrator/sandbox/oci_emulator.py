@@ -44,7 +44,6 @@ import argparse
 import base64
 import binascii
 import hashlib
-import ipaddress
 import json
 import os
 import re
@@ -67,6 +66,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from migrator.endpoints import is_loopback_host
 from migrator.sandbox.faults import CONTROL_PATH as FAULTS_PATH
 from migrator.sandbox.faults import Action, FaultInjector, abort_connection
 from migrator.sandbox.oci_auth import fingerprint
@@ -1655,15 +1655,6 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 # ------------------------------------------------------------------------------------------ lifecycle
-
-def is_loopback_host(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
 
 class OciEmulator:
     """An emulator bound to loopback. ``start()`` returns once it is listening; ``url`` is its endpoint."""

@@ -14,7 +14,6 @@ import base64
 import dataclasses
 import functools
 import hashlib
-import ipaddress
 import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -51,6 +50,7 @@ from migrator.checksum import (
     multipart_md5,
     parse_s3_etag,
 )
+from migrator.endpoints import is_loopback_url
 from migrator.errors import (
     AccessDenied,
     ChecksumError,
@@ -85,30 +85,6 @@ BATCH_DELETE_MAX = 1000
 # ---------------------------------------------------------------------------------------------------------
 # Construction and endpoint safety
 # ---------------------------------------------------------------------------------------------------------
-
-_LOOPBACK_V4 = ipaddress.ip_network("127.0.0.0/8")
-
-
-def is_loopback_url(url: str | None) -> bool:
-    """True when ``url``'s host is 127.0.0.0/8, ::1 or exactly ``localhost``."""
-    if not url:
-        return False
-    try:
-        host = urlsplit(url).hostname
-    except ValueError:
-        return False
-    if not host:
-        return False
-    if host.lower() == "localhost":
-        return True
-    try:
-        addr = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    if isinstance(addr, ipaddress.IPv4Address):
-        return addr in _LOOPBACK_V4
-    return addr == ipaddress.IPv6Address("::1")
-
 
 def _require_loopback(url: str | None) -> None:
     if url is None:
