@@ -104,7 +104,11 @@ def load_wave_file(path: Path | None, overrides: Mapping[str, Any]) -> WavePolic
             if key not in _WAVE_KEYS:
                 raise InputError(f"unknown policy key (known: {', '.join(sorted(_WAVE_KEYS))})",
                                  file=str(path), field=key)
-            want = int if key in ("concurrency", "batch_rows", "delete_batch") else bool if _WAVE_KEYS[key] in (bool, "bool") else str
+            want: type = str
+            if key in ("concurrency", "batch_rows", "delete_batch"):
+                want = int
+            elif _WAVE_KEYS[key] in (bool, "bool"):
+                want = bool
             if type(value) is not want:
                 raise InputError(f"want a {want.__name__}, got {value!r}", file=str(path), field=key)
             values[key] = value

@@ -7,7 +7,7 @@ A tree of n > 1 leaves splits at k, the largest power of two smaller than n.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from migrator.errors import VerificationError
 
@@ -190,3 +190,65 @@ def verify_consistency(old_size: int, new_size: int, old_root: bytes, new_root: 
         raise VerificationError("consistency: old root does not match")
     if sr != new_root:
         raise VerificationError("consistency: new root does not match")
+
+
+class MerkleTree:
+    """Every level of a tree, for inclusion proofs in O(log n) hashes instead of O(n).
+
+    Level k holds the hashes of the aligned perfect subtrees of 2**k leaves (level 0: the leaf hashes),
+    each 32 bytes, concatenated: about 64 bytes a leaf in all. Built once from the leaves (n - 1 node
+    hashes), a proof then costs at most ~2 log2(n) lookups and hashes.
+    """
+
+    def __init__(self, leaf_hashes: bytes) -> None:
+        if len(leaf_hashes) % 32:
+            raise ValueError("leaf hashes must be 32 bytes each")
+        self._levels = [bytes(leaf_hashes)]
+        level = self._levels[0]
+        while len(level) >= 64:
+            nxt = b"".join(node_hash(level[i:i + 32], level[i + 32:i + 64])
+                           for i in range(0, len(level) - 63, 64))
+            self._levels.append(nxt)
+            level = nxt
+        self._size = len(leaf_hashes) // 32
+
+    @classmethod
+    def from_leaves(cls, leaves: Iterable[bytes]) -> MerkleTree:
+        return cls(b"".join(leaf_hash(leaf) for leaf in leaves))
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def leaf_hash(self, index: int) -> bytes:
+        if not 0 <= index < self._size:
+            raise ValueError(f"leaf index {index} is outside a tree of {self._size} leaves")
+        return self._levels[0][index * 32:index * 32 + 32]
+
+    def _subtree(self, lo: int, hi: int) -> bytes:
+        n = hi - lo
+        if n & (n - 1) == 0 and lo % n == 0:     # aligned perfect subtree: stored
+            k = n.bit_length() - 1
+            return self._levels[k][(lo >> k) * 32:(lo >> k) * 32 + 32]
+        k = _split(n)
+        return node_hash(self._subtree(lo, lo + k), self._subtree(lo + k, hi))
+
+    def root(self) -> bytes:
+        return EMPTY_ROOT if self._size == 0 else self._subtree(0, self._size)
+
+    def inclusion_proof(self, index: int) -> list[bytes]:
+        """RFC 9162 §2.1.3.1 PATH(index, D[n]), the same as ``inclusion_proof(leaves, index)``."""
+        if not 0 <= index < self._size:
+            raise ValueError(f"leaf index {index} is outside a tree of {self._size} leaves")
+        path: list[bytes] = []
+        lo, hi = 0, self._size
+        while hi - lo > 1:
+            k = _split(hi - lo)
+            if index < lo + k:
+                path.append(self._subtree(lo + k, hi))
+                hi = lo + k
+            else:
+                path.append(self._subtree(lo, lo + k))
+                lo += k
+        path.reverse()
+        return path

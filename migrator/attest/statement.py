@@ -1,4 +1,4 @@
-"""in-toto Statement v1 with the removal predicate v1, and the tally that fills its totals.
+"""in-toto Statement v1 with the removal predicate (v1, v2), and the tally that fills its totals.
 
 The payload signed in the DSSE envelope is canonical_json(statement).
 """
@@ -15,8 +15,12 @@ from migrator.errors import InputError
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE_V1 = "https://provable-migrator.dev/removal/v1"
+# v2 = v1 plus the required member "subjects": null, or the keyed per-subject index (docs/attestation.md).
+PREDICATE_TYPE_V2 = "https://provable-migrator.dev/removal/v2"
+PREDICATE_TYPES = (PREDICATE_TYPE_V1, PREDICATE_TYPE_V2)
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 RECORDS_SUBJECT = "records.jsonl"
+SUBJECTS_SUBJECT = "subjects.jsonl"
 STATES = ("REMOVED", "HELD", "FAILED")
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
@@ -83,7 +87,7 @@ def build_predicate(*, wave_id: str, tool_name: str, tool_version: str, started:
                     finished: datetime, policy: Mapping[str, Any], tally: RecordTally,
                     merkle_root: bytes, tree_size: int, scope: Sequence[str],
                     extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The removal predicate v1 (documented in docs/attestation.md). ``extra`` adds members."""
+    """The removal predicate (docs/attestation.md). ``extra`` adds members: v2 needs ``subjects``."""
     if tree_size != tally.rows:
         raise InputError("the Merkle tree must have one leaf per record")
     predicate: dict[str, Any] = {

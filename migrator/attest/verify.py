@@ -2,7 +2,8 @@
 
 Each failure raises VerificationError whose message starts with the name of the failed check:
 "envelope form", "signature", "statement form", "subject manifest", "subject records",
-"merkle root", "coverage", "totals". The checks run in that order; docs/attestation.md lists them.
+"merkle root", "coverage", "totals", "subject index". The checks run in that order;
+docs/attestation.md lists them. Predicates v1 and v2 are both verified.
 """
 
 from __future__ import annotations
@@ -14,20 +15,23 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from migrator.attest.canonical import NotCanonical, loads_canonical
 from migrator.attest.dsse import Envelope, parse_envelope_strict
 from migrator.attest.keys import PublicKey, keyid, verify_signature
 from migrator.attest.merkle import ALGORITHM as MERKLE_ALGORITHM
-from migrator.attest.merkle import MerkleBuilder
+from migrator.attest.scan import RecordScan, scan_records
 from migrator.attest.statement import (
     PAYLOAD_TYPE,
-    PREDICATE_TYPE_V1,
+    PREDICATE_TYPE_V2,
+    PREDICATE_TYPES,
     RECORDS_SUBJECT,
     STATEMENT_TYPE,
-    STATES,
+    SUBJECTS_SUBJECT,
 )
+from migrator.attest.subjects import SubjectHasher, check_member, check_subject_index
 from migrator.errors import InputError, VerificationError
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -46,6 +50,16 @@ class VerifiedAttestation:
     records_checked: bool = False
     manifest_checked: bool = False
     manifest_subject: str | None = None
+    subjects_checked: bool = False      # subjects.jsonl checked (with the records: the partition too)
+
+    @property
+    def predicate_type(self) -> str:
+        return str(self.statement["predicateType"])
+
+    @property
+    def payload_sha256(self) -> str:
+        """SHA-256 of the signed Statement: what proofs name to say which attestation they belong to."""
+        return hashlib.sha256(self.envelope.payload).hexdigest()
 
 
 def _fail(check: str, msg: str) -> VerificationError:
@@ -103,8 +117,8 @@ def _check_statement(payload: bytes) -> tuple[dict[str, Any], dict[str, str]]:
         raise _fail(bad, "statement must have exactly _type, subject, predicateType, predicate")
     if st["_type"] != STATEMENT_TYPE:
         raise _fail(bad, f"_type is not {STATEMENT_TYPE}")
-    if st["predicateType"] != PREDICATE_TYPE_V1:
-        raise _fail(bad, f"predicateType is not {PREDICATE_TYPE_V1}")
+    if st["predicateType"] not in PREDICATE_TYPES:
+        raise _fail(bad, f"predicateType is not one of {', '.join(PREDICATE_TYPES)}")
     subjects: dict[str, str] = {}
     if not isinstance(st["subject"], list) or not st["subject"]:
         raise _fail(bad, "subject is not a non-empty array")
@@ -155,6 +169,14 @@ def _check_statement(payload: bytes) -> tuple[dict[str, Any], dict[str, str]]:
         raise _fail(bad, f"predicate.merkle needs algorithm {MERKLE_ALGORITHM}, tree_size, hex root")
     if not isinstance(p["scope"], list) or not all(isinstance(x, str) for x in p["scope"]):
         raise _fail(bad, "predicate.scope is not an array of strings")
+    index = p.get("subjects") if st["predicateType"] == PREDICATE_TYPE_V2 else None
+    if st["predicateType"] == PREDICATE_TYPE_V2:
+        if "subjects" not in p:
+            raise _fail(bad, "predicate lacks subjects (null or the subject index)")
+        if index is not None:
+            check_member(index, m["tree_size"])
+    if (index is not None) != (SUBJECTS_SUBJECT in subjects):
+        raise _fail(bad, f"a {SUBJECTS_SUBJECT} subject goes with predicate.subjects, and only with it")
     return st, subjects
 
 
@@ -175,48 +197,9 @@ def _check_declared_totals(p: dict[str, Any]) -> None:
 
 # ---- records and manifest ----------------------------------------------------------------------------
 
-@dataclass
-class _RecordStats:
-    tree_size: int
-    root: bytes
-    rows: list[int]
-    totals: dict[str, int]
-    by_reason: dict[str, int]
-
-
-def _scan_records(records: bytes) -> _RecordStats:
-    bad = "subject records"
-    if records and not records.endswith(b"\n"):
-        raise _fail(bad, "the last line does not end with a newline")
-    lines = records.split(b"\n")[:-1] if records else []
-    builder = MerkleBuilder()
-    rows: list[int] = []
-    counts = dict.fromkeys(STATES, 0)
-    by_reason: dict[str, int] = {}
-    for n, line in enumerate(lines, start=1):
-        try:
-            rec = loads_canonical(line)
-        except NotCanonical as exc:
-            raise _fail(bad, f"line {n} is not canonical JSON: {exc}") from None
-        if not isinstance(rec, dict):
-            raise _fail(bad, f"line {n} is not a JSON object")
-        row, state, reason = rec.get("row"), rec.get("state"), rec.get("reason")
-        if not isinstance(row, int) or isinstance(row, bool):
-            raise _fail(bad, f"line {n} has no integer row")
-        if state not in counts:
-            raise _fail(bad, f"line {n} state is not one of {', '.join(STATES)}")
-        if reason is not None and not isinstance(reason, str):
-            raise _fail(bad, f"line {n} reason is neither a string nor null")
-        counts[state] += 1
-        if state != "REMOVED":
-            if not reason:
-                raise _fail(bad, f"line {n} is {state} without a reason")
-            by_reason[reason] = by_reason.get(reason, 0) + 1
-        rows.append(row)
-        builder.add(line)
-    totals = {"rows": len(lines), "removed": counts["REMOVED"], "held": counts["HELD"],
-              "failed": counts["FAILED"]}
-    return _RecordStats(builder.size, builder.root(), rows, totals, by_reason)
+# ASCII whitespace as str.strip() sees it (csv fields are stripped the same way).
+_BLANK_CSV = re.compile(rb"(?m)^[ \t\x0b\x0c\x1c-\x1f,]*$")
+_BLANK_JSONL = re.compile(rb"(?m)^[ \t\r\x0b\x0c\x1c-\x1f]*$")
 
 
 def count_manifest_rows(manifest: bytes, name: str = "") -> int:
@@ -232,6 +215,10 @@ def count_manifest_rows(manifest: bytes, name: str = "") -> int:
         jsonl = False
     else:
         jsonl = manifest.lstrip().startswith(b"{")
+    if manifest.isascii() and (jsonl or not any(c in manifest for c in (b'"', b"\r", b"\x00"))):
+        # Fast path, same count: ASCII only, and for CSV no quotes, CRs or NULs, so rows are lines.
+        nonblank = manifest.count(b"\n") + 1 - len((_BLANK_JSONL if jsonl else _BLANK_CSV).findall(manifest))
+        return nonblank if jsonl else max(nonblank - 1, 0)
     try:
         text = manifest.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -248,29 +235,65 @@ def count_manifest_rows(manifest: bytes, name: str = "") -> int:
 
 # ---- the verifier -------------------------------------------------------------------------------------
 
-def verify_attestation(envelope: bytes, keys: Sequence[PublicKey], *, threshold: int = 1,
-                       records: bytes | None = None, manifest: bytes | None = None,
-                       manifest_rows: int | None = None, manifest_name: str | None = None,
-                       ) -> VerifiedAttestation:
-    """Verify an attestation offline; return what was verified or raise VerificationError.
+def parse_attestation(envelope: bytes) -> tuple[Envelope, dict[str, Any], dict[str, str]]:
+    """The envelope's form and its Statement, WITHOUT checking any signature.
 
-    ``keys`` are the trusted public keys; ``threshold`` distinct ones must have signed.
-    ``records``: the records.jsonl bytes. ``manifest``: the manifest bytes; its data rows are
-    counted unless ``manifest_rows`` is given. ``manifest_name`` picks the manifest subject when
-    the statement names more than one non-records subject.
+    For provers, who check the attestation against the records they hold; never for verifiers.
+    Returns (envelope, statement, subjects {name: sha256 hex}).
     """
     env = parse_envelope_strict(envelope)
     if env.payload_type != PAYLOAD_TYPE:
         raise _fail("envelope form", f"payloadType is not {PAYLOAD_TYPE}")
-    signed_by = _check_signatures(env, keys, threshold)
     statement, subjects = _check_statement(env.payload)
+    return env, statement, subjects
+
+
+def _sha256_of(data: bytes | Path) -> str:
+    if isinstance(data, bytes | bytearray):
+        return hashlib.sha256(data).hexdigest()
+    h = hashlib.sha256()
+    try:
+        with open(data, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                h.update(chunk)
+    except OSError as exc:
+        raise InputError(f"cannot read {data}: {exc.strerror}", file=str(data)) from None
+    return h.hexdigest()
+
+
+def _read(data: bytes | Path) -> bytes:
+    if isinstance(data, bytes | bytearray):
+        return bytes(data)
+    try:
+        return Path(data).read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read {data}: {exc.strerror}", file=str(data)) from None
+
+
+def verify_attestation(envelope: bytes, keys: Sequence[PublicKey], *, threshold: int = 1,
+                       records: bytes | Path | None = None, manifest: bytes | Path | None = None,
+                       manifest_rows: int | None = None, manifest_name: str | None = None,
+                       subjects: bytes | Path | None = None, subject_key: SubjectHasher | None = None,
+                       workers: int | None = None) -> VerifiedAttestation:
+    """Verify an attestation offline; return what was verified or raise VerificationError.
+
+    ``keys`` are the trusted public keys; ``threshold`` distinct ones must have signed.
+    ``records``: records.jsonl (bytes, or a path: large files are then read in parallel). ``manifest``:
+    the manifest (bytes or path); its data rows are counted unless ``manifest_rows`` is given.
+    ``manifest_name`` picks the manifest subject when the statement names several. ``subjects``:
+    subjects.jsonl; checked against the records too when they are given, and each keyed hash against
+    ``subject_key`` (the custodian's key) when that is given as well.
+    """
+    env, statement, subject_digests = parse_attestation(envelope)
+    signed_by = _check_signatures(env, keys, threshold)
     predicate: dict[str, Any] = statement["predicate"]
     tree_size: int = predicate["merkle"]["tree_size"]
     root = bytes.fromhex(predicate["merkle"]["root"])
+    index_member = predicate.get("subjects") if statement["predicateType"] == PREDICATE_TYPE_V2 else None
 
     manifest_subject: str | None = None
     if manifest is not None or manifest_name is not None:
-        others = [n for n in subjects if n != RECORDS_SUBJECT]
+        others = [n for n in subject_digests if n not in (RECORDS_SUBJECT, SUBJECTS_SUBJECT)]
         if manifest_name is not None:
             if manifest_name not in others:
                 raise _fail("subject manifest", f"the statement has no subject {manifest_name!r}")
@@ -279,41 +302,60 @@ def verify_attestation(envelope: bytes, keys: Sequence[PublicKey], *, threshold:
             manifest_subject = others[0]
         else:
             raise _fail("subject manifest", "the statement does not name exactly one manifest subject")
-    if manifest is not None and manifest_subject is not None:
-        if hashlib.sha256(manifest).hexdigest() != subjects[manifest_subject]:
+    manifest_bytes = _read(manifest) if manifest is not None else None
+    if manifest_bytes is not None and manifest_subject is not None:
+        if hashlib.sha256(manifest_bytes).hexdigest() != subject_digests[manifest_subject]:
             raise _fail("subject manifest",
                         f"SHA-256 differs from the digest of subject {manifest_subject!r}")
 
-    stats: _RecordStats | None = None
+    scan: RecordScan | None = None
     if records is not None:
-        if hashlib.sha256(records).hexdigest() != subjects[RECORDS_SUBJECT]:
+        v2 = statement["predicateType"] == PREDICATE_TYPE_V2
+        scan = scan_records(records, want_subjects=v2, workers=workers)
+        if scan.sha256 != subject_digests[RECORDS_SUBJECT]:
             raise _fail("subject records", f"SHA-256 differs from the digest of subject {RECORDS_SUBJECT!r}")
-        stats = _scan_records(records)
-        if stats.tree_size != tree_size:
+        if not scan.ends_with_newline:
+            raise _fail("subject records", "the last line does not end with a newline")
+        if scan.error is not None:
+            raise _fail("subject records", f"line {scan.error[0]} {scan.error[1]}")
+        if scan.tree_size != tree_size:
             raise _fail("merkle root",
-                        f"records hold {stats.tree_size} lines, merkle.tree_size is {tree_size}")
-        if stats.root != root:
+                        f"records hold {scan.tree_size} lines, merkle.tree_size is {tree_size}")
+        if scan.root != root:
             raise _fail("merkle root", "the root over the records differs from merkle.root")
-        for i, row in enumerate(stats.rows, start=1):
-            if row != i:
-                raise _fail("coverage", f"line {i} holds row {row}; rows must be 1..{tree_size} in order")
+        if scan.row_break is not None:
+            line, row = scan.row_break
+            raise _fail("coverage", f"line {line} holds row {row}; rows must be 1..{tree_size} in order")
 
-    if manifest is not None or manifest_rows is not None:
+    if manifest_bytes is not None or manifest_rows is not None:
         expected = manifest_rows
-        if expected is None and manifest is not None:
-            expected = count_manifest_rows(manifest, manifest_subject or "")
+        if expected is None and manifest_bytes is not None:
+            expected = count_manifest_rows(manifest_bytes, manifest_subject or "")
         if expected != tree_size:
             raise _fail("coverage", f"the manifest has {expected} rows, the attestation covers {tree_size}")
 
     _check_declared_totals(predicate)
-    if stats is not None:
-        if stats.totals != predicate["totals"]:
+    if scan is not None:
+        if scan.totals != predicate["totals"]:
             raise _fail("totals",
-                        f"records add up to {stats.totals}, the predicate says {predicate['totals']}")
-        if stats.by_reason != predicate["exceptions"]["by_reason"]:
+                        f"records add up to {scan.totals}, the predicate says {predicate['totals']}")
+        if scan.by_reason != predicate["exceptions"]["by_reason"]:
             raise _fail("totals", "exceptions.by_reason differs from the records' reasons")
 
+    if index_member is None and scan is not None and scan.subjects and any(scan.subjects):
+        raise _fail("subject index", "records name subjects but the attestation commits no subject index")
+    if subjects is not None:
+        if index_member is None:
+            raise _fail("subject index", "this attestation commits no subject index")
+        index = _read(subjects)
+        if hashlib.sha256(index).hexdigest() != subject_digests[SUBJECTS_SUBJECT]:
+            raise _fail("subject index", f"SHA-256 differs from the digest of subject {SUBJECTS_SUBJECT!r}")
+        check_subject_index(index, index_member, tree_size,
+                            leaf_subjects=scan.subjects if scan is not None else None,
+                            hasher=subject_key if scan is not None else None)
+
     return VerifiedAttestation(
-        envelope=env, statement=statement, predicate=predicate, signed_by=signed_by, subjects=subjects,
+        envelope=env, statement=statement, predicate=predicate, signed_by=signed_by, subjects=subject_digests,
         tree_size=tree_size, merkle_root=root, records_checked=records is not None,
-        manifest_checked=manifest is not None, manifest_subject=manifest_subject)
+        manifest_checked=manifest is not None, manifest_subject=manifest_subject,
+        subjects_checked=subjects is not None)

@@ -35,7 +35,8 @@ def _oci(sandbox: SandboxState, bucket: str, key: str) -> str:
     return f"oci://{sandbox.oci_namespace}/{bucket}/{key}"
 
 
-def _wave(tmp_path: Path, key: Path, rows: list[dict[str, Any]], **policy: Any) -> tuple[WaveResult, list[dict[str, Any]]]:
+def _wave(tmp_path: Path, key: Path, rows: list[dict[str, Any]],
+          **policy: Any) -> tuple[WaveResult, list[dict[str, Any]]]:
     manifest = tmp_path / "m.jsonl"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
     result = run_wave(manifest, tmp_path / "state", key, WavePolicy(**policy))

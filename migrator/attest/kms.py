@@ -1,0 +1,229 @@
+"""Signers whose private key never leaves a cloud KMS: AWS KMS and OCI Vault, ECDSA P-256 keys.
+
+Both APIs cap raw messages at 4 KiB, so the signer sends SHA-256(PAE) as a DIGEST and asks for
+ECDSA_SHA_256: that is an ordinary ECDSA-SHA256 signature over the PAE, DER-encoded, which verifies with
+the key's PEM public key alone. The public key (and so the keyid) is fetched once, when the signer is
+made; every signature is checked against it before it is used. SDK retries are off; ``retry.call``
+is the one policy.
+"""
+
+from __future__ import annotations
+
+import abc
+import base64
+import hashlib
+import os
+import re
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+
+from migrator import retry
+from migrator.attest.keys import PublicKey, keyid, public_key_pem, verify_signature
+from migrator.errors import AccessDenied, InputError, StoreError, VerificationError
+
+T = TypeVar("T")
+_TIMEOUT = (10.0, 60.0)
+_AWS_ARN = re.compile(r"arn:aws[a-z-]*:kms:([a-z0-9-]+):\d{12}:(key|alias)/.+")
+
+
+def _p256(der_or_pem: bytes, what: str) -> PublicKey:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    try:
+        if der_or_pem.lstrip().startswith(b"-----BEGIN"):
+            key = serialization.load_pem_public_key(der_or_pem)
+        else:
+            key = serialization.load_der_public_key(der_or_pem)
+    except (ValueError, UnsupportedAlgorithm):
+        raise InputError(f"{what}: the public key cannot be read") from None
+    if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
+        raise InputError(f"{what}: not an ECDSA P-256 key")
+    return key
+
+
+class _KmsSigner(abc.ABC):
+    """The shared half: keyid, PEM, and the check of each signature the service returns."""
+
+    def __init__(self, public_key: PublicKey, name: str) -> None:
+        self._public = public_key
+        self._keyid = keyid(public_key)
+        self._name = name
+
+    @property
+    def keyid(self) -> str:
+        return self._keyid
+
+    @property
+    def public_key(self) -> PublicKey:
+        return self._public
+
+    def public_key_pem(self) -> bytes:
+        return public_key_pem(self._public)
+
+    @abc.abstractmethod
+    def _sign_digest(self, digest: bytes) -> bytes:
+        """The DER ECDSA signature of a SHA-256 digest, made by the service."""
+
+    def sign(self, pae: bytes) -> bytes:
+        sig = self._sign_digest(hashlib.sha256(pae).digest())
+        if not verify_signature(self._public, pae, sig):
+            raise VerificationError(f"signature: {self._name} returned a signature that its public key "
+                                    "does not verify over the PAE")
+        return sig
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._name!r}, keyid={self._keyid!r})"
+
+
+# ---- AWS KMS -------------------------------------------------------------------------------------------
+
+def _aws_call(what: str, fn: Callable[[], T]) -> T:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    def guarded() -> T:
+        try:
+            return fn()
+        except ClientError as exc:
+            err = exc.response.get("Error", {})
+            code = str(err.get("Code", ""))
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if code in ("NotFoundException", "InvalidKeyUsageException", "KMSInvalidStateException",
+                        "DisabledException", "ValidationException", "InvalidArnException"):
+                raise InputError(f"{what}: {code}") from None
+            if code in ("AccessDeniedException", "KMSInvalidSignatureException") or status == 403:
+                raise AccessDenied(f"{what}: {code or status}", status=status, code=code) from None
+            raise StoreError(f"{what}: {code or status}", status=status, code=code,
+                             retryable=retry.classify_status(status) or code in (
+                                 "KMSInternalException", "DependencyTimeoutException", "ThrottlingException"),
+                             ) from None
+        except (BotoCoreError, ConnectionError, TimeoutError) as exc:
+            raise StoreError(f"{what}: {type(exc).__name__}", retryable=True) from None
+
+    return retry.call(guarded)
+
+
+class AwsKmsSigner(_KmsSigner):
+    """An AWS KMS key of spec ECC_NIST_P256 and usage SIGN_VERIFY, by key id, ARN or alias.
+
+    The endpoint and credentials come from boto3's own configuration (``AWS_ENDPOINT_URL_KMS`` or
+    ``AWS_ENDPOINT_URL``, ``AWS_DEFAULT_REGION`` or ``AWS_REGION``, ...); an ARN names its region.
+    """
+
+    def __init__(self, key_id: str, *, client: Any = None, region: str | None = None,
+                 endpoint_url: str | None = None) -> None:
+        if not key_id:
+            raise InputError("awskms: a key id, ARN or alias is needed")
+        if client is None:
+            import boto3
+            from botocore.config import Config
+
+            m = _AWS_ARN.fullmatch(key_id)
+            session = boto3.session.Session(region_name=region or (m.group(1) if m else None))
+            if session.region_name is None and os.environ.get("AWS_REGION"):
+                session = boto3.session.Session(region_name=os.environ["AWS_REGION"])  # botocore reads only
+            if session.region_name is None:                                            # AWS_DEFAULT_REGION
+                raise InputError("awskms: no region; set AWS_DEFAULT_REGION or give the key's ARN")
+            client = session.client("kms", endpoint_url=endpoint_url, config=Config(
+                retries={"total_max_attempts": 1, "mode": "standard"}, connect_timeout=_TIMEOUT[0],
+                read_timeout=_TIMEOUT[1]))
+        self._client = client
+        self._key_id = key_id
+        what = f"awskms {key_id}"
+        resp = _aws_call(f"{what}: GetPublicKey", lambda: client.get_public_key(KeyId=key_id))
+        if resp.get("KeyUsage") != "SIGN_VERIFY" or "ECDSA_SHA_256" not in resp.get("SigningAlgorithms", []):
+            raise InputError(f"{what}: not a SIGN_VERIFY key offering ECDSA_SHA_256")
+        spec = resp.get("KeySpec") or resp.get("CustomerMasterKeySpec")
+        if spec != "ECC_NIST_P256":
+            raise InputError(f"{what}: key spec is {spec}, want ECC_NIST_P256")
+        # Sign with the resolved key ARN so that an alias moved later cannot switch keys under us.
+        self._arn = str(resp.get("KeyId") or key_id)
+        super().__init__(_p256(resp["PublicKey"], what), what)
+
+    def _sign_digest(self, digest: bytes) -> bytes:
+        resp = _aws_call(f"{self._name}: Sign", lambda: self._client.sign(
+            KeyId=self._arn, Message=digest, MessageType="DIGEST", SigningAlgorithm="ECDSA_SHA_256"))
+        return bytes(resp["Signature"])
+
+
+# ---- OCI Vault -------------------------------------------------------------------------------------------
+
+def _oci_call(what: str, fn: Callable[[], T]) -> T:
+    import oci
+
+    def guarded() -> T:
+        try:
+            return fn()
+        except oci.exceptions.ServiceError as exc:
+            status, code = exc.status, str(exc.code)
+            if status in (400, 404, 409):
+                raise InputError(f"{what}: {status} {code}") from None
+            if status in (401, 403):
+                raise AccessDenied(f"{what}: {status} {code}", status=status, code=code) from None
+            raise StoreError(f"{what}: {status} {code}", status=status, code=code,
+                             retryable=retry.classify_status(status)) from None
+        except (oci.exceptions.RequestException, oci.exceptions.ConnectTimeout, ConnectionError,
+                TimeoutError) as exc:
+            raise StoreError(f"{what}: {type(exc).__name__}", retryable=True) from None
+
+    return retry.call(guarded)
+
+
+def management_endpoint_for(crypto_endpoint: str) -> str:
+    """A vault's management endpoint: OCI names it like the crypto one with "-management" for "-crypto"."""
+    return crypto_endpoint.replace("-crypto.", "-management.", 1)
+
+
+class OciKmsSigner(_KmsSigner):
+    """An OCI Vault ECDSA key (curve NIST_P256), signing through ``KmsCryptoClient.sign``.
+
+    The public key comes from the vault's management endpoint (``get_key`` then ``get_key_version`` of the
+    current version); signatures are pinned to that key version. ``config`` is an OCI SDK config dict;
+    otherwise ``config_path``/``profile`` are read (always passed explicitly: the SDK ignores
+    OCI_CONFIG_FILE when ~/.oci/config exists).
+    """
+
+    def __init__(self, key_id: str, crypto_endpoint: str, *, management_endpoint: str | None = None,
+                 config: dict[str, Any] | None = None, config_path: str | None = None,
+                 profile: str = "DEFAULT") -> None:
+        import oci
+
+        if not key_id or not crypto_endpoint:
+            raise InputError("ocikms: a key OCID and the vault's crypto endpoint are needed")
+        if config is None:
+            try:
+                config = oci.config.from_file(config_path or oci.config.DEFAULT_LOCATION, profile)
+            except (oci.exceptions.ClientError, OSError, ValueError) as exc:
+                raise InputError(f"OCI config {config_path or oci.config.DEFAULT_LOCATION} (profile {profile}): "
+                                 f"{type(exc).__name__}", field="oci_config") from None
+        kwargs: dict[str, Any] = {"retry_strategy": oci.retry.NoneRetryStrategy(), "timeout": _TIMEOUT}
+        self._crypto = oci.key_management.KmsCryptoClient(config, crypto_endpoint, **kwargs)
+        mgmt = oci.key_management.KmsManagementClient(
+            config, management_endpoint or management_endpoint_for(crypto_endpoint), **kwargs)
+        what = f"ocikms {key_id}"
+        key = _oci_call(f"{what}: GetKey", lambda: mgmt.get_key(key_id).data)
+        shape = key.key_shape
+        if (getattr(shape, "algorithm", None) != "ECDSA" or getattr(shape, "curve_id", None) != "NIST_P256"
+                or getattr(key, "lifecycle_state", "ENABLED") != "ENABLED"):
+            raise InputError(f"{what}: not an enabled ECDSA NIST_P256 key")
+        self._key_id = key_id
+        self._version = str(key.current_key_version)
+        version = _oci_call(f"{what}: GetKeyVersion", lambda: mgmt.get_key_version(key_id, self._version).data)
+        pem = getattr(version, "public_key", None)
+        if not pem:
+            raise InputError(f"{what}: the key version has no public key")
+        super().__init__(_p256(str(pem).encode("ascii"), what), what)
+
+    def _sign_digest(self, digest: bytes) -> bytes:
+        from oci.key_management.models import SignDataDetails
+
+        details = SignDataDetails(message=base64.b64encode(digest).decode("ascii"), key_id=self._key_id,
+                                  key_version_id=self._version, signing_algorithm="ECDSA_SHA_256",
+                                  message_type="DIGEST")
+        data = _oci_call(f"{self._name}: Sign", lambda: self._crypto.sign(details).data)
+        try:
+            return base64.b64decode(data.signature, validate=True)
+        except (TypeError, ValueError):
+            raise VerificationError(f"signature: {self._name} returned a signature that is not base64") from None

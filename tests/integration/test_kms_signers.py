@@ -1,0 +1,231 @@
+"""KMS signers through the real SDKs: AWS KMS on moto's server, OCI Vault on the sandbox's OCI emulator.
+
+Both make real ECDSA signatures. moto 5.2 ignores ``MessageType=DIGEST`` (it hashes the digest again,
+which real KMS does not), so the fixture below makes moto's KMS sign a DIGEST as prehashed, as AWS
+documents; everything else is moto's own.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+from securesystemslib.dsse import Envelope as SslibEnvelope
+from securesystemslib.signer import SSlibKey
+
+from migrator.attest import keys
+from migrator.attest.cosign import cosign
+from migrator.attest.kms import AwsKmsSigner, OciKmsSigner
+from migrator.attest.signers import load_signer_spec
+from migrator.attest.verify import verify_attestation
+from migrator.errors import InputError, VerificationError
+from tests.unit.test_proofs import make_wave
+
+# ---- AWS KMS on moto ---------------------------------------------------------------------------------------
+
+class _Seen(threading.local):
+    digest = False
+
+
+@pytest.fixture(scope="module")
+def moto_kms() -> Iterator[dict[str, Any]]:
+    from moto.kms import responses, utils
+    from moto.server import ThreadedMotoServer
+
+    seen: list[tuple[str, int]] = []
+    state = _Seen()
+    tamper: dict[str, Any] = {"key": None}
+    original_response, original_sign = responses.KmsResponse.sign, utils.ECDSAPrivateKey.sign
+
+    def response_sign(self: Any) -> str:
+        state.digest = self._get_param("MessageType") == "DIGEST"
+        try:
+            return str(original_response(self))
+        finally:
+            state.digest = False
+
+    def key_sign(self: Any, message: bytes, algorithm: str) -> bytes:
+        seen.append(("DIGEST" if state.digest else "RAW", len(message)))
+        key = tamper["key"] or self.private_key
+        if state.digest and algorithm == "ECDSA_SHA_256" and len(message) == 32:
+            return bytes(key.sign(message, ec.ECDSA(Prehashed(hashes.SHA256()))))
+        return bytes(original_sign(self, message, algorithm))
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(responses.KmsResponse, "sign", response_sign)
+        mp.setattr(utils.ECDSAPrivateKey, "sign", key_sign)
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        try:
+            url = f"http://127.0.0.1:{server._server.server_port}"  # type: ignore[union-attr]
+            client = boto3.client("kms", endpoint_url=url, region_name="us-east-1", aws_access_key_id="test",
+                                  aws_secret_access_key="test",
+                                  config=Config(retries={"total_max_attempts": 1, "mode": "standard"}))
+            yield {"url": url, "client": client, "seen": seen, "tamper": tamper}
+        finally:
+            server.stop()
+
+
+@pytest.fixture
+def aws_env(moto_kms: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_KMS", moto_kms["url"])
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    return moto_kms
+
+
+def _key(client: Any, spec: str = "ECC_NIST_P256", usage: str = "SIGN_VERIFY") -> dict[str, Any]:
+    meta: dict[str, Any] = client.create_key(KeySpec=spec, KeyUsage=usage)["KeyMetadata"]
+    return meta
+
+
+def test_aws_kms_signs_dsse_that_pem_public_keys_verify(aws_env: dict[str, Any], tmp_path: Path) -> None:
+    meta = _key(aws_env["client"])
+    aws_env["seen"].clear()
+    signer = load_signer_spec(f"awskms:{meta['Arn']}")
+    public = keys.load_public_key_pem(signer.public_key_pem())
+    der = aws_env["client"].get_public_key(KeyId=meta["KeyId"])["PublicKey"]
+    assert signer.keyid == __import__("hashlib").sha256(der).hexdigest()     # keyid = SHA-256 of the SPKI
+    w = make_wave(4, signers=[signer])
+    (tmp_path / "signing.pub").write_bytes(signer.public_key_pem())
+    v = verify_attestation(w.envelope, [keys.load_public_key(tmp_path / "signing.pub")], records=w.records,
+                           manifest=w.manifest)
+    assert v.signed_by == (signer.keyid,)
+    assert aws_env["seen"] == [("DIGEST", 32)]                  # SHA-256(PAE), never the PAE itself
+    theirs = SslibEnvelope.from_dict(json.loads(w.envelope))
+    assert list(theirs.verify([SSlibKey.from_crypto(public, keyid=signer.keyid)], 1)) == [signer.keyid]
+
+
+def test_aws_kms_by_key_id_and_alias(aws_env: dict[str, Any]) -> None:
+    meta = _key(aws_env["client"])
+    aws_env["client"].create_alias(AliasName="alias/migrator-attest", TargetKeyId=meta["KeyId"])
+    by_id = AwsKmsSigner(meta["KeyId"])
+    by_alias = load_signer_spec("awskms:alias/migrator-attest")
+    assert by_id.keyid == by_alias.keyid
+
+
+def test_aws_kms_cosigns_a_file_key_attestation(aws_env: dict[str, Any]) -> None:
+    operator = keys.FileSigner(keys.new_private_key("ed25519"))
+    w = make_wave(3, signers=[operator])
+    custodian = AwsKmsSigner(_key(aws_env["client"])["Arn"])
+    both = cosign(w.envelope, custodian, [operator.public_key])
+    v = verify_attestation(both, [operator.public_key, custodian.public_key], threshold=2)
+    assert set(v.signed_by) == {operator.keyid, custodian.keyid}
+
+
+@pytest.mark.parametrize("spec,usage", [("ECC_NIST_P384", "SIGN_VERIFY"), ("RSA_2048", "SIGN_VERIFY"),
+                                        ("SYMMETRIC_DEFAULT", "ENCRYPT_DECRYPT")])
+def test_aws_kms_refuses_other_keys(aws_env: dict[str, Any], spec: str, usage: str) -> None:
+    meta = _key(aws_env["client"], spec, usage)
+    with pytest.raises(InputError):
+        AwsKmsSigner(meta["Arn"])
+
+
+def test_aws_kms_unknown_key_is_bad_input(aws_env: dict[str, Any]) -> None:
+    with pytest.raises(InputError, match="NotFoundException"):
+        AwsKmsSigner("arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-000000000000")
+
+
+def test_a_kms_signature_that_does_not_verify_is_refused(aws_env: dict[str, Any]) -> None:
+    signer = AwsKmsSigner(_key(aws_env["client"])["Arn"])
+    aws_env["tamper"]["key"] = ec.generate_private_key(ec.SECP256R1())    # the service signs with another key
+    try:
+        with pytest.raises(VerificationError, match="does not verify"):
+            make_wave(2, signers=[signer])
+    finally:
+        aws_env["tamper"]["key"] = None
+
+
+# ---- OCI Vault on the sandbox's OCI emulator ------------------------------------------------------------------
+
+COMPARTMENT = "ocid1.compartment.oc1..migrator-tests"
+
+
+@pytest.fixture(scope="module")
+def oci_vault(sandbox: Any) -> dict[str, Any]:
+    import oci
+
+    config = oci.config.from_file(sandbox.oci_config, "DEFAULT")
+    mgmt = oci.key_management.KmsManagementClient(config, sandbox.oci.url,
+                                                  retry_strategy=oci.retry.NoneRetryStrategy())
+
+    def new_key(curve: str = "NIST_P256", length: int = 32) -> str:
+        try:
+            details = oci.key_management.models.CreateKeyDetails(
+                compartment_id=COMPARTMENT, display_name="attest",
+                key_shape=oci.key_management.models.KeyShape(algorithm="ECDSA", length=length, curve_id=curve),
+                protection_mode="SOFTWARE")
+            return str(mgmt.create_key(details).data.id)
+        except oci.exceptions.ServiceError as exc:
+            if exc.status == 404:
+                pytest.skip("the sandbox's OCI emulator serves no Vault (KMS) endpoint")
+            raise
+
+    return {"url": sandbox.oci.url, "config": config, "mgmt": mgmt, "new_key": new_key}
+
+
+def _oci_signer(vault: dict[str, Any], key_id: str) -> OciKmsSigner:
+    return OciKmsSigner(key_id, vault["url"], config=vault["config"])
+
+
+def test_oci_kms_signs_dsse_that_pem_public_keys_verify(oci_vault: dict[str, Any]) -> None:
+    key_id = oci_vault["new_key"]()
+    signer = load_signer_spec(f"ocikms:{key_id}@{oci_vault['url']}")   # config from MIGRATOR_OCI_CONFIG
+    public = keys.load_public_key_pem(signer.public_key_pem())
+    w = make_wave(4, signers=[signer])
+    assert verify_attestation(w.envelope, [public], records=w.records).signed_by == (signer.keyid,)
+    theirs = SslibEnvelope.from_dict(json.loads(w.envelope))
+    assert list(theirs.verify([SSlibKey.from_crypto(public, keyid=signer.keyid)], 1)) == [signer.keyid]
+
+
+def test_oci_kms_signatures_stay_pinned_to_the_version_read(oci_vault: dict[str, Any]) -> None:
+    key_id = oci_vault["new_key"]()
+    before = _oci_signer(oci_vault, key_id)
+    oci_vault["mgmt"].create_key_version(key_id)                  # rotation
+    after = _oci_signer(oci_vault, key_id)
+    assert before.keyid != after.keyid
+    w = make_wave(2, signers=[before, after])                     # both versions sign; both verify
+    v = verify_attestation(w.envelope, [before.public_key, after.public_key], threshold=2)
+    assert set(v.signed_by) == {before.keyid, after.keyid}
+
+
+def test_oci_kms_cosigns_and_refuses_other_curves(oci_vault: dict[str, Any]) -> None:
+    operator = keys.FileSigner(keys.new_private_key("ecdsa-p256"))
+    w = make_wave(3, signers=[operator])
+    custodian = _oci_signer(oci_vault, oci_vault["new_key"]())
+    both = cosign(w.envelope, custodian, [operator.public_key])
+    verify_attestation(both, [operator.public_key, custodian.public_key], threshold=2)
+    with pytest.raises(InputError, match="NIST_P256"):
+        _oci_signer(oci_vault, oci_vault["new_key"]("NIST_P384", 48))
+    with pytest.raises(InputError):
+        _oci_signer(oci_vault, "ocid1.key.oc1.sandbox.does-not-exist")
+
+
+def test_oci_kms_failures_go_through_the_one_retry_policy(oci_vault: dict[str, Any]) -> None:
+    from migrator import retry
+    from migrator.errors import StoreError
+    from migrator.sandbox.faults import FaultPlan, clear_faults, get_faults, set_faults
+
+    signer = _oci_signer(oci_vault, oci_vault["new_key"]())
+    before = get_faults(oci_vault["url"])["requests"].get("Sign", 0)
+    set_faults(oci_vault["url"], FaultPlan(rate=1.0, kinds=frozenset({"503-slowdown"}),
+                                           operations=frozenset({"Sign"})))
+    try:
+        with pytest.raises(StoreError) as caught:
+            make_wave(1, signers=[signer])
+        assert caught.value.retryable and caught.value.status == 503
+        assert get_faults(oci_vault["url"])["requests"]["Sign"] - before == retry.DEFAULT_ATTEMPTS
+    finally:
+        clear_faults(oci_vault["url"])
+    make_wave(1, signers=[signer])
