@@ -29,6 +29,9 @@ audit_app = typer.Typer(help="Check attestations: the auditor's side.", no_args_
 app.add_typer(audit_app, name="audit")
 log_app = typer.Typer(help="The append-only log of every wave's attestation.", no_args_is_help=True)
 audit_app.add_typer(log_app, name="log")
+subjects_app = typer.Typer(help="The custodian's side of subject completeness: the key and keyed hashes.",
+                           no_args_is_help=True)
+app.add_typer(subjects_app, name="subjects")
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -116,7 +119,10 @@ def _print_wave(result: WaveResult) -> None:
 @app.command("run")
 def run(manifest: Annotated[Path, typer.Argument(help="The wave's manifest.")],
         state: Annotated[Path, typer.Option("--state", help="State folder: journal, lock, records, attestation.")],
-        signing_key: Annotated[Path, typer.Option("--signing-key", help="Ed25519/ECDSA private key (0600).")],
+        signing_key: Annotated[str, typer.Option(
+            "--signing-key", help="Key file (0600) or signer spec: file:PATH, awskms:KEY_ID, ocikms:OCID@ENDPOINT.")],
+        subject_hashes: Annotated[Path | None, typer.Option(
+            "--subject-hashes", help="The custodian's keyed hashes of the manifest's subjects.")] = None,
         wave: Annotated[Path | None, typer.Option("--wave", help="Wave file (TOML, [policy] table).")] = None,
         versions: Annotated[str | None, typer.Option(
             help="all: migrate every version (default); current: delete noncurrent versions unmigrated, "
@@ -148,13 +154,16 @@ def run(manifest: Annotated[Path, typer.Argument(help="The wave's manifest.")],
         "bypass_governance": True if bypass_governance else None})
     if log is not None and not log_origin:
         raise typer.BadParameter("--log needs --log-origin", param_hint="--log-origin")
-    result = run_wave(manifest, state, signing_key, policy)
+    from migrator.attest.subjects import load_subject_hashes
+
+    hasher = load_subject_hashes(subject_hashes) if subject_hashes is not None else None
+    result = run_wave(manifest, state, signing_key, policy, subject_hasher=hasher)
     _print_wave(result)
     if log is not None and log_origin:
         from migrator.attest import tlog
-        from migrator.attest.keys import load_signer
+        from migrator.attest.signers import load_signer_spec
 
-        entry = tlog.append(_open_log(log), result.attestation.read_bytes(), load_signer(signing_key), log_origin)
+        entry = tlog.append(_open_log(log), result.attestation.read_bytes(), load_signer_spec(signing_key), log_origin)
         out.print(f"log entry {entry.seq} for {entry.wave_id}"
                   + (f" (supersedes {entry.supersedes[:16]}...)" if entry.supersedes else ""))
     raise typer.Exit(0 if result.complete else 1)
@@ -182,21 +191,22 @@ def audit_verify(attestation: Annotated[Path, typer.Argument(help="attestation.j
                  key: Annotated[list[Path], typer.Option("--key", help="Trusted public key (PEM); repeatable.")],
                  threshold: Annotated[int, typer.Option(help="Signatures needed from distinct keys.")] = 1,
                  records: Annotated[Path | None, typer.Option(help="records.jsonl to check.")] = None,
-                 manifest: Annotated[Path | None, typer.Option(help="The wave's manifest to check.")] = None) -> None:
+                 manifest: Annotated[Path | None, typer.Option(help="The wave's manifest to check.")] = None,
+                 subjects: Annotated[Path | None, typer.Option(help="subjects.jsonl to check.")] = None,
+                 subject_key: Annotated[Path | None, typer.Option(
+                     "--subject-key", help="The custodian's subject key: check every subject's hash.")] = None,
+                 ) -> None:
     """Verify an attestation offline. Exit 0 when every check holds, 3 naming the failed check."""
     from migrator.attest.keys import load_public_key
+    from migrator.attest.subjects import load_subject_key
     from migrator.attest.verify import verify_attestation
-    from migrator.errors import InputError
 
-    def read(p: Path) -> bytes:
-        try:
-            return p.read_bytes()
-        except OSError as exc:
-            raise InputError(f"cannot read {p}: {exc.strerror}") from None
-
-    verified = verify_attestation(read(attestation), [load_public_key(k) for k in key], threshold=threshold,
-                                  records=read(records) if records else None,
-                                  manifest=read(manifest) if manifest else None)
+    for given in (attestation, records, manifest, subjects):
+        if given is not None:
+            _read_check(given)
+    verified = verify_attestation(_read(attestation), [load_public_key(k) for k in key], threshold=threshold,
+                                  records=records, manifest=manifest, subjects=subjects,
+                                  subject_key=load_subject_key(subject_key) if subject_key else None)
     p = verified.predicate
     t = p.get("totals", {})
     out.print(f"wave {p.get('wave_id')}: {t.get('rows')} rows, removed {t.get('removed')}, held {t.get('held')}, "
@@ -206,7 +216,102 @@ def audit_verify(attestation: Annotated[Path, typer.Argument(help="attestation.j
               + ("" if verified.records_checked else " (records not checked: pass --records)"))
     if not verified.manifest_checked:
         out.print("manifest not checked: pass --manifest")
+    if p.get("subjects") and not verified.subjects_checked:
+        out.print("subject index not checked: pass --subjects")
     out.print("verified")
+
+
+@audit_app.command("prove")
+def audit_prove(attestation: Annotated[Path, typer.Argument(help="attestation.json (DSSE envelope).")],
+                object_uri: Annotated[str | None, typer.Argument(help="An object URI named by a record.")] = None,
+                records: Annotated[Path | None, typer.Option(help="records.jsonl (default: beside it).")] = None,
+                row: Annotated[int | None, typer.Option(help="Which record, when several name the URI.")] = None,
+                subject: Annotated[str | None, typer.Option(help="Prove every record of this subject.")] = None,
+                subject_key: Annotated[Path | None, typer.Option("--subject-key", help="The custodian's key.")] = None,
+                subjects: Annotated[Path | None, typer.Option(help="subjects.jsonl (default: beside it).")] = None,
+                ) -> None:
+    """Print an inclusion proof of one record, or of all of one subject's records and that there are no others."""
+    import json as _json
+
+    from migrator.attest.proofs import prove_record, prove_subject
+    from migrator.attest.subjects import load_subject_key
+    from migrator.errors import InputError
+
+    recs = records or attestation.parent / "records.jsonl"
+    _read_check(recs)
+    if subject is not None:
+        if subject_key is None:
+            raise InputError("--subject needs --subject-key (the custodian's key)")
+        index = subjects or attestation.parent / "subjects.jsonl"
+        _read_check(index)
+        proof = prove_subject(_read(attestation), recs, index, subject, load_subject_key(subject_key))
+    elif object_uri is not None:
+        proof = prove_record(_read(attestation), recs, object_uri, row=row)
+    else:
+        raise InputError("give an OBJECT_URI or --subject ID")
+    print(_json.dumps(proof, indent=2, sort_keys=True))
+
+
+@audit_app.command("verify-proof")
+def audit_verify_proof(proof: Annotated[Path, typer.Argument(help="A proof from `audit prove`.")],
+                       attestation: Annotated[Path, typer.Option("--attestation", help="The signed attestation.")],
+                       key: Annotated[list[Path], typer.Option("--key", help="Trusted public key; repeatable.")],
+                       threshold: Annotated[int, typer.Option(help="Signatures needed.")] = 1,
+                       subject_key: Annotated[Path | None, typer.Option("--subject-key")] = None) -> None:
+    """Check a proof against the signed root, without the records file. Exit 0, or 3 naming the failure."""
+    from migrator.attest.keys import load_public_key
+    from migrator.attest.proofs import verify_any_proof
+    from migrator.attest.subjects import load_subject_key
+
+    verified = verify_any_proof(_read(proof), _read(attestation), [load_public_key(k) for k in key], threshold,
+                                subject_key=load_subject_key(subject_key) if subject_key else None)
+    kind = "subject" if type(verified).__name__ == "VerifiedSubjectProof" else "record"
+    out.print(f"verified: {kind} proof against the signed root")
+
+
+@audit_app.command("cosign")
+def audit_cosign(attestation: Annotated[Path, typer.Argument(help="attestation.json to co-sign in place.")],
+                 signing_key: Annotated[str, typer.Option("--signing-key", help="Key file or signer spec.")],
+                 key: Annotated[list[Path], typer.Option("--key", help="Keys trusted to have signed it already.")],
+                 threshold: Annotated[int, typer.Option(help="Signatures it must already carry.")] = 1,
+                 output: Annotated[Path | None, typer.Option("-o", "--output", help="Write here instead.")] = None,
+                 ) -> None:
+    """Add a custodian's signature. Refuses an attestation that does not verify."""
+    from migrator.attest.cosign import cosign
+    from migrator.attest.keys import load_public_key
+    from migrator.attest.signers import load_signer_spec
+    from migrator.attest.verify import parse_attestation
+
+    signer = load_signer_spec(signing_key)
+    signed = cosign(_read(attestation), signer, [load_public_key(k) for k in key], threshold=threshold)
+    target = output or attestation
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_bytes(signed)
+    tmp.replace(target)
+    n = len(parse_attestation(signed)[0].signatures)
+    out.print(f"co-signed {target} as {signer.keyid}; it now carries {n} signatures")
+
+
+@subjects_app.command("key")
+def subjects_key(output: Annotated[Path, typer.Option("--out", help="Where to create the key (0600).")]) -> None:
+    """(Custodian) Create the HMAC key that hides subject ids in the subject index."""
+    from migrator.attest.subjects import generate_subject_key
+
+    k = generate_subject_key(output)
+    out.print(f"subject key {output} (mode 0600: the custodian keeps it); key id {k.key_id}")
+
+
+@subjects_app.command("hash")
+def subjects_hash(key: Annotated[Path, typer.Option("--key", help="The custodian's subject key.")],
+                  manifest: Annotated[Path, typer.Option("--manifest", help="The wave's manifest.")],
+                  output: Annotated[Path, typer.Option("-o", "--output", help="Keyed hashes for the wave.")]) -> None:
+    """(Custodian) Keyed hashes of the manifest's subjects, for `run --subject-hashes`."""
+    from migrator.attest.subjects import load_subject_key, write_subject_hashes
+    from migrator.manifest import iter_rows, validate
+
+    validate(manifest)
+    n = write_subject_hashes(load_subject_key(key), (r.subject for r in iter_rows(manifest) if r.subject), output)
+    out.print(f"{n} subjects hashed into {output}")
 
 
 def _read(p: Path) -> bytes:
@@ -216,6 +321,14 @@ def _read(p: Path) -> bytes:
         return p.read_bytes()
     except OSError as exc:
         raise InputError(f"cannot read {p}: {exc.strerror}") from None
+
+
+def _read_check(p: Path) -> None:
+    """Fail with a clear message before a library call gets a path it cannot open."""
+    from migrator.errors import InputError
+
+    if not p.is_file():
+        raise InputError(f"cannot read {p}: no such file")
 
 
 def _vkey(text: str) -> str:

@@ -9,9 +9,11 @@ from pathlib import Path
 
 from migrator.attest import tlog
 from migrator.attest.keys import generate_keypair, load_public_key, load_signer
+from migrator.attest.subjects import generate_subject_key, load_subject_hashes, write_subject_hashes
 from migrator.attest.verify import verify_attestation
 from migrator.config import EndpointSettings, WavePolicy
 from migrator.errors import VerificationError
+from migrator.manifest import iter_rows
 from migrator.runner import WaveResult, run_wave
 from migrator.sandbox import control
 from migrator.sandbox.buckets import s3_client
@@ -48,14 +50,25 @@ def run_demo(directory: Path, manifest: Path = DEMO_MANIFEST, *, keep: bool = Fa
         for leftover in ("journal.sqlite", "journal.sqlite-wal", "journal.sqlite-shm", "records.jsonl",
                          "attestation.json"):
             (state_dir / leftover).unlink(missing_ok=True)
+        # The demo plays the independent custodian too: it holds the subject key and hands the wave
+        # only the keyed hashes of this manifest's subjects.
+        custodian = directory / "custodian"
+        shutil.rmtree(custodian, ignore_errors=True)
+        custodian.mkdir()
+        subject_key = generate_subject_key(custodian / "subject.key")
+        hashes = custodian / "subject-hashes.jsonl"
+        write_subject_hashes(subject_key, (r.subject for r in iter_rows(manifest) if r.subject), hashes)
+        (state_dir / "subjects.jsonl").unlink(missing_ok=True)
         wave = run_wave(manifest, state_dir, key_path, WavePolicy(),
-                        endpoints=EndpointSettings.from_env(state.env()))
+                        endpoints=EndpointSettings.from_env(state.env()),
+                        subject_hasher=load_subject_hashes(hashes))
         log_dir = directory / "log"
         shutil.rmtree(log_dir, ignore_errors=True)
         tlog.append(log_dir, wave.attestation.read_bytes(), load_signer(key_path), LOG_ORIGIN)
         try:
             verify_attestation(wave.attestation.read_bytes(), [load_public_key(pub_path)],
-                               records=wave.records.read_bytes(), manifest=manifest.read_bytes())
+                               records=wave.records, manifest=manifest, subjects=state_dir / "subjects.jsonl",
+                               subject_key=subject_key)
             verified = True
         except VerificationError:
             verified = False

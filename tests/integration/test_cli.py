@@ -140,3 +140,46 @@ def test_auditor_session_live_checks_and_log(demo: tuple[Path, subprocess.Comple
     (d / "log" / "entries" / "000000000000.json").unlink()
     bad = _run("audit", "log", "verify", "--log", str(d / "log"), "--key", vkey, "--since", str(seen))
     assert bad.returncode == 3
+
+
+def test_auditor_session_proofs_subjects_cosign_threshold(demo: tuple[Path, subprocess.CompletedProcess[str]],
+                                                          tmp_path: Path) -> None:
+    where, _ = demo
+    d = where / ".demo"
+    att = tmp_path / "attestation.json"
+    att.write_bytes((d / "state" / "attestation.json").read_bytes())
+    for name in ("records.jsonl", "subjects.jsonl"):
+        (tmp_path / name).write_bytes((d / "state" / name).read_bytes())
+    pub, skey = str(d / "keys" / "signing.pub"), str(d / "custodian" / "subject.key")
+    full = _run("audit", "verify", str(att), "--key", pub, "--records", str(tmp_path / "records.jsonl"),
+                "--manifest", str(where / "manifests" / "demo.jsonl"), "--subjects", str(tmp_path / "subjects.jsonl"),
+                "--subject-key", skey)
+    assert full.returncode == 0, full.stdout + full.stderr
+    proof = _run("audit", "prove", str(att), "oci://sandboxns/us-users/users/us-0001/videos/holiday.mp4")
+    assert proof.returncode == 0, proof.stderr
+    (tmp_path / "proof.json").write_text(proof.stdout)
+    ok = _run("audit", "verify-proof", str(tmp_path / "proof.json"), "--attestation", str(att), "--key", pub)
+    assert ok.returncode == 0 and "record proof" in ok.stdout
+    forged = json.loads(proof.stdout)
+    forged["audit_path"][0] = "00" * 32
+    (tmp_path / "forged.json").write_text(json.dumps(forged))
+    bad = _run("audit", "verify-proof", str(tmp_path / "forged.json"), "--attestation", str(att), "--key", pub)
+    assert bad.returncode == 3
+    sproof = _run("audit", "prove", str(att), "--subject", "us-0001", "--subject-key", skey)
+    assert sproof.returncode == 0, sproof.stderr
+    assert len(json.loads(sproof.stdout)["records"]) >= 2
+    (tmp_path / "sproof.json").write_text(sproof.stdout)
+    ok = _run("audit", "verify-proof", str(tmp_path / "sproof.json"), "--attestation", str(att), "--key", pub,
+              "--subject-key", skey)
+    assert ok.returncode == 0 and "subject proof" in ok.stdout
+    custodian = tmp_path / "custodian"
+    assert _run("keys", "generate", "--out", str(custodian), "--algorithm", "ecdsa-p256").returncode == 0
+    cos = _run("audit", "cosign", str(att), "--signing-key", str(custodian / "signing.key"), "--key", pub)
+    assert cos.returncode == 0, cos.stderr
+    two = _run("audit", "verify", str(att), "--key", pub, "--key", str(custodian / "signing.pub"), "--threshold", "2")
+    assert two.returncode == 0, two.stdout + two.stderr
+    other = tmp_path / "other"
+    assert _run("keys", "generate", "--out", str(other)).returncode == 0
+    untrusted = _run("audit", "verify", str(att), "--key", pub, "--key", str(other / "signing.pub"),
+                     "--threshold", "2")
+    assert untrusted.returncode == 3
