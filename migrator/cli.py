@@ -103,6 +103,9 @@ def manifest_validate(file: Annotated[Path, typer.Argument(help="CSV (with a hea
         out.print(f"  {loc}: {n}")
     if summary.declared_bytes:
         out.print(f"  declared bytes: {summary.declared_bytes}")
+    if summary.subjects:
+        out.print(f"  data subjects: {summary.subjects} (run needs the custodian's --subject-hashes; "
+                  "see `migrator subjects --help`)")
 
 
 def _print_wave(result: WaveResult) -> None:
@@ -123,7 +126,7 @@ def run(manifest: Annotated[Path, typer.Argument(help="The wave's manifest.")],
             "--signing-key", help="Key file (0600) or signer spec: file:PATH, awskms:KEY_ID, ocikms:OCID@ENDPOINT.")],
         subject_hashes: Annotated[Path | None, typer.Option(
             "--subject-hashes", help="The custodian's keyed hashes of the manifest's subjects.")] = None,
-        wave: Annotated[Path | None, typer.Option("--wave", help="Wave file (TOML, [policy] table).")] = None,
+        wave: Annotated[Path | None, typer.Option("--wave", help="Wave file (TOML, with a policy table).")] = None,
         versions: Annotated[str | None, typer.Option(
             help="all: migrate every version (default); current: delete noncurrent versions unmigrated, "
                  "each recorded as disposed by policy.")] = None,
@@ -143,7 +146,7 @@ def run(manifest: Annotated[Path, typer.Argument(help="The wave's manifest.")],
         ) -> None:
     """Copy, verify, delete and attest a wave. Running it again resumes it.
 
-    Exit 0 when every row was removed, 1 when rows are held or failed.
+    Exit 0 when every row was removed, 1 when rows are held or failed, 2 on bad input or usage.
     """
     from migrator.config import load_wave_file
     from migrator.runner import run_wave
@@ -373,8 +376,17 @@ def audit_check(attestation: Annotated[Path, typer.Argument(help="attestation.js
     if not live:
         raise InputError("audit check needs --live (offline checks are `audit verify`)")
     seed = secrets.randbelow(2**63) if seed is None else seed
-    report = check_live(_read(attestation), _read(records or attestation.parent / "records.jsonl"),
-                        [load_public_key(k) for k in key], Stores(EndpointSettings.from_env()),
+    att = _read(attestation)
+    stores = Stores(EndpointSettings.from_env())
+    # Reach every cloud the wave names before sampling: a missing config is a usage error, not a finding.
+    from migrator.attest.verify import parse_attestation
+
+    scope = parse_attestation(att)[1].get("predicate", {}).get("scope") or []
+    for scheme in sorted({str(loc).partition("://")[0] for loc in scope} | {"oci"}):
+        if scheme in ("s3", "gs", "oci"):
+            stores.get(scheme)
+    report = check_live(att, _read(records or attestation.parent / "records.jsonl"),
+                        [load_public_key(k) for k in key], stores,
                         sample=sample, seed=seed, download=download, threshold=threshold)
     if as_json:
         print(_json.dumps(report.as_dict(), indent=2, sort_keys=True))

@@ -165,6 +165,8 @@ def run_wave(manifest: Path, state_dir: Path, signing_key: Path | str, policy: W
         if missing:
             raise InputError(f"the subject hashes do not cover {len(missing)} subject(s) of this manifest; "
                              "ask the custodian for hashes of every subject", file=str(manifest))
+    if state_dir.exists() and not state_dir.is_dir():
+        raise StateError(f"--state {state_dir} exists and is not a folder")
     state_dir.mkdir(parents=True, exist_ok=True)
     with RunLock(state_dir):
         journal = Journal(state_dir)

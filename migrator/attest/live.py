@@ -95,7 +95,7 @@ class LiveReport:
         by_state: dict[str, int] = {}
         for r in self.results:
             by_state[r.state] = by_state.get(r.state, 0) + 1
-        return {"sampled": len(self.results), "held_up": sum(r.ok for r in self.results),
+        return {"sampled": len(self.results), "passed": sum(r.ok for r in self.results),
                 "failed": sum(not r.ok for r in self.results), "rows": self.tree_size,
                 **{f"state_{k.lower()}": v for k, v in sorted(by_state.items())}}
 
