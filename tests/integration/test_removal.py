@@ -167,7 +167,7 @@ def test_gcs_holds_and_soft_delete(sandbox: SandboxState, tmp_path: Path, key: P
     assert rec["state"] == "HELD" and rec["reason"] == "soft-deleted, pending hard deletion"
     assert not result.complete
     req = urllib.request.Request(f"{sandbox.gcs.url}/_emulator/clock?advance={8 * 24 * 3600}", method="POST")
-    urllib.request.urlopen(req, timeout=5).close()  # noqa: S310 - loopback sandbox
+    urllib.request.urlopen(req, timeout=5).close()
     result, (rec,) = _wave(pending, key, [rows[2]], soft_delete="attest-pending")
     assert rec["state"] == "REMOVED" and result.complete
     assert rec["proof"]["soft_deleted"] == []
@@ -184,7 +184,7 @@ def test_unprotected_destination_is_held_unless_opted_out(sandbox: SandboxState,
     assert len(_s3_versions(sandbox, src, "k")) == 1
     opted = tmp_path / "opted"
     opted.mkdir()
-    result, (rec,) = _wave(opted, key, row, require_destination_protection=False)
+    _, (rec,) = _wave(opted, key, row, require_destination_protection=False)
     assert rec["state"] == "REMOVED"
 
 
