@@ -107,6 +107,14 @@ class Journal:
         self.path = state_dir / self.FILE
         self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._lock = threading.Lock()
+        # Group commit state (see transition_many).
+        self._cond = threading.Condition()
+        self._pending: list[tuple[int, str, str, str | None, str, str]] = []
+        self._pending_upto = 0
+        self._ticket = 0
+        self._committed = 0
+        self._leading = False
+        self._broken: BaseException | None = None
         with self._lock:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=FULL")
@@ -165,30 +173,65 @@ class Journal:
     def transition(self, row: int, state: str, data: Mapping[str, Any], *, reason: str | None = None,
                    detail: Mapping[str, Any] | None = None) -> None:
         """Record a new state and the object's accumulated data; durable on return."""
-        at = now()
-        payload = json.dumps(dict(data), sort_keys=True, separators=(",", ":"))
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            self._conn.execute("UPDATE objects SET state=?, reason=?, data=?, updated=? WHERE row=?",
-                               (state, reason, payload, at, row))
-            self._conn.execute("INSERT INTO events(row, state, at, detail) VALUES (?, ?, ?, ?)",
-                               (row, state, at, json.dumps(dict(detail or {}), sort_keys=True)))
-            self._conn.execute("COMMIT")
+        self.transition_many([(row, state, data, reason, detail or {})])
 
     def transition_many(self, items: Iterable[tuple[int, str, Mapping[str, Any], str | None,
                                                     Mapping[str, Any]]]) -> None:
-        """Several rows' transitions in one durable commit (row, state, data, reason, detail)."""
+        """Rows' transitions (row, state, data, reason, detail), durable on return.
+
+        Group commit: callers arriving while a commit is under way wait and are written together in the
+        next one, so many threads share each fsync; every caller still returns only after its own rows
+        are committed.
+        """
         at = now()
         batch = [(row, state, json.dumps(dict(data), sort_keys=True, separators=(",", ":")), reason,
-                  json.dumps(dict(detail), sort_keys=True)) for row, state, data, reason, detail in items]
+                  json.dumps(dict(detail), sort_keys=True), at) for row, state, data, reason, detail in items]
         if not batch:
             return
+        with self._cond:
+            if self._broken is not None:
+                raise StateError(f"the journal could not be written earlier: {self._broken}")
+            self._ticket += 1
+            ticket = self._ticket
+            self._pending.extend(batch)
+            self._pending_upto = ticket
+            while self._committed < ticket:
+                if self._broken is not None:
+                    raise StateError(f"the journal could not be written: {self._broken}")
+                if self._leading:
+                    self._cond.wait()
+                    continue
+                self._leading = True
+                todo, upto = self._pending, self._pending_upto
+                self._pending = []
+                self._cond.release()
+                failure: BaseException | None = None
+                try:
+                    self._write(todo)
+                except BaseException as exc:  # noqa: BLE001 - recorded for the waiters, re-raised below
+                    failure = exc
+                finally:
+                    self._cond.acquire()
+                    self._leading = False
+                    if failure is None:
+                        self._committed = upto
+                    else:
+                        self._broken = failure
+                    self._cond.notify_all()
+                if failure is not None:
+                    raise StateError(f"the journal could not be written: {failure}") from failure
+
+    def _write(self, batch: list[tuple[int, str, str, str | None, str, str]]) -> None:
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
-            self._conn.executemany("UPDATE objects SET state=?, reason=?, data=?, updated=? WHERE row=?",
-                                   [(st, reason, payload, at, row) for row, st, payload, reason, _ in batch])
-            self._conn.executemany("INSERT INTO events(row, state, at, detail) VALUES (?, ?, ?, ?)",
-                                   [(row, st, at, detail) for row, st, _, _, detail in batch])
+            try:
+                self._conn.executemany("UPDATE objects SET state=?, reason=?, data=?, updated=? WHERE row=?",
+                                       [(st, reason, payload, at, row) for row, st, payload, reason, _, at in batch])
+                self._conn.executemany("INSERT INTO events(row, state, at, detail) VALUES (?, ?, ?, ?)",
+                                       [(row, st, at, detail) for row, st, _, _, detail, at in batch])
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
             self._conn.execute("COMMIT")
 
     def entries(self) -> Iterator[Entry]:
