@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_WORKERS ?= 2
 
-.PHONY: setup lint check test demo bench clean sandbox-up sandbox-down
+.PHONY: setup lint check test demo bench soak clean
 
 setup: $(STAMP)
 
@@ -30,8 +30,16 @@ test: lint
 demo: setup
 	$(BIN)/migrator demo --dir .demo
 
+# Throughput and memory against rclone and a boto3 baseline on the sandbox (JSON in benchmarks/results/).
 bench: setup
-	$(BIN)/python -m benchmarks.run
+	sh benchmarks/install_rclone.sh
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+
+# The long reliability run: random kills, faults, fuzzing (JSON in benchmarks/results/soak.json).
+KILLS ?= 200
+FUZZ ?= 10000
+soak: setup
+	$(BIN)/python -m benchmarks.soak --kills $(KILLS) --fuzz $(FUZZ)
 
 clean:
 	rm -rf $(VENV) .demo .migrator-sandbox
