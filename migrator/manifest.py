@@ -244,6 +244,10 @@ class _Reader:
                 return
             self._hash.update(raw)
             self.lines += 1
+            if self.format == "csv" and not raw.endswith(b"\n") and raw.strip():
+                # A cut file can end inside a URI and name another object: refuse rather than guess.
+                raise self.error("the file ends inside this line (no final newline): it may be truncated; "
+                                 "if it is complete, end it with a newline", self.lines)
             if len(raw) > MAX_LINE_BYTES:
                 raise self.error(f"line longer than {MAX_LINE_BYTES} bytes", self.lines)
             if self.lines == 1:

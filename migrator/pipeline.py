@@ -222,6 +222,10 @@ class Wave:
         dst = self.stores.for_uri(row.destination)
         if e.storage_class and e.storage_class.upper() in _ARCHIVED:
             raise Held("archived", f"{row.source} version {e.version} is {e.storage_class}: restore it first")
+        if data.get("copying"):
+            # A copy was under way when the last run stopped: a multipart upload it began at the destination
+            # would keep its parts (and bytes) forever. The destination key is this wave's to write.
+            self._abort_destination_uploads(data, dst, row.destination)
         data["copying"] = {"version": e.version, "etag": e.etag, "size": e.size, "at": now()}
         self.journal.transition(row.row, State.COPYING, data, detail={"version": e.version})
         self.progress(row.row, State.COPYING)
@@ -291,6 +295,13 @@ class Wave:
             self.journal.transition(row.row, State.VERIFIED, data, detail={"version": e.version})
             self.progress(row.row, State.VERIFIED)
             return
+
+    def _abort_destination_uploads(self, data: dict[str, Any], dst: ObjectStore, uri: ObjectURI) -> None:
+        for up in dst.list_uploads(uri.bucket, uri.key):
+            if up.key == uri.key:
+                dst.abort_upload(uri.bucket, uri.key, up.upload_id)
+                data.setdefault("destination_uploads_aborted", []).append(
+                    {"uri": str(uri), "upload_id": up.upload_id, "at": now()})
 
     def _reread(self, store: ObjectStore, uri: ObjectURI, version: str | None) -> Checksum:
         sha, _ = sha256_of(store, uri, version)

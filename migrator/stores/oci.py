@@ -31,7 +31,7 @@ from oci._vendor.requests.adapters import HTTPAdapter
 from oci._vendor.requests.exceptions import RequestException as VendoredRequestException
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from migrator import retry
+from migrator import crashpoints, retry
 from migrator.checksum import (
     Algorithm,
     Checksum,
@@ -366,6 +366,7 @@ class OciStore:
         etag = resp.headers.get("etag")
         if not etag:
             raise StoreError(f"{uri} part {num}: no etag in the response", code="MissingEtag")
+        crashpoints.hit("mid-multipart")
         return str(etag), md5
 
     def _abort_quietly(self, ns: str, uri: ObjectURI, upload_id: str) -> None:

@@ -40,7 +40,7 @@ from botocore.exceptions import (
     ConnectionError as BotoConnectionError,
 )
 
-from migrator import retry
+from migrator import crashpoints, retry
 from migrator.checksum import (
     Algorithm,
     Checksum,
@@ -329,6 +329,7 @@ class S3Store:
                 reported = resp.get("ChecksumCRC32C")
                 if reported is not None and reported != crc:
                     raise ChecksumError(f"part {number} of {uri}: S3 stored CRC32C {reported}, sent {crc}")
+                crashpoints.hit("mid-multipart")
                 return {"PartNumber": number, "ETag": resp["ETag"], "ChecksumCRC32C": crc}
             except BaseException:
                 failed.set()

@@ -1,0 +1,1 @@
+"""Reliability suite: crashes, random kills, faults, hostile input, concurrency and secrets."""
