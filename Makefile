@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 lint: setup
-	$(BIN)/ruff check migrator tests
+	$(BIN)/ruff check migrator tests benchmarks
 	$(BIN)/mypy
 
 # Fast inner loop: lint plus the unit tests (no emulators).
