@@ -204,6 +204,10 @@ class MultiHasher:
         if self._crc64 is not None:
             out.append(Checksum(Algorithm.CRC64NVME, self._crc64.to_bytes(8, "big"), Provenance.COMPUTED))
         if self._parts is not None:
+            rest = self._parts[len(self._part_md5s):]
+            if rest and not any(rest) and self._part_left == 0:
+                # Declared empty parts (an empty object uploaded as one part) hash the empty string.
+                self._part_md5s.extend(hashlib.md5(b"").digest() for _ in rest)
             if len(self._part_md5s) != len(self._parts):
                 raise ChecksumError("stream ended before the declared part sizes")
             out.append(multipart_md5(self._part_md5s))

@@ -179,7 +179,7 @@ def test_unprotected_destination_is_held_unless_opted_out(sandbox: SandboxState,
     create_bucket(sandbox, "oci", plain, versioned=False)
     s3.put_object(Bucket=src, Key="k", Body=b"v")
     row = [{"source": f"s3://{src}/k", "destination": _oci(sandbox, plain, "k")}]
-    result, (rec,) = _wave(tmp_path, key, row)
+    _, (rec,) = _wave(tmp_path, key, row)
     assert rec["reason"] == "destination unprotected"
     assert len(_s3_versions(sandbox, src, "k")) == 1
     opted = tmp_path / "opted"
@@ -205,7 +205,8 @@ def test_oci_source_versions_removed(sandbox: SandboxState, tmp_path: Path, key:
     create_bucket(sandbox, "oci", src, versioned=True)
     for body in (b"first", b"second"):
         client.put_object(sandbox.oci_namespace, src, "o", io.BytesIO(body), content_length=len(body))
-    result, (rec,) = _wave(tmp_path, key, [{"source": _oci(sandbox, src, "o"), "destination": _oci(sandbox, dest, "o2")}])
+    row = {"source": _oci(sandbox, src, "o"), "destination": _oci(sandbox, dest, "o2")}
+    result, (rec,) = _wave(tmp_path, key, [row])
     assert result.removed == 1, rec
     left = client.list_object_versions(sandbox.oci_namespace, src, prefix="o").data.items
     assert left == []

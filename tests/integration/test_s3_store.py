@@ -29,7 +29,7 @@ from migrator.stores.s3 import S3Store, is_loopback_url
 from migrator.uri import ObjectURI
 
 MIB = 1024 * 1024
-VECTORS = Path("/work/shared/vectors/checksums.json")
+VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "checksums.json"
 EDGE_KEYS = ["sp ace.txt", "pct%41", "plus+sign", "q?x#y", "a/../b", "/leading", "ünï/çødé.bin", "zero-byte"]
 
 

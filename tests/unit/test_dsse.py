@@ -16,7 +16,7 @@ from migrator.attest import dsse, keys
 from migrator.attest.canonical import canonical_json
 from migrator.errors import InputError, VerificationError
 
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "dsse-ed25519.json"
+VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "dsse-ed25519.json"
 
 
 @pytest.fixture(scope="module")

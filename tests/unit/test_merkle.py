@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from migrator.attest import merkle
 from migrator.errors import VerificationError
 
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "merkle-rfc9162.json"
+VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "merkle-rfc9162.json"
 
 
 @pytest.fixture(scope="module")

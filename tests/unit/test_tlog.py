@@ -21,7 +21,7 @@ from migrator.attest.keys import FileSigner, KeyAlgorithm, new_private_key
 from migrator.attest.statement import PAYLOAD_TYPE
 from migrator.errors import InputError, StateError, VerificationError
 
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "merkle-rfc9162.json"
+VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "merkle-rfc9162.json"
 ORIGIN = "migrator.example/log-test"
 
 # golang.org/x/mod/sumdb/note's documented example (a well-formed signed note and its keys).
