@@ -22,7 +22,7 @@ from migrator.sandbox.oci_auth import OciSandboxCredentials, write_sandbox_confi
 from migrator.sandbox.oci_emulator import OciEmulator, main
 
 NAMESPACE = "sandboxns"
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "checksums.json"
+VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "checksums.json"
 MODELS = oci.object_storage.models
 
 
