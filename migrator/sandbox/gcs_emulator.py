@@ -38,9 +38,7 @@ import gzip
 import hashlib
 import heapq
 import json
-import os
 import re
-import signal
 import sys
 import threading
 import uuid
@@ -49,9 +47,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email.parser import BytesParser
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from types import FrameType
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
@@ -60,6 +57,7 @@ import google_crc32c
 from migrator.endpoints import is_loopback_host
 from migrator.sandbox.faults import CONTROL_PATH as FAULTS_PATH
 from migrator.sandbox.faults import Action, FaultInjector, abort_connection
+from migrator.sandbox.serve import LoopbackServer
 
 MAX_RESULTS = 1000
 MAX_BATCH_CALLS = 100            # documented limit of one JSON batch request
@@ -1494,46 +1492,15 @@ class _Handler(BaseHTTPRequestHandler):
 
 # ------------------------------------------------------------------------------------------ lifecycle
 
-class GcsEmulator:
-    """An emulator bound to loopback. ``start()`` returns once it is listening; ``url`` is its endpoint."""
+class GcsEmulator(LoopbackServer):
+    """The GCS JSON API emulator on loopback. ``start()`` returns once it is listening; ``url`` is its endpoint."""
+
+    name = "gcs-emulator"
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0) -> None:
-        if not is_loopback_host(host):
-            raise ValueError(f"the GCS emulator listens on loopback only, not {host!r}")
         self._service = _Service()
         handler = type("_BoundHandler", (_Handler,), {"router": _Router(self._service)})
-        self._server = ThreadingHTTPServer((host, port), handler)
-        self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
-
-    @property
-    def host(self) -> str:
-        return str(self._server.server_address[0])
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def start(self) -> GcsEmulator:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._server.serve_forever, name="gcs-emulator",
-                                            kwargs={"poll_interval": 0.1}, daemon=True)
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join()
-            self._thread = None
-        self._server.server_close()
-
-    def serve_forever(self) -> None:
-        self._server.serve_forever(poll_interval=0.1)
+        self._bind(host, port, handler)
 
     def stats(self) -> dict[str, Any]:
         return self._service.stats()
@@ -1550,12 +1517,6 @@ class GcsEmulator:
         """The endpoint's fault hook (``configure(FaultPlan(...))``); also at ``/_emulator/faults``."""
         return self._service.faults
 
-    def __enter__(self) -> GcsEmulator:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     def iter_generations(self, bucket: str) -> Iterator[tuple[str, str, int]]:
         """(state, name, generation) of every stored generation, for tests that inspect the server side."""
         with self._service.lock:
@@ -1566,12 +1527,6 @@ class GcsEmulator:
                 rows += [("noncurrent", g.name, g.generation) for gs in b.noncurrent.values() for g in gs]
                 rows += [("soft-deleted", g.name, g.generation) for gs in b.soft.values() for g in gs]
         yield from sorted(rows, key=lambda r: (r[1], r[2]))
-
-
-def _write_ready(path: Path, port: int) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(f"{port}\n", encoding="ascii")
-    os.replace(tmp, path)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1585,18 +1540,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.exit(2, f"refusing to listen on non-loopback host {args.host!r}\n")
     emulator = GcsEmulator(host=args.host, port=args.port)
 
-    def _stop(signum: int, frame: FrameType | None) -> None:
-        threading.Thread(target=emulator._server.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    if args.ready_file is not None:
-        _write_ready(args.ready_file, emulator.port)
-    try:
-        emulator.serve_forever()
-    finally:
-        emulator._server.server_close()
-    return 0
+    return emulator.run_until_signalled(args.ready_file)
 
 
 if __name__ == "__main__":

@@ -45,9 +45,7 @@ import base64
 import binascii
 import hashlib
 import json
-import os
 import re
-import signal
 import sys
 import threading
 import uuid
@@ -55,9 +53,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import formatdate, parsedate_to_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from types import FrameType
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
@@ -71,6 +68,7 @@ from migrator.sandbox.faults import CONTROL_PATH as FAULTS_PATH
 from migrator.sandbox.faults import Action, FaultInjector, abort_connection
 from migrator.sandbox.oci_auth import fingerprint
 from migrator.sandbox.oci_kms import KmsError, KmsVault
+from migrator.sandbox.serve import LoopbackServer
 
 MAX_LIST = 1000
 CLOCK_SKEW_SECONDS = 300
@@ -1656,51 +1654,20 @@ class _Handler(BaseHTTPRequestHandler):
 
 # ------------------------------------------------------------------------------------------ lifecycle
 
-class OciEmulator:
-    """An emulator bound to loopback. ``start()`` returns once it is listening; ``url`` is its endpoint."""
+class OciEmulator(LoopbackServer):
+    """The OCI Object Storage emulator on loopback. ``start()`` returns once it is listening."""
+
+    name = "oci-emulator"
 
     def __init__(self, *, public_key_pem: bytes, namespace: str, host: str = "127.0.0.1", port: int = 0,
                  min_part_size: int = 0, region: str = "us-ashburn-1") -> None:
-        if not is_loopback_host(host):
-            raise ValueError(f"the OCI emulator listens on loopback only, not {host!r}")
         key = serialization.load_pem_public_key(public_key_pem)
         if not isinstance(key, rsa.RSAPublicKey):
             raise ValueError("the OCI emulator needs an RSA public key")
         self.namespace = namespace
         self._service = _Service(namespace, key, min_part_size, region)
         handler = type("_BoundHandler", (_Handler,), {"service": self._service})
-        self._server = ThreadingHTTPServer((host, port), handler)
-        self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
-
-    @property
-    def host(self) -> str:
-        return str(self._server.server_address[0])
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def start(self) -> OciEmulator:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._server.serve_forever, name="oci-emulator",
-                                            kwargs={"poll_interval": 0.1}, daemon=True)
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join()
-            self._thread = None
-        self._server.server_close()
-
-    def serve_forever(self) -> None:
-        self._server.serve_forever(poll_interval=0.1)
+        self._bind(host, port, handler)
 
     def stats(self) -> dict[str, Any]:
         return self._service.stats()
@@ -1724,24 +1691,12 @@ class OciEmulator:
         """The endpoint's fault hook (``configure(FaultPlan(...))``); also at ``/_emulator/faults``."""
         return self._service.faults
 
-    def __enter__(self) -> OciEmulator:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     def iter_objects(self, bucket: str) -> Iterator[tuple[str, ObjectVersion]]:
         """Every stored version in ``bucket`` (for tests that inspect the server side)."""
         with self._service.lock:
             b = self._service.buckets.get(bucket)
             items = [(n, v) for n, vs in b.objects.items() for v in vs] if b else []
         yield from items
-
-
-def _write_ready(path: Path, port: int) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(f"{port}\n", encoding="ascii")
-    os.replace(tmp, path)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1761,18 +1716,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                            host=args.host, port=args.port, min_part_size=args.min_part_size,
                            region=args.region)
 
-    def _stop(signum: int, frame: FrameType | None) -> None:
-        threading.Thread(target=emulator._server.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    if args.ready_file is not None:
-        _write_ready(args.ready_file, emulator.port)
-    try:
-        emulator.serve_forever()
-    finally:
-        emulator._server.server_close()
-    return 0
+    return emulator.run_until_signalled(args.ready_file)
 
 
 if __name__ == "__main__":

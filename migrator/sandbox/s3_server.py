@@ -38,7 +38,6 @@ import hashlib
 import http
 import io
 import json
-import os
 import secrets
 import signal
 import sys
@@ -55,6 +54,7 @@ from xml.sax.saxutils import escape
 from migrator.checksum import crc32c_bytes
 from migrator.endpoints import is_loopback_host
 from migrator.sandbox.faults import CONTROL_PATH, Action, FaultInjector, abort_connection
+from migrator.sandbox.serve import write_ready
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 StartResponse = Callable[..., Any]
@@ -1025,12 +1025,6 @@ def make_server(host: str = "127.0.0.1", port: int = 0, app: S3Layer | None = No
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no per-request log lines
     return werkzeug_server(host, port, app or build_app(), threaded=True, request_handler=Handler)
-
-
-def write_ready(path: Path, port: int) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(str(port))
-    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> int:
