@@ -105,6 +105,10 @@ class Row:
             self.metrics["mb_per_s"] = statistics.median(self.bytes / MB / r.wall_s for r in good)
             reqs = [r.requests for r in good if r.requests is not None]
             self.metrics["requests_per_object"] = statistics.median(reqs) / self.objects if reqs else None
+            # CPU per object barely moves with the machine's other load, unlike wall time.
+            self.metrics["client_cpu_ms_per_object"] = statistics.median(r.cpu_s for r in good) * 1000 / self.objects
+            self.metrics["sandbox_cpu_ms_per_object"] = statistics.median(
+                sum(r.server_cpu_s.values()) for r in good) * 1000 / self.objects
         left = [r.left_at_source for r in good if r.left_at_source is not None]
         if left:
             self.metrics["left_at_source"] = statistics.median(left)
