@@ -1,32 +1,14 @@
-"""Find everything that still holds an object's bytes at a location, check what blocks deletion,
-delete pinned versions, and prove nothing is left.
+"""What blocks deleting a version (locks, holds, retention, pending replication), and the shape of a
+removal proof. Listing and deleting in batches live in listing.py and pipeline.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from migrator.errors import NotFound
-from migrator.journal import now
-from migrator.stores.base import ObjectInfo, ObjectStore, SoftDeleteLister, UploadInfo, VersionEntry
-from migrator.uri import ObjectURI
-
-
-def list_key(store: ObjectStore, uri: ObjectURI) -> list[VersionEntry]:
-    """Every version and delete marker of exactly this key (a prefix listing, filtered), oldest first."""
-    try:
-        return [e for e in store.list_versions(uri.bucket, uri.key) if e.key == uri.key]
-    except NotFound:
-        return []
-
-
-def list_key_uploads(store: ObjectStore, uri: ObjectURI) -> list[UploadInfo]:
-    try:
-        return [u for u in store.list_uploads(uri.bucket, uri.key) if u.key == uri.key]
-    except NotFound:
-        return []
+from migrator.stores.base import ObjectInfo
 
 
 def _future(value: str | None) -> bool:
@@ -81,21 +63,3 @@ class Proof:
         return {"listed_at": self.listed_at, "locations": list(self.locations), "empty": self.empty,
                 "leftovers": list(self.leftovers), "soft_deleted": list(self.soft_deleted),
                 "listed": ["versions", "delete markers", "incomplete uploads", "soft-deleted (where the cloud has it)"]}
-
-
-def prove_removed(stores: Sequence[tuple[ObjectStore, ObjectURI]]) -> Proof:
-    """List every location again: versions, delete markers and incomplete uploads of the key."""
-    leftovers: list[str] = []
-    soft: list[str] = []
-    for store, uri in stores:
-        if isinstance(store, SoftDeleteLister):
-            for e in store.list_soft_deleted(uri.bucket, uri.key):
-                if e.key == uri.key:
-                    soft.append(f"{uri} generation {e.version}")
-        for e in list_key(store, uri):
-            kind = "delete marker" if e.is_delete_marker else "version"
-            leftovers.append(f"{uri} {kind} {e.version}")
-        for u in list_key_uploads(store, uri):
-            leftovers.append(f"{uri} upload {u.upload_id}")
-    return Proof(listed_at=now(), locations=tuple(str(u) for _, u in stores), leftovers=tuple(leftovers),
-                 soft_deleted=tuple(soft))

@@ -59,6 +59,7 @@ from migrator.stores.base import (
     UploadInfo,
     VersionEntry,
 )
+from migrator.stores.common import RawBodyStream, delete_each
 from migrator.uri import ObjectURI
 
 T = TypeVar("T")
@@ -152,7 +153,7 @@ class GcsStore:
         return info_from_resource(uri, _call(get, str(uri)))
 
     def open_read(self, uri: ObjectURI, version: str | None = None,
-                  byte_range: tuple[int, int] | None = None) -> GcsReadStream:
+                  byte_range: tuple[int, int] | None = None) -> RawBodyStream:
         """Stream the stored bytes as they are (gzip-encoded objects stay compressed).
 
         ``info`` comes from the response headers alone (x-goog-generation, x-goog-hash,
@@ -186,7 +187,8 @@ class GcsStore:
 
         resp = _call(get, str(uri))
         try:
-            return GcsReadStream(resp, _info_from_headers(uri, resp, generation, byte_range))
+            info = _info_from_headers(uri, resp, generation, byte_range)
+            return RawBodyStream(resp, info, _int_header(resp.headers.get("Content-Length")), translate)
         except BaseException:
             resp.close()
             raise
@@ -347,53 +349,8 @@ class GcsStore:
 
     def delete_versions(self, bucket: str, targets: Sequence[DeleteTarget]) -> list[DeleteResult]:
         """One request per target for now (JSON batch requests come later)."""
-        out: list[DeleteResult] = []
-        for target in targets:
-            uri = ObjectURI("gs", bucket, target.key)
-            try:
-                self.delete_version(uri, target.version, if_match=target.if_match)
-            except (StoreError, InputError) as exc:
-                code = exc.code if isinstance(exc, StoreError) else "InvalidTarget"
-                out.append(DeleteResult(target, ok=False, code=code, message=str(exc)))
-            else:
-                out.append(DeleteResult(target, ok=True))
-        return out
-
-
-# --- reading streams ----------------------------------------------------------------------------------
-
-class GcsReadStream:
-    """The raw body of one media GET, read without decoding; short bodies raise."""
-
-    def __init__(self, response: requests.Response, info: ObjectInfo) -> None:
-        self.info = info
-        self._resp = response
-        self._raw = response.raw
-        self._expected = _int_header(response.headers.get("Content-Length"))
-        self._count = 0
-        self._where = str(info.uri)
-
-    def read(self, n: int = -1) -> bytes:
-        whole = n is None or n < 0
-        try:
-            data: bytes = self._raw.read(None if whole else n, decode_content=False)
-        except Exception as exc:
-            raise translate(exc, self._where) from exc
-        self._count += len(data)
-        at_end = whole or (not data and n != 0)
-        if at_end and self._expected is not None and self._count != self._expected:
-            raise StoreError(f"short read of {self._where}: {self._count} of {self._expected} bytes",
-                             code="IncompleteBody", retryable=True)
-        return data
-
-    def close(self) -> None:
-        self._resp.close()
-
-    def __enter__(self) -> GcsReadStream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        return delete_each(targets, lambda key: ObjectURI("gs", bucket, key),
+                           lambda uri, version, etag: self.delete_version(uri, version, if_match=etag))
 
 
 def _info_from_headers(uri: ObjectURI, resp: requests.Response, generation: int | None,

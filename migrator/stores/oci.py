@@ -64,6 +64,7 @@ from migrator.stores.base import (
     UploadInfo,
     VersionEntry,
 )
+from migrator.stores.common import RawBodyStream, delete_each
 from migrator.uri import ObjectURI
 
 T = TypeVar("T")
@@ -185,7 +186,7 @@ class OciStore:
         return info
 
     def open_read(self, uri: ObjectURI, version: str | None = None,
-                  byte_range: tuple[int, int] | None = None) -> OciReadStream:
+                  byte_range: tuple[int, int] | None = None) -> RawBodyStream:
         """Stream the stored bytes as they are (no decoding). With a range, ``info.size`` is the whole
         object's, and only checksums that describe the whole object are reported."""
         ns = self._ns(uri)
@@ -204,7 +205,7 @@ class OciStore:
             info = info_from_headers(uri, resp.headers, ranged=byte_range is not None)
             _check_version(uri, version, info.version)
             expected = _int_header(resp.headers.get("content-length"))
-            return OciReadStream(raw, info, expected)
+            return RawBodyStream(raw, info, expected, translate)
         except BaseException:
             raw.close()
             raise
@@ -455,54 +456,9 @@ class OciStore:
 
     def delete_versions(self, bucket: str, targets: Sequence[DeleteTarget]) -> list[DeleteResult]:
         """One request per target: OCI's BatchDeleteObjects cannot name version ids."""
-        out: list[DeleteResult] = []
         ns = self.namespace
-        for target in targets:
-            uri = ObjectURI("oci", bucket, target.key, ns)
-            try:
-                self.delete_version(uri, target.version, if_match=target.if_match)
-            except (StoreError, InputError) as exc:
-                code = exc.code if isinstance(exc, StoreError) else "InvalidTarget"
-                out.append(DeleteResult(target, ok=False, code=code, message=str(exc)))
-            else:
-                out.append(DeleteResult(target, ok=True))
-        return out
-
-
-# --- reading streams ----------------------------------------------------------------------------------
-
-class OciReadStream:
-    """The raw body of one GetObject, read without decoding; a short body raises a retryable error."""
-
-    def __init__(self, response: Any, info: ObjectInfo, expected: int | None) -> None:
-        self.info = info
-        self._resp = response
-        self._raw = response.raw
-        self._expected = expected
-        self._count = 0
-        self._where = str(info.uri)
-
-    def read(self, n: int = -1) -> bytes:
-        whole = n is None or n < 0
-        try:
-            data: bytes = self._raw.read(None if whole else n, decode_content=False)
-        except Exception as exc:
-            raise translate(exc, self._where) from exc
-        self._count += len(data)
-        at_end = whole or (not data and n != 0)
-        if at_end and self._expected is not None and self._count != self._expected:
-            raise StoreError(f"short read of {self._where}: {self._count} of {self._expected} bytes",
-                             code="IncompleteBody", retryable=True)
-        return data
-
-    def close(self) -> None:
-        self._resp.close()
-
-    def __enter__(self) -> OciReadStream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        return delete_each(targets, lambda key: ObjectURI("oci", bucket, key, ns),
+                           lambda uri, version, etag: self.delete_version(uri, version, if_match=etag))
 
 
 def _read_exact(body: BinaryIO, size: int, uri: ObjectURI, *, last: bool) -> bytes:

@@ -1,0 +1,63 @@
+"""Pieces the HTTP-level adapters share: a raw response body as a ReadStream, and per-target deletes
+for clouds whose batch delete cannot name versions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Self
+
+from migrator.errors import InputError, MigratorError, StoreError
+from migrator.stores.base import DeleteResult, DeleteTarget, ObjectInfo
+from migrator.uri import ObjectURI
+
+
+class RawBodyStream:
+    """The raw body of one GET, read without decoding; a body shorter than announced raises a retryable
+    error instead of ending quietly."""
+
+    def __init__(self, response: Any, info: ObjectInfo, expected: int | None,
+                 translate: Callable[[BaseException, str], MigratorError]) -> None:
+        self.info = info
+        self._resp = response
+        self._raw = response.raw
+        self._expected = expected
+        self._translate = translate
+        self._count = 0
+        self._where = str(info.uri)
+
+    def read(self, n: int = -1) -> bytes:
+        whole = n is None or n < 0
+        try:
+            data: bytes = self._raw.read(None if whole else n, decode_content=False)
+        except Exception as exc:
+            raise self._translate(exc, self._where) from exc
+        self._count += len(data)
+        at_end = whole or (not data and n != 0)
+        if at_end and self._expected is not None and self._count != self._expected:
+            raise StoreError(f"short read of {self._where}: {self._count} of {self._expected} bytes",
+                             code="IncompleteBody", retryable=True)
+        return data
+
+    def close(self) -> None:
+        self._resp.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def delete_each(targets: Sequence[DeleteTarget], uri_of: Callable[[str], ObjectURI],
+                delete: Callable[[ObjectURI, str | None, str | None], None]) -> list[DeleteResult]:
+    """One pinned delete per target, each with its own result, in the order given."""
+    out: list[DeleteResult] = []
+    for target in targets:
+        try:
+            delete(uri_of(target.key), target.version, target.if_match)
+        except (StoreError, InputError) as exc:
+            code = exc.code if isinstance(exc, StoreError) else "InvalidTarget"
+            out.append(DeleteResult(target, ok=False, code=code, message=str(exc)))
+        else:
+            out.append(DeleteResult(target, ok=True))
+    return out
