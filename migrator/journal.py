@@ -25,7 +25,6 @@ from migrator.errors import StateError
 class State:
     PENDING = "PENDING"
     COPYING = "COPYING"
-    COPIED = "COPIED"
     VERIFIED = "VERIFIED"
     DELETING = "DELETING"
     REMOVED = "REMOVED"

@@ -1,6 +1,6 @@
 """The per-object state machine of a wave, run over batches of rows.
 
-PENDING -> COPYING -> COPIED -> VERIFIED -> DELETING -> REMOVED, or HELD / FAILED with a reason.
+PENDING -> COPYING -> VERIFIED -> DELETING -> REMOVED, or HELD / FAILED with a reason.
 
 Rows are taken in batches. Within a batch the work that the clouds let us share is shared: one prefix
 listing per bucket finds the versions of many keys, deletes go out in batches of pinned targets, and the
@@ -38,6 +38,7 @@ from migrator.uri import ObjectURI
 # Batch-delete result codes that mean "nothing there any more" and "not what was pinned".
 _GONE_CODES = frozenset({"NoSuchKey", "NoSuchVersion", "NotFound", "ObjectNotFound", "VersionNotFound"})
 _CHANGED_CODES = frozenset({"PreconditionFailed", "IfMatchFailed", "conditionNotMet"})
+_REFUSED_DIGEST_CODES = frozenset({"BadDigest", "InvalidDigest", "InvalidChecksum"})
 _ARCHIVED = frozenset({"GLACIER", "DEEP_ARCHIVE", "ARCHIVE"})
 
 
@@ -82,6 +83,9 @@ class Work:
     uploads: list[tuple[ObjectURI, UploadInfo]] = field(default_factory=list)
     locations: list[ObjectURI] = field(default_factory=list)
     listed: list[VersionEntry] = field(default_factory=list)   # the source's entries seen by the plan
+    to_copy: list[VersionEntry] = field(default_factory=list)  # versions still to copy and verify
+    latest: VersionEntry | None = None                          # the version the manifest's claims describe
+    resumed_copy: bool = False                                  # the last run stopped during a copy
 
 
 class Wave:
@@ -93,6 +97,7 @@ class Wave:
         self.progress = progress or (lambda row, state: None)
         self._bucket_cache: dict[str, Any] = {}
         self._cache_lock = threading.Lock()
+        self._key_locks: dict[str, threading.Lock] = {}
 
     # -- driving ------------------------------------------------------------------------------------
     def run(self, rows: Iterator[ManifestRow]) -> None:
@@ -113,8 +118,20 @@ class Wave:
             return
         # 1. Find every version of every source key: one listing per bucket.
         found = self._for_all(work, lambda ws: list_versions_many(self.stores.for_uri, [w.row.source for w in ws]))
-        # 2. Copy and verify, concurrently.
-        self._each(pool, work, lambda w: self._migrate(w, found.get(w.row.source, [])))
+        # 2. Copy and verify, concurrently. Every row about to be copied is journaled COPYING in one
+        # commit first, so that a copy cut by a kill is found and cleaned up on resume.
+        for w in work:
+            if not w.done:
+                self._guarded(w, functools.partial(self._choose, w, found.get(w.row.source, [])))
+        copying = [w for w in work if not w.done and w.to_copy]
+        for w in copying:
+            w.data["copying"] = {"versions": [{"version": e.version, "etag": e.etag, "size": e.size}
+                                              for e in w.to_copy], "at": now()}
+        self.journal.transition_many([(w.row.row, State.COPYING, w.data, None,
+                                       {"versions": [e.version for e in w.to_copy]}) for w in copying])
+        for w in copying:
+            self.progress(w.row.row, State.COPYING)
+        self._each(pool, copying, self._migrate)
         # 3. Plan removal from fresh listings of every location: checks, replicas, pinned targets.
         live = [w for w in work if not w.done]
         uris = [u for w in live for u in (w.row.source, *w.row.replicas)]
@@ -160,7 +177,7 @@ class Wave:
         data.setdefault("versions", [])
         data.setdefault("deletions", [])
         data.pop("detail", None)  # a previous run's hold is re-examined from scratch
-        return Work(row=row, data=data)
+        return Work(row=row, data=data, resumed_copy=bool(data.get("copying")))
 
     def _guarded(self, w: Work, step: Callable[[], None]) -> None:
         try:
@@ -199,7 +216,8 @@ class Wave:
             return {}
 
     # -- copy and verify ----------------------------------------------------------------------------
-    def _migrate(self, w: Work, entries: list[VersionEntry]) -> None:
+    def _choose(self, w: Work, entries: list[VersionEntry]) -> None:
+        """Which listed versions this row still has to copy (none when all are verified)."""
         row, data = w.row, w.data
         live = [e for e in entries if not e.is_delete_marker]
         verified = {(v["version"], v["etag"]) for v in data["versions"]}
@@ -212,23 +230,27 @@ class Wave:
             to_copy = latest or live[-1:]
         else:
             to_copy = live
-        for e in to_copy:
-            if (e.version, e.etag) in verified:
-                continue
-            self._copy_one(row, data, e, is_latest=e is to_copy[-1])
+        w.latest = to_copy[-1]
+        w.to_copy = [e for e in to_copy if (e.version, e.etag) not in verified]
+        for e in w.to_copy:
+            if e.storage_class and e.storage_class.upper() in _ARCHIVED:
+                raise Held("archived", f"{row.source} version {e.version} is {e.storage_class}: restore it first")
 
-    def _copy_one(self, row: ManifestRow, data: dict[str, Any], e: VersionEntry, is_latest: bool) -> None:
-        src = self.stores.for_uri(row.source)
-        dst = self.stores.for_uri(row.destination)
-        if e.storage_class and e.storage_class.upper() in _ARCHIVED:
-            raise Held("archived", f"{row.source} version {e.version} is {e.storage_class}: restore it first")
-        if data.get("copying"):
+    def _migrate(self, w: Work) -> None:
+        if w.resumed_copy:
             # A copy was under way when the last run stopped: a multipart upload it began at the destination
             # would keep its parts (and bytes) forever. The destination key is this wave's to write.
-            self._abort_destination_uploads(data, dst, row.destination)
-        data["copying"] = {"version": e.version, "etag": e.etag, "size": e.size, "at": now()}
-        self.journal.transition(row.row, State.COPYING, data, detail={"version": e.version})
-        self.progress(row.row, State.COPYING)
+            self._abort_destination_uploads(w.data, self.stores.for_uri(w.row.destination), w.row.destination)
+        for i, e in enumerate(w.to_copy):
+            self._copy_one(w.row, w.data, e, is_latest=e is w.latest, last=i == len(w.to_copy) - 1)
+
+    def _copy_one(self, row: ManifestRow, data: dict[str, Any], e: VersionEntry, is_latest: bool,
+                  last: bool) -> None:
+        """Copy one version and verify it; one commit records it verified (the row stays COPYING while
+        further versions remain). A kill before that commit leaves the row COPYING: the resumed copy finds
+        the written object by its precondition and compares digests."""
+        src = self.stores.for_uri(row.source)
+        dst = self.stores.for_uri(row.destination)
         previous = data["versions"][-1] if data["versions"] else None
         overwrite = previous["destination_etag"] if previous else None
         attempts = 2
@@ -245,7 +267,14 @@ class Wave:
                 # Already there (an earlier, interrupted attempt of ours) or a different object: decide by digests.
                 outcome = None
             except StoreError as exc:
-                if exc.status in (400, 403) and exc.code not in ("BadDigest", "InvalidDigest"):
+                if exc.code in _REFUSED_DIGEST_CODES:
+                    # The destination refused bytes that did not match the digests they were sent with:
+                    # damaged on the way. Nothing was stored; read and send again.
+                    if attempt < attempts:
+                        continue
+                    raise Held("destination evidence failed",
+                               f"{row.destination} refused the bytes {attempts} times: {exc}") from exc
+                if exc.status in (400, 403):
                     raise Held("source unreadable", f"{row.source} version {e.version}: {exc} (an SSE-C/CSEK "
                                "object needs its key; an archived one needs a restore)") from exc
                 raise
@@ -260,9 +289,6 @@ class Wave:
                 computed = list(outcome.computed)
                 put_version, put_etag = outcome.put.version, outcome.put.etag
                 reported, reported_size = list(outcome.put.checksums), outcome.put.size
-                data["copying"]["computed"] = _digests(computed)
-                data["copying"]["destination_version"] = put_version
-                self.journal.transition(row.row, State.COPIED, data, detail={"version": e.version})
                 try:
                     tier, src_matched = source_evidence(
                         computed, list(info.checksums), list(row.declared) if is_latest else [],
@@ -291,9 +317,11 @@ class Wave:
                 "extra": dict(info.extra),
                 "verified_at": now(),
             })
-            data.pop("copying", None)
-            self.journal.transition(row.row, State.VERIFIED, data, detail={"version": e.version})
-            self.progress(row.row, State.VERIFIED)
+            if last:
+                data.pop("copying", None)
+            state = State.VERIFIED if last else State.COPYING
+            self.journal.transition(row.row, state, data, detail={"version": e.version, "verified": True})
+            self.progress(row.row, state)
             return
 
     def _abort_destination_uploads(self, data: dict[str, Any], dst: ObjectStore, uri: ObjectURI) -> None:
@@ -332,13 +360,19 @@ class Wave:
 
     # -- removal: checks and plan ---------------------------------------------------------------------
     def _cached(self, key: str, compute: Callable[[], Any]) -> Any:
+        """One lookup per bucket setting: workers asking at once wait for the first one's answer."""
         with self._cache_lock:
             if key in self._bucket_cache:
                 return self._bucket_cache[key]
-        value = compute()
-        with self._cache_lock:
-            self._bucket_cache[key] = value
-        return value
+            lock = self._key_locks.setdefault(key, threading.Lock())
+        with lock:
+            with self._cache_lock:
+                if key in self._bucket_cache:
+                    return self._bucket_cache[key]
+            value = compute()
+            with self._cache_lock:
+                self._bucket_cache[key] = value
+            return value
 
     def _caps(self, store: ObjectStore, uri: ObjectURI) -> Any:
         return self._cached(f"caps {uri.location}", lambda: store.capabilities(uri.bucket))
