@@ -135,6 +135,16 @@ def crc32c_bytes(data: bytes) -> bytes:
     return int(google_crc32c.value(bytes(data))).to_bytes(4, "big")
 
 
+def md5_and_crc32c(data: bytes, known: Iterable[Checksum] = ()) -> tuple[bytes, bytes]:
+    """The body's MD5 and CRC32C for a one-request write: taken from ``known`` (digests computed over these
+    same bytes as they were read) when present, else computed."""
+    known = tuple(known)
+    md5 = find(known, Algorithm.MD5)
+    crc = find(known, Algorithm.CRC32C)
+    return (md5.value if md5 else hashlib.md5(data).digest(),
+            crc.value if crc else crc32c_bytes(data))
+
+
 def md5_b64(data: bytes) -> str:
     return base64.b64encode(hashlib.md5(data).digest()).decode("ascii")
 

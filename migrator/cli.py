@@ -148,7 +148,7 @@ def run(manifest: Annotated[Path, typer.Argument(help="The wave's manifest.")],
 
     Exit 0 when every row was removed, 1 when rows are held or failed, 2 on bad input or usage.
     """
-    from migrator.config import load_wave_file
+    from migrator.config import load_transfer_settings, load_wave_file
     from migrator.runner import run_wave
 
     policy = load_wave_file(wave, {
@@ -160,7 +160,8 @@ def run(manifest: Annotated[Path, typer.Argument(help="The wave's manifest.")],
     from migrator.attest.subjects import load_subject_hashes
 
     hasher = load_subject_hashes(subject_hashes) if subject_hashes is not None else None
-    result = run_wave(manifest, state, signing_key, policy, subject_hasher=hasher)
+    result = run_wave(manifest, state, signing_key, policy, transfer=load_transfer_settings(wave),
+                      subject_hasher=hasher)
     _print_wave(result)
     if log is not None and log_origin:
         from migrator.attest import tlog

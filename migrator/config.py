@@ -41,10 +41,17 @@ class EndpointSettings:
 
 @dataclass(frozen=True)
 class TransferSettings:
-    part_size: int = DEFAULT_PART_SIZE
-    multipart_threshold: int = DEFAULT_MULTIPART_THRESHOLD
-    parts_in_flight: int = DEFAULT_PARTS_IN_FLIGHT
+    """How bytes move (the wave file's ``[transfer]`` table); none of it changes what is proven."""
+
+    part_size: int = DEFAULT_PART_SIZE                    # multipart writes: bytes per part
+    multipart_threshold: int = DEFAULT_MULTIPART_THRESHOLD  # objects up to this size go in one request
+    parts_in_flight: int = DEFAULT_PARTS_IN_FLIGHT        # per multipart object
     max_pool_connections: int = 64
+
+    def __post_init__(self) -> None:
+        for name in ("part_size", "multipart_threshold", "parts_in_flight", "max_pool_connections"):
+            if getattr(self, name) < 1:
+                raise InputError("must be at least 1", field=name)
 
 
 VERSIONS_POLICIES = ("all", "current")
@@ -96,9 +103,10 @@ def load_wave_file(path: Path | None, overrides: Mapping[str, Any]) -> WavePolic
             raise InputError(f"cannot read wave file: {exc.strerror}", file=str(path)) from None
         except tomllib.TOMLDecodeError as exc:
             raise InputError(f"not valid TOML: {exc}", file=str(path)) from None
-        unknown_tables = set(doc) - {"policy"}
+        unknown_tables = set(doc) - {"policy", "transfer"}
         if unknown_tables:
-            raise InputError(f"unknown table(s) {sorted(unknown_tables)}; want [policy]", file=str(path))
+            raise InputError(f"unknown table(s) {sorted(unknown_tables)}; want [policy] or [transfer]",
+                             file=str(path))
         policy = doc.get("policy", {})
         for key, value in policy.items():
             if key not in _WAVE_KEYS:
@@ -117,3 +125,28 @@ def load_wave_file(path: Path | None, overrides: Mapping[str, Any]) -> WavePolic
         return WavePolicy(**values)
     except InputError as exc:
         raise InputError(str(exc.args[0]), file=str(path) if path else None, field=exc.field) from None
+
+
+_TRANSFER_KEYS = ("part_size", "multipart_threshold", "parts_in_flight", "max_pool_connections")
+
+
+def load_transfer_settings(path: Path | None) -> TransferSettings:
+    """The wave file's ``[transfer]`` table (sizes in bytes), defaults where absent."""
+    if path is None:
+        return TransferSettings()
+    try:
+        with open(path, "rb") as fh:
+            table = tomllib.load(fh).get("transfer", {})
+    except OSError as exc:
+        raise InputError(f"cannot read wave file: {exc.strerror}", file=str(path)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"not valid TOML: {exc}", file=str(path)) from None
+    for key, value in table.items():
+        if key not in _TRANSFER_KEYS:
+            raise InputError(f"unknown transfer key (known: {', '.join(_TRANSFER_KEYS)})", file=str(path), field=key)
+        if type(value) is not int:
+            raise InputError(f"want an int (bytes or a count), got {value!r}", file=str(path), field=key)
+    try:
+        return TransferSettings(**table)
+    except InputError as exc:
+        raise InputError(str(exc.args[0]), file=str(path), field=exc.field) from None

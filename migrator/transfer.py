@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 from urllib.parse import quote
 
 from migrator.checksum import Algorithm, Checksum, MultiHasher
@@ -18,7 +19,44 @@ READ_CHUNK = 1024 * 1024
 META_SOURCE = "migrator-source"
 META_SOURCE_VERSION = "migrator-source-version"
 META_SHA256 = "migrator-sha256"
-BUFFER_LIMIT = 8 * 1024 * 1024
+BUFFER_MEMORY = 256 * 1024 * 1024
+
+
+class BufferBudget:
+    """Bytes that copies may hold in memory at once, shared by every worker of the process.
+
+    An object the destination takes in one request is read whole before it is written (so the write
+    carries its digests and the destination's metadata its SHA-256). Without a budget, sixteen workers
+    on 64 MiB objects would hold a gigabyte; with it, workers wait for room and memory stays flat.
+    """
+
+    def __init__(self, total: int = BUFFER_MEMORY) -> None:
+        self.total = total
+        self._free = total
+        self._cond = threading.Condition()
+
+    @contextmanager
+    def hold(self, size: int) -> Iterator[None]:
+        want = min(size, self.total)   # an object larger than the budget goes alone
+        with self._cond:
+            self._cond.wait_for(lambda: self._free >= want)
+            self._free -= want
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._free += want
+                self._cond.notify_all()
+
+
+BUFFERS = BufferBudget()
+
+
+@runtime_checkable
+class OneRequestLimit(Protocol):
+    """A store that writes objects up to ``multipart_threshold`` bytes in one request."""
+
+    multipart_threshold: int
 
 
 class HashingReader:
@@ -52,14 +90,24 @@ class CopyOutcome:
 
 def copy_version(src: ObjectStore, src_uri: ObjectURI, version: str | None, dst: ObjectStore,
                  dst_uri: ObjectURI, *, expected_size: int, expected_etag: str | None = None,
-                 overwrite_etag: str | None = None, buffer_limit: int = BUFFER_LIMIT) -> CopyOutcome:
+                 overwrite_etag: str | None = None, budget: BufferBudget = BUFFERS) -> CopyOutcome:
     """Copy the pinned source version to the destination.
 
     The write never overwrites a different object: it uses if-none-match: * (``overwrite_etag`` is only
     for writing a further version over this wave's own verified previous version, with if-match).
-    Objects up to ``buffer_limit`` (sent in one request anyway) are read first, so that the destination's
-    metadata can name their SHA-256; larger ones stream, and carry it only when it is known beforehand.
+    Objects the destination takes in one request are read whole first, within the shared ``budget``, so
+    the write carries digests hashed once and the destination's metadata their SHA-256; larger ones
+    stream through a multipart upload and carry the SHA-256 only when the source reports it.
     """
+    limit = dst.multipart_threshold if isinstance(dst, OneRequestLimit) else 0
+    if expected_size <= limit:
+        with budget.hold(expected_size):
+            return _copy(src, src_uri, version, dst, dst_uri, expected_size, expected_etag, overwrite_etag, True)
+    return _copy(src, src_uri, version, dst, dst_uri, expected_size, expected_etag, overwrite_etag, False)
+
+
+def _copy(src: ObjectStore, src_uri: ObjectURI, version: str | None, dst: ObjectStore, dst_uri: ObjectURI,
+          expected_size: int, expected_etag: str | None, overwrite_etag: str | None, buffered: bool) -> CopyOutcome:
     stream = src.open_read(src_uri, version)
     try:
         info = stream.info
@@ -82,9 +130,11 @@ def copy_version(src: ObjectStore, src_uri: ObjectURI, version: str | None, dst:
         metadata[META_SOURCE_VERSION] = info.version or ""
         reader = HashingReader(stream, hasher, info.size)
         body: Any = reader
-        if info.size <= buffer_limit:
+        known: tuple[Checksum, ...] = ()
+        if buffered:
             data = _read_exactly(reader, info.size, src_uri)
-            metadata[META_SHA256] = hashlib.sha256(data).hexdigest()
+            known = tuple(c for c in hasher.digests() if c.is_whole_object)
+            metadata[META_SHA256] = next(c.hex for c in known if c.algorithm == Algorithm.SHA256)
             body = io.BytesIO(data)
         else:
             sha = next((c for c in info.checksums if c.algorithm == Algorithm.SHA256 and c.is_whole_object), None)
@@ -92,7 +142,7 @@ def copy_version(src: ObjectStore, src_uri: ObjectURI, version: str | None, dst:
                 metadata[META_SHA256] = sha.hex
         request = PutRequest(size=info.size, content_type=info.content_type,
                              content_encoding=info.content_encoding, metadata=metadata,
-                             if_none_match=overwrite_etag is None, if_match=overwrite_etag)
+                             if_none_match=overwrite_etag is None, if_match=overwrite_etag, body_digests=known)
         put = dst.put(dst_uri, body, request)
         if reader.bytes_read != info.size:
             raise ChecksumError(f"{src_uri}: read {reader.bytes_read} bytes, the source said {info.size}")

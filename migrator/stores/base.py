@@ -16,7 +16,7 @@ from migrator.checksum import Checksum
 from migrator.uri import ObjectURI
 
 DEFAULT_PART_SIZE = 8 * 1024 * 1024
-DEFAULT_MULTIPART_THRESHOLD = 16 * 1024 * 1024
+DEFAULT_MULTIPART_THRESHOLD = 64 * 1024 * 1024   # one request below this (S3 takes 5 GiB, OCI 50 GiB)
 DEFAULT_PARTS_IN_FLIGHT = 4
 
 
@@ -89,6 +89,9 @@ class PutRequest:
     metadata: Mapping[str, str] = field(default_factory=dict)
     if_none_match: bool = True   # never overwrite a different object
     if_match: str | None = None  # overwrite only this exact current object (a further version of our own)
+    # Digests of the whole body, computed over the very bytes being sent (a buffered copy hashed as it was
+    # read), so a one-request write need not hash them again. The destination still checks them.
+    body_digests: tuple[Checksum, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -32,9 +32,8 @@ from migrator.checksum import (
     Algorithm,
     Checksum,
     Provenance,
-    crc32c_bytes,
     from_b64,
-    md5_b64,
+    md5_and_crc32c,
 )
 from migrator.endpoints import require_loopback
 from migrator.errors import (
@@ -217,8 +216,8 @@ class GcsStore:
     def _put_small(self, uri: ObjectURI, body: BinaryIO, request: PutRequest,
                    if_generation_match: int | None) -> PutResult:
         data = _read_exact(body, request.size, uri)
-        md5 = md5_b64(data)
-        crc = base64.b64encode(crc32c_bytes(data)).decode("ascii")
+        md5_raw, crc_raw = md5_and_crc32c(data, request.body_digests)
+        md5, crc = base64.b64encode(md5_raw).decode("ascii"), base64.b64encode(crc_raw).decode("ascii")
         failed_before = {"retryable": False}
 
         def upload() -> dict[str, Any]:

@@ -38,7 +38,7 @@ from migrator.checksum import (
     Provenance,
     crc32c_bytes,
     from_b64,
-    md5_b64,
+    md5_and_crc32c,
     parse_oci_multipart_md5,
 )
 from migrator.endpoints import require_loopback
@@ -240,8 +240,8 @@ class OciStore:
 
     def _put_single(self, ns: str, uri: ObjectURI, body: BinaryIO, request: PutRequest) -> PutResult:
         data = _read_exact(body, request.size, uri, last=True)
-        md5 = md5_b64(data)
-        crc = base64.b64encode(crc32c_bytes(data)).decode("ascii")
+        md5_raw, crc_raw = md5_and_crc32c(data, request.body_digests)
+        md5, crc = base64.b64encode(md5_raw).decode("ascii"), base64.b64encode(crc_raw).decode("ascii")
         kwargs = self._put_kwargs(request)
         state = {"retried": False}
 

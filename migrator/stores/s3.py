@@ -47,6 +47,7 @@ from migrator.checksum import (
     Provenance,
     crc32c_bytes,
     from_b64,
+    md5_and_crc32c,
     multipart_md5,
     parse_s3_etag,
 )
@@ -217,7 +218,7 @@ class S3Store:
     def put(self, uri: ObjectURI, body: BinaryIO, request: PutRequest) -> PutResult:
         if request.size < 0:
             raise InputError(f"negative size for {uri}")
-        if request.size < self.multipart_threshold:
+        if request.size <= self.multipart_threshold:
             data = _read_exactly(body, request.size, str(uri))
             _expect_eof(body, request.size, str(uri))
             return self._put_single(uri, data, request)
@@ -234,8 +235,7 @@ class S3Store:
         return args
 
     def _put_single(self, uri: ObjectURI, data: bytes, request: PutRequest) -> PutResult:
-        md5 = hashlib.md5(data).digest()
-        crc = crc32c_bytes(data)
+        md5, crc = md5_and_crc32c(data, request.body_digests)
         args = self._common_write_args(uri, request)
         args.update(Body=data, ContentLength=len(data), ContentMD5=_b64(md5),
                     ChecksumAlgorithm="CRC32C", ChecksumCRC32C=_b64(crc))

@@ -64,7 +64,7 @@ def _no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="module")
 def store(endpoint: str) -> GcsStore:
-    return GcsStore(endpoint=endpoint, allow_non_loopback=False)
+    return GcsStore(endpoint=endpoint, multipart_threshold=16 * MiB, allow_non_loopback=False)
 
 
 def _bucket(store: GcsStore, *, versioned: bool = False) -> str:

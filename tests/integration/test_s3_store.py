@@ -69,7 +69,7 @@ def endpoint() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def store(endpoint: str) -> S3Store:
-    return S3Store(endpoint_url=endpoint, allow_non_loopback=False)
+    return S3Store(endpoint_url=endpoint, multipart_threshold=16 * MIB, allow_non_loopback=False)
 
 
 def _bucket(store: S3Store, kind: str, *, versioned: bool, lock: bool = False) -> str:

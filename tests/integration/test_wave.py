@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -157,13 +158,19 @@ class _FlippingStream:
 
 
 class _FaultyStore:
-    """Delegates to a real store; flips one bit in the first N reads, or in the bytes sent on put."""
+    """Delegates to a real store; flips one bit in the first N reads, or in the bytes sent on put.
 
-    def __init__(self, inner: ObjectStore, *, corrupt_reads: int = 0, corrupt_puts: int = 0) -> None:
+    ``keep_digests``: a flipped put still carries the digests of the bytes as read, as a damaged
+    transfer would (the destination refuses it); otherwise it loses them, as a buggy adapter would
+    (the destination stores the damaged bytes and reports their digests)."""
+
+    def __init__(self, inner: ObjectStore, *, corrupt_reads: int = 0, corrupt_puts: int = 0,
+                 keep_digests: bool = False) -> None:
         self._inner = inner
         self.scheme = inner.scheme
         self.corrupt_reads = corrupt_reads
         self.corrupt_puts = corrupt_puts
+        self.keep_digests = keep_digests
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
@@ -181,6 +188,8 @@ class _FaultyStore:
             self.corrupt_puts -= 1
             data = body.read(request.size)
             data = bytes([data[0] ^ 0x80]) + data[1:]
+            if not self.keep_digests:
+                request = dataclasses.replace(request, body_digests=())
             return self._inner.put(uri, io.BytesIO(data), request)
         return self._inner.put(uri, body, request)
 
@@ -237,6 +246,26 @@ def test_destination_mismatch_never_leads_to_delete(sandbox: SandboxState, tmp_p
     assert "destination evidence failed" in result.held_rows[0][2]
     assert len(_versions(sandbox, src)) == 1  # source untouched
     assert s3_client(sandbox).list_object_versions(Bucket=dst).get("Versions", []) == []
+
+
+def test_bytes_damaged_on_the_way_are_refused_and_sent_again(sandbox: SandboxState, tmp_path: Path,
+                                                             keys: tuple[Path, Path]) -> None:
+    src, dst, _ = _seed(sandbox, 1)
+    real = Stores(EndpointSettings.from_env()).get("s3")
+    # Damaged every time: the destination refuses each write (BadDigest); held, nothing stored or deleted.
+    always = _FaultyStore(real, corrupt_puts=1000, keep_digests=True)
+    result = _run_with(_Stores({"s3": always}), _manifest(tmp_path / "m.csv", src, dst, 1), tmp_path / "s", keys[0])
+    assert (result.removed, result.held) == (0, 1)
+    assert "destination evidence failed" in result.held_rows[0][2] and "BadDigest" in result.held_rows[0][2]
+    assert len(_versions(sandbox, src)) == 1
+    assert s3_client(sandbox).list_object_versions(Bucket=dst).get("Versions", []) == []
+    # Damaged once: the second write lands and verifies.
+    src2, dst2, bodies2 = _seed(sandbox, 1)
+    once = _FaultyStore(real, corrupt_puts=1, keep_digests=True)
+    result2 = _run_with(_Stores({"s3": once}), _manifest(tmp_path / "m2.csv", src2, dst2, 1), tmp_path / "s2",
+                        keys[0])
+    assert result2.removed == 1
+    assert s3_client(sandbox).get_object(Bucket=dst2, Key="k/0")["Body"].read() == bodies2["k/0"]
 
 
 def test_source_changed_after_verify_is_held_not_deleted(sandbox: SandboxState, tmp_path: Path,

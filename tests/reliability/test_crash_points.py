@@ -20,7 +20,7 @@ from migrator import crashpoints
 from tests.reliability.conftest import SeededWave, make_objects, verify_state
 from tests.reliability.invariant import Claim, Clouds, check, child_env, journal_claims, run_command
 
-MULTIPART_SIZE = 16 * 1024 * 1024 + 4097  # just above the CLI's default multipart threshold (16 MiB)
+MULTIPART_SIZE = 16 * 1024 * 1024 + 4097  # just above the wave file's multipart threshold below
 
 # (point, N): N chosen so that the kill lands after some progress and before the end.
 POINTS = [("after-copy-before-commit", 3), ("between-version-deletes", 2), ("after-delete-before-commit", 3),
@@ -48,7 +48,7 @@ def test_kill_at_point_then_resume(scheme: str, point: str, nth: int, clouds: Cl
     assert wave.snap is not None
     # One pinned delete per request, so that "between" and "after" a delete are distinct instants.
     policy = wave.manifest.with_name("wave.toml")
-    policy.write_text("[policy]\ndelete_batch = 1\n")
+    policy.write_text("[policy]\ndelete_batch = 1\n[transfer]\nmultipart_threshold = 16777216\n")
     cmd = run_command(wave.manifest, wave.state, keys[0], "--concurrency", "1", "--wave", str(policy))
 
     killed = subprocess.run(cmd, env=child_env(MIGRATOR_CRASH_AT=f"{point}:{nth}"), capture_output=True,
@@ -131,7 +131,7 @@ def test_kill_while_disposing_noncurrent_versions_by_policy(clouds: Clouds, wave
     wave = wave_factory("s3", make_objects(rng, 3, multi_version_every=1, versions=3))
     assert wave.snap is not None
     policy = wave.manifest.with_name("wave.toml")
-    policy.write_text("[policy]\ndelete_batch = 1\n")
+    policy.write_text("[policy]\ndelete_batch = 1\n[transfer]\nmultipart_threshold = 16777216\n")
     cmd = run_command(wave.manifest, wave.state, keys[0], "--concurrency", "1", "--wave", str(policy),
                       "--versions", "current")
     killed = subprocess.run(cmd, env=child_env(MIGRATOR_CRASH_AT="between-version-deletes:3"), capture_output=True,
