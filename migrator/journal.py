@@ -106,20 +106,25 @@ class Journal:
         self.path = state_dir / self.FILE
         self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._lock = threading.Lock()
-        # Group commit state (see transition_many).
+        # Group commit (see submit): one writer thread commits whatever has queued up, in order.
         self._cond = threading.Condition()
         self._pending: list[tuple[int, str, str, str | None, str, str]] = []
-        self._pending_upto = 0
         self._ticket = 0
         self._committed = 0
-        self._leading = False
         self._broken: BaseException | None = None
+        self._writer: threading.Thread | None = None
+        self._closing = False
         with self._lock:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=FULL")
             self._conn.executescript(_SCHEMA)
 
     def close(self) -> None:
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        if self._writer is not None:
+            self._writer.join()
         with self._lock:
             self._conn.close()
 
@@ -176,49 +181,67 @@ class Journal:
 
     def transition_many(self, items: Iterable[tuple[int, str, Mapping[str, Any], str | None,
                                                     Mapping[str, Any]]]) -> None:
-        """Rows' transitions (row, state, data, reason, detail), durable on return.
+        """Rows' transitions (row, state, data, reason, detail), durable on return."""
+        self.wait(self.submit(items))
 
-        Group commit: callers arriving while a commit is under way wait and are written together in the
-        next one, so many threads share each fsync; every caller still returns only after its own rows
-        are committed.
+    def submit(self, items: Iterable[tuple[int, str, Mapping[str, Any], str | None, Mapping[str, Any]]]) -> int:
+        """Queue transitions for the writer thread and return a ticket for ``wait``. The data is captured
+        now. Nothing may act on these transitions until ``wait`` (or ``flush``) has returned: until then a
+        kill may lose them, and the resumed run redoes the step from the state before.
+
+        Group commit: the writer commits everything queued since its last commit in one transaction, so
+        many workers share each fsync; tickets are committed in order.
         """
         at = now()
         batch = [(row, state, json.dumps(dict(data), sort_keys=True, separators=(",", ":")), reason,
                   json.dumps(dict(detail), sort_keys=True), at) for row, state, data, reason, detail in items]
-        if not batch:
-            return
         with self._cond:
             if self._broken is not None:
                 raise StateError(f"the journal could not be written earlier: {self._broken}")
+            if self._closing:
+                raise StateError("the journal is closed")
+            if not batch:
+                return self._ticket
             self._ticket += 1
-            ticket = self._ticket
             self._pending.extend(batch)
-            self._pending_upto = ticket
+            if self._writer is None:
+                self._writer = threading.Thread(target=self._write_loop, name="journal-writer", daemon=True)
+                self._writer.start()
+            self._cond.notify_all()
+            return self._ticket
+
+    def wait(self, ticket: int) -> None:
+        """Return once every transition submitted up to ``ticket`` is durable."""
+        with self._cond:
             while self._committed < ticket:
                 if self._broken is not None:
                     raise StateError(f"the journal could not be written: {self._broken}")
-                if self._leading:
+                self._cond.wait()
+
+    def flush(self) -> None:
+        with self._cond:
+            ticket = self._ticket
+        self.wait(ticket)
+
+    def _write_loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and not self._closing:
                     self._cond.wait()
-                    continue
-                self._leading = True
-                todo, upto = self._pending, self._pending_upto
+                if not self._pending:
+                    return
+                todo, upto = self._pending, self._ticket
                 self._pending = []
-                self._cond.release()
-                failure: BaseException | None = None
-                try:
-                    self._write(todo)
-                except BaseException as exc:  # noqa: BLE001 - recorded for the waiters, re-raised below
-                    failure = exc
-                finally:
-                    self._cond.acquire()
-                    self._leading = False
-                    if failure is None:
-                        self._committed = upto
-                    else:
-                        self._broken = failure
+            try:
+                self._write(todo)
+            except BaseException as exc:  # noqa: BLE001 - recorded for every waiter, who raise it
+                with self._cond:
+                    self._broken = exc
                     self._cond.notify_all()
-                if failure is not None:
-                    raise StateError(f"the journal could not be written: {failure}") from failure
+                return
+            with self._cond:
+                self._committed = upto
+                self._cond.notify_all()
 
     def _write(self, batch: list[tuple[int, str, str, str | None, str, str]]) -> None:
         with self._lock:

@@ -132,6 +132,7 @@ class Wave:
         for w in copying:
             self.progress(w.row.row, State.COPYING)
         self._each(pool, copying, self._migrate)
+        self.journal.flush()   # every verified version durable before anything is planned or deleted
         # 3. Plan removal from fresh listings of every location: checks, replicas, pinned targets.
         live = [w for w in work if not w.done]
         uris = [u for w in live for u in (w.row.source, *w.row.replicas)]
@@ -320,7 +321,9 @@ class Wave:
             if last:
                 data.pop("copying", None)
             state = State.VERIFIED if last else State.COPYING
-            self.journal.transition(row.row, state, data, detail={"version": e.version, "verified": True})
+            # Not waited for here: nothing acts on "verified" before the batch's flush, and the worker's
+            # next object need not wait for this one's fsync. A kill before the commit leaves COPYING.
+            self.journal.submit([(row.row, state, data, None, {"version": e.version, "verified": True})])
             self.progress(row.row, state)
             return
 
