@@ -233,11 +233,15 @@ def audit_prove(attestation: Annotated[Path, typer.Argument(help="attestation.js
                 subject: Annotated[str | None, typer.Option(help="Prove every record of this subject.")] = None,
                 subject_key: Annotated[Path | None, typer.Option("--subject-key", help="The custodian's key.")] = None,
                 subjects: Annotated[Path | None, typer.Option(help="subjects.jsonl (default: beside it).")] = None,
+                index: Annotated[Path | None, typer.Option(
+                    help="records.idx, to find the record without a scan (default: beside the records; "
+                         "untrusted: every proof is checked against the signed root).")] = None,
                 ) -> None:
     """Print an inclusion proof of one record, or of all of one subject's records and that there are no others."""
     import json as _json
 
-    from migrator.attest.proofs import prove_record, prove_subject
+    from migrator.attest.proofs import prove_subject
+    from migrator.attest.recindex import prove_record_file
     from migrator.attest.subjects import load_subject_key
     from migrator.errors import InputError
 
@@ -250,7 +254,7 @@ def audit_prove(attestation: Annotated[Path, typer.Argument(help="attestation.js
         _read_check(index)
         proof = prove_subject(_read(attestation), recs, index, subject, load_subject_key(subject_key))
     elif object_uri is not None:
-        proof = prove_record(_read(attestation), recs, object_uri, row=row)
+        proof = prove_record_file(_read(attestation), recs, object_uri, row=row, index=index)
     else:
         raise InputError("give an OBJECT_URI or --subject ID")
     print(_json.dumps(proof, indent=2, sort_keys=True))

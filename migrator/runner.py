@@ -19,6 +19,7 @@ from migrator.attest.canonical import canonical_json, record_line
 from migrator.attest.dsse import sign_envelope
 from migrator.attest.keys import Signer
 from migrator.attest.merkle import MerkleBuilder
+from migrator.attest.recindex import write_index
 from migrator.attest.signers import load_signer_spec
 from migrator.attest.statement import (
     PAYLOAD_TYPE,
@@ -140,6 +141,7 @@ def write_attestation(journal: Journal, state_dir: Path, manifest: Path, summary
     envelope = sign_envelope(canonical_json(statement), PAYLOAD_TYPE, [signer])
     att_path = state_dir / ATTESTATION_FILE
     _atomic_write(att_path, lambda fh: fh.write(envelope))
+    write_index(records_path)   # records.idx: lets `audit prove` find a record without a scan (untrusted)
     totals = tally.totals()
     return WaveResult(wave_id=wave_id, rows=totals["rows"], removed=totals["removed"], held=totals["held"],
                       failed=totals["failed"], bytes=total_bytes, complete=tally.complete,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from migrator.errors import VerificationError
 
@@ -21,6 +22,15 @@ def leaf_hash(leaf: bytes) -> bytes:
 
 def node_hash(left: bytes, right: bytes) -> bytes:
     return hashlib.sha256(b"\x01" + left + right).digest()
+
+
+def level_hashes(leaf_hashes: bytes) -> list[bytes]:
+    """Level 0 (the leaf hashes), level 1 (their pairs' node hashes), ... up to a level of one hash."""
+    sha, levels, level = hashlib.sha256, [leaf_hashes], leaf_hashes
+    while len(level) >= 64:
+        level = b"".join([sha(b"\x01" + level[i:i + 64]).digest() for i in range(0, len(level) // 64 * 64, 64)])
+        levels.append(level)
+    return levels
 
 
 def _split(n: int) -> int:
@@ -54,6 +64,28 @@ class MerkleBuilder:
             size, h = left_size + size, node_hash(left, h)
         stack.append((size, h))
         self._size += 1
+
+    def add_leaf_hashes(self, hashes: bytes) -> None:
+        """``add_leaf_hash`` for each of many (concatenated) leaf hashes, a level at a time: an item at an odd
+        position pairs with the open subtree on the stack, the rest pair up, an unpaired last one waits."""
+        if len(hashes) % 32:
+            raise ValueError("leaf hashes must be 32 bytes each")
+        stack, sha = self._stack, hashlib.sha256
+        level, start, size = hashes, self._size, 1      # start: position of level[0] in units of size
+        waiting: list[tuple[int, bytes]] = []
+        while level:
+            if start & 1:                               # the open subtree on the stack is its left sibling
+                left_size, left = stack.pop()
+                if left_size != size:
+                    raise RuntimeError("merkle builder stack out of order")
+                level, start = left + level, start - 1
+            pairs = len(level) // 64 * 64
+            if pairs != len(level):
+                waiting.append((size, level[pairs:]))
+            level = b"".join([sha(b"\x01" + level[i:i + 64]).digest() for i in range(0, pairs, 64)])
+            start, size = start >> 1, size << 1
+        stack.extend(reversed(waiting))                 # larger subtrees below smaller ones
+        self._size += len(hashes) // 32
 
     def root(self) -> bytes:
         if not self._stack:
@@ -203,13 +235,7 @@ class MerkleTree:
     def __init__(self, leaf_hashes: bytes) -> None:
         if len(leaf_hashes) % 32:
             raise ValueError("leaf hashes must be 32 bytes each")
-        self._levels = [bytes(leaf_hashes)]
-        level = self._levels[0]
-        while len(level) >= 64:
-            nxt = b"".join(node_hash(level[i:i + 32], level[i + 32:i + 64])
-                           for i in range(0, len(level) - 63, 64))
-            self._levels.append(nxt)
-            level = nxt
+        self._levels: list[Any] = level_hashes(bytes(leaf_hashes))   # bytes, or an index's mmap views
         self._size = len(leaf_hashes) // 32
 
     @classmethod
@@ -223,13 +249,13 @@ class MerkleTree:
     def leaf_hash(self, index: int) -> bytes:
         if not 0 <= index < self._size:
             raise ValueError(f"leaf index {index} is outside a tree of {self._size} leaves")
-        return self._levels[0][index * 32:index * 32 + 32]
+        return bytes(self._levels[0][index * 32:index * 32 + 32])
 
     def _subtree(self, lo: int, hi: int) -> bytes:
         n = hi - lo
         if n & (n - 1) == 0 and lo % n == 0:     # aligned perfect subtree: stored
             k = n.bit_length() - 1
-            return self._levels[k][(lo >> k) * 32:(lo >> k) * 32 + 32]
+            return bytes(self._levels[k][(lo >> k) * 32:(lo >> k) * 32 + 32])
         k = _split(n)
         return node_hash(self._subtree(lo, lo + k), self._subtree(lo + k, hi))
 

@@ -1,12 +1,13 @@
 """One pass over records.jsonl: SHA-256, the RFC 9162 root, and each line's form, row, state and reason.
 
-A million records are ~1.5 GB. The file's SHA-256 runs in a thread (hashlib releases the GIL), and the
+A million records are ~1.4 GB. The file's SHA-256 runs in a thread (hashlib releases the GIL), and the
 lines are checked in chunks: in this process for small files, in worker processes for large ones (the
 regex and hashing of each line hold the GIL). Chunks come back in order; the first problem found, in
-file order, is reported. Nothing here interprets a record beyond row, state, reason and subject.
+file order, is reported. Nothing here interprets a record beyond row, state, reason and subject. The file
+is read by offset a chunk at a time, never mapped or held whole: memory stays at a few chunks.
 
-Workers are plain ``python -m migrator.attest.scan`` processes that read their chunks of the file and
-write each chunk's result to stdout (a JSON header, then the leaf hashes). multiprocessing's spawn
+Workers are plain ``python -m migrator.attest.scan`` processes that inherit the open file, read their
+chunks of it and write each chunk's result to stdout (a JSON header, then the leaf hashes). multiprocessing's spawn
 would re-run ``python -m migrator`` in every worker, and fork is unsafe when the caller has threads.
 """
 
@@ -14,13 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import mmap
 import os
 import struct
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -122,12 +122,17 @@ class RecordScan:
     ends_with_newline: bool
 
 
-def _boundaries(buf: Any, size: int) -> list[tuple[int, int]]:
-    """Chunks of about CHUNK bytes that end just after a newline (the last one at the end)."""
+def boundaries(read: Callable[[int, int], bytes], size: int) -> list[tuple[int, int]]:
+    """Chunks of about CHUNK bytes that end just after a newline (the last one at the end).
+
+    ``read(pos, n)`` returns up to n bytes from ``pos``.
+    """
     out, start = [], 0
     while start < size:
-        cut = buf.find(b"\n", min(start + CHUNK, size) - 1)
-        end = size if cut < 0 else cut + 1
+        pos, cut = min(start + CHUNK, size) - 1, -1
+        while (window := read(pos, 1 << 16)) and (cut := window.find(b"\n")) < 0:
+            pos += len(window)
+        end = pos + cut + 1 if window else size
         out.append((start, end))
         start = end
     return out
@@ -142,20 +147,25 @@ def _workers(size: int, workers: int | None) -> int:
 
 
 def scan_records(source: bytes | Path, *, want_subjects: bool = False, workers: int | None = None) -> RecordScan:
-    """Scan records given as bytes or as a file. ``workers`` > 1 uses that many processes (files only)."""
+    """Scan records given as bytes or as a file. ``workers`` > 1 uses that many processes (files only).
+
+    A file is read in chunks by offset (never mapped or held whole), so memory stays at a few chunks
+    whatever its size; the workers read the same open file, so a file swapped by name is not read.
+    """
     if isinstance(source, bytes | bytearray):
         data = bytes(source)
         return _merge(hashlib.sha256(data).hexdigest(), data.endswith(b"\n") or not data,
-                      (scan_lines(data[a:b], want_subjects) for a, b in _boundaries(data, len(data))))
+                      (scan_lines(data[a:b], want_subjects)
+                       for a, b in boundaries(lambda pos, n: data[pos:pos + n], len(data))))
     path = Path(source)
     try:
         with open(path, "rb") as fh:
-            before = os.fstat(fh.fileno())
+            fd = fh.fileno()
+            before = os.fstat(fd)
             size = before.st_size
             if size == 0:
                 return _merge(hashlib.sha256(b"").hexdigest(), True, iter(()))
-            with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-                result = _scan_mapped(path, mm, size, want_subjects, _workers(size, workers))
+            result = _scan_file(fd, size, want_subjects, _workers(size, workers))
             after = os.stat(path)
     except OSError as exc:
         raise InputError(f"cannot read records: {exc.strerror}", file=str(path)) from None
@@ -164,42 +174,42 @@ def scan_records(source: bytes | Path, *, want_subjects: bool = False, workers: 
     return result
 
 
-def _scan_mapped(path: Path, mm: mmap.mmap, size: int, want_subjects: bool, workers: int) -> RecordScan:
-    digest: list[str] = []
+def hash_fd(fd: int, size: int) -> str:
+    """SHA-256 of the first ``size`` bytes of an open file, read by offset into one reused buffer."""
+    h, buf = hashlib.sha256(), bytearray(1 << 20)
+    with memoryview(buf) as view:
+        for off in range(0, size, len(buf)):
+            h.update(view[:os.preadv(fd, [view[:min(len(buf), size - off)]], off)])
+    return h.hexdigest()   # a file cut short hashes short; the caller's stat check then fails
 
-    def hash_file() -> None:
-        h = hashlib.sha256()
-        view = memoryview(mm)
-        try:
-            for off in range(0, size, CHUNK):
-                h.update(view[off:off + CHUNK])
-        finally:
-            view.release()
-        digest.append(h.hexdigest())
 
-    chunks = _boundaries(mm, size)
-    ends = mm[size - 1:size] == b"\n"
-    if workers <= 1 or len(chunks) < 2:
-        hasher = threading.Thread(target=hash_file)
-        hasher.start()
+def _scan_file(fd: int, size: int, want_subjects: bool, workers: int) -> RecordScan:
+    digest: list[str | OSError] = []
+
+    def hash_file() -> None:         # hashlib and preadv release the GIL: this runs beside the scan
         try:
-            result = _merge("", ends, (scan_lines(mm[a:b], want_subjects) for a, b in chunks))
-        finally:
-            hasher.join()
-    else:
-        hasher = threading.Thread(target=hash_file)
-        procs = _start_workers(path, chunks, want_subjects, workers)
-        hasher.start()
-        try:
-            result = _merge("", ends, _results(procs, len(chunks)))
-        finally:
-            hasher.join()
-            for proc in procs:
-                if proc.poll() is None:
-                    proc.kill()          # after the first bad line the rest is not needed
-                proc.wait()
-                if proc.stdout is not None:
-                    proc.stdout.close()
+            digest.append(hash_fd(fd, size))
+        except OSError as exc:       # raised in the caller's thread
+            digest.append(exc)
+
+    chunks = boundaries(lambda pos, n: os.pread(fd, n, pos), size)
+    ends = os.pread(fd, 1, size - 1) == b"\n"
+    procs = _start_workers(fd, chunks, want_subjects, workers) if workers > 1 and len(chunks) > 1 else []
+    hasher = threading.Thread(target=hash_file)
+    hasher.start()
+    try:
+        result = _merge("", ends, _results(procs, len(chunks)) if procs else
+                        (scan_lines(os.pread(fd, b - a, a), want_subjects) for a, b in chunks))
+    finally:
+        hasher.join()
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()          # after the first bad line the rest is not needed
+            proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
+    if isinstance(digest[0], OSError):
+        raise digest[0]
     result.sha256 = digest[0]
     return result
 
@@ -213,10 +223,7 @@ def _merge(sha256: str, ends_with_newline: bool, parts: Iterator[ChunkScan]) -> 
     row_break: tuple[int, int] | None = None
     line = 0                                          # lines before this chunk
     for part in parts:
-        hashes = part.leaf_hashes
-        add = builder.add_leaf_hash
-        for i in range(0, len(hashes), 32):
-            add(hashes[i:i + 32])
+        builder.add_leaf_hashes(part.leaf_hashes)
         if row_break is None and part.first_row is not None and part.first_row != line + 1:
             row_break = (line + 1, part.first_row)
         if row_break is None and part.row_break is not None:
@@ -243,17 +250,20 @@ def _merge(sha256: str, ends_with_newline: bool, parts: Iterator[ChunkScan]) -> 
 
 # ---- worker processes ------------------------------------------------------------------------------------
 
-def _start_workers(path: Path, chunks: list[tuple[int, int]], want_subjects: bool,
+def _start_workers(fd: int, chunks: list[tuple[int, int]], want_subjects: bool,
                    workers: int) -> list[subprocess.Popen[bytes]]:
-    """Worker k scans chunks k, k + workers, ...; reading them round-robin keeps file order."""
+    """Worker k scans chunks k, k + workers, ...; reading them round-robin keeps file order.
+
+    Each worker inherits the open file (``fd``) and reads its chunks by offset.
+    """
     root = str(Path(__file__).resolve().parents[2])          # so that the child imports this migrator
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
     procs = []
     for k in range(workers):
         specs = [f"{a}:{b}" for a, b in chunks[k::workers]]
         procs.append(subprocess.Popen(
-            [sys.executable, "-m", "migrator.attest.scan", str(path), "1" if want_subjects else "0", *specs],
-            stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env))
+            [sys.executable, "-m", "migrator.attest.scan", str(fd), "1" if want_subjects else "0", *specs],
+            stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env, pass_fds=(fd,)))
     return procs
 
 
@@ -291,12 +301,10 @@ def _results(procs: list[subprocess.Popen[bytes]], n: int) -> Iterator[ChunkScan
 
 
 def _worker(argv: list[str], out: IO[bytes]) -> int:
-    path, want_subjects = argv[0], argv[1] == "1"
-    with open(path, "rb") as fh:
-        for spec in argv[2:]:
-            start, end = (int(x) for x in spec.split(":"))
-            fh.seek(start)
-            _write_part(out, scan_lines(fh.read(end - start), want_subjects))
+    fd, want_subjects = int(argv[0]), argv[1] == "1"
+    for spec in argv[2:]:
+        start, end = (int(x) for x in spec.split(":"))
+        _write_part(out, scan_lines(os.pread(fd, end - start, start), want_subjects))
     return 0
 
 

@@ -12,11 +12,12 @@ import csv
 import hashlib
 import io
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import chain
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from migrator.attest.canonical import NotCanonical, loads_canonical
 from migrator.attest.dsse import Envelope, parse_envelope_strict
@@ -207,6 +208,7 @@ def count_manifest_rows(manifest: bytes, name: str = "") -> int:
 
     The format follows the file name (.csv, .jsonl/.ndjson/.json); otherwise a first non-blank
     byte of "{" means JSONL. CSV is read with the csv module so quoted newlines stay in one row.
+    (``_manifest_facts`` counts the same in a file, never holding it whole.)
     """
     lower = name.lower()
     if lower.endswith((".jsonl", ".ndjson", ".json")):
@@ -215,7 +217,7 @@ def count_manifest_rows(manifest: bytes, name: str = "") -> int:
         jsonl = False
     else:
         jsonl = manifest.lstrip().startswith(b"{")
-    if manifest.isascii() and (jsonl or not any(c in manifest for c in (b'"', b"\r", b"\x00"))):
+    if _plain(manifest, jsonl):
         # Fast path, same count: ASCII only, and for CSV no quotes, CRs or NULs, so rows are lines.
         nonblank = manifest.count(b"\n") + 1 - len((_BLANK_JSONL if jsonl else _BLANK_CSV).findall(manifest))
         return nonblank if jsonl else max(nonblank - 1, 0)
@@ -225,12 +227,65 @@ def count_manifest_rows(manifest: bytes, name: str = "") -> int:
         raise _fail("coverage", "manifest is not UTF-8") from None
     if jsonl:
         return sum(1 for line in text.split("\n") if line.strip())
+    return _csv_rows(io.StringIO(text, newline=""))
+
+
+def _plain(data: bytes, jsonl: bool) -> bool:
+    return data.isascii() and (jsonl or not any(c in data for c in (b'"', b"\r", b"\x00")))
+
+
+def _csv_rows(text: Iterable[str]) -> int:
     try:
-        reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-        rows = [r for r in reader if any(f.strip() for f in r)]
+        rows = sum(1 for r in csv.reader(text, strict=True) if any(f.strip() for f in r))
     except csv.Error as exc:
         raise _fail("coverage", f"manifest CSV cannot be read: {exc}") from None
-    return max(len(rows) - 1, 0)  # the first non-blank row is the header
+    return max(rows - 1, 0)  # the first non-blank row is the header
+
+
+_PIECE = 8 << 20
+
+
+def _manifest_facts(path: Path, name: str) -> tuple[str, int | VerificationError]:
+    """(SHA-256 hex, data rows or the coverage error counting met) of a manifest file, read in pieces
+    that end at newlines; the count is count_manifest_rows's. A file that is not plain is read again."""
+    lower, digest, rows, plain, rest = name.lower(), hashlib.sha256(), 0, True, b""
+    if lower.endswith((".jsonl", ".ndjson", ".json", ".csv")):
+        jsonl = not lower.endswith(".csv")
+    else:
+        with _open(path) as fh:
+            blocks = iter(lambda: fh.read(1 << 16), b"")
+            jsonl = next((b.lstrip() for b in blocks if b.lstrip()), b"").startswith(b"{")
+    with _open(path) as fh:
+        for block in chain(iter(lambda: fh.read(_PIECE), b""), [b""]):
+            digest.update(block)
+            piece = rest + block
+            cut = piece.rfind(b"\n") + 1 if block else len(piece)
+            piece, rest = piece[:cut], piece[cut:]
+            plain = plain and _plain(piece, jsonl)
+            if plain:
+                rows += piece.count(b"\n") + 1 - len((_BLANK_JSONL if jsonl else _BLANK_CSV).findall(piece))
+    if plain:
+        return digest.hexdigest(), rows if jsonl else max(rows - 1, 0)
+    try:
+        with _open(path) as fh:
+            lines = (raw.decode("utf-8-sig" if i == 0 else "utf-8") for i, raw in enumerate(fh))
+            if jsonl:
+                return digest.hexdigest(), sum(1 for line in lines if line.strip())
+            for _ in lines:
+                pass           # all of it is UTF-8 before any CSV error is reported
+        with _open(path) as fh:
+            return digest.hexdigest(), _csv_rows(io.TextIOWrapper(fh, encoding="utf-8-sig", newline=""))
+    except UnicodeDecodeError:
+        return digest.hexdigest(), _fail("coverage", "manifest is not UTF-8")
+    except VerificationError as exc:
+        return digest.hexdigest(), exc
+
+
+def _open(path: Path) -> IO[bytes]:
+    try:
+        return open(path, "rb")
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}", file=str(path)) from None
 
 
 # ---- the verifier -------------------------------------------------------------------------------------
@@ -246,19 +301,6 @@ def parse_attestation(envelope: bytes) -> tuple[Envelope, dict[str, Any], dict[s
         raise _fail("envelope form", f"payloadType is not {PAYLOAD_TYPE}")
     statement, subjects = _check_statement(env.payload)
     return env, statement, subjects
-
-
-def _sha256_of(data: bytes | Path) -> str:
-    if isinstance(data, bytes | bytearray):
-        return hashlib.sha256(data).hexdigest()
-    h = hashlib.sha256()
-    try:
-        with open(data, "rb") as fh:
-            while chunk := fh.read(1 << 20):
-                h.update(chunk)
-    except OSError as exc:
-        raise InputError(f"cannot read {data}: {exc.strerror}", file=str(data)) from None
-    return h.hexdigest()
 
 
 def _read(data: bytes | Path) -> bytes:
@@ -302,9 +344,11 @@ def verify_attestation(envelope: bytes, keys: Sequence[PublicKey], *, threshold:
             manifest_subject = others[0]
         else:
             raise _fail("subject manifest", "the statement does not name exactly one manifest subject")
-    manifest_bytes = _read(manifest) if manifest is not None else None
-    if manifest_bytes is not None and manifest_subject is not None:
-        if hashlib.sha256(manifest_bytes).hexdigest() != subject_digests[manifest_subject]:
+    counted: int | VerificationError | None = None     # a manifest file's rows, or what counting them met
+    if manifest is not None and manifest_subject is not None:     # a file is read once, in pieces
+        manifest_sha, counted = (hashlib.sha256(manifest).hexdigest(), None) if isinstance(
+            manifest, bytes | bytearray) else _manifest_facts(Path(manifest), manifest_subject)
+        if manifest_sha != subject_digests[manifest_subject]:
             raise _fail("subject manifest",
                         f"SHA-256 differs from the digest of subject {manifest_subject!r}")
 
@@ -327,10 +371,14 @@ def verify_attestation(envelope: bytes, keys: Sequence[PublicKey], *, threshold:
             line, row = scan.row_break
             raise _fail("coverage", f"line {line} holds row {row}; rows must be 1..{tree_size} in order")
 
-    if manifest_bytes is not None or manifest_rows is not None:
+    if manifest is not None or manifest_rows is not None:
         expected = manifest_rows
-        if expected is None and manifest_bytes is not None:
-            expected = count_manifest_rows(manifest_bytes, manifest_subject or "")
+        if expected is None and isinstance(manifest, bytes | bytearray):
+            expected = count_manifest_rows(bytes(manifest), manifest_subject or "")
+        elif expected is None:
+            if isinstance(counted, VerificationError):
+                raise counted
+            expected = counted
         if expected != tree_size:
             raise _fail("coverage", f"the manifest has {expected} rows, the attestation covers {tree_size}")
 
