@@ -156,8 +156,10 @@ def extras(rows: list[Row]) -> list[str]:
         if r.case == "6" and "inclusion_proof_ms" in m:
             out.append(f"case 6: one inclusion proof {_fmt(m['inclusion_proof_ms'], 2)} ms, checking it offline "
                        f"{_fmt(m.get('verify_proof_ms'), 2)} ms"
-                       + (f"; building the records' index first {_fmt((m.get('proof_index_build_ms') or 0) / 1000)} s"
-                          if "proof_index_build_ms" in m else "")
+                       + (f"; writing records.idx (once per wave) {_fmt(m['index_build_s'])} s, peak RSS "
+                          f"{_fmt(m.get('index_build_peak_rss_mib'), 0)} MiB" if "index_build_s" in m else "")
+                       + (f"; a fresh interpreter's proof with records.idx {_fmt(m['prove_indexed_s'])} s, "
+                          f"by scan {_fmt(m.get('prove_scan_s'))} s" if "prove_indexed_s" in m else "")
                        + (f"; `migrator audit prove` end to end {_fmt(m['cli_prove_s'])} s, peak RSS "
                           f"{_fmt(m.get('cli_prove_peak_rss_mib'), 0)} MiB" if "cli_prove_s" in m else ""))
         if r.case == "7" and "bound_objects_per_s" in m:
