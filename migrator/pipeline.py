@@ -17,7 +17,7 @@ import functools
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,21 +101,34 @@ class Wave:
 
     # -- driving ------------------------------------------------------------------------------------
     def run(self, rows: Iterator[ManifestRow]) -> None:
-        """Process rows in batches on a bounded pool; never more than one batch of rows in memory."""
-        with ThreadPoolExecutor(max_workers=self.policy.concurrency, thread_name_prefix="wave") as pool:
+        """Process rows in batches on a bounded pool. One batch's removal (listings, deletes, proof: mostly
+        round trips in turn) overlaps the next batch's copies, so the pool does not idle through it; at most
+        two batches of rows are in memory. Batches are independent: a URI is in one row of a manifest."""
+        with ThreadPoolExecutor(max_workers=self.policy.concurrency, thread_name_prefix="wave") as pool, \
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="removal") as remover:
+            removing: Future[None] | None = None
             batch: list[ManifestRow] = []
             for row in rows:
                 batch.append(row)
                 if len(batch) >= self.policy.batch_rows:
-                    self._run_batch(batch, pool)
+                    removing = self._next(batch, pool, remover, removing)
                     batch = []
             if batch:
-                self._run_batch(batch, pool)
+                removing = self._next(batch, pool, remover, removing)
+            if removing is not None:
+                removing.result()
 
-    def _run_batch(self, rows: list[ManifestRow], pool: ThreadPoolExecutor) -> None:
+    def _next(self, rows: list[ManifestRow], pool: ThreadPoolExecutor, remover: ThreadPoolExecutor,
+              removing: Future[None] | None) -> Future[None]:
+        work = self._copy_batch(rows, pool)
+        if removing is not None:
+            removing.result()   # the previous batch's removal is done (or its error raised) first
+        return remover.submit(self._remove_batch, work, pool)
+
+    def _copy_batch(self, rows: list[ManifestRow], pool: ThreadPoolExecutor) -> list[Work]:
         work = [w for w in (self._start(row) for row in rows) if w is not None]
         if not work:
-            return
+            return work
         # 1. Find every version of every source key: one listing per bucket.
         found = self._for_all(work, lambda ws: list_versions_many(self.stores.for_uri, [w.row.source for w in ws]))
         # 2. Copy and verify, concurrently. Every row about to be copied is journaled COPYING in one
@@ -133,6 +146,9 @@ class Wave:
             self.progress(w.row.row, State.COPYING)
         self._each(pool, copying, self._migrate)
         self.journal.flush()   # every verified version durable before anything is planned or deleted
+        return work
+
+    def _remove_batch(self, work: list[Work], pool: ThreadPoolExecutor) -> None:
         # 3. Plan removal from fresh listings of every location: checks, replicas, pinned targets.
         live = [w for w in work if not w.done]
         uris = [u for w in live for u in (w.row.source, *w.row.replicas)]
@@ -201,7 +217,17 @@ class Wave:
         return (w.row.row, state, w.data, exc.reason, {})
 
     def _each(self, pool: ThreadPoolExecutor, work: list[Work], step: Callable[[Work], None]) -> None:
-        futures = [pool.submit(self._guarded, w, functools.partial(step, w)) for w in work if not w.done]
+        """Run ``step`` for each row on the pool, at most ``concurrency`` queued at a time: the copy phase and
+        the previous batch's removal share the pool, and neither may wait behind the other's whole batch."""
+        slots = threading.Semaphore(self.policy.concurrency)
+        futures = []
+        for w in work:
+            if w.done:
+                continue
+            slots.acquire()
+            f = pool.submit(self._guarded, w, functools.partial(step, w))
+            f.add_done_callback(lambda _: slots.release())
+            futures.append(f)
         for f in futures:
             f.result()
 

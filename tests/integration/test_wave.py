@@ -84,6 +84,32 @@ def test_wave_copies_every_version_then_removes_and_attests(sandbox: SandboxStat
         assert all(v["evidence"]["source_tier"] == "source-checksum" for v in r["versions"])
 
 
+def test_batches_overlap_removal_with_the_next_copies(sandbox: SandboxState, tmp_path: Path,
+                                                      keys: tuple[Path, Path]) -> None:
+    # Batches of 2 rows: each batch's removal runs while the next batch copies, on the same pool.
+    src, dst, bodies = _seed(sandbox, 9, versions=2)
+    manifest = _manifest(tmp_path / "m.csv", src, dst, 9)
+    policy = WavePolicy(concurrency=3, batch_rows=2, delete_batch=3)
+    result = run_wave(manifest, tmp_path / "state", keys[0], policy)
+    assert (result.rows, result.removed, result.held, result.failed) == (9, 9, 0, 0)
+    assert _versions(sandbox, src) == []
+    s3 = s3_client(sandbox)
+    for key, body in bodies.items():
+        assert s3.get_object(Bucket=dst, Key=key)["Body"].read() == body
+    _verify(tmp_path / "state", manifest, keys[1])
+    # Each row's own steps stay in order, whatever the interleaving between batches.
+    journal = Journal(tmp_path / "state")
+    try:
+        with journal._lock:
+            events = journal._conn.execute("SELECT row, state FROM events ORDER BY id").fetchall()
+    finally:
+        journal.close()
+    for row in range(1, 10):
+        states = [st for r, st in events if r == row]
+        assert states[0] == "COPYING" and states[-1] == "REMOVED"
+        assert states.index("VERIFIED") < states.index("DELETING")
+
+
 def test_second_run_resumes_and_changes_nothing(sandbox: SandboxState, tmp_path: Path,
                                                 keys: tuple[Path, Path]) -> None:
     src, dst, _ = _seed(sandbox, 3)
