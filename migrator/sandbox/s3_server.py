@@ -118,8 +118,23 @@ def _fast_version_listing() -> None:
                 return []
             if value and after is not None and name <= after:
                 return []
-            return [std_copy.copy(v) for v in value]
+            return [_shallow(v) for v in value]
         return std_copy.deepcopy(value, memo)
+
+    listed_types: dict[type, type] = {}
+
+    def _shallow(v: Any) -> Any:
+        # copy.copy would go through FakeKey.__getstate__/__setstate__, which read the whole value and
+        # write it to a new spooled file: a listing then cost time in proportion to the bytes listed.
+        # The listing only sets is_latest on its copies, so they may share the value buffer, as long as
+        # a copy's disposal (FakeKey.__del__ closes the buffer) leaves the original's alone.
+        kind = listed_types.get(type(v))
+        if kind is None:
+            kind = listed_types[type(v)] = type(f"Listed{type(v).__name__}", (type(v),),
+                                                {"dispose": lambda self, garbage=False: None})
+        dup: Any = object.__new__(kind)
+        dup.__dict__.update(v.__dict__)
+        return dup
 
     models.copy = types.SimpleNamespace(copy=std_copy.copy, deepcopy=deepcopy)  # type: ignore[assignment,attr-defined]
     original = models.S3Backend.list_object_versions
