@@ -153,7 +153,14 @@ class S3Store:
             response_checksum_validation="when_required",
             s3={"addressing_style": "path"} if path_style else None,
         )
-        return self._session.client("s3", endpoint_url=endpoint_url, config=config)
+        client = self._session.client("s3", endpoint_url=endpoint_url, config=config)
+        # botocore rebuilds and re-sanitizes the whole User-Agent string on every request, only to add
+        # telemetry feature flags: a tenth of a small object's client CPU. The string built when the
+        # request is made (SDK, Python, OS, config) is kept. getattr: the attribute is botocore's own.
+        creator = getattr(client, "_user_agent_creator", None)
+        if creator is not None:
+            client.meta.events.unregister("request-created.s3", creator.rebuild_and_replace_user_agent_handler)
+        return client
 
     @property
     def client(self) -> Any:
