@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from migrator import crashpoints, retry
+from migrator.bucket_checks import BucketChecks
 from migrator.checksum import Algorithm, Checksum, MultiHasher, Provenance, find, from_hex
 from migrator.config import WavePolicy
 from migrator.errors import ChecksumError, MigratorError, PreconditionFailed, SourceChanged, StoreError
@@ -30,7 +31,7 @@ from migrator.journal import Journal, State, now
 from migrator.listing import list_soft_deleted_many, list_uploads_many, list_versions_many
 from migrator.manifest import ManifestRow
 from migrator.removal import Proof, blocking_reason, blocking_reason_of
-from migrator.stores.base import DeleteTarget, ObjectStore, ReplicationReporter, UploadInfo, VersionEntry
+from migrator.stores.base import DeleteTarget, ObjectStore, UploadInfo, VersionEntry
 from migrator.stores.registry import Stores
 from migrator.transfer import copy_version, sha256_of
 from migrator.uri import ObjectURI
@@ -95,9 +96,7 @@ class Wave:
         self.stores = stores
         self.policy = policy
         self.progress = progress or (lambda row, state: None)
-        self._bucket_cache: dict[str, Any] = {}
-        self._cache_lock = threading.Lock()
-        self._key_locks: dict[str, threading.Lock] = {}
+        self.checks = BucketChecks(stores, policy)
 
     # -- driving ------------------------------------------------------------------------------------
     def run(self, rows: Iterator[ManifestRow]) -> None:
@@ -388,69 +387,16 @@ class Wave:
         dst.delete_versions(uri.bucket, [target])
 
     # -- removal: checks and plan ---------------------------------------------------------------------
-    def _cached(self, key: str, compute: Callable[[], Any]) -> Any:
-        """One lookup per bucket setting: workers asking at once wait for the first one's answer."""
-        with self._cache_lock:
-            if key in self._bucket_cache:
-                return self._bucket_cache[key]
-            lock = self._key_locks.setdefault(key, threading.Lock())
-        with lock:
-            with self._cache_lock:
-                if key in self._bucket_cache:
-                    return self._bucket_cache[key]
-            value = compute()
-            with self._cache_lock:
-                self._bucket_cache[key] = value
-            return value
-
-    def _caps(self, store: ObjectStore, uri: ObjectURI) -> Any:
-        return self._cached(f"caps {uri.location}", lambda: store.capabilities(uri.bucket))
-
-    def _soft_delete_blocks(self, store: ObjectStore, uri: ObjectURI) -> tuple[str, str] | None:
-        if uri.scheme != "gs" or self.policy.soft_delete != "require-off":
-            return None
-        caps = self._caps(store, uri)
-        fix = "set its soft-delete retention to 0 (gcloud storage buckets update --clear-soft-delete) before the wave"
-        if caps.soft_delete_seconds is None:
-            return "GCS soft delete unknown", f"{uri.location}: {fix}"
-        if caps.soft_delete_seconds > 0:
-            return "GCS soft delete on", f"{uri.location}: {fix}"
-        return None
-
-    def _location_blocks(self, store: ObjectStore, uri: ObjectURI, row: ManifestRow) -> tuple[str, str] | None:
-        """Bucket-level reasons not to delete here: soft delete, retention rules, unlisted replication."""
-        soft = self._soft_delete_blocks(store, uri)
-        if soft:
-            return soft
-        if uri.scheme == "oci" and self._caps(store, uri).retention:
-            return "OCI retention rule", f"{uri.location} has retention rules; deletes would be refused"
-        if isinstance(store, ReplicationReporter):
-            targets: list[str] = self._cached(f"repl {uri.location}", lambda: store.replication_targets(uri.bucket))
-            listed = {r.location for r in row.replicas} | {row.source.location}
-            for target in targets:
-                if target not in listed:
-                    return "unlisted replication target", f"{uri.location} replicates to {target}"
-        return None
-
-    def _destination_unprotected(self, row: ManifestRow) -> str | None:
-        if not self.policy.require_destination_protection:
-            return None
-        caps = self._caps(self.stores.for_uri(row.destination), row.destination)
-        if caps.versioning or caps.retention:
-            return None
-        return (f"{row.destination.location} is neither versioned nor under retention: after the delete it "
-                "would hold the only copy unprotected (enable versioning, or --allow-unprotected-destination)")
-
     def _plan(self, w: Work, listed: dict[ObjectURI, list[VersionEntry]],
               uploads: dict[ObjectURI, list[UploadInfo]]) -> None:
         row, data = w.row, w.data
         src = self.stores.for_uri(row.source)
         verified = {(v["version"], v["etag"]): v for v in data["versions"]}
         verified_sha = {d["hex"] for v in data["versions"] for d in v["digests"] if d["algorithm"] == "sha256"}
-        unprotected = self._destination_unprotected(row)
+        unprotected = self.checks.destination_unprotected(row)
         if unprotected:
             raise Held("destination unprotected", unprotected)
-        blocked_here = self._location_blocks(src, row.source, row)
+        blocked_here = self.checks.location_blocks(src, row.source, row)
         if blocked_here:
             raise Held(*blocked_here)
         w.locations = [row.source]
@@ -486,7 +432,7 @@ class Wave:
         replica_results: list[dict[str, Any]] = []
         for ruri in row.replicas:
             rstore = self.stores.for_uri(ruri)
-            rblock = self._location_blocks(rstore, ruri, row)
+            rblock = self.checks.location_blocks(rstore, ruri, row)
             if rblock:
                 raise Held(rblock[0], f"replica {ruri}: {rblock[1]}")
             w.locations.append(ruri)
