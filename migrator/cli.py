@@ -173,6 +173,50 @@ def run(manifest: Annotated[Path, typer.Argument(help="The wave's manifest.")],
     raise typer.Exit(0 if result.complete else 1)
 
 
+@app.command("plan")
+def plan(manifest: Annotated[Path, typer.Argument(help="The wave's manifest.")],
+         wave: Annotated[Path | None, typer.Option("--wave", help="Wave file (TOML), as for run.")] = None,
+         soft_delete: Annotated[str | None, typer.Option("--soft-delete", help="As for run.")] = None,
+         allow_unprotected_destination: Annotated[bool, typer.Option(
+             "--allow-unprotected-destination", help="As for run.")] = False,
+         list_objects: Annotated[bool, typer.Option(
+             "--list/--no-list", help="List every source, replica and destination key (batched, as a wave "
+                                      "does); --no-list checks only the manifest and the buckets.")] = True,
+         as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
+         ) -> None:
+    """What a wave would find and hold, without copying, deleting or writing anything.
+
+    Exit 0 when no row would be held for a bucket's settings and every source exists, 1 otherwise,
+    2 on bad input.
+    """
+    import json as _json
+
+    from migrator.config import EndpointSettings, load_transfer_settings, load_wave_file
+    from migrator.plan import plan_wave
+    from migrator.stores.registry import Stores
+
+    policy = load_wave_file(wave, {"soft_delete": soft_delete,
+                                   "require_destination_protection": False if allow_unprotected_destination else None})
+    stores = Stores(EndpointSettings.from_env(), load_transfer_settings(wave))
+    result = plan_wave(manifest, stores, policy, list_objects=list_objects)
+    if as_json:
+        print(_json.dumps(result.as_record(), indent=2, sort_keys=True))
+    else:
+        m = result.manifest
+        out.print(f"{manifest}: {m.rows} rows, {m.declared_bytes} declared bytes, sha256 {m.sha256}", markup=False)
+        for name, count in sorted(result.found.items()):
+            out.print(f"  {name}: {count}", markup=False)
+        for reason, count in sorted(result.rows_held.items()):
+            out.print(f"  would hold {count} row(s): {reason}", markup=False)
+            for example in result.examples.get(reason, []):
+                out.print(f"    {example}", markup=False)
+        for location, entry in sorted(result.locations.items()):
+            roles = ", ".join(f"{role} {n}" for role, n in sorted(entry["roles"].items()))
+            out.print(f"  {location}: {roles}; {entry.get('settings')}", markup=False)
+        out.print("ready" if result.ready else "not ready: fix the above, or expect those rows to be held")
+    raise typer.Exit(0 if result.ready else 1)
+
+
 @app.command("status")
 def status(state: Annotated[Path, typer.Option("--state", help="State folder of a wave.")]) -> None:
     """Counts of rows by state from the journal."""

@@ -1,0 +1,172 @@
+"""What a wave would do, without copying, deleting or journaling anything.
+
+The manifest is validated (every row rule), then read again in batches: the bucket-level checks the wave
+applies (bucket_checks) are asked once per bucket, and, unless ``list_objects`` is off, each batch's
+sources, replicas and destinations are listed the way the wave lists them (one prefix listing per bucket
+and batch). The result counts what was found; rows that the wave would hold for a bucket's settings are
+counted by reason with a few example rows, so an operator can fix the buckets before the wave.
+Memory is one batch of rows plus counters, whatever the manifest's size.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from migrator.bucket_checks import BucketChecks
+from migrator.config import WavePolicy
+from migrator.errors import NotFound, StoreError
+from migrator.listing import list_uploads_many, list_versions_many
+from migrator.manifest import ManifestRow, ManifestSummary, iter_rows, validate
+from migrator.stores.registry import Stores
+from migrator.uri import ObjectURI
+
+EXAMPLES = 5
+_ARCHIVED = frozenset({"GLACIER", "DEEP_ARCHIVE", "ARCHIVE"})
+
+
+@dataclass
+class WavePlan:
+    manifest: ManifestSummary
+    listed: bool
+    rows_held: Counter[str] = field(default_factory=Counter)             # reason -> rows
+    examples: dict[str, list[str]] = field(default_factory=dict)         # reason -> "row N: detail"
+    found: Counter[str] = field(default_factory=Counter)                 # what the listings saw
+    locations: dict[str, dict[str, Any]] = field(default_factory=dict)   # location -> role, rows, settings
+    samples: dict[str, ObjectURI] = field(default_factory=dict, repr=False)  # location -> a URI in it
+
+    @property
+    def ready(self) -> bool:
+        """No row would be held for a bucket's settings, and (when listed) every source exists."""
+        return not self.rows_held and (not self.listed or self.found["sources missing"] == 0)
+
+    def as_record(self) -> dict[str, Any]:
+        return {
+            "manifest": {"path": str(self.manifest.path), "sha256": self.manifest.sha256, "rows": self.manifest.rows,
+                         "declared_bytes": self.manifest.declared_bytes, "format": self.manifest.format},
+            "listed": self.listed,
+            "ready": self.ready,
+            "rows_held_by_reason": dict(sorted(self.rows_held.items())),
+            "examples": {k: v for k, v in sorted(self.examples.items())},
+            "found": dict(sorted(self.found.items())),
+            "locations": {k: self.locations[k] for k in sorted(self.locations)},
+        }
+
+
+def plan_wave(manifest: Path, stores: Stores, policy: WavePolicy, *, list_objects: bool = True) -> WavePlan:
+    summary = validate(manifest)        # every row checked before a request is made
+    plan = WavePlan(manifest=summary, listed=list_objects)
+    checks = BucketChecks(stores, policy)
+    unreadable: dict[str, tuple[str, str]] = {}   # location -> why its settings could not be read
+    for batch in _batches(iter_rows(manifest), policy.batch_rows):
+        for row in batch:
+            _count_locations(plan, row)
+            reason = _unreadable(checks, stores, row, unreadable) or _bucket_hold(checks, stores, row)
+            if reason is not None:
+                _held(plan, row, *reason)
+        if list_objects:
+            _list_batch(plan, stores, batch)
+    for location, entry in plan.locations.items():
+        entry["settings"] = _settings(checks, stores, plan.samples[location])
+    return plan
+
+
+def _batches(rows: Iterator[ManifestRow], size: int) -> Iterator[list[ManifestRow]]:
+    batch: list[ManifestRow] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _count_locations(plan: WavePlan, row: ManifestRow) -> None:
+    for role, uri in (("source", row.source), ("destination", row.destination),
+                      *(("replica", r) for r in row.replicas)):
+        plan.samples.setdefault(uri.location, uri)
+        entry = plan.locations.setdefault(uri.location, {"roles": {}})
+        entry["roles"][role] = entry["roles"].get(role, 0) + 1
+
+
+def _held(plan: WavePlan, row: ManifestRow, reason: str, detail: str) -> None:
+    plan.rows_held[reason] += 1
+    examples = plan.examples.setdefault(reason, [])
+    if len(examples) < EXAMPLES:
+        examples.append(f"row {row.row} (line {row.line}): {detail}")
+
+
+def _unreadable(checks: BucketChecks, stores: Stores, row: ManifestRow,
+                unreadable: dict[str, tuple[str, str]]) -> tuple[str, str] | None:
+    """A missing or unreadable bucket among the row's locations, asked once per bucket."""
+    for uri in (row.destination, row.source, *row.replicas):
+        if uri.location not in unreadable and uri.location not in checks.known:
+            try:
+                checks.caps(stores.for_uri(uri), uri)
+                checks.known.add(uri.location)
+            except NotFound as exc:
+                unreadable[uri.location] = ("bucket not found", str(exc))
+            except StoreError as exc:
+                unreadable[uri.location] = ("bucket settings unreadable", f"{type(exc).__name__}: {exc}")
+        if uri.location in unreadable:
+            return unreadable[uri.location]
+    return None
+
+
+def _bucket_hold(checks: BucketChecks, stores: Stores, row: ManifestRow) -> tuple[str, str] | None:
+    """The first bucket-level reason the wave would hold this row, as the wave checks them."""
+    try:
+        unprotected = checks.destination_unprotected(row)
+        if unprotected:
+            return "destination unprotected", unprotected
+        blocked = checks.location_blocks(stores.for_uri(row.source), row.source, row)
+        if blocked:
+            return blocked
+        for replica in row.replicas:
+            rblock = checks.location_blocks(stores.for_uri(replica), replica, row)
+            if rblock:
+                return rblock[0], f"replica {replica}: {rblock[1]}"
+    except NotFound as exc:
+        return "bucket not found", str(exc)
+    except StoreError as exc:
+        return "bucket settings unreadable", f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def _list_batch(plan: WavePlan, stores: Stores, batch: list[ManifestRow]) -> None:
+    found = plan.found
+    sources = [r.source for r in batch]
+    others = [u for r in batch for u in (*r.replicas, r.destination)]
+    try:
+        versions = list_versions_many(stores.for_uri, [*sources, *others])
+        uploads = list_uploads_many(stores.for_uri, [*sources, *(u for r in batch for u in r.replicas)])
+    except StoreError as exc:
+        for row in batch:
+            _held(plan, row, "listing failed", f"{type(exc).__name__}: {exc}")
+        return
+    for row in batch:
+        entries = versions.get(row.source, [])
+        live = [e for e in entries if not e.is_delete_marker]
+        found["sources found" if live else "sources missing"] += 1
+        found["source versions"] += len(live)
+        found["source delete markers"] += len(entries) - len(live)
+        found["source bytes"] += sum(e.size for e in live)
+        found["source versions archived"] += sum(1 for e in live if (e.storage_class or "").upper() in _ARCHIVED)
+        found["replica versions"] += sum(len(versions.get(r, [])) for r in row.replicas)
+        found["incomplete uploads"] += sum(len(uploads.get(u, [])) for u in (row.source, *row.replicas))
+        if versions.get(row.destination):
+            found["destinations already holding an object"] += 1
+
+
+def _settings(checks: BucketChecks, stores: Stores, uri: ObjectURI) -> dict[str, Any]:
+    """The bucket's settings as the wave sees them (from the checks' cache: no new request for most)."""
+    try:
+        caps = checks.caps(stores.for_uri(uri), uri)
+    except StoreError as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    return {"versioning": caps.versioning, "retention": caps.retention, "soft_delete_seconds": caps.soft_delete_seconds,
+            "conditional_write": caps.conditional_write, "batch_delete": caps.batch_delete}
