@@ -155,14 +155,14 @@ def _read_exactly(reader: HashingReader, size: int, uri: ObjectURI) -> bytes:
     chunks = []
     left = size
     while left > 0:
-        chunk = reader.read(min(left, READ_CHUNK))
+        chunk = reader.read(left)   # as few pieces as the stream allows: joining them is a copy
         if not chunk:
             break
         chunks.append(chunk)
         left -= len(chunk)
     if left or reader.read(1):
         raise ChecksumError(f"{uri}: the read did not return exactly {size} bytes")
-    return b"".join(chunks)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def sha256_of(store: ObjectStore, uri: ObjectURI, version: str | None) -> tuple[Checksum, int]:

@@ -71,7 +71,6 @@ T = TypeVar("T")
 
 MAX_PARTS = 10_000
 _TIMEOUT = (10.0, 120.0)  # (connect, read) seconds
-_READ_CHUNK = 1024 * 1024
 _VERSION_FIELDS = "name,size,etag,md5,timeCreated,timeModified,storageTier,archivalState"
 _PRECONDITION_CODES = frozenset({"IfMatchFailed", "IfNoneMatchFailed", "PreconditionFailed"})
 _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
@@ -466,10 +465,11 @@ def _read_exact(body: BinaryIO, size: int, uri: ObjectURI, *, last: bool) -> byt
     chunks: list[bytes] = []
     got = 0
     while got < size:
-        chunk = body.read(min(size - got, 8 * _READ_CHUNK))
+        # One read when the body allows it: a buffered copy's BytesIO then hands over its bytes uncopied.
+        chunk = body.read(size - got)
         if not chunk:
             raise InputError(f"body for {uri} ended {size - got} bytes early")
-        chunks.append(bytes(chunk))
+        chunks.append(chunk if type(chunk) is bytes else bytes(chunk))
         got += len(chunk)
     if last and body.read(1):
         raise InputError(f"body for {uri} is longer than its declared size")

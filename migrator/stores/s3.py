@@ -717,9 +717,9 @@ def _read_exactly(body: BinaryIO, n: int, what: str) -> bytes:
         chunk = body.read(left)
         if not chunk:
             raise InputError(f"{what}: body ended {left} bytes before the declared size {n}")
-        chunks.append(bytes(chunk))
+        chunks.append(chunk if type(chunk) is bytes else bytes(chunk))
         left -= len(chunk)
-    return b"".join(chunks)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _expect_eof(body: BinaryIO, size: int, what: str) -> None:
