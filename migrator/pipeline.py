@@ -345,11 +345,17 @@ class Wave:
             })
             if last:
                 data.pop("copying", None)
-            state = State.VERIFIED if last else State.COPYING
-            # Not waited for here: nothing acts on "verified" before the batch's flush, and the worker's
-            # next object need not wait for this one's fsync. A kill before the commit leaves COPYING.
-            self.journal.submit([(row.row, state, data, None, {"version": e.version, "verified": True})])
-            self.progress(row.row, state)
+            item = (row.row, State.VERIFIED if last else State.COPYING, data, None,
+                    {"version": e.version, "verified": True})
+            if last:
+                # Not waited for: nothing acts on "verified" before the batch's flush, and the worker's next
+                # object (another key) need not wait for this fsync. A kill before it leaves COPYING.
+                self.journal.submit([item])
+            else:
+                # The next version goes to the same destination key: this one must be on record first, or a
+                # resume would find the newer version there and take it for a different object.
+                self.journal.transition_many([item])
+            self.progress(row.row, item[1])
             return
 
     def _abort_destination_uploads(self, data: dict[str, Any], dst: ObjectStore, uri: ObjectURI) -> None:

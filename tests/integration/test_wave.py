@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -238,6 +239,54 @@ def _run_with(stores: Stores, manifest: Path, state: Path, key: Path) -> Any:
     journal.ensure_rows(list(range(1, summary.rows + 1)))
     Wave(journal, stores, WavePolicy(second_read=False)).run(iter_rows(manifest))
     return write_attestation(journal, state, manifest, summary, load_signer(key), {}, [])
+
+
+class _JournalWatchingStore(_FaultyStore):
+    """Before each write, notes how many versions of that row the journal already holds as verified."""
+
+    def __init__(self, inner: ObjectStore, journal_path: Path) -> None:
+        super().__init__(inner)
+        self.journal_path = journal_path
+        self.seen: list[tuple[str, int]] = []
+        self.wrote = threading.Event()
+
+    def put(self, uri: ObjectURI, body: BinaryIO, request: PutRequest) -> PutResult:
+        import sqlite3
+
+        conn = sqlite3.connect(f"file:{self.journal_path}?mode=ro", uri=True)
+        try:
+            rows = [json.loads(d) for (d,) in conn.execute("SELECT data FROM objects")]
+        finally:
+            conn.close()
+        verified = sum(len(r.get("versions", [])) for r in rows if r.get("destination") == str(uri))
+        self.seen.append((uri.key, verified))
+        self.wrote.set()
+        return self._inner.put(uri, body, request)
+
+
+def test_each_version_is_on_record_before_the_next_is_written(sandbox: SandboxState, tmp_path: Path,
+                                                              keys: tuple[Path, Path],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    # Versions of one key go to the same destination key: a resume after a kill must never find a newer
+    # version there while the journal lacks the older one (it would hold the row as a different object).
+    src, dst, _ = _seed(sandbox, 2, versions=3)
+    manifest = _manifest(tmp_path / "m.csv", src, dst, 2)
+    real = Stores(EndpointSettings.from_env()).get("s3")
+    watching = _JournalWatchingStore(real, tmp_path / "state" / "journal.sqlite")
+    # The journal's writer holds each commit until the next write starts (or 0.3 s pass), so a wave that
+    # wrote a version before its predecessor was on record would be caught every time, not by chance.
+    write = Journal._write
+
+    def held_write(self: Journal, batch: Any) -> None:
+        watching.wrote.wait(0.3)
+        watching.wrote.clear()
+        write(self, batch)
+
+    monkeypatch.setattr(Journal, "_write", held_write)
+    result = _run_with(_Stores({"s3": watching}), manifest, tmp_path / "state", keys[0])
+    assert result.removed == 2
+    for key in ("k/0", "k/1"):
+        assert [n for k, n in watching.seen if k == key] == [0, 1, 2]
 
 
 def test_corrupt_source_read_is_retried_never_verified(sandbox: SandboxState, tmp_path: Path,
