@@ -52,6 +52,11 @@ class TransferSettings:
         for name in ("part_size", "multipart_threshold", "parts_in_flight", "max_pool_connections"):
             if getattr(self, name) < 1:
                 raise InputError("must be at least 1", field=name)
+        # Checked here, before a wave touches its state folder: S3 takes parts of 5 MiB to 5 GiB, and GCS
+        # resumable uploads take chunks in multiples of 256 KiB.
+        if not 5 * 2**20 <= self.part_size <= 5 * 2**30 or self.part_size % (256 * 1024):
+            raise InputError(f"want a multiple of 256 KiB between 5 MiB and 5 GiB (S3's and GCS's limits), "
+                             f"got {self.part_size}", field="part_size")
 
 
 VERSIONS_POLICIES = ("all", "current")
@@ -108,6 +113,8 @@ def load_wave_file(path: Path | None, overrides: Mapping[str, Any]) -> WavePolic
             raise InputError(f"unknown table(s) {sorted(unknown_tables)}; want [policy] or [transfer]",
                              file=str(path))
         policy = doc.get("policy", {})
+        if not isinstance(policy, dict):
+            raise InputError("want a [policy] table", file=str(path), field="policy")
         for key, value in policy.items():
             if key not in _WAVE_KEYS:
                 raise InputError(f"unknown policy key (known: {', '.join(sorted(_WAVE_KEYS))})",
@@ -118,7 +125,8 @@ def load_wave_file(path: Path | None, overrides: Mapping[str, Any]) -> WavePolic
             elif _WAVE_KEYS[key] in (bool, "bool"):
                 want = bool
             if type(value) is not want:
-                raise InputError(f"want a {want.__name__}, got {value!r}", file=str(path), field=key)
+                article = "an" if want.__name__[0] in "aeiou" else "a"
+                raise InputError(f"want {article} {want.__name__}, got {value!r}", file=str(path), field=key)
             values[key] = value
     values.update({k: v for k, v in overrides.items() if v is not None})
     try:
@@ -141,6 +149,8 @@ def load_transfer_settings(path: Path | None) -> TransferSettings:
         raise InputError(f"cannot read wave file: {exc.strerror}", file=str(path)) from None
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"not valid TOML: {exc}", file=str(path)) from None
+    if not isinstance(table, dict):
+        raise InputError("want a [transfer] table", file=str(path), field="transfer")
     for key, value in table.items():
         if key not in _TRANSFER_KEYS:
             raise InputError(f"unknown transfer key (known: {', '.join(_TRANSFER_KEYS)})", file=str(path), field=key)

@@ -10,8 +10,8 @@ Format (docs/attestation.md §8), integers unsigned 64-bit big-endian:
   levels   the RFC 9162 tree's levels: level k holds the n >> k hashes (32 bytes each) of the aligned
            perfect subtrees of 2**k leaves, for k = 0 .. max(0, bit_length(n) - 1)
   uris     m entries of (first 8 bytes of SHA-256(URI) | leaf index), sorted by bytes
-The URI entries list every escape-free string of the form scheme://... in each line, so for a URI without
-'"', '\\' or control characters the sidecar lists every record that can name it; other URIs are found by a scan.
+The URI entries list every escape-free string of the form scheme://... in each line. A URI the sidecar does
+not list (one with '"', '\\' or control characters, or a damaged entry) is looked for by a scan.
 """
 
 from __future__ import annotations
@@ -224,6 +224,9 @@ def prove_record_file(attestation: bytes, records: Path, object_uri: str, *, row
     root, size = bytes.fromhex(merkle["root"]), merkle["tree_size"]
     head = {"type": RECORD_PROOF_TYPE, "payload_sha256": hashlib.sha256(env.payload).hexdigest(),
             "object_uri": object_uri, "root": root.hex()}
+    if index is not None and not index.is_file():
+        raise InputError("no such index file (leave --index out to use records.idx beside the records, "
+                         "or to scan)", file=str(index))
     sidecar = index if index is not None else index_path(records)
     if use_index and sidecar.is_file():
         proof = _by_index(head, records, sidecar, object_uri, row, root, size)
@@ -258,11 +261,19 @@ def _proof(head: dict[str, Any], tree: MerkleTree, index: int, line: bytes) -> d
 
 def _by_index(head: dict[str, Any], records: Path, sidecar: Path, object_uri: str, row: int | None,
               root: bytes, size: int) -> dict[str, Any] | None:
-    """The proof by the sidecar, or None when the sidecar does not fit (a scan decides then)."""
+    """The proof by the sidecar, or None when the sidecar does not give one (a scan decides then).
+
+    The sidecar is untrusted: whatever goes wrong with it (damaged numbers, a missing entry, a record it
+    points to that is not the one asked for) leaves the answer, proof or refusal, to the scan."""
     try:
-        ix = RecordIndex(sidecar)
-    except (OSError, ValueError):
+        return _by_index_unchecked(head, records, sidecar, object_uri, row, root, size)
+    except Exception:  # noqa: BLE001 - see above: never an error or a refusal on the sidecar's word
         return None
+
+
+def _by_index_unchecked(head: dict[str, Any], records: Path, sidecar: Path, object_uri: str, row: int | None,
+                        root: bytes, size: int) -> dict[str, Any] | None:
+    ix = RecordIndex(sidecar)
     with ix:
         try:
             with open(records, "rb") as fh:
@@ -271,6 +282,8 @@ def _by_index(head: dict[str, Any], records: Path, sidecar: Path, object_uri: st
                 hits = []
                 for i in ix.lookup(object_uri):
                     start, end = ix.span(i)
+                    if not 0 <= start < end <= ix.records_size:
+                        return None
                     line = os.pread(fh.fileno(), end - start, start)
                     if leaf_hash(line) != ix.tree.leaf_hash(i):
                         return None                    # the records changed since the sidecar was made
@@ -278,8 +291,8 @@ def _by_index(head: dict[str, Any], records: Path, sidecar: Path, object_uri: st
                         hits.append((i, line))
         except OSError:
             return None
-        if not hits and not _INDEXED.fullmatch(object_uri):
-            return None                                # a URI the sidecar may not list: scan
+        if not hits:
+            return None                                # unlisted, or a damaged entry: the scan decides
         index, line = _pick(hits, object_uri, row)
         proof = _proof(head, ix.tree, index, line)
     try:

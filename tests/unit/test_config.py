@@ -34,6 +34,9 @@ def test_no_file_or_no_table_gives_defaults(tmp_path: Path) -> None:
     ("[transfer]\nmultipart_threshold = '16MiB'\n", "multipart_threshold", "want an int"),
     ("[transfer]\nparts_in_flight = 0\n", "parts_in_flight", "at least 1"),
     ("[transfer]\npart_size = true\n", "part_size", "want an int"),
+    ("[transfer]\npart_size = 1048576\n", "part_size", "between 5 MiB and 5 GiB"),
+    ("[transfer]\npart_size = 6000000\n", "part_size", "multiple of 256 KiB"),
+    ("transfer = 5\n", "transfer", "want a [transfer] table"),
 ])
 def test_bad_transfer_values_name_file_and_field(tmp_path: Path, text: str, field: str, words: str) -> None:
     path = _wave(tmp_path, text)
@@ -46,3 +49,9 @@ def test_bad_transfer_values_name_file_and_field(tmp_path: Path, text: str, fiel
 def test_unknown_table_is_refused(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"\[policy\] or \[transfer\]"):
         load_wave_file(_wave(tmp_path, "[speed]\nfast = true\n"), {})
+
+
+def test_policy_must_be_a_table(tmp_path: Path) -> None:
+    with pytest.raises(InputError) as err:
+        load_wave_file(_wave(tmp_path, "policy = 5\n"), {})
+    assert err.value.field == "policy" and "table" in str(err.value)
