@@ -206,14 +206,18 @@ def plan(manifest: Annotated[Path, typer.Argument(help="The wave's manifest.")],
         out.print(f"{manifest}: {m.rows} rows, {m.declared_bytes} declared bytes, sha256 {m.sha256}", markup=False)
         for name, count in sorted(result.found.items()):
             out.print(f"  {name}: {count}", markup=False)
-        for reason, count in sorted(result.rows_held.items()):
-            out.print(f"  would hold {count} row(s): {reason}", markup=False)
-            for example in result.examples.get(reason, []):
-                out.print(f"    {example}", markup=False)
+        for verb, counts in (("hold", result.rows_held), ("fail", result.rows_failing)):
+            for reason, count in sorted(counts.items()):
+                out.print(f"  would {verb} {count} row(s): {reason}", markup=False)
+                for example in result.examples.get(reason, []):
+                    out.print(f"    {example}", markup=False)
         for location, entry in sorted(result.locations.items()):
             roles = ", ".join(f"{role} {n}" for role, n in sorted(entry["roles"].items()))
-            out.print(f"  {location}: {roles}; {entry.get('settings')}", markup=False)
-        out.print("ready" if result.ready else "not ready: fix the above, or expect those rows to be held")
+            settings = ", ".join(f"{k} {v}" for k, v in sorted((entry.get("settings") or {}).items()))
+            out.print(f"  {location}: {roles}; {settings}", markup=False)
+        for need in result.needs:
+            out.print(f"  run will need {need}", markup=False)
+        out.print("ready" if result.ready else "not ready: fix the above, or expect those rows to be held or failed")
     raise typer.Exit(0 if result.ready else 1)
 
 

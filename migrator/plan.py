@@ -33,6 +33,8 @@ class WavePlan:
     manifest: ManifestSummary
     listed: bool
     rows_held: Counter[str] = field(default_factory=Counter)             # reason -> rows
+    rows_failing: Counter[str] = field(default_factory=Counter)          # reason -> rows the wave would fail
+    needs: list[str] = field(default_factory=list)                       # what `run` will need besides
     examples: dict[str, list[str]] = field(default_factory=dict)         # reason -> "row N: detail"
     found: Counter[str] = field(default_factory=Counter)                 # what the listings saw
     locations: dict[str, dict[str, Any]] = field(default_factory=dict)   # location -> role, rows, settings
@@ -41,7 +43,7 @@ class WavePlan:
     @property
     def ready(self) -> bool:
         """No row would be held for a bucket's settings, and (when listed) every source exists."""
-        return not self.rows_held and (not self.listed or self.found["sources missing"] == 0)
+        return not self.rows_held and not self.rows_failing
 
     def as_record(self) -> dict[str, Any]:
         return {
@@ -50,6 +52,8 @@ class WavePlan:
             "listed": self.listed,
             "ready": self.ready,
             "rows_held_by_reason": dict(sorted(self.rows_held.items())),
+            "rows_failing_by_reason": dict(sorted(self.rows_failing.items())),
+            "run_needs": list(self.needs),
             "examples": {k: v for k, v in sorted(self.examples.items())},
             "found": dict(sorted(self.found.items())),
             "locations": {k: self.locations[k] for k in sorted(self.locations)},
@@ -59,16 +63,21 @@ class WavePlan:
 def plan_wave(manifest: Path, stores: Stores, policy: WavePolicy, *, list_objects: bool = True) -> WavePlan:
     summary = validate(manifest)        # every row checked before a request is made
     plan = WavePlan(manifest=summary, listed=list_objects)
+    if summary.subjects:
+        plan.needs.append(f"--subject-hashes FILE from the custodian (rows name {summary.subjects} data subjects)")
     checks = BucketChecks(stores, policy)
     unreadable: dict[str, tuple[str, str]] = {}   # location -> why its settings could not be read
+    held: set[int] = set()                         # rows of this batch already held for a bucket
     for batch in _batches(iter_rows(manifest), policy.batch_rows):
         for row in batch:
             _count_locations(plan, row)
             reason = _unreadable(checks, stores, row, unreadable) or _bucket_hold(checks, stores, row)
             if reason is not None:
                 _held(plan, row, *reason)
+                held.add(row.row)
         if list_objects:
-            _list_batch(plan, stores, batch)
+            _list_batch(plan, stores, batch, held)
+        held.clear()
     for location, entry in plan.locations.items():
         entry["settings"] = _settings(checks, stores, plan.samples[location])
     return plan
@@ -93,8 +102,8 @@ def _count_locations(plan: WavePlan, row: ManifestRow) -> None:
         entry["roles"][role] = entry["roles"].get(role, 0) + 1
 
 
-def _held(plan: WavePlan, row: ManifestRow, reason: str, detail: str) -> None:
-    plan.rows_held[reason] += 1
+def _held(plan: WavePlan, row: ManifestRow, reason: str, detail: str, *, failing: bool = False) -> None:
+    (plan.rows_failing if failing else plan.rows_held)[reason] += 1
     examples = plan.examples.setdefault(reason, [])
     if len(examples) < EXAMPLES:
         examples.append(f"row {row.row} (line {row.line}): {detail}")
@@ -137,7 +146,7 @@ def _bucket_hold(checks: BucketChecks, stores: Stores, row: ManifestRow) -> tupl
     return None
 
 
-def _list_batch(plan: WavePlan, stores: Stores, batch: list[ManifestRow]) -> None:
+def _list_batch(plan: WavePlan, stores: Stores, batch: list[ManifestRow], held: set[int]) -> None:
     found = plan.found
     sources = [r.source for r in batch]
     others = [u for r in batch for u in (*r.replicas, r.destination)]
@@ -146,12 +155,15 @@ def _list_batch(plan: WavePlan, stores: Stores, batch: list[ManifestRow]) -> Non
         uploads = list_uploads_many(stores.for_uri, [*sources, *(u for r in batch for u in r.replicas)])
     except StoreError as exc:
         for row in batch:
-            _held(plan, row, "listing failed", f"{type(exc).__name__}: {exc}")
+            if row.row not in held:   # a row is counted under one reason
+                _held(plan, row, "listing failed", f"{type(exc).__name__}: {exc}")
         return
     for row in batch:
         entries = versions.get(row.source, [])
         live = [e for e in entries if not e.is_delete_marker]
         found["sources found" if live else "sources missing"] += 1
+        if not live:
+            _held(plan, row, "source not found", str(row.source), failing=True)
         found["source versions"] += len(live)
         found["source delete markers"] += len(entries) - len(live)
         found["source bytes"] += sum(e.size for e in live)

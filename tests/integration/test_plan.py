@@ -57,6 +57,8 @@ def test_plan_counts_what_is_there_and_what_would_be_held(sandbox: SandboxState,
     assert plan.found["incomplete uploads"] == 1
     assert plan.rows_held == {"destination unprotected": 1, "GCS soft delete on": 1}
     assert "row 4 (line 4)" in plan.examples["destination unprotected"][0]
+    assert plan.rows_failing == {"source not found": 1}
+    assert plan.examples["source not found"] == [f"row 3 (line 3): s3://{names['src']}/missing"]
     record = plan.as_record()
     assert record["locations"][f"s3://{names['src']}"]["roles"] == {"source": 4}
     assert record["locations"][f"gs://{names['soft']}"]["settings"]["soft_delete_seconds"] == 7 * 24 * 3600
