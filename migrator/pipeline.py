@@ -279,6 +279,7 @@ class Wave:
         dst = self.stores.for_uri(row.destination)
         previous = data["versions"][-1] if data["versions"] else None
         overwrite = previous["destination_etag"] if previous else None
+        overwrite_version = previous["destination_version"] if previous else None
         attempts = 2
         for attempt in range(1, attempts + 1):
             try:
@@ -286,7 +287,7 @@ class Wave:
                 # again from the start and an unfinished multipart upload was aborted by the store.
                 outcome = retry.call(functools.partial(
                     copy_version, src, row.source, e.version, dst, row.destination, expected_size=e.size,
-                    expected_etag=e.etag, overwrite_etag=overwrite))
+                    expected_etag=e.etag, overwrite_etag=overwrite, overwrite_version=overwrite_version))
             except SourceChanged as exc:
                 raise Held("changed at source", str(exc)) from exc
             except PreconditionFailed:

@@ -90,7 +90,8 @@ class CopyOutcome:
 
 def copy_version(src: ObjectStore, src_uri: ObjectURI, version: str | None, dst: ObjectStore,
                  dst_uri: ObjectURI, *, expected_size: int, expected_etag: str | None = None,
-                 overwrite_etag: str | None = None, budget: BufferBudget = BUFFERS) -> CopyOutcome:
+                 overwrite_etag: str | None = None, overwrite_version: str | None = None,
+                 budget: BufferBudget = BUFFERS) -> CopyOutcome:
     """Copy the pinned source version to the destination.
 
     The write never overwrites a different object: it uses if-none-match: * (``overwrite_etag`` is only
@@ -102,12 +103,16 @@ def copy_version(src: ObjectStore, src_uri: ObjectURI, version: str | None, dst:
     limit = dst.multipart_threshold if isinstance(dst, OneRequestLimit) else 0
     if expected_size <= limit:
         with budget.hold(expected_size):
-            return _copy(src, src_uri, version, dst, dst_uri, expected_size, expected_etag, overwrite_etag, True)
-    return _copy(src, src_uri, version, dst, dst_uri, expected_size, expected_etag, overwrite_etag, False)
+            return _copy(src, src_uri, version, dst, dst_uri, expected_size, expected_etag,
+                         (overwrite_etag, overwrite_version), True)
+    return _copy(src, src_uri, version, dst, dst_uri, expected_size, expected_etag,
+                 (overwrite_etag, overwrite_version), False)
 
 
 def _copy(src: ObjectStore, src_uri: ObjectURI, version: str | None, dst: ObjectStore, dst_uri: ObjectURI,
-          expected_size: int, expected_etag: str | None, overwrite_etag: str | None, buffered: bool) -> CopyOutcome:
+          expected_size: int, expected_etag: str | None, overwrite: tuple[str | None, str | None],
+          buffered: bool) -> CopyOutcome:
+    overwrite_etag, overwrite_version = overwrite
     stream = src.open_read(src_uri, version)
     try:
         info = stream.info
@@ -142,7 +147,8 @@ def _copy(src: ObjectStore, src_uri: ObjectURI, version: str | None, dst: Object
                 metadata[META_SHA256] = sha.hex
         request = PutRequest(size=info.size, content_type=info.content_type,
                              content_encoding=info.content_encoding, metadata=metadata,
-                             if_none_match=overwrite_etag is None, if_match=overwrite_etag, body_digests=known)
+                             if_none_match=overwrite_etag is None, if_match=overwrite_etag,
+                             if_match_version=overwrite_version, body_digests=known)
         put = dst.put(dst_uri, body, request)
         if reader.bytes_read != info.size:
             raise ChecksumError(f"{src_uri}: read {reader.bytes_read} bytes, the source said {info.size}")

@@ -8,6 +8,7 @@ few patches to moto's models where the state lives) adds:
   decoded to check a header or trailer checksum, then passed on unchanged;
 - DeleteObjects honouring each entry's ``ETag`` (``PreconditionFailed`` for that key, evaluated like moto's
   DeleteObject ``If-Match``: against the current version);
+- CompleteMultipartUpload ``If-Match`` (moto ignores it): only over the current object with that ETag;
 - Object Lock: COMPLIANCE retention can be neither shortened nor weakened, GOVERNANCE only with
   ``x-amz-bypass-governance-retention``; a default retention can be set on a bucket that holds objects;
 - replication: PutBucketReplication needs versioning on the source and on local destination buckets; new
@@ -666,6 +667,8 @@ class S3Layer:
             self._check_digests(environ, op)
         if _State.ssec_seen:
             self._check_ssec_read(req, environ)
+        if op == "CompleteMultipartUpload" and environ.get("HTTP_IF_MATCH"):
+            self._check_complete_if_match(req, str(environ["HTTP_IF_MATCH"]))
         if op == "PutObjectRetention":
             self._check_retention_change(req, environ)
         if op == "GetObjectRetention":
@@ -673,6 +676,17 @@ class S3Layer:
         if op == "RestoreObject" and req.param("versionId"):
             return self._restore_version(req, environ, start_response)
         return None
+
+    @staticmethod
+    def _check_complete_if_match(req: _Request, if_match: str) -> None:
+        """CompleteMultipartUpload with If-Match (moto ignores it): only over the current object with that
+        ETag; 404 when there is none, as S3 answers."""
+        current = _backend().get_object(req.bucket, req.key)
+        if current is None:
+            raise S3Error(404, "NoSuchKey", "The specified key does not exist.", Key=req.key)
+        if if_match.replace('"', "") != current.etag.replace('"', ""):
+            raise S3Error(412, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold",
+                          Condition="If-Match")
 
     def _flip_put(self, environ: dict[str, Any], action: Action) -> None:
         raw = _read_body(environ)

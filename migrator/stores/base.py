@@ -89,6 +89,7 @@ class PutRequest:
     metadata: Mapping[str, str] = field(default_factory=dict)
     if_none_match: bool = True   # never overwrite a different object
     if_match: str | None = None  # overwrite only this exact current object (a further version of our own)
+    if_match_version: str | None = None  # the same object's version or generation (GCS conditions on it)
     # Digests of the whole body, computed over the very bytes being sent (a buffered copy hashed as it was
     # read), so a one-request write need not hash them again. The destination still checks them.
     body_digests: tuple[Checksum, ...] = ()

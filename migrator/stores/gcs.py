@@ -198,7 +198,10 @@ class GcsStore:
         """Small objects: read whole (<= threshold), send our MD5 and CRC32C so GCS checks them, and
         retry under the policy. Large objects: one resumable upload in ``part_size`` chunks, streamed;
         not retried here (the body cannot be rewound in general): the caller retries the object."""
-        if_generation_match = 0 if request.if_none_match else None
+        # 0: only if no live object; a generation: only over that exact object (our own earlier version).
+        if_generation_match = 0 if request.if_none_match else (
+            int(request.if_match_version) if request.if_match_version and request.if_match_version.isdigit()
+            else None)
         if request.size <= self.multipart_threshold:
             return self._put_small(uri, body, request, if_generation_match)
         return self._put_resumable(uri, body, request, if_generation_match)

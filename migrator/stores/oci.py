@@ -235,6 +235,8 @@ class OciStore:
             kwargs["opc_meta"] = dict(request.metadata)
         if request.if_none_match:
             kwargs["if_none_match"] = "*"
+        elif request.if_match:
+            kwargs["if_match"] = request.if_match
         return kwargs
 
     def _put_single(self, ns: str, uri: ObjectURI, body: BinaryIO, request: PutRequest) -> PutResult:
@@ -286,7 +288,8 @@ class OciStore:
         details = _MODELS.CreateMultipartUploadDetails(
             object=uri.key, content_type=request.content_type, content_encoding=request.content_encoding,
             metadata={f"opc-meta-{k}": v for k, v in request.metadata.items()} or None)
-        create_kwargs = {"if_none_match": "*"} if request.if_none_match else {}
+        create_kwargs = ({"if_none_match": "*"} if request.if_none_match
+                         else {"if_match": request.if_match} if request.if_match else {})
         upload = _call(lambda: self._client.create_multipart_upload(
             ns, uri.bucket, details, opc_checksum_algorithm="CRC32C", **create_kwargs).data, str(uri))
         upload_id = str(upload.upload_id)

@@ -255,6 +255,8 @@ class S3Store:
                     ChecksumAlgorithm="CRC32C", ChecksumCRC32C=_b64(crc))
         if request.if_none_match:
             args["IfNoneMatch"] = "*"
+        elif request.if_match:
+            args["IfMatch"] = request.if_match
         attempts = [0]
 
         def send() -> Any:
@@ -296,6 +298,8 @@ class S3Store:
             complete.update(ChecksumType="FULL_OBJECT", ChecksumCRC32C=_b64(whole_crc))
         if request.if_none_match:
             complete["IfNoneMatch"] = "*"
+        elif request.if_match:
+            complete["IfMatch"] = request.if_match
         expected_etag = f'"{multipart_md5(part_md5s).hex}-{len(parts)}"'
         attempts = [0]
 

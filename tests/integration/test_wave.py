@@ -162,6 +162,8 @@ def test_kill_at_crash_point_then_resume_completes(sandbox: SandboxState, tmp_pa
     assert _versions(sandbox, src) == []
     for key, body in bodies.items():
         assert s3.get_object(Bucket=dst, Key=key)["Body"].read() == body
+        # Every version exactly once: a resumed write over our own earlier version is conditional on it.
+        assert len(s3.list_object_versions(Bucket=dst, Prefix=key).get("Versions", [])) == 2, key
     assert _verify(state, manifest, keys[1])["complete"] is True
 
 

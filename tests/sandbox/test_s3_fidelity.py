@@ -217,6 +217,26 @@ def test_delete_objects_all_conditions_failing(s3: Any) -> None:
     assert s3.get_object(Bucket="conditional", Key="a")["Body"].read() == b"x"
 
 
+def test_complete_multipart_upload_honours_if_match(s3: Any) -> None:
+    s3.create_bucket(Bucket="cond-complete")
+    current = s3.put_object(Bucket="cond-complete", Key="k", Body=b"ours")["ETag"]
+    part = b"p" * (5 * 1024 * 1024)
+
+    def complete(key: str, if_match: str) -> Any:
+        up = s3.create_multipart_upload(Bucket="cond-complete", Key=key)["UploadId"]
+        etag = s3.upload_part(Bucket="cond-complete", Key=key, UploadId=up, PartNumber=1, Body=part)["ETag"]
+        return s3.complete_multipart_upload(Bucket="cond-complete", Key=key, UploadId=up, IfMatch=if_match,
+                                            MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]})
+
+    for key, if_match, code in (("k", '"ffff"', "PreconditionFailed"), ("absent", current, "NoSuchKey")):
+        with pytest.raises(botocore.exceptions.ClientError) as err:
+            complete(key, if_match)
+        assert err.value.response["Error"]["Code"] == code
+    assert s3.get_object(Bucket="cond-complete", Key="k")["Body"].read() == b"ours"
+    complete("k", current)   # over exactly the current object: allowed
+    assert s3.get_object(Bucket="cond-complete", Key="k")["ContentLength"] == len(part)
+
+
 # --------------------------------------------------------------------------------------- Object Lock
 
 def _locked_put(s3: Any, bucket: str, key: str, mode: str) -> str:
