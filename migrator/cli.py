@@ -302,6 +302,9 @@ def audit_prove(attestation: Annotated[Path, typer.Argument(help="attestation.js
         _read_check(index)
         proof = prove_subject(_read(attestation), recs, index, subject, load_subject_key(subject_key))
     elif object_uri is not None:
+        from migrator.uri import parse_uri
+
+        parse_uri(object_uri, field="OBJECT_URI")   # a malformed URI is bad input, not "no record names it"
         proof = prove_record_file(_read(attestation), recs, object_uri, row=row, index=index)
     else:
         raise InputError("give an OBJECT_URI or --subject ID")

@@ -157,6 +157,10 @@ def test_auditor_session_proofs_subjects_cosign_threshold(demo: tuple[Path, subp
     assert full.returncode == 0, full.stdout + full.stderr
     proof = _run("audit", "prove", str(att), "oci://sandboxns/us-users/users/us-0001/videos/holiday.mp4")
     assert proof.returncode == 0, proof.stderr
+    malformed = _run("audit", "prove", str(att), "s9://bucket/key")
+    assert malformed.returncode == 2 and "OBJECT_URI" in malformed.stderr and "Traceback" not in malformed.stderr
+    nowhere = _run("audit", "prove", str(att), "s3://us-users-src/not/in/this/wave")
+    assert nowhere.returncode == 2 and "no record of this wave names" in nowhere.stderr
     (tmp_path / "proof.json").write_text(proof.stdout)
     ok = _run("audit", "verify-proof", str(tmp_path / "proof.json"), "--attestation", str(att), "--key", pub)
     assert ok.returncode == 0 and "record proof" in ok.stdout
