@@ -25,7 +25,6 @@ class BucketChecks:
         self._bucket_cache: dict[str, Any] = {}
         self._cache_lock = threading.Lock()
         self._key_locks: dict[str, threading.Lock] = {}
-        self.known: set[str] = set()   # locations whose settings were read (for callers that probe first)
 
     def cached(self, key: str, compute: Callable[[], Any]) -> Any:
         """One lookup per bucket setting: workers asking at once wait for the first one's answer."""

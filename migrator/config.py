@@ -97,25 +97,29 @@ class WavePolicy:
 _WAVE_KEYS = {f.name: f.type for f in fields(WavePolicy)}
 
 
+def _wave_table(path: Path, name: str) -> dict[str, Any]:
+    """One table of a wave file (empty when absent), the file checked for unknown tables."""
+    try:
+        with open(path, "rb") as fh:
+            doc = tomllib.load(fh)
+    except OSError as exc:
+        raise InputError(f"cannot read wave file: {exc.strerror}", file=str(path)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"not valid TOML: {exc}", file=str(path)) from None
+    unknown_tables = set(doc) - {"policy", "transfer"}
+    if unknown_tables:
+        raise InputError(f"unknown table(s) {sorted(unknown_tables)}; want [policy] or [transfer]", file=str(path))
+    table = doc.get(name, {})
+    if not isinstance(table, dict):
+        raise InputError(f"want a [{name}] table", file=str(path), field=name)
+    return table
+
+
 def load_wave_file(path: Path | None, overrides: Mapping[str, Any]) -> WavePolicy:
     """A wave file (TOML, table ``[policy]``) resolved once with flag overrides (None = not given)."""
     values: dict[str, Any] = {}
     if path is not None:
-        try:
-            with open(path, "rb") as fh:
-                doc = tomllib.load(fh)
-        except OSError as exc:
-            raise InputError(f"cannot read wave file: {exc.strerror}", file=str(path)) from None
-        except tomllib.TOMLDecodeError as exc:
-            raise InputError(f"not valid TOML: {exc}", file=str(path)) from None
-        unknown_tables = set(doc) - {"policy", "transfer"}
-        if unknown_tables:
-            raise InputError(f"unknown table(s) {sorted(unknown_tables)}; want [policy] or [transfer]",
-                             file=str(path))
-        policy = doc.get("policy", {})
-        if not isinstance(policy, dict):
-            raise InputError("want a [policy] table", file=str(path), field="policy")
-        for key, value in policy.items():
+        for key, value in _wave_table(path, "policy").items():
             if key not in _WAVE_KEYS:
                 raise InputError(f"unknown policy key (known: {', '.join(sorted(_WAVE_KEYS))})",
                                  file=str(path), field=key)
@@ -142,15 +146,7 @@ def load_transfer_settings(path: Path | None) -> TransferSettings:
     """The wave file's ``[transfer]`` table (sizes in bytes), defaults where absent."""
     if path is None:
         return TransferSettings()
-    try:
-        with open(path, "rb") as fh:
-            table = tomllib.load(fh).get("transfer", {})
-    except OSError as exc:
-        raise InputError(f"cannot read wave file: {exc.strerror}", file=str(path)) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"not valid TOML: {exc}", file=str(path)) from None
-    if not isinstance(table, dict):
-        raise InputError("want a [transfer] table", file=str(path), field="transfer")
+    table = _wave_table(path, "transfer")
     for key, value in table.items():
         if key not in _TRANSFER_KEYS:
             raise InputError(f"unknown transfer key (known: {', '.join(_TRANSFER_KEYS)})", file=str(path), field=key)

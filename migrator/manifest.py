@@ -89,6 +89,18 @@ def detect_format(path: Path | str) -> str:
     return "jsonl" if head.removeprefix(_BOM).lstrip().startswith(b"{") else "csv"
 
 
+def batched(rows: Iterator[ManifestRow], size: int) -> Iterator[list[ManifestRow]]:
+    """Rows in lists of ``size`` (the last may be shorter): never more than one batch in memory."""
+    batch: list[ManifestRow] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
 def iter_rows(path: Path | str, *, fmt: str | None = None) -> Iterator[ManifestRow]:
     """Yield the manifest's rows in order, checking each row on its own (no cross-row rules)."""
     return iter(_Reader(Path(path), fmt))

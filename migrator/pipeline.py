@@ -29,8 +29,8 @@ from migrator.errors import ChecksumError, MigratorError, PreconditionFailed, So
 from migrator.evidence import destination_evidence, source_evidence
 from migrator.journal import Journal, State, now
 from migrator.listing import list_soft_deleted_many, list_uploads_many, list_versions_many
-from migrator.manifest import ManifestRow
-from migrator.removal import Proof, blocking_reason, blocking_reason_of
+from migrator.manifest import ManifestRow, batched
+from migrator.removal import Proof, blocking_reason, blocking_reason_of, is_archived
 from migrator.stores.base import DeleteTarget, ObjectStore, UploadInfo, VersionEntry
 from migrator.stores.registry import Stores
 from migrator.transfer import copy_version, sha256_of
@@ -40,7 +40,6 @@ from migrator.uri import ObjectURI
 _GONE_CODES = frozenset({"NoSuchKey", "NoSuchVersion", "NotFound", "ObjectNotFound", "VersionNotFound"})
 _CHANGED_CODES = frozenset({"PreconditionFailed", "IfMatchFailed", "conditionNotMet"})
 _REFUSED_DIGEST_CODES = frozenset({"BadDigest", "InvalidDigest", "InvalidChecksum"})
-_ARCHIVED = frozenset({"GLACIER", "DEEP_ARCHIVE", "ARCHIVE"})
 
 
 End = tuple[int, str, dict[str, Any], str | None, dict[str, Any]]  # a journal transition_many item
@@ -106,13 +105,7 @@ class Wave:
         with ThreadPoolExecutor(max_workers=self.policy.concurrency, thread_name_prefix="wave") as pool, \
                 ThreadPoolExecutor(max_workers=1, thread_name_prefix="removal") as remover:
             removing: Future[None] | None = None
-            batch: list[ManifestRow] = []
-            for row in rows:
-                batch.append(row)
-                if len(batch) >= self.policy.batch_rows:
-                    removing = self._next(batch, pool, remover, removing)
-                    batch = []
-            if batch:
+            for batch in batched(rows, self.policy.batch_rows):
                 removing = self._next(batch, pool, remover, removing)
             if removing is not None:
                 removing.result()
@@ -259,7 +252,7 @@ class Wave:
         w.latest = to_copy[-1]
         w.to_copy = [e for e in to_copy if (e.version, e.etag) not in verified]
         for e in w.to_copy:
-            if e.storage_class and e.storage_class.upper() in _ARCHIVED:
+            if is_archived(e.storage_class):
                 raise Held("archived", f"{row.source} version {e.version} is {e.storage_class}: restore it first")
 
     def _migrate(self, w: Work) -> None:

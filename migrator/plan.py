@@ -11,7 +11,6 @@ Memory is one batch of rows plus counters, whatever the manifest's size.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,12 +19,12 @@ from migrator.bucket_checks import BucketChecks
 from migrator.config import WavePolicy
 from migrator.errors import NotFound, StoreError
 from migrator.listing import list_uploads_many, list_versions_many
-from migrator.manifest import ManifestRow, ManifestSummary, iter_rows, validate
+from migrator.manifest import ManifestRow, ManifestSummary, batched, iter_rows, validate
+from migrator.removal import is_archived
 from migrator.stores.registry import Stores
 from migrator.uri import ObjectURI
 
 EXAMPLES = 5
-_ARCHIVED = frozenset({"GLACIER", "DEEP_ARCHIVE", "ARCHIVE"})
 
 
 @dataclass
@@ -68,7 +67,7 @@ def plan_wave(manifest: Path, stores: Stores, policy: WavePolicy, *, list_object
     checks = BucketChecks(stores, policy)
     unreadable: dict[str, tuple[str, str]] = {}   # location -> why its settings could not be read
     held: set[int] = set()                         # rows of this batch already held for a bucket
-    for batch in _batches(iter_rows(manifest), policy.batch_rows):
+    for batch in batched(iter_rows(manifest), policy.batch_rows):
         for row in batch:
             _count_locations(plan, row)
             reason = _unreadable(checks, stores, row, unreadable) or _bucket_hold(checks, stores, row)
@@ -81,17 +80,6 @@ def plan_wave(manifest: Path, stores: Stores, policy: WavePolicy, *, list_object
     for location, entry in plan.locations.items():
         entry["settings"] = _settings(checks, stores, plan.samples[location])
     return plan
-
-
-def _batches(rows: Iterator[ManifestRow], size: int) -> Iterator[list[ManifestRow]]:
-    batch: list[ManifestRow] = []
-    for row in rows:
-        batch.append(row)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def _count_locations(plan: WavePlan, row: ManifestRow) -> None:
@@ -113,10 +101,9 @@ def _unreadable(checks: BucketChecks, stores: Stores, row: ManifestRow,
                 unreadable: dict[str, tuple[str, str]]) -> tuple[str, str] | None:
     """A missing or unreadable bucket among the row's locations, asked once per bucket."""
     for uri in (row.destination, row.source, *row.replicas):
-        if uri.location not in unreadable and uri.location not in checks.known:
+        if uri.location not in unreadable:
             try:
-                checks.caps(stores.for_uri(uri), uri)
-                checks.known.add(uri.location)
+                checks.caps(stores.for_uri(uri), uri)   # cached after the first success
             except NotFound as exc:
                 unreadable[uri.location] = ("bucket not found", str(exc))
             except StoreError as exc:
@@ -167,7 +154,7 @@ def _list_batch(plan: WavePlan, stores: Stores, batch: list[ManifestRow], held: 
         found["source versions"] += len(live)
         found["source delete markers"] += len(entries) - len(live)
         found["source bytes"] += sum(e.size for e in live)
-        found["source versions archived"] += sum(1 for e in live if (e.storage_class or "").upper() in _ARCHIVED)
+        found["source versions archived"] += sum(1 for e in live if is_archived(e.storage_class))
         found["replica versions"] += sum(len(versions.get(r, [])) for r in row.replicas)
         found["incomplete uploads"] += sum(len(uploads.get(u, [])) for u in (row.source, *row.replicas))
         if versions.get(row.destination):

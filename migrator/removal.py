@@ -23,6 +23,14 @@ def _future(value: str | None) -> bool:
     return when > datetime.now(UTC)
 
 
+ARCHIVED_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE", "ARCHIVE"})
+
+
+def is_archived(storage_class: str | None) -> bool:
+    """A storage class whose bytes cannot be read until restored."""
+    return (storage_class or "").upper() in ARCHIVED_CLASSES
+
+
 def blocking_reason(info: ObjectInfo) -> str | None:
     """Why this version cannot be deleted now, from what the cloud reported; None when nothing blocks."""
     return blocking_reason_of(info.extra)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import threading
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import quote
@@ -100,19 +100,15 @@ def copy_version(src: ObjectStore, src_uri: ObjectURI, version: str | None, dst:
     the write carries digests hashed once and the destination's metadata their SHA-256; larger ones
     stream through a multipart upload and carry the SHA-256 only when the source reports it.
     """
-    limit = dst.multipart_threshold if isinstance(dst, OneRequestLimit) else 0
-    if expected_size <= limit:
-        with budget.hold(expected_size):
-            return _copy(src, src_uri, version, dst, dst_uri, expected_size, expected_etag,
-                         (overwrite_etag, overwrite_version), True)
-    return _copy(src, src_uri, version, dst, dst_uri, expected_size, expected_etag,
-                 (overwrite_etag, overwrite_version), False)
+    buffered = expected_size <= (dst.multipart_threshold if isinstance(dst, OneRequestLimit) else 0)
+    with budget.hold(expected_size) if buffered else nullcontext():
+        return _copy(src, src_uri, version, dst, dst_uri, expected_size=expected_size, expected_etag=expected_etag,
+                     overwrite_etag=overwrite_etag, overwrite_version=overwrite_version, buffered=buffered)
 
 
-def _copy(src: ObjectStore, src_uri: ObjectURI, version: str | None, dst: ObjectStore, dst_uri: ObjectURI,
-          expected_size: int, expected_etag: str | None, overwrite: tuple[str | None, str | None],
-          buffered: bool) -> CopyOutcome:
-    overwrite_etag, overwrite_version = overwrite
+def _copy(src: ObjectStore, src_uri: ObjectURI, version: str | None, dst: ObjectStore, dst_uri: ObjectURI, *,
+          expected_size: int, expected_etag: str | None, overwrite_etag: str | None,
+          overwrite_version: str | None, buffered: bool) -> CopyOutcome:
     stream = src.open_read(src_uri, version)
     try:
         info = stream.info

@@ -1,14 +1,33 @@
-"""Pieces the HTTP-level adapters share: a raw response body as a ReadStream, and per-target deletes
-for clouds whose batch delete cannot name versions."""
+"""Pieces the adapters share: reading a write's body exactly, a raw response body as a ReadStream, and
+per-target deletes for clouds whose batch delete cannot name versions."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Self
+from typing import Any, BinaryIO, Self
 
 from migrator.errors import InputError, MigratorError, StoreError
 from migrator.stores.base import DeleteResult, DeleteTarget, ObjectInfo
 from migrator.uri import ObjectURI
+
+
+def read_exactly(body: BinaryIO, n: int, what: str) -> bytes:
+    """Exactly ``n`` bytes of ``body``, in as few reads as it allows: a buffered copy's BytesIO then hands
+    over its own bytes, uncopied."""
+    chunks: list[bytes] = []
+    left = n
+    while left > 0:
+        chunk = body.read(left)
+        if not chunk:
+            raise InputError(f"{what}: body ended {left} bytes before the declared size {n}")
+        chunks.append(chunk if type(chunk) is bytes else bytes(chunk))
+        left -= len(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def expect_eof(body: BinaryIO, size: int, what: str) -> None:
+    if body.read(1):
+        raise InputError(f"{what}: body is longer than the declared size {size}")
 
 
 class RawBodyStream:

@@ -64,7 +64,7 @@ from migrator.stores.base import (
     UploadInfo,
     VersionEntry,
 )
-from migrator.stores.common import RawBodyStream, delete_each
+from migrator.stores.common import RawBodyStream, delete_each, expect_eof, read_exactly
 from migrator.uri import ObjectURI
 
 T = TypeVar("T")
@@ -240,7 +240,8 @@ class OciStore:
         return kwargs
 
     def _put_single(self, ns: str, uri: ObjectURI, body: BinaryIO, request: PutRequest) -> PutResult:
-        data = _read_exact(body, request.size, uri, last=True)
+        data = read_exactly(body, request.size, str(uri))
+        expect_eof(body, request.size, str(uri))
         md5_raw, crc_raw = md5_and_crc32c(data, request.body_digests)
         md5, crc = base64.b64encode(md5_raw).decode("ascii"), base64.b64encode(crc_raw).decode("ascii")
         kwargs = self._put_kwargs(request)
@@ -339,7 +340,9 @@ class OciStore:
                         failed.result()  # raises the part's error
                     try:
                         want = min(part_size, size - (num - 1) * part_size)
-                        data = _read_exact(body, want, uri, last=num == count)
+                        data = read_exactly(body, want, str(uri))
+                        if num == count:
+                            expect_eof(body, size, str(uri))
                         whole = _crc32c_extend(whole, data)
                     except BaseException:
                         slots.release()
@@ -461,22 +464,6 @@ class OciStore:
         ns = self.namespace
         return delete_each(targets, lambda key: ObjectURI("oci", bucket, key, ns),
                            lambda uri, version, etag: self.delete_version(uri, version, if_match=etag))
-
-
-def _read_exact(body: BinaryIO, size: int, uri: ObjectURI, *, last: bool) -> bytes:
-    """Exactly ``size`` bytes from ``body``; with ``last``, the body must end there."""
-    chunks: list[bytes] = []
-    got = 0
-    while got < size:
-        # One read when the body allows it: a buffered copy's BytesIO then hands over its bytes uncopied.
-        chunk = body.read(size - got)
-        if not chunk:
-            raise InputError(f"body for {uri} ended {size - got} bytes early")
-        chunks.append(chunk if type(chunk) is bytes else bytes(chunk))
-        got += len(chunk)
-    if last and body.read(1):
-        raise InputError(f"body for {uri} is longer than its declared size")
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 # --- translation: SDK headers, listings and errors ----------------------------------------------------

@@ -77,6 +77,7 @@ from migrator.stores.base import (
     UploadInfo,
     VersionEntry,
 )
+from migrator.stores.common import expect_eof, read_exactly
 from migrator.uri import ObjectURI
 
 T = TypeVar("T")
@@ -233,8 +234,8 @@ class S3Store:
         if request.size < 0:
             raise InputError(f"negative size for {uri}")
         if request.size <= self.multipart_threshold:
-            data = _read_exactly(body, request.size, str(uri))
-            _expect_eof(body, request.size, str(uri))
+            data = read_exactly(body, request.size, str(uri))
+            expect_eof(body, request.size, str(uri))
             return self._put_single(uri, data, request)
         return self._put_multipart(uri, body, request)
 
@@ -286,7 +287,7 @@ class S3Store:
         full_object = created.get("ChecksumType") == "FULL_OBJECT"
         try:
             parts, part_md5s, whole_crc = self._upload_parts(uri, body, size, part_size, upload_id)
-            _expect_eof(body, size, str(uri))
+            expect_eof(body, size, str(uri))
         except BaseException:
             self._abort_quietly(uri, upload_id)
             raise
@@ -364,7 +365,7 @@ class S3Store:
                     break
                 length = min(part_size, size - offset)
                 try:
-                    data = _read_exactly(body, length, str(uri))
+                    data = read_exactly(body, length, str(uri))
                 except BaseException:
                     slots.release()
                     raise
@@ -712,23 +713,6 @@ def _show(uri: ObjectURI, version: str | None) -> str:
 
 def _b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode("ascii")
-
-
-def _read_exactly(body: BinaryIO, n: int, what: str) -> bytes:
-    chunks: list[bytes] = []
-    left = n
-    while left > 0:
-        chunk = body.read(left)
-        if not chunk:
-            raise InputError(f"{what}: body ended {left} bytes before the declared size {n}")
-        chunks.append(chunk if type(chunk) is bytes else bytes(chunk))
-        left -= len(chunk)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-def _expect_eof(body: BinaryIO, size: int, what: str) -> None:
-    if body.read(1):
-        raise InputError(f"{what}: body is longer than the declared size {size}")
 
 
 def _effective_part_size(size: int, part_size: int) -> int:
