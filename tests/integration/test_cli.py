@@ -88,6 +88,23 @@ def test_bad_manifest_names_file_line_field_and_writes_nothing(tmp_path: Path) -
     assert not (tmp_path / "state").exists()
 
 
+def test_bad_wave_file_is_refused_before_the_state_folder_exists(tmp_path: Path) -> None:
+    keys = tmp_path / "keys"
+    assert _run("keys", "generate", "--out", str(keys)).returncode == 0
+    m = tmp_path / "m.csv"
+    m.write_text("source,destination\ns3://good-bucket/a,oci://ns/dest/a\n")
+    for text, words in (("[transfer]\npart_size = 1048576\n", "field 'part_size'"),
+                        ("transfer = 5\n", "field 'transfer'"), ("policy = 5\n", "field 'policy'")):
+        wave = tmp_path / "wave.toml"
+        wave.write_text(text)
+        for cmd in (("run", str(m), "--state", str(tmp_path / "state"), "--signing-key", str(keys / "signing.key")),
+                    ("plan", str(m))):
+            out = _run(*cmd, "--wave", str(wave))
+            assert out.returncode == 2 and "wave.toml" in out.stderr and words in out.stderr, out.stderr
+            assert "Traceback" not in out.stderr
+        assert not (tmp_path / "state").exists()
+
+
 def test_world_readable_signing_key_is_refused(tmp_path: Path) -> None:
     keys = tmp_path / "keys"
     assert _run("keys", "generate", "--out", str(keys)).returncode == 0
