@@ -57,7 +57,7 @@ def test_plan_counts_what_is_there_and_what_would_be_held(sandbox: SandboxState,
     assert plan.found["incomplete uploads"] == 1
     assert plan.rows_held == {"destination unprotected": 1, "GCS soft delete on": 1}
     assert "row 4 (line 4)" in plan.examples["destination unprotected"][0]
-    assert plan.rows_failing == {"source not found": 1}
+    assert plan.rows_failing == {"source not found": 1}   # row 3; rows 4 and 5 are held, counted once
     assert plan.examples["source not found"] == [f"row 3 (line 3): s3://{names['src']}/missing"]
     record = plan.as_record()
     assert record["locations"][f"s3://{names['src']}"]["roles"] == {"source": 4}
@@ -90,3 +90,13 @@ def test_plan_cli_json_exit_codes_and_bad_input(sandbox: SandboxState, tmp_path:
                              text=True, timeout=120)
     assert refused.returncode == 2
     assert "bad.jsonl, line 1, field 'destination'" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_a_row_is_counted_under_one_reason(sandbox: SandboxState, tmp_path: Path) -> None:
+    # Its destination bucket is missing and so is its source: held once, not also counted as failing.
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps({"source": f"s3://{unique('nosrc')}/a",
+                                    "destination": f"oci://{sandbox.oci_namespace}/{unique('nodst')}/a"}) + "\n")
+    plan = plan_wave(manifest, Stores(EndpointSettings.from_env()), WavePolicy())
+    assert plan.rows_held == {"bucket not found": 1} and not plan.rows_failing
+    assert plan.found["sources missing"] == 1 and not plan.ready
