@@ -823,7 +823,7 @@ def synthetic_attestation(s: Settings, n: int) -> Attestation:
             fh.write(line)
             sha.update(line)
             merkle.add(line[:-1])
-            tally.add(rec)
+            tally.count(rec["state"], rec["reason"])
     if merkle.size != n:
         raise RuntimeError(f"manifest {manifest} has {merkle.size} rows, expected {n}")
     predicate = build_predicate(

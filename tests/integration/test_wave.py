@@ -233,14 +233,14 @@ def _run_with(stores: Stores, manifest: Path, state: Path, key: Path) -> Any:
     from migrator.attest.keys import load_signer
     from migrator.manifest import iter_rows, validate
     from migrator.pipeline import Wave
-    from migrator.runner import write_attestation
+    from migrator.runner import attest_journal
 
     summary = validate(manifest)
     journal = Journal(state)
     journal.bind_manifest(summary.sha256, "wave-test", {})
     journal.ensure_rows(list(range(1, summary.rows + 1)))
     Wave(journal, stores, WavePolicy(second_read=False)).run(iter_rows(manifest))
-    return write_attestation(journal, state, manifest, summary, load_signer(key), {}, [])
+    return attest_journal(journal, state, manifest, summary.sha256, summary.rows, load_signer(key), {}, [])
 
 
 class _JournalWatchingStore(_FaultyStore):

@@ -42,6 +42,7 @@ from migrator.attest.statement import (
 from migrator.attest.subjects import SubjectHasher, SubjectIndexBuilder, SubjectKey
 from migrator.attest.verify import verify_attestation
 from migrator.errors import InputError, VerificationError
+from migrator.records import Record
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -101,7 +102,7 @@ def make_wave(n: int = 12, *, states: dict[int, tuple[str, str | None]] | None =
         line = record_line(r)
         lines.append(line)
         builder.add(line[:-1])
-        tally.add(r)
+        tally.add(Record.from_json(r))
         index_builder.add(r)
     records = b"".join(lines)
     index = index_builder.finish()
@@ -346,7 +347,7 @@ def test_records_from_a_path_verify_like_bytes(wave: Wave, tmp_path: Path) -> No
 # ---- the verifier side imports only the formats ----------------------------------------------------------
 
 VERIFIER = ("migrator.attest.verify", "migrator.attest.proofs", "migrator.attest.subjects")
-ALLOWED = {"migrator", "migrator.errors", "migrator.attest", *(f"migrator.attest.{m}" for m in (
+ALLOWED = {"migrator", "migrator.errors", "migrator.records", "migrator.attest", *(f"migrator.attest.{m}" for m in (
     "canonical", "dsse", "keys", "merkle", "statement", "verify", "scan", "subjects", "proofs"))}
 
 

@@ -24,6 +24,7 @@ from migrator.attest.statement import (
 )
 from migrator.attest.verify import count_manifest_rows, verify_attestation
 from migrator.errors import InputError, VerificationError
+from migrator.records import Record
 
 
 def record(row: int, state: str = "REMOVED", reason: str | None = None) -> dict[str, Any]:
@@ -66,7 +67,7 @@ def make_wave(n: int = 5, states: dict[int, tuple[str, str]] | None = None,
         line = record_line(r)
         lines.append(line)
         builder.add(line[:-1])
-        tally.add(r)
+        tally.add(Record.from_json(r))
     records = b"".join(lines)
     header = "source,destination,subject\n"
     manifest = (header + "".join(f's3://src-bucket/users/{i},"oci://ns/dest/users/{i}","a\nb"\n'
