@@ -1,4 +1,8 @@
-"""Shared fixtures: one sandbox (S3, GCS, OCI over HTTP on 127.0.0.1) per test worker."""
+"""Shared fixtures: one sandbox (S3, GCS, OCI over HTTP on 127.0.0.1) per test worker.
+
+Retries never sleep in tests: back-off is off from import (for fixtures of any scope), and every test starts
+with it off and leaves the switch as it found it, so no test module's setting reaches a later test.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +24,15 @@ VECTORS = Path(__file__).resolve().parent / "vectors"
 
 retry.set_backoff(False)
 _names = itertools.count()
+
+
+@pytest.fixture(autouse=True)
+def _no_backoff() -> Iterator[None]:
+    previous = retry.set_backoff(False)
+    try:
+        yield
+    finally:
+        retry.set_backoff(previous)
 
 
 @pytest.fixture(scope="session")

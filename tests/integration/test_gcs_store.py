@@ -21,7 +21,6 @@ from google.api_core import exceptions as gexc
 from google.cloud import storage
 from google.cloud.storage.exceptions import DataCorruption
 
-from migrator import retry
 from migrator.checksum import Algorithm, Checksum, MultiHasher, Provenance, find
 from migrator.errors import (
     AccessDenied,
@@ -54,12 +53,6 @@ def endpoint() -> Iterator[str]:
         yield emulator.url
     finally:
         emulator.stop()
-
-
-@pytest.fixture(autouse=True)
-def _no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Retries must not sleep in tests; monkeypatch restores whatever the suite had.
-    monkeypatch.setitem(retry._backoff, "enabled", False)
 
 
 @pytest.fixture(scope="module")

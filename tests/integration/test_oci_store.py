@@ -43,7 +43,6 @@ def creds(tmp_path_factory: pytest.TempPathFactory) -> OciSandboxCredentials:
 
 @pytest.fixture(scope="module")
 def emulator(creds: OciSandboxCredentials) -> Iterator[OciEmulator]:
-    retry.set_backoff(False)
     emu = OciEmulator(public_key_pem=creds.public_key_path.read_bytes(), namespace=NAMESPACE).start()
     yield emu
     emu.stop()

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from migrator import retry
 from migrator.checksum import Algorithm, Checksum, MultiHasher, Provenance, find, parse_s3_etag
 from migrator.errors import (
     AccessDenied,
@@ -59,11 +58,9 @@ def endpoint() -> Iterator[str]:
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         server.start()
         host, port = server.get_host_and_port()  # port 0: the OS picked a free one
-        retry.set_backoff(False)
         try:
             yield f"http://{host}:{port}"
         finally:
-            retry.set_backoff(True)
             server.stop()
 
 
