@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import TypedDict
 
 import pytest
 
 from migrator import retry
+from migrator.checksum import Algorithm, Checksum, find
 from migrator.config import EndpointSettings, TransferSettings
 from migrator.sandbox import control
 from migrator.sandbox.control import SandboxState
@@ -65,6 +67,25 @@ def stores(sandbox: SandboxState) -> Stores:
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{os.getpid()}-{next(_names)}"
+
+
+class PutOptions(TypedDict, total=False):
+    """The optional fields of ``stores.base.PutRequest``, for test helpers that fill in ``size`` themselves."""
+
+    content_type: str | None
+    content_encoding: str | None
+    metadata: Mapping[str, str]
+    if_none_match: bool
+    if_match: str | None
+    if_match_version: str | None
+    body_digests: tuple[Checksum, ...]
+
+
+def found(checksums: Sequence[Checksum], algorithm: Algorithm, *, parts: int | None = None) -> Checksum:
+    """``checksum.find`` for a checksum the test requires: a missing one fails the test here, by name."""
+    checksum = find(checksums, algorithm, parts=parts)
+    assert checksum is not None, f"no {algorithm} checksum (parts={parts}) among {checksums!r}"
+    return checksum
 
 
 @pytest.fixture(scope="session")

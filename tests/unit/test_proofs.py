@@ -131,7 +131,9 @@ def test_reader_reads_members_and_takes_the_fast_path() -> None:
     w = make_wave(40)
     reader = CanonicalLines(("row", "state", "reason", "subject"))
     for n, line in enumerate(w.records.split(b"\n")[:-1], start=1):
-        row, state, reason, subject = reader.fields(line)  # type: ignore[misc]
+        fields = reader.fields(line)
+        assert fields is not None
+        row, state, reason, subject = fields
         assert (row, state, reason) == (n, "REMOVED", None)
         assert subject == (subject_of(n) or MISSING)
     assert reader.slow <= 8              # a handful of shapes, each checked in full once

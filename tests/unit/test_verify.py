@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -55,7 +56,8 @@ class Wave:
 
 def make_wave(n: int = 5, states: dict[int, tuple[str, str]] | None = None,
               signers: list[keys.FileSigner] | None = None, manifest_name: str = "manifest.csv",
-              mutate_records: Any = None, mutate_predicate: Any = None) -> Wave:
+              mutate_records: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None,
+              mutate_predicate: Callable[[dict[str, Any]], object] | None = None) -> Wave:
     signers = signers or [keys.FileSigner(keys.new_private_key("ed25519"))]
     states = states or {}
     recs = [record(i, *states.get(i, ("REMOVED", None))) for i in range(1, n + 1)]
@@ -91,7 +93,7 @@ def pubs(w: Wave) -> list[keys.PublicKey]:
     return [s.public_key for s in w.signers]
 
 
-def check_fails(check: str, w: Wave, **kw: Any) -> None:
+def check_fails(check: str, w: Wave, **kw: object) -> None:
     args: dict[str, Any] = {"records": w.records, "manifest": w.manifest}
     args.update(kw)
     envelope = args.pop("envelope", w.envelope)
@@ -269,7 +271,7 @@ def test_statement_form() -> None:
     a = keys.FileSigner(keys.new_private_key("ed25519"))
     w = make_wave(1, signers=[a])
     st_obj = json.loads(dsse.parse_envelope_strict(w.envelope).payload)
-    cases = [
+    cases: list[Callable[[Any], object]] = [   # each edits the parsed statement in place
         lambda s: s.update(predicateType="https://example.invalid/other"),
         lambda s: s.update(_type="https://in-toto.io/Statement/v0.1"),
         lambda s: s.update(extra=1),
