@@ -134,9 +134,9 @@ def test_every_single_bit_flip_of_the_envelope_is_detected() -> None:
 
 
 @pytest.mark.parametrize("alg", ["ed25519", "ecdsa-p256"])
-def test_key_types(alg: keys.KeyAlgorithm) -> None:
+def test_an_attestation_signed_with_either_key_type_verifies(alg: keys.KeyAlgorithm) -> None:
     w = make_wave(2, signers=[keys.FileSigner(keys.new_private_key(alg))])
-    verify_attestation(w.envelope, pubs(w), records=w.records)
+    assert verify_attestation(w.envelope, pubs(w), records=w.records).signed_by == (w.signers[0].keyid,)
 
 
 def test_changed_record_is_detected() -> None:
@@ -200,7 +200,7 @@ def test_records_must_be_canonical_lines() -> None:
     assert w2.records.endswith(b"\n")
 
 
-def test_wrong_manifest() -> None:
+def test_a_manifest_or_row_count_other_than_the_signed_one_is_refused() -> None:
     w = make_wave(3)
     check_fails("subject manifest", w, manifest=w.manifest + b"s3://x/y,oci://n/b/k,\n")
     check_fails("coverage", w, manifest=None, manifest_rows=4)
@@ -267,7 +267,7 @@ def test_threshold_two_with_two_keys() -> None:
         verify_attestation(cosigned, both, threshold=0)
 
 
-def test_statement_form() -> None:
+def test_a_signed_statement_of_the_wrong_form_is_refused() -> None:
     a = keys.FileSigner(keys.new_private_key("ed25519"))
     w = make_wave(1, signers=[a])
     st_obj = json.loads(dsse.parse_envelope_strict(w.envelope).payload)
