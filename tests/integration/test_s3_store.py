@@ -10,11 +10,12 @@ import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Unpack
 
 import pytest
 
 from migrator.checksum import Algorithm, Checksum, MultiHasher, Provenance, find, parse_s3_etag
+from migrator.endpoints import is_loopback_url
 from migrator.errors import (
     AccessDenied,
     InputError,
@@ -24,8 +25,9 @@ from migrator.errors import (
     UnsafeEndpointError,
 )
 from migrator.stores.base import DeleteTarget, ObjectStore, PutRequest, PutResult
-from migrator.stores.s3 import S3Store, is_loopback_url
+from migrator.stores.s3 import S3Store
 from migrator.uri import ObjectURI
+from tests.conftest import PutOptions
 
 MIB = 1024 * 1024
 VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "checksums.json"
@@ -94,7 +96,7 @@ def uri(bucket: str, key: str) -> ObjectURI:
     return ObjectURI("s3", bucket, key)
 
 
-def put_bytes(store: S3Store, target: ObjectURI, data: bytes, **kw: Any) -> PutResult:
+def put_bytes(store: S3Store, target: ObjectURI, data: bytes, **kw: Unpack[PutOptions]) -> PutResult:
     return store.put(target, io.BytesIO(data), PutRequest(size=len(data), **kw))
 
 
