@@ -233,7 +233,8 @@ def test_conditional_deletes(store: OciStore, bucket: str) -> None:
         store.stat(u)
 
 
-def test_capabilities(store: OciStore, bucket: str, vbucket: str) -> None:
+def test_capabilities_match_what_oci_offers_and_a_missing_bucket_is_not_found(store: OciStore, bucket: str,
+                                                                              vbucket: str) -> None:
     plain, versioned = store.capabilities(bucket), store.capabilities(vbucket)
     assert not plain.versioning and versioned.versioning
     assert plain.conditional_write and plain.conditional_delete and plain.additional_checksums
