@@ -193,7 +193,7 @@ def oci_vault(sandbox: SandboxState) -> OciVault:
             return str(mgmt.create_key(details).data.id)
         except oci.exceptions.ServiceError as exc:
             if exc.status == 404:
-                pytest.skip("the sandbox's OCI emulator serves no Vault (KMS) endpoint")
+                pytest.fail("the sandbox's OCI emulator serves no Vault (KMS) endpoint")
             raise
 
     return {"url": sandbox.oci.url, "config": config, "mgmt": mgmt, "new_key": new_key}

@@ -74,7 +74,7 @@ def faults(sandbox: SandboxState) -> Iterator[Faults]:
         f = Faults(sandbox)
         f.clear()
     except (ImportError, SandboxError) as exc:
-        pytest.skip(f"the sandbox has no fault hook (POST /_emulator/faults): {exc}")
+        pytest.fail(f"the sandbox has no fault hook (POST /_emulator/faults): {exc}")
     try:
         yield f
     finally:
