@@ -149,7 +149,8 @@ class Journal:
                 ])
                 self._conn.execute("COMMIT")
         wid = self.get_meta("wave_id")
-        assert wid is not None
+        if wid is None:
+            raise StateError(f"state folder {self.path.parent} is damaged: it names a manifest but no wave id")
         return wid
 
     # -- objects ------------------------------------------------------------------------------------
