@@ -397,7 +397,7 @@ def test_versioning_suspended_behaves_as_documented(client: ObjectStorageClient)
 
 # ------------------------------------------------------------------------------------------ Vault (KMS)
 
-def _p256_key(management: Any) -> Any:
+def _p256_key(management: KmsManagementClient) -> Any:   # the key's model (oci.key_management.models.Key)
     return management.create_key(KMS.CreateKeyDetails(
         compartment_id=COMPARTMENT, display_name="attestation",
         key_shape=KMS.KeyShape(algorithm="ECDSA", length=32, curve_id="NIST_P256"),

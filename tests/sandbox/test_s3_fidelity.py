@@ -30,7 +30,7 @@ from migrator.sandbox.faults import FaultPlan, clear_faults, get_faults, set_fau
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_s3.literals import ObjectLockModeType, StorageClassType
-    from mypy_boto3_s3.type_defs import ObjectLockRetentionTypeDef
+    from mypy_boto3_s3.type_defs import CompleteMultipartUploadOutputTypeDef, ObjectLockRetentionTypeDef
 
 FUTURE = "2099-01-01T00:00:00Z"
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -232,7 +232,7 @@ def test_complete_multipart_upload_honours_if_match(s3: S3Client) -> None:
     current = s3.put_object(Bucket="cond-complete", Key="k", Body=b"ours")["ETag"]
     part = b"p" * (5 * 1024 * 1024)
 
-    def complete(key: str, if_match: str) -> Any:
+    def complete(key: str, if_match: str) -> CompleteMultipartUploadOutputTypeDef:
         up = s3.create_multipart_upload(Bucket="cond-complete", Key=key)["UploadId"]
         etag = s3.upload_part(Bucket="cond-complete", Key=key, UploadId=up, PartNumber=1, Body=part)["ETag"]
         return s3.complete_multipart_upload(Bucket="cond-complete", Key=key, UploadId=up, IfMatch=if_match,
