@@ -353,9 +353,12 @@ class Wave:
             return
 
     def _abort_destination_uploads(self, data: dict[str, Any], dst: ObjectStore, uri: ObjectURI) -> None:
-        for up in dst.list_uploads(uri.bucket, uri.key):
+        uploads = dst.features.uploads
+        if uploads is None:
+            return
+        for up in uploads.list(uri.bucket, uri.key):
             if up.key == uri.key:
-                dst.abort_upload(uri.bucket, uri.key, up.upload_id)
+                uploads.abort(uri.bucket, uri.key, up.upload_id)
                 data.setdefault("destination_uploads_aborted", []).append(
                     {"uri": str(uri), "upload_id": up.upload_id, "at": now()})
 
@@ -404,7 +407,8 @@ class Wave:
         disposed: list[dict[str, Any]] = []
         for e in entries:
             if e.is_delete_marker:
-                w.targets.append((row.source, DeleteTarget(row.source.key, e.version), "delete-marker"))
+                w.targets.append((row.source, DeleteTarget(row.source.key, e.version, delete_marker=True),
+                                  "delete-marker"))
                 continue
             if (e.version, e.etag) not in verified:
                 if self.policy.versions == "current" and not e.is_latest:
@@ -444,7 +448,7 @@ class Wave:
             rversions = []
             for e in rentries:
                 if e.is_delete_marker:
-                    w.targets.append((ruri, DeleteTarget(ruri.key, e.version), "delete-marker"))
+                    w.targets.append((ruri, DeleteTarget(ruri.key, e.version, delete_marker=True), "delete-marker"))
                     continue
                 rinfo = rstore.stat(ruri, e.version)
                 blocked = blocking_reason(rinfo)
@@ -501,9 +505,10 @@ class Wave:
     def _delete(self, planned: list[Work]) -> None:
         for w in planned:
             for u, up in w.uploads:
-                store = self.stores.for_uri(u)
+                uploads = self.stores.for_uri(u).features.uploads
                 try:
-                    store.abort_upload(u.bucket, u.key, up.upload_id)
+                    if uploads is not None:   # always: only stores with uploads list any
+                        uploads.abort(u.bucket, u.key, up.upload_id)
                     result = "aborted"
                 except StoreError as exc:
                     if exc.status != 404:
