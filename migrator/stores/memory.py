@@ -92,7 +92,7 @@ class _Upload:
 class _Bucket:
     versioned: bool
     retention: bool
-    soft_delete_seconds: int
+    soft_delete_seconds: int | None     # None: the bucket cannot tell (kept nothing soft-deleted)
     replicates_to: list[str]
     objects: dict[str, list[_Version]] = field(default_factory=dict)          # oldest first
     soft_deleted: dict[str, list[tuple[_Version, datetime]]] = field(default_factory=dict)  # until
@@ -128,7 +128,9 @@ class MemoryStore:
     # --- setup, as a console or another client would do it ---------------------------------------------
 
     def create_bucket(self, name: str, *, versioned: bool = False, retention: bool = False,
-                      soft_delete_seconds: int = 0, replicates_to: Sequence[str] = ()) -> None:
+                      soft_delete_seconds: int | None = 0, replicates_to: Sequence[str] = ()) -> None:
+        """A bucket; ``soft_delete_seconds=None`` reports its soft delete as unknown (as a GCS bucket
+        resource without a policy does), ``retention`` that it has retention rules."""
         with self._lock:
             if name in self._buckets:
                 raise StoreError(f"bucket {name} exists", status=409, code="BucketAlreadyExists")
@@ -446,7 +448,7 @@ class MemoryStore:
         versions.remove(v)
         if not versions:
             del b.objects[key]
-        if b.soft_delete_seconds > 0 and not v.is_marker:
+        if b.soft_delete_seconds and not v.is_marker:
             until = self._clock() + timedelta(seconds=b.soft_delete_seconds)
             b.soft_deleted.setdefault(key, []).append((v, until))
 
