@@ -1,5 +1,6 @@
-"""Pieces the adapters share: reading a write's body exactly, a raw response body as a ReadStream, and
-per-target deletes for clouds whose batch delete cannot name versions."""
+"""Pieces the adapters share: reading a write's body exactly, a raw response body as a ReadStream,
+per-target deletes for clouds whose batch delete cannot name versions, and a failed delete's outcome from
+the adapter's own table of codes."""
 
 from __future__ import annotations
 
