@@ -43,7 +43,6 @@ from migrator.records import (
     UploadAbort,
     VersionCopy,
     digests_of,
-    pinned_version,
 )
 from migrator.stores.base import DeleteTarget, ObjectInfo, ObjectStore, VersionEntry
 from migrator.stores.registry import Stores
@@ -128,6 +127,7 @@ class Wave:
         return work
 
     def _remove_batch(self, work: list[Work], pool: ThreadPoolExecutor) -> None:
+        self.checks.forget()   # bucket settings are read again before this batch's deletes
         # 3. Plan removal from fresh listings of every location: checks, replicas, pinned targets.
         live = [w for w in work if not w.done]
         uris = [u for w in live for u in (w.row.source, *w.row.replicas)]
@@ -322,9 +322,12 @@ class Wave:
             return
 
     def _abort_destination_uploads(self, w: Work, dst: ObjectStore, uri: ObjectURI) -> None:
-        for up in dst.list_uploads(uri.bucket, uri.key):
+        uploads = dst.features.uploads
+        if uploads is None:
+            return
+        for up in uploads.list(uri.bucket, uri.key):
             if up.key == uri.key:
-                dst.abort_upload(uri.bucket, uri.key, up.upload_id)
+                uploads.abort(uri.bucket, uri.key, up.upload_id)
                 aborted = UploadAbort(str(uri), up.upload_id, now())
                 w.record = replace(w.record, destination_uploads_aborted=(
                     *(w.record.destination_uploads_aborted or ()), aborted))
@@ -353,8 +356,7 @@ class Wave:
     def _discard_destination(self, dst: ObjectStore, uri: ObjectURI, version: str | None,
                              etag: str | None) -> None:
         """Remove a copy this wave just wrote and could not verify (pinned to what we wrote)."""
-        pin = pinned_version(version)
-        target = DeleteTarget(uri.key, pin) if pin is not None else DeleteTarget(uri.key, None, etag)
+        target = DeleteTarget(uri.key, version) if version is not None else DeleteTarget(uri.key, None, etag)
         dst.delete_versions(uri.bucket, [target])
 
     # -- removal: each step is removal.py's; here they are journaled ---------------------------------

@@ -1,8 +1,8 @@
 """Live spot checks: does what a verified attestation claims still hold in the clouds today?
 
 ``check_live`` verifies the attestation (with its records) first, draws a reproducible sample of records,
-and checks each one with read calls only: ``stat``, ``open_read``, ``list_versions``, ``list_uploads`` and,
-where a store has one, ``list_soft_deleted``. It never calls put, delete, abort, restore or capabilities,
+and checks each one with read calls only: ``stat``, ``open_read``, ``list_versions`` and, where a store has
+them, its uploads and soft-deleted listings. It never calls put, delete, abort, restore or bucket_facts,
 so read-only credentials suffice (docs/auditor.md says how to make them).
 
 Sampling (docs/auditor.md): row r of N is keyed by SHA-256 of the ASCII text
@@ -27,7 +27,7 @@ from migrator.attest.verify import verify_attestation
 from migrator.checksum import Algorithm, Checksum, Provenance
 from migrator.errors import InputError, MigratorError, NotFound
 from migrator.records import Deletion, Record, RecordError, State, VersionCopy, checksums_of
-from migrator.stores.base import ObjectStore, SoftDeleteLister, UploadInfo, VersionEntry
+from migrator.stores.base import ObjectStore, UploadInfo, VersionEntry
 from migrator.stores.registry import Stores
 from migrator.uri import ObjectURI, parse_uri
 
@@ -259,10 +259,11 @@ class _Checker:
     def _listing(self, uri: ObjectURI) -> tuple[list[VersionEntry], list[UploadInfo], list[VersionEntry]]:
         store = self.store(uri)
         versions = [e for e in store.list_versions(uri.bucket, uri.key) if e.key == uri.key]
-        uploads = [u for u in store.list_uploads(uri.bucket, uri.key) if u.key == uri.key]
-        soft: list[VersionEntry] = []
-        if isinstance(store, SoftDeleteLister):
-            soft = [e for e in store.list_soft_deleted(uri.bucket, uri.key) if e.key == uri.key]
+        features = store.features
+        uploads = [u for u in features.uploads.list(uri.bucket, uri.key) if u.key == uri.key] \
+            if features.uploads is not None else []
+        soft = [e for e in features.soft_deleted(uri.bucket, uri.key) if e.key == uri.key] \
+            if features.soft_deleted is not None else []
         return versions, uploads, soft
 
     def nothing_left(self, uri: ObjectURI, role: str, *, allow_soft: bool = False) -> Finding:

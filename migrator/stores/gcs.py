@@ -1,6 +1,6 @@
 """Google Cloud Storage adapter (scheme ``gs``) over google-cloud-storage's JSON API client.
 
-Sections, in the order every adapter uses: construction, capabilities, reads (stat, open_read),
+Sections, in the order every adapter uses: construction, bucket facts, reads (stat, open_read),
 writes (put), listings, deletes, translation of SDK errors and resources.
 
 The client's own retries are off on every call (``retry=None``); ``migrator.retry.call`` is the one
@@ -49,21 +49,25 @@ from migrator.errors import (
 from migrator.stores.base import (
     DEFAULT_MULTIPART_THRESHOLD,
     DEFAULT_PART_SIZE,
-    Capabilities,
+    BucketFacts,
     DeleteResult,
     DeleteTarget,
+    Features,
     ObjectInfo,
     PutRequest,
     PutResult,
-    UploadInfo,
     VersionEntry,
 )
 from migrator.stores.common import RawBodyStream, delete_each
+from migrator.stores.protection import protection_from_extra
 from migrator.uri import ObjectURI
 
 T = TypeVar("T")
 
 _CHUNK_ALIGN = 256 * 1024  # resumable chunks must be multiples of 256 KiB
+# Delete error codes (as translated below): nothing there any more, and the generation or ETag changed.
+_GONE_CODES = frozenset({"NotFound"})
+_CHANGED_CODES = frozenset({"PreconditionFailed", "conditionNotMet"})
 _TIMEOUT = (10.0, 120.0)   # (connect, read) seconds for media GETs
 _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     requests.exceptions.ConnectionError,
@@ -108,35 +112,31 @@ class GcsStore:
                                           client_options={"api_endpoint": endpoint})
         else:
             self._client = storage.Client(project=project)
+        # No uploads feature: the JSON API cannot list incomplete resumable uploads (they expire after a
+        # week and hold no readable object); XML-API multipart uploads are not used.
+        self.features = Features(
+            conditional_write=True, conditional_delete=True,
+            batch_delete_max=1,            # JSON batch requests: later
+            reports_protection=True,       # holds and retention come with every object resource
+            one_request_limit=multipart_threshold, soft_deleted=self.list_soft_deleted)
 
     @property
     def client(self) -> storage.Client:
         """The underlying SDK client (tests and the sandbox create buckets with it)."""
         return self._client
 
-    # --- capabilities -------------------------------------------------------------------------------
+    # --- bucket facts -------------------------------------------------------------------------------
 
-    def capabilities(self, bucket: str) -> Capabilities:
+    def bucket_facts(self, bucket: str) -> BucketFacts:
         res = _call(lambda: self._client.get_bucket(bucket, retry=None)._properties, f"gs://{bucket}")
         versioning = bool((res.get("versioning") or {}).get("enabled", False))
-        seconds: int | None = None
+        seconds: int | None = None   # no policy in the resource: unknown, which holds (fail closed)
         policy = res.get("softDeletePolicy")
         if isinstance(policy, Mapping) and policy.get("retentionDurationSeconds") is not None:
             seconds = int(policy["retentionDurationSeconds"])
         retention = bool(res.get("retentionPolicy")) or \
             (res.get("objectRetention") or {}).get("mode") == "Enabled"
-        return Capabilities(
-            versioning=versioning,
-            conditional_write=True,
-            conditional_delete=True,
-            additional_checksums=True,      # crc32c on every object
-            batch_delete=False,             # JSON batch requests: later
-            batch_delete_max=1,
-            soft_delete=seconds is None or seconds > 0,  # unknown counts as on: fail closed
-            soft_delete_seconds=seconds,
-            retention=retention,
-            server_side_copy=False,
-        )
+        return BucketFacts(versioning=versioning, retention=retention, soft_delete_seconds=seconds)
 
     # --- reads --------------------------------------------------------------------------------------
 
@@ -317,14 +317,6 @@ class GcsStore:
             if not token:
                 return
 
-    def list_uploads(self, bucket: str, prefix: str) -> Iterator[UploadInfo]:
-        """Always empty: the JSON API cannot list incomplete resumable uploads (they expire after a
-        week and hold no readable object). XML-API multipart uploads are not listed here."""
-        return iter(())
-
-    def abort_upload(self, bucket: str, key: str, upload_id: str) -> None:
-        """No-op: nothing from ``list_uploads`` to abort (see there)."""
-
     # --- deletes ------------------------------------------------------------------------------------
 
     def delete_version(self, uri: ObjectURI, version: str | None, *, if_match: str | None = None) -> None:
@@ -352,7 +344,8 @@ class GcsStore:
     def delete_versions(self, bucket: str, targets: Sequence[DeleteTarget]) -> list[DeleteResult]:
         """One request per target for now (JSON batch requests come later)."""
         return delete_each(targets, lambda key: ObjectURI("gs", bucket, key),
-                           lambda uri, version, etag: self.delete_version(uri, version, if_match=etag))
+                           lambda uri, version, etag: self.delete_version(uri, version, if_match=etag),
+                           gone=_GONE_CODES, changed=_CHANGED_CODES)
 
 
 def _info_from_headers(uri: ObjectURI, resp: requests.Response, generation: int | None,
@@ -518,6 +511,7 @@ def info_from_resource(uri: ObjectURI, res: Mapping[str, Any]) -> ObjectInfo:
         is_latest=res.get("timeDeleted") is None,
         multipart_parts=int(component_count) if component_count is not None else None,
         metageneration=str(res["metageneration"]) if res.get("metageneration") is not None else None,
+        protection=protection_from_extra(extra),
         extra=extra,
     )
 
@@ -554,6 +548,7 @@ def _extra_of(res: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _version_entry(res: Mapping[str, Any], *, latest: bool | None = None) -> VersionEntry:
+    extra = _extra_of(res)
     return VersionEntry(
         key=str(res["name"]),
         version=str(res["generation"]),
@@ -563,7 +558,8 @@ def _version_entry(res: Mapping[str, Any], *, latest: bool | None = None) -> Ver
         etag=res.get("etag"),
         last_modified=_time(res.get("updated")),
         storage_class=res.get("storageClass"),
-        extra=_extra_of(res),
+        protection=protection_from_extra(extra),
+        extra=extra,
     )
 
 

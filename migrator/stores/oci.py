@@ -1,6 +1,6 @@
 """OCI Object Storage adapter (scheme ``oci``) over the ``oci`` SDK's ObjectStorageClient.
 
-Sections, in the order every adapter uses: construction, capabilities, reads (stat, open_read),
+Sections, in the order every adapter uses: construction, optional features and bucket facts, reads (stat, open_read),
 writes (put), listings, deletes, translation of SDK errors and headers.
 
 The SDK's own retries are off (``NoneRetryStrategy``); ``migrator.retry.call`` is the one policy.
@@ -55,13 +55,15 @@ from migrator.stores.base import (
     DEFAULT_MULTIPART_THRESHOLD,
     DEFAULT_PART_SIZE,
     DEFAULT_PARTS_IN_FLIGHT,
-    Capabilities,
+    BucketFacts,
     DeleteResult,
     DeleteTarget,
+    Features,
     ObjectInfo,
     PutRequest,
     PutResult,
     UploadInfo,
+    Uploads,
     VersionEntry,
 )
 from migrator.stores.common import RawBodyStream, delete_each, expect_eof, read_exactly
@@ -73,6 +75,9 @@ MAX_PARTS = 10_000
 _TIMEOUT = (10.0, 120.0)  # (connect, read) seconds
 _VERSION_FIELDS = "name,size,etag,md5,timeCreated,timeModified,storageTier,archivalState"
 _PRECONDITION_CODES = frozenset({"IfMatchFailed", "IfNoneMatchFailed", "PreconditionFailed"})
+# Delete error codes: nothing there any more, and the pinned ETag no longer matches.
+_GONE_CODES = frozenset({"NotFound", "ObjectNotFound", "VersionNotFound"})
+_CHANGED_CODES = frozenset({"IfMatchFailed", "PreconditionFailed"})
 _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     VendoredRequestException,      # oci.exceptions.RequestException / ConnectTimeout derive from it
     Urllib3Error,                  # ProtocolError, ReadTimeoutError while streaming a body
@@ -125,6 +130,14 @@ class OciStore:
             self._client.base_client.session.mount(prefix, HTTPAdapter(pool_connections=4, pool_maxsize=size))
         self._namespace = namespace
         self._ns_lock = threading.Lock()
+        self.features = Features(
+            conditional_write=True,        # if-none-match: * on put and commit
+            conditional_delete=True,       # if-match on the ETag, and version ids
+            batch_delete_max=1,            # OCI's BatchDeleteObjects takes no version ids
+            reports_protection=False,      # retention rules are per bucket; objects do not say they are held
+            one_request_limit=multipart_threshold,
+            uploads=Uploads(list=self.list_uploads, abort=self.abort_upload),
+            replication_targets=self.replication_targets)
 
     @property
     def client(self) -> Any:
@@ -144,7 +157,7 @@ class OciStore:
             raise InputError(f"not an oci:// URI: {uri}")
         return uri.namespace or self.namespace
 
-    # --- capabilities -------------------------------------------------------------------------------
+    # --- optional features and bucket facts ---------------------------------------------------------
 
     def replication_targets(self, bucket: str) -> list[str]:
         """Destination buckets of the bucket's replication policies (another region, same namespace)."""
@@ -154,25 +167,15 @@ class OciStore:
         names = {str(getattr(p, "destination_bucket_name", "") or "") for p in policies or []}
         return sorted(f"oci://{ns}/{name}" for name in names if name)
 
-    def capabilities(self, bucket: str) -> Capabilities:
+    def bucket_facts(self, bucket: str) -> BucketFacts:
         ns = self.namespace
         where = f"oci://{ns}/{bucket}"
         data = _call(lambda: self._client.get_bucket(ns, bucket).data, where)
         rules = _call(lambda: self._client.list_retention_rules(ns, bucket).data, where)
         # Suspended still keeps the versions made while enabled: list them like a versioned bucket.
         versioning = (getattr(data, "versioning", None) or "Disabled") != "Disabled"
-        return Capabilities(
-            versioning=versioning,
-            conditional_write=True,        # if-none-match: * on put and commit
-            conditional_delete=True,       # if-match on the ETag, and version ids
-            additional_checksums=True,     # opc-content-crc32c (and SHA-256/384)
-            batch_delete=False,            # OCI's BatchDeleteObjects takes no version ids
-            batch_delete_max=1,
-            soft_delete=False,
-            soft_delete_seconds=0,
-            retention=bool(getattr(rules, "items", None)),
-            server_side_copy=False,
-        )
+        return BucketFacts(versioning=versioning, retention=bool(getattr(rules, "items", None)),
+                           soft_delete_seconds=0)   # OCI has no soft delete
 
     # --- reads --------------------------------------------------------------------------------------
 
@@ -463,7 +466,8 @@ class OciStore:
         """One request per target: OCI's BatchDeleteObjects cannot name version ids."""
         ns = self.namespace
         return delete_each(targets, lambda key: ObjectURI("oci", bucket, key, ns),
-                           lambda uri, version, etag: self.delete_version(uri, version, if_match=etag))
+                           lambda uri, version, etag: self.delete_version(uri, version, if_match=etag),
+                           gone=_GONE_CODES, changed=_CHANGED_CODES)
 
 
 # --- translation: SDK headers, listings and errors ----------------------------------------------------

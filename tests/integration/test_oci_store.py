@@ -26,7 +26,7 @@ from migrator.errors import (
 )
 from migrator.sandbox.oci_auth import OciSandboxCredentials, write_sandbox_config
 from migrator.sandbox.oci_emulator import OciEmulator
-from migrator.stores.base import DeleteTarget, ObjectStore, PutRequest, PutResult
+from migrator.stores.base import DeleteOutcome, DeleteTarget, ObjectStore, PutRequest, PutResult
 from migrator.stores.oci import OciStore
 from migrator.uri import ObjectURI
 from tests.conftest import PutOptions, found
@@ -228,19 +228,22 @@ def test_conditional_deletes(store: OciStore, bucket: str) -> None:
     results = store.delete_versions(bucket, [DeleteTarget("cond", None, if_match="stale-etag"),
                                              DeleteTarget("cond", None)])
     assert [(r.ok, r.code) for r in results] == [(False, "IfMatchFailed"), (False, "InvalidTarget")]
+    assert [r.outcome for r in results] == [DeleteOutcome.CHANGED, DeleteOutcome.REFUSED]
     store.delete_version(u, None, if_match=res.etag)
     with pytest.raises(NotFound):
         store.stat(u)
 
 
-def test_capabilities_match_what_oci_offers_and_a_missing_bucket_is_not_found(store: OciStore, bucket: str,
-                                                                              vbucket: str) -> None:
-    plain, versioned = store.capabilities(bucket), store.capabilities(vbucket)
+def test_features_and_bucket_facts_match_what_oci_offers_and_a_missing_bucket_is_not_found(
+        store: OciStore, bucket: str, vbucket: str) -> None:
+    plain, versioned = store.bucket_facts(bucket), store.bucket_facts(vbucket)
     assert not plain.versioning and versioned.versioning
-    assert plain.conditional_write and plain.conditional_delete and plain.additional_checksums
-    assert not plain.batch_delete and not plain.retention and not plain.soft_delete
+    features = store.features
+    assert features.conditional_write and features.conditional_delete and not features.reports_protection
+    assert features.batch_delete_max == 1 and not plain.retention and plain.soft_delete_seconds == 0
+    assert features.soft_deleted is None and features.part_sizes is None and features.uploads is not None
     with pytest.raises(NotFound):
-        store.capabilities("no-such-bucket")
+        store.bucket_facts("no-such-bucket")
 
 
 def test_uploads_list_and_abort(store: OciStore, bucket: str) -> None:
