@@ -18,8 +18,8 @@ import google_crc32c
 import oci
 import pytest
 
+from migrator.sandbox.oci.server import OciEmulator, main
 from migrator.sandbox.oci_auth import OciSandboxCredentials, write_sandbox_config
-from migrator.sandbox.oci_emulator import OciEmulator, main
 
 NAMESPACE = "sandboxns"
 VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "checksums.json"
