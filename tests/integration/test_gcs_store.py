@@ -32,7 +32,7 @@ from migrator.errors import (
     StoreError,
     UnsafeEndpointError,
 )
-from migrator.sandbox.gcs_emulator import GcsEmulator
+from migrator.sandbox.gcs.server import GcsEmulator
 from migrator.stores.base import DeleteTarget, ObjectStore, PutRequest
 from migrator.stores.gcs import GcsStore, translate
 from migrator.uri import ObjectURI
