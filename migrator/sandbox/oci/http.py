@@ -38,7 +38,7 @@ from migrator.sandbox.base import (
     iso_millis,
 )
 from migrator.sandbox.faults import Action
-from migrator.sandbox.oci.kms import KmsVault
+from migrator.sandbox.oci.kms import KmsVault, json_details
 from migrator.sandbox.oci.model import Bucket, ObjectVersion, ReplicationPolicy, RetentionRule, Upload
 from migrator.sandbox.oci.service import Declared, ObjectFields, OciService, checksum_algorithm
 from migrator.sandbox.oci.signature import SignatureVerifier
@@ -360,16 +360,6 @@ class OciHandler(EmulatorHandler):
             raise ApiError(400, "InvalidParameter", "object name is longer than 1024 bytes")
         return name
 
-    @staticmethod
-    def _details(body: bytes) -> dict[str, Any]:
-        try:
-            value = json.loads(body or b"{}")
-        except ValueError:
-            raise ApiError(400, "InvalidParameter", "request body is not valid JSON") from None
-        if not isinstance(value, dict):
-            raise ApiError(400, "InvalidParameter", "request body must be a JSON object")
-        return value
-
     def _declared(self) -> Declared:
         h = self.headers
         return Declared(content_md5=h.get("Content-MD5"), crc32c=h.get("opc-content-crc32c"),
@@ -381,7 +371,7 @@ class OciHandler(EmulatorHandler):
         self._json(200, self.service.namespace)
 
     def create_bucket(self, s: list[str], q: dict[str, str], body: bytes) -> None:
-        b = self.service.create_bucket(unquote(s[2]), self._details(body))
+        b = self.service.create_bucket(unquote(s[2]), json_details(body))
         self._json(200, _bucket_json(self.service.namespace, b),
                    {"etag": b.etag, "location": f"/n/{s[2]}/b/{b.name}"})
 
@@ -420,7 +410,7 @@ class OciHandler(EmulatorHandler):
 
     def update_bucket(self, s: list[str], q: dict[str, str], body: bytes) -> None:
         b = self._bucket(s)
-        self.service.update_bucket(b, self._details(body), self.headers.get("if-match"))
+        self.service.update_bucket(b, json_details(body), self.headers.get("if-match"))
         self._json(200, _bucket_json(self.service.namespace, b), {"etag": b.etag})
 
     def delete_bucket(self, s: list[str], q: dict[str, str], body: bytes) -> None:
@@ -436,7 +426,7 @@ class OciHandler(EmulatorHandler):
             self._json(200, {"items": [_rule_json(r) for r in rules]})
 
     def create_retention_rule(self, s: list[str], q: dict[str, str], body: bytes) -> None:
-        rule = self.service.create_retention_rule(self._bucket(s), self._details(body))
+        rule = self.service.create_retention_rule(self._bucket(s), json_details(body))
         self._json(200, _rule_json(rule), {"etag": rule.etag})
 
     def get_retention_rule(self, s: list[str], q: dict[str, str], body: bytes) -> None:
@@ -446,7 +436,7 @@ class OciHandler(EmulatorHandler):
             self._json(200, _rule_json(rule), {"etag": rule.etag})
 
     def update_retention_rule(self, s: list[str], q: dict[str, str], body: bytes) -> None:
-        rule = self.service.update_retention_rule(self._bucket(s), unquote(s[6]), self._details(body),
+        rule = self.service.update_retention_rule(self._bucket(s), unquote(s[6]), json_details(body),
                                                   self.headers.get("if-match"))
         self._json(200, _rule_json(rule), {"etag": rule.etag})
 
@@ -462,7 +452,7 @@ class OciHandler(EmulatorHandler):
             self._json(200, [_policy_json(b.replication)] if b.replication is not None else [])
 
     def create_replication_policy(self, s: list[str], q: dict[str, str], body: bytes) -> None:
-        policy = self.service.create_replication_policy(self._bucket(s), self._details(body))
+        policy = self.service.create_replication_policy(self._bucket(s), json_details(body))
         self._json(200, _policy_json(policy))
 
     def get_replication_policy(self, s: list[str], q: dict[str, str], body: bytes) -> None:
@@ -637,7 +627,7 @@ class OciHandler(EmulatorHandler):
 
     def create_upload(self, s: list[str], q: dict[str, str], body: bytes) -> None:
         b = self._bucket(s)
-        details = self._details(body)
+        details = json_details(body)
         up = self.service.create_upload(b, details, checksum_algorithm(self.headers.get("opc-checksum-algorithm")),
                                         self.headers.get("if-match"), self.headers.get("if-none-match"))
         headers = {"location": f"/n/{s[2]}/b/{s[4]}/u/{up.upload_id}"}
@@ -668,7 +658,7 @@ class OciHandler(EmulatorHandler):
         b, name = self._bucket(s), self._name(s)
         with self.service.lock:
             up = self.service.upload(b, name, q.get("uploadId"))
-        v = self.service.commit(b, up, self._details(body), self.headers.get("if-match"),
+        v = self.service.commit(b, up, json_details(body), self.headers.get("if-match"),
                                 self.headers.get("if-none-match"))
         out = {"etag": v.etag, "last-modified": _http_date(v.created), "version-id": v.version_id,
                "opc-multipart-md5": v.multipart_md5 or ""}

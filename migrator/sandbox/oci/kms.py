@@ -91,7 +91,8 @@ class Key:
         return self.versions[-1]
 
 
-def _details(body: bytes) -> dict[str, Any]:
+def json_details(body: bytes) -> dict[str, Any]:
+    """An OCI request body: one JSON object (400 ``InvalidParameter`` otherwise); object storage's too."""
     try:
         value = json.loads(body or b"{}")
     except ValueError:
@@ -188,7 +189,7 @@ class KmsVault:
         return v
 
     def _create_key(self, body: bytes, query: dict[str, str]) -> Response:
-        d = _details(body)
+        d = json_details(body)
         compartment, name, shape = d.get("compartmentId"), d.get("displayName"), d.get("keyShape")
         if not isinstance(compartment, str) or not compartment:
             raise ApiError(400, "InvalidParameter", "compartmentId is required")
@@ -289,13 +290,13 @@ class KmsVault:
         return key, v, algorithm, message, scheme
 
     def _sign(self, body: bytes, query: dict[str, str]) -> Response:
-        key, v, algorithm, message, scheme = self._signing_input(_details(body))
+        key, v, algorithm, message, scheme = self._signing_input(json_details(body))
         signature = v.private_key.sign(message, scheme)
         return 200, {"keyId": key.key_id, "keyVersionId": v.version_id,
                      "signature": base64.b64encode(signature).decode("ascii"), "signingAlgorithm": algorithm}, {}
 
     def _verify(self, body: bytes, query: dict[str, str]) -> Response:
-        d = _details(body)
+        d = json_details(body)
         _key, v, _algorithm, message, scheme = self._signing_input(d)
         signature = _b64decode(d.get("signature"), "signature")
         try:
