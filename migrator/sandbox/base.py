@@ -2,13 +2,13 @@
 
 Each emulator (``oci/``, ``gcs/``, ``s3/``) is split the same way: ``model`` holds the stored state,
 ``service`` the operations and their rules over it, ``http`` parses requests, calls the service and writes
-answers, and ``server`` serves it on loopback and is the process entry point. This module is under all of
-them:
+answers, and ``server`` holds the server object tests start in-process and the process's ``main``. This
+module is under all of them:
 
 - :class:`ApiError` is the one error every emulator raises for a refused request: an HTTP status, the
   cloud's error code (OCI's and S3's ``code``, GCS's ``reason``), a message, and extra fields (S3 puts them in
-  its XML error). It is a wire answer, never a migrator error: each emulator's ``http`` turns it into that
-  cloud's error body, and it never leaves the emulator.
+  its XML error). It is the emulator's answer on the wire, not a migrator error (that hierarchy is
+  :mod:`migrator.errors`): each emulator's ``http`` writes it as that cloud's error body.
 - :class:`Counters` counts requests per operation and errors per code (``GET /_emulator/stats``).
 - :class:`Clock` is real UTC time plus an offset that only tests move forward, so retention and expiry are
   tested without sleeping. It has no lock of its own: the service changes it under its lock.
