@@ -31,7 +31,7 @@ from migrator.errors import (
     StoreError,
     UnsafeEndpointError,
 )
-from migrator.sandbox.gcs_emulator import GcsEmulator
+from migrator.sandbox.gcs.server import GcsEmulator
 from migrator.stores.base import DeleteOutcome, DeleteTarget, ObjectStore, PutRequest
 from migrator.stores.gcs import GcsStore, translate
 from migrator.uri import ObjectURI

@@ -24,8 +24,8 @@ from migrator.errors import (
     StoreError,
     UnsafeEndpointError,
 )
+from migrator.sandbox.oci.server import OciEmulator
 from migrator.sandbox.oci_auth import OciSandboxCredentials, write_sandbox_config
-from migrator.sandbox.oci_emulator import OciEmulator
 from migrator.stores.base import DeleteOutcome, DeleteTarget, ObjectStore, PutRequest, PutResult
 from migrator.stores.oci import OciStore
 from migrator.uri import ObjectURI
