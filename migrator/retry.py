@@ -1,7 +1,7 @@
 """The one retry policy. Errors are classified by type and status code, never by message text.
 
-Adapters translate SDK exceptions into StoreError subclasses with ``retryable`` set by
-``classify_status``/``RETRYABLE_EXCEPTIONS``; this module retries those and nothing else. SDK-internal
+Adapters translate SDK exceptions through the one table (``migrator.stores.errors``) into StoreError
+subclasses with ``retryable`` set; this module retries those and nothing else. SDK-internal
 retries are switched off in the adapters so that this is the only policy.
 """
 
@@ -15,12 +15,15 @@ from typing import TypeVar
 import tenacity
 
 from migrator.errors import StoreError
+from migrator.stores.errors import NO_ANSWER_EXCEPTIONS, RETRYABLE_STATUS
 
 T = TypeVar("T")
 
-RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
-# Connection-level failures from urllib3/requests/http.client all derive from these builtins.
-RETRYABLE_EXCEPTIONS: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)
+__all__ = ["DEFAULT_ATTEMPTS", "RETRYABLE_EXCEPTIONS", "RETRYABLE_STATUS", "call", "classify_status",
+           "retry_counts", "set_backoff"]
+
+# Kept under this name for callers that classify connection failures themselves.
+RETRYABLE_EXCEPTIONS = NO_ANSWER_EXCEPTIONS
 
 DEFAULT_ATTEMPTS = 6
 _backoff = {"enabled": os.environ.get("MIGRATOR_NO_BACKOFF", "") != "1"}
