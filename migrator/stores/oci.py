@@ -346,7 +346,8 @@ class OciStore:
                     except BaseException:
                         slots.release()
                         raise
-                    fut = pool.submit(self._upload_part, ns, uri, upload_id, num, data)
+                    # carry: the part belongs to the caller's operation, whose retry owns the attempts
+                    fut = pool.submit(retry.carry(self._upload_part), ns, uri, upload_id, num, data)
                     del data  # the pool holds it now; keeps memory at parts_in_flight parts
                     fut.add_done_callback(lambda _f: slots.release())
                     futures.append(fut)
@@ -376,7 +377,8 @@ class OciStore:
 
     def _abort_quietly(self, ns: str, uri: ObjectURI, upload_id: str) -> None:
         try:
-            self.abort_upload(uri.bucket, uri.key, upload_id, namespace=ns)
+            # Its own attempts: a retry of the failed operation starts a new upload and would not redo this.
+            retry.separately(lambda: self.abort_upload(uri.bucket, uri.key, upload_id, namespace=ns))
         except MigratorError:
             pass  # the original error matters more; list_uploads finds what is left
 

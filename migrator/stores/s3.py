@@ -210,7 +210,8 @@ class S3Store:
         if parts == 1:
             return [one(1)]
         with ThreadPoolExecutor(max_workers=min(parts, 8)) as pool:
-            return list(pool.map(one, range(1, parts + 1)))
+            # carry: each HEAD belongs to the caller's operation, whose retry owns the attempts
+            return list(pool.map(retry.carry(one), range(1, parts + 1)))
 
     def open_read(self, uri: ObjectURI, version: str | None = None,
                   byte_range: tuple[int, int] | None = None) -> S3ReadStream:
@@ -375,7 +376,8 @@ class S3Store:
                 whole = int(crt_checksums.crc32c(data, whole))
                 md5 = hashlib.md5(data).digest()
                 md5s.append(md5)
-                futures.append(pool.submit(upload, number, data, md5))
+                # carry: the part belongs to the caller's operation, whose retry owns the attempts
+                futures.append(pool.submit(retry.carry(upload), number, data, md5))
                 del data
         parts = [f.result() for f in futures]  # re-raises the first failure in part order
         return parts, md5s, whole.to_bytes(4, "big")
@@ -404,7 +406,8 @@ class S3Store:
 
     def _abort_quietly(self, uri: ObjectURI, upload_id: str) -> None:
         try:
-            self.abort_upload(uri.bucket, uri.key, upload_id)
+            # Its own attempts: a retry of the failed operation starts a new upload and would not redo this.
+            retry.separately(lambda: self.abort_upload(uri.bucket, uri.key, upload_id))
         except StoreError:
             pass  # the original failure matters more; list_uploads finds the leftover
 
