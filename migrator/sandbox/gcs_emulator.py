@@ -73,7 +73,8 @@ _CONTENT_RANGE = re.compile(r"^bytes (?:(\d+)-(\d+)|\*)/(\d+|\*)$")
 _WRITABLE = ("contentType", "contentEncoding", "contentDisposition", "contentLanguage", "cacheControl")
 _FAULT_ERRORS = {500: ("backendError", "Internal Error (injected fault)"),
                  503: ("backendError", "Backend Error (injected fault)"),
-                 429: ("rateLimitExceeded", "The rate of requests is too high (injected fault)")}
+                 429: ("rateLimitExceeded", "The rate of requests is too high (injected fault)"),
+                 501: ("notImplemented", "Not Implemented (injected fault)")}
 
 
 class ApiError(Exception):

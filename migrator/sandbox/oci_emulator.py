@@ -83,7 +83,8 @@ _DATA_IN_OPS = frozenset({"PutObject", "UploadPart"})    # request bodies that a
 _DATA_OUT_OPS = frozenset({"GetObject"})                 # response bodies that are object bytes
 _ERROR_KINDS = {500: ("InternalServerError", "An internal server error occurred (injected fault)"),
                 503: ("ServiceUnavailable", "The service is currently unavailable (injected fault)"),
-                429: ("TooManyRequests", "Too many requests (injected fault)")}
+                429: ("TooManyRequests", "Too many requests (injected fault)"),
+                501: ("NotImplemented", "Not implemented (injected fault)")}
 
 
 class ApiError(Exception):

@@ -619,6 +619,9 @@ class S3Layer:
             return S3Error(503, "SlowDown", "Please reduce your request rate.")
         if status == 429:
             return S3Error(429, "TooManyRequestsException", "Too many requests.")
+        if status == 501:
+            return S3Error(501, "NotImplemented",
+                           "A header you provided implies functionality that is not implemented.")
         return S3Error(500, "InternalError", "We encountered an internal error. Please try again.")
 
     @staticmethod
