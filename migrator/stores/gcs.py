@@ -37,7 +37,6 @@ from migrator.checksum import (
 )
 from migrator.endpoints import require_loopback
 from migrator.errors import (
-    AccessDenied,
     ChecksumError,
     ChecksumMismatch,
     InputError,
@@ -46,6 +45,7 @@ from migrator.errors import (
     PreconditionFailed,
     StoreError,
 )
+from migrator.stores import errors as store_errors
 from migrator.stores.base import (
     DEFAULT_MULTIPART_THRESHOLD,
     DEFAULT_PART_SIZE,
@@ -232,7 +232,7 @@ class GcsStore:
                                       if_generation_match=if_generation_match,
                                       checksum="crc32c", retry=None)
             except Exception as exc:
-                err = translate(exc, str(uri))
+                err = translate(exc, str(uri), digests_sent=True)
                 if isinstance(err, PreconditionFailed) and failed_before["retryable"]:
                     # An earlier attempt may have landed before its response was lost.
                     mine = self._own_earlier_write(uri, len(data), md5, crc)
@@ -266,7 +266,7 @@ class GcsStore:
             blob.upload_from_file(reader, size=request.size, if_generation_match=if_generation_match,
                                   checksum="crc32c", retry=None)
         except Exception as exc:
-            raise translate(exc, str(uri)) from exc
+            raise translate(exc, str(uri), digests_sent=True) from exc  # X-Goog-Hash on the last chunk
         return _put_result(dict(blob._properties))
 
     # --- listings -----------------------------------------------------------------------------------
@@ -567,22 +567,23 @@ def _oldest_first(run: list[VersionEntry]) -> list[VersionEntry]:
     return sorted(run, key=lambda e: int(e.version or 0))
 
 
-def _status_error(status: int | None, message: str, reason: str | None = None) -> StoreError:
-    """Stable codes for the classes callers act on; the cloud's reason (e.g. retentionPolicyNotMet)
-    is kept as the code of a 403 because it says why the cloud refused."""
-    if status == 404:
-        return NotFound(message, status=status, code="NotFound")
-    if status == 412:
-        return PreconditionFailed(message, status=status, code="PreconditionFailed")
-    if status in (401, 403):
-        return AccessDenied(message, status=status, code=reason or "AccessDenied")
-    retryable = retry.classify_status(status) or (status is not None and 500 <= status < 600)
-    return StoreError(message, status=status, code=reason or (f"HTTP{status}" if status else None),
-                      retryable=retryable)
+def _status_error(status: int | None, message: str, reason: str | None = None, *,
+                  digests_sent: bool = False) -> StoreError:
+    """An error answer, through the one table. GCS's reason is the code, except on 404 and 412: there
+    callers compare the stable ``NotFound`` and ``PreconditionFailed`` (the table's names for a missing
+    code), not GCS's ``notFound`` and ``conditionNotMet``. A 403's reason (e.g. retentionPolicyNotMet) is
+    kept because it says why the cloud refused."""
+    code = None if status in (404, 412) else reason
+    return store_errors.to_error(store_errors.Failure(message, status=status, code=code,
+                                                      digests_sent=digests_sent))
 
 
-def translate(exc: BaseException, where: str) -> MigratorError:
-    """Map an SDK/transport exception onto the migrator hierarchy, by type and status code."""
+def translate(exc: BaseException, where: str, *, digests_sent: bool = False) -> MigratorError:
+    """Map an SDK/transport exception onto the migrator hierarchy, by type and status code.
+
+    ``digests_sent``: the failed request was an upload that declared its md5Hash/crc32c, so a bare 400 is
+    GCS refusing bytes that do not match them (see ``migrator.stores.errors``).
+    """
     if isinstance(exc, MigratorError):
         return exc
     if isinstance(exc, DataCorruption):
@@ -592,15 +593,18 @@ def translate(exc: BaseException, where: str) -> MigratorError:
         reason = None
         if exc.errors and isinstance(exc.errors[0], Mapping):
             reason = exc.errors[0].get("reason")
-        return _status_error(status, f"{where}: {exc.message}", reason)
+        return _status_error(status, f"{where}: {exc.message}", reason, digests_sent=digests_sent)
     if isinstance(exc, InvalidResponse):
         response = getattr(exc, "response", None)
         status = getattr(response, "status_code", None)
-        return _status_error(status if isinstance(status, int) else None, f"{where}: {exc}")
+        return _status_error(status if isinstance(status, int) else None, f"{where}: {exc}",
+                             digests_sent=digests_sent)
     if isinstance(exc, _CONNECTION_ERRORS):
-        return StoreError(f"{where}: connection failed: {type(exc).__name__}: {exc}",
-                          code="ConnectionError", retryable=True)
-    return StoreError(f"{where}: {type(exc).__name__}: {exc}", code=type(exc).__name__)
+        return store_errors.to_error(store_errors.Failure(
+            f"{where}: connection failed: {type(exc).__name__}: {exc}", code="ConnectionError",
+            cause=store_errors.Cause.NO_ANSWER))
+    return store_errors.to_error(store_errors.Failure(f"{where}: {type(exc).__name__}: {exc}",
+                                                      code=type(exc).__name__, cause=store_errors.Cause.CLIENT))
 
 
 def _call(fn: Callable[[], T], where: str) -> T:

@@ -43,7 +43,6 @@ from migrator.checksum import (
 )
 from migrator.endpoints import require_loopback
 from migrator.errors import (
-    AccessDenied,
     ChecksumError,
     InputError,
     MigratorError,
@@ -51,6 +50,7 @@ from migrator.errors import (
     PreconditionFailed,
     StoreError,
 )
+from migrator.stores import errors as store_errors
 from migrator.stores.base import (
     DEFAULT_MULTIPART_THRESHOLD,
     DEFAULT_PART_SIZE,
@@ -74,7 +74,6 @@ T = TypeVar("T")
 MAX_PARTS = 10_000
 _TIMEOUT = (10.0, 120.0)  # (connect, read) seconds
 _VERSION_FIELDS = "name,size,etag,md5,timeCreated,timeModified,storageTier,archivalState"
-_PRECONDITION_CODES = frozenset({"IfMatchFailed", "IfNoneMatchFailed", "PreconditionFailed"})
 # Delete error codes: nothing there any more, and the pinned ETag no longer matches.
 _GONE_CODES = frozenset({"NotFound", "ObjectNotFound", "VersionNotFound"})
 _CHANGED_CODES = frozenset({"IfMatchFailed", "PreconditionFailed"})
@@ -350,7 +349,8 @@ class OciStore:
                     except BaseException:
                         slots.release()
                         raise
-                    fut = pool.submit(self._upload_part, ns, uri, upload_id, num, data)
+                    # carry: the part belongs to the caller's operation, whose retry owns the attempts
+                    fut = pool.submit(retry.carry(self._upload_part), ns, uri, upload_id, num, data)
                     del data  # the pool holds it now; keeps memory at parts_in_flight parts
                     fut.add_done_callback(lambda _f: slots.release())
                     futures.append(fut)
@@ -380,7 +380,8 @@ class OciStore:
 
     def _abort_quietly(self, ns: str, uri: ObjectURI, upload_id: str) -> None:
         try:
-            self.abort_upload(uri.bucket, uri.key, upload_id, namespace=ns)
+            # Its own attempts: a retry of the failed operation starts a new upload and would not redo this.
+            retry.separately(lambda: self.abort_upload(uri.bucket, uri.key, upload_id, namespace=ns))
         except MigratorError:
             pass  # the original error matters more; list_uploads finds what is left
 
@@ -588,15 +589,10 @@ def _entries(run: list[Any]) -> list[VersionEntry]:
     return out
 
 
-def _status_error(status: int | None, code: str | None, message: str) -> StoreError:
-    if code in _PRECONDITION_CODES or status == 412:
-        return PreconditionFailed(message, status=status, code=code or "PreconditionFailed")
-    if status == 404:
-        return NotFound(message, status=status, code=code or "NotFound")
-    if status in (401, 403):
-        return AccessDenied(message, status=status, code=code or "AccessDenied")
-    return StoreError(message, status=status, code=code or (f"HTTP{status}" if status else None),
-                      retryable=retry.classify_status(status))
+def _status_error(status: int | None, code: str | None, message: str,
+                  request_id: str | None = None) -> StoreError:
+    """An error answer, through the one table (``migrator.stores.errors``)."""
+    return store_errors.to_error(store_errors.Failure(message, status=status, code=code, request_id=request_id))
 
 
 def translate(exc: BaseException, where: str) -> MigratorError:
@@ -605,11 +601,15 @@ def translate(exc: BaseException, where: str) -> MigratorError:
         return exc
     if isinstance(exc, oci.exceptions.ServiceError):
         status = exc.status if isinstance(exc.status, int) and exc.status > 0 else None
-        return _status_error(status, exc.code, f"{where}: {exc.status} {exc.code}: {exc.message}")
+        request_id = getattr(exc, "request_id", None)
+        return _status_error(status, exc.code, f"{where}: {exc.status} {exc.code}: {exc.message}",
+                             str(request_id) if request_id else None)
     if isinstance(exc, _CONNECTION_ERRORS):
-        return StoreError(f"{where}: connection failed: {type(exc).__name__}: {exc}",
-                          code="ConnectionError", retryable=True)
-    return StoreError(f"{where}: {type(exc).__name__}: {exc}", code=type(exc).__name__)
+        return store_errors.to_error(store_errors.Failure(
+            f"{where}: connection failed: {type(exc).__name__}: {exc}", code="ConnectionError",
+            cause=store_errors.Cause.NO_ANSWER))
+    return store_errors.to_error(store_errors.Failure(f"{where}: {type(exc).__name__}: {exc}",
+                                                      code=type(exc).__name__, cause=store_errors.Cause.CLIENT))
 
 
 def _call(fn: Callable[[], T], where: str) -> T:

@@ -64,6 +64,7 @@ from migrator.errors import (
     StoreError,
     UnsafeEndpointError,
 )
+from migrator.stores import errors as store_errors
 from migrator.stores.base import (
     DEFAULT_MULTIPART_THRESHOLD,
     DEFAULT_PART_SIZE,
@@ -223,7 +224,8 @@ class S3Store:
         if parts == 1:
             return [one(1)]
         with ThreadPoolExecutor(max_workers=min(parts, 8)) as pool:
-            return list(pool.map(one, range(1, parts + 1)))
+            # carry: each HEAD belongs to the caller's operation, whose retry owns the attempts
+            return list(pool.map(retry.carry(one), range(1, parts + 1)))
 
     def open_read(self, uri: ObjectURI, version: str | None = None,
                   byte_range: tuple[int, int] | None = None) -> S3ReadStream:
@@ -388,7 +390,8 @@ class S3Store:
                 whole = int(crt_checksums.crc32c(data, whole))
                 md5 = hashlib.md5(data).digest()
                 md5s.append(md5)
-                futures.append(pool.submit(upload, number, data, md5))
+                # carry: the part belongs to the caller's operation, whose retry owns the attempts
+                futures.append(pool.submit(retry.carry(upload), number, data, md5))
                 del data
         parts = [f.result() for f in futures]  # re-raises the first failure in part order
         return parts, md5s, whole.to_bytes(4, "big")
@@ -416,7 +419,8 @@ class S3Store:
 
     def _abort_quietly(self, uri: ObjectURI, upload_id: str) -> None:
         try:
-            self.abort_upload(uri.bucket, uri.key, upload_id)
+            # Its own attempts: a retry of the failed operation starts a new upload and would not redo this.
+            retry.separately(lambda: self.abort_upload(uri.bucket, uri.key, upload_id))
         except StoreError:
             pass  # the original failure matters more; list_uploads finds the leftover
 
@@ -608,13 +612,8 @@ class S3ReadStream:
 # Helpers: translation, mapping responses to values
 # ---------------------------------------------------------------------------------------------------------
 
-_NOT_FOUND_CODES = frozenset({"NoSuchKey", "NoSuchVersion", "NoSuchBucket", "NoSuchUpload", "NotFound",
-                              "ObjectLockConfigurationNotFoundError"})
-# Transient by code even where the status alone would not say so.
-_RETRYABLE_CODES = frozenset({"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable",
-                              "ConditionalRequestConflict", "BadDigest", "XAmzContentSHA256Mismatch",
-                              "RequestTimeTooSkewed"})
-_RETRYABLE_BOTO: tuple[type[BaseException], ...] = (
+# Connection-level failures: no usable answer came, so the request may be asked again.
+_NO_ANSWER_BOTO: tuple[type[BaseException], ...] = (
     EndpointConnectionError, ConnectionClosedError, ReadTimeoutError, IncompleteReadError,
     ResponseStreamingError, BotoConnectionError, FlexibleChecksumError)
 
@@ -627,28 +626,30 @@ def _guard(what: str, fn: Callable[[], T]) -> T:
 
 
 def _translate(what: str, exc: BaseException) -> StoreError:
+    return store_errors.to_error(_failure(what, exc))
+
+
+def _failure(what: str, exc: BaseException) -> store_errors.Failure:
+    """What botocore's exception says; ``migrator.stores.errors`` decides what it means."""
     if isinstance(exc, ClientError):
         err = exc.response.get("Error", {}) or {}
         meta = exc.response.get("ResponseMetadata", {}) or {}
         headers = meta.get("HTTPHeaders", {}) or {}
         status = meta.get("HTTPStatusCode")
+        request_id = meta.get("RequestId") or headers.get("x-amz-request-id")
         code = str(err.get("Code") or status or "Unknown")
-        message = f"{what}: {code} (HTTP {status})"
-        if status == 404 or code in _NOT_FOUND_CODES:
-            return NotFound(message, status=status, code=code)
-        if status == 405 and headers.get("x-amz-delete-marker") == "true":
-            return NotFound(f"{what}: the version is a delete marker", status=status, code="DeleteMarker")
-        if status == 412 or code == "PreconditionFailed":
-            return PreconditionFailed(message, status=status, code=code)
-        if status == 403 or code == "AccessDenied":
-            return AccessDenied(message, status=status, code=code)
-        return StoreError(message, status=status, code=code,
-                          retryable=retry.classify_status(status) or code in _RETRYABLE_CODES)
+        if status == 405 and headers.get("x-amz-delete-marker") == "true" and code not in \
+                store_errors.NOT_FOUND_CODES:
+            return store_errors.Failure(f"{what}: the version is a delete marker", status=status,
+                                        code="DeleteMarker", request_id=request_id)
+        return store_errors.Failure(f"{what}: {code} (HTTP {status})", status=status, code=code,
+                                    request_id=request_id)
     if isinstance(exc, SSLError):
-        return StoreError(f"{what}: TLS failure: {exc}", code="SSLError", retryable=False)
-    if isinstance(exc, (*_RETRYABLE_BOTO, *retry.RETRYABLE_EXCEPTIONS)):
-        return StoreError(f"{what}: {type(exc).__name__}: {exc}", code=type(exc).__name__, retryable=True)
-    return StoreError(f"{what}: {type(exc).__name__}: {exc}", code=type(exc).__name__, retryable=False)
+        return store_errors.Failure(f"{what}: TLS failure: {exc}", code="SSLError", cause=store_errors.Cause.CLIENT)
+    name = type(exc).__name__
+    no_answer = isinstance(exc, (*_NO_ANSWER_BOTO, *store_errors.NO_ANSWER_EXCEPTIONS))
+    cause = store_errors.Cause.NO_ANSWER if no_answer else store_errors.Cause.CLIENT
+    return store_errors.Failure(f"{what}: {name}: {exc}", code=name, cause=cause)
 
 
 def _refuse_non_loopback_send(request: Any, **_: Any) -> None:

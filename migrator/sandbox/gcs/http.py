@@ -41,7 +41,8 @@ MAX_BATCH_CALLS = 100            # documented limit of one JSON batch request
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 FAULT_ERRORS: FaultErrors = {500: ("backendError", "Internal Error (injected fault)"),
                              503: ("backendError", "Backend Error (injected fault)"),
-                             429: ("rateLimitExceeded", "The rate of requests is too high (injected fault)")}
+                             429: ("rateLimitExceeded", "The rate of requests is too high (injected fault)"),
+                             501: ("notImplemented", "Not Implemented (injected fault)")}
 
 
 # ------------------------------------------------------------------------------------------- parsing

@@ -50,7 +50,8 @@ _DATA_OUT_OPS = frozenset({"GetObject"})                 # response bodies that 
 FAULT_ERRORS: FaultErrors = {
     500: ("InternalServerError", "An internal server error occurred (injected fault)"),
     503: ("ServiceUnavailable", "The service is currently unavailable (injected fault)"),
-    429: ("TooManyRequests", "Too many requests (injected fault)")}
+    429: ("TooManyRequests", "Too many requests (injected fault)"),
+    501: ("NotImplemented", "Not implemented (injected fault)")}
 
 
 # ------------------------------------------------------------------------------------------- parsing

@@ -40,7 +40,8 @@ S3_NS = "http://s3.amazonaws.com/doc/2006-03-01/"
 FAULT_ERRORS: FaultErrors = {
     500: ("InternalError", "We encountered an internal error. Please try again."),
     503: ("SlowDown", "Please reduce your request rate."),
-    429: ("TooManyRequestsException", "Too many requests.")}
+    429: ("TooManyRequestsException", "Too many requests."),
+    501: ("NotImplemented", "A header you provided implies functionality that is not implemented.")}
 
 
 # ------------------------------------------------------------------------------------- requests
