@@ -346,7 +346,7 @@ def test_records_from_a_path_verify_like_bytes(wave: Wave, tmp_path: Path) -> No
 # ---- the verifier side imports only the formats ----------------------------------------------------------
 
 VERIFIER = ("migrator.attest.verify", "migrator.attest.proofs", "migrator.attest.subjects")
-ALLOWED = {"migrator", "migrator.errors", "migrator.attest", *(f"migrator.attest.{m}" for m in (
+ALLOWED = {"migrator", "migrator.errors", "migrator.files", "migrator.attest", *(f"migrator.attest.{m}" for m in (
     "canonical", "dsse", "keys", "merkle", "statement", "verify", "scan", "subjects", "proofs"))}
 
 
