@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -14,6 +14,7 @@ from migrator import __version__
 from migrator.errors import MigratorError
 
 if TYPE_CHECKING:
+    from migrator.attest.tlog import LogStorage
     from migrator.runner import WaveResult
 
 app = typer.Typer(help="Move regulated objects into OCI Object Storage and prove the sources are gone.",
@@ -395,15 +396,15 @@ def _vkey(text: str) -> str:
     return _read(p).decode().strip() if p.exists() else text
 
 
-def _open_log(loc: str) -> Any:
-    from migrator.attest import tlog
+def _open_log(loc: str) -> LogStorage:
+    from migrator import logstore
 
     if loc.startswith("oci://"):
         from migrator.config import EndpointSettings
         from migrator.stores.registry import Stores
 
-        return tlog.open_log(loc, Stores(EndpointSettings.from_env()).get("oci"))
-    return tlog.open_log(Path(loc))
+        return logstore.open_log(loc, Stores(EndpointSettings.from_env()).get("oci"))
+    return logstore.open_log(Path(loc))
 
 
 @audit_app.command("check")

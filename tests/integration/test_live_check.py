@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from migrator import logstore
 from migrator.attest import notes, tlog
 from migrator.attest.canonical import canonical_json
 from migrator.attest.dsse import sign_envelope
@@ -403,7 +404,7 @@ def test_log_in_an_oci_bucket(wave: Wave, stores: Stores, sandbox: SandboxState,
     bucket = unique("llog")
     create_bucket(sandbox, "oci", bucket)
     loc = f"oci://{wave.ns}/{bucket}/audit/log"
-    log = tlog.open_log(loc, stores.get("oci"))
+    log = logstore.open_log(loc, stores.get("oci"))
     signer = load_signer(wave.keys / "signing.key")
     origin = "migrator.example/oci-log"
     first = tlog.append(log, wave.attestation, signer, origin)
