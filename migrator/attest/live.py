@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from migrator.attest.keys import PublicKey
+from migrator.attest.policy import AllOf, Inputs, Policy, RequireRecords
 from migrator.attest.verify import verify_attestation
 from migrator.checksum import Algorithm, Checksum, Provenance, from_hex
 from migrator.errors import ChecksumError, InputError, MigratorError, NotFound
@@ -419,15 +419,16 @@ class _Checker:
 
 # ---- entry point -----------------------------------------------------------------------------------------
 
-def check_live(attestation_bytes: bytes, records_bytes: bytes, keys: Sequence[PublicKey], stores: Stores, *,
-               sample: int, seed: int, download: bool, threshold: int = 1, workers: int = 8) -> LiveReport:
-    """Verify the attestation and its records offline, then spot-check ``sample`` records live.
+def check_live(attestation_bytes: bytes, records_bytes: bytes, policy: Policy, stores: Stores, *,
+               sample: int, seed: int, download: bool, workers: int = 8) -> LiveReport:
+    """Verify the attestation under ``policy`` and RequireRecords offline, then spot-check ``sample`` records
+    live.
 
     Raises VerificationError when the attestation or the records do not verify (nothing is then checked
-    live) and InputError for a bad sample size or seed. Per-object failures, including a cloud call that
-    fails, are findings in the report: ``report.ok`` is True only if every sampled object holds.
+    live) and InputError for a bad policy, sample size or seed. Per-object failures, including a cloud call
+    that fails, are findings in the report: ``report.ok`` is True only if every sampled object holds.
     """
-    verified = verify_attestation(attestation_bytes, keys, threshold=threshold, records=records_bytes)
+    verified = verify_attestation(attestation_bytes, Inputs(records=records_bytes), AllOf(policy, RequireRecords()))
     root_hex = verified.merkle_root.hex()
     rows = sample_rows(verified.tree_size, root_hex, seed, sample)
     lines = records_bytes.split(b"\n")

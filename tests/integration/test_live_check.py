@@ -25,6 +25,7 @@ from migrator.attest.canonical import canonical_json
 from migrator.attest.dsse import sign_envelope
 from migrator.attest.keys import PublicKey, generate_keypair, load_public_key, load_signer
 from migrator.attest.live import Finding, LiveReport, ObjectResult, check_live, sample_rows
+from migrator.attest.policy import Threshold
 from migrator.attest.statement import PAYLOAD_TYPE
 from migrator.config import EndpointSettings, WavePolicy
 from migrator.errors import MigratorError, VerificationError
@@ -62,8 +63,8 @@ class Wave:
         return (self.state / "records.jsonl").read_bytes()
 
     def check(self, stores: Stores, *, download: bool = False, sample: int = 50, seed: int = 1) -> LiveReport:
-        return check_live(self.attestation, self.records, [self.pub], stores, sample=sample, seed=seed,
-                          download=download)
+        return check_live(self.attestation, self.records, Threshold([self.pub]), stores, sample=sample,
+                          seed=seed, download=download)
 
 
 @pytest.fixture(scope="module")
@@ -367,13 +368,15 @@ def test_pending_soft_delete_holds_until_restored(sandbox: SandboxState, stores:
     result = run_wave(manifest, state, tmp_path / "keys" / "signing.key", WavePolicy(soft_delete="attest-pending"))
     assert result.held == 1 and "soft-deleted, pending hard deletion" in result.exceptions
     att, records = (state / "attestation.json").read_bytes(), (state / "records.jsonl").read_bytes()
-    report = check_live(att, records, [load_public_key(pub)], stores, sample=1, seed=0, download=True)
+    report = check_live(att, records, Threshold([load_public_key(pub)]), stores, sample=1, seed=0,
+                        download=True)
     assert report.ok, problems(report.results[0])
     details = " | ".join(f.detail for f in report.results[0].findings)
     assert "soft-deleted generation(s) remain" in details and "restorable" in details
     [deleted] = json.loads(records)["deletions"]
     restored = gcs.bucket(src).restore_blob("u/s", generation=int(deleted["version"]))
-    row = check_live(att, records, [load_public_key(pub)], stores, sample=1, seed=0, download=False).results[0]
+    row = check_live(att, records, Threshold([load_public_key(pub)]), stores, sample=1, seed=0,
+                     download=False).results[0]
     assert not row.ok
     [bad] = row.problems
     assert bad.check == "source" and bad.uri == f"gs://{src}/u/s"
@@ -395,7 +398,7 @@ def test_sample_is_reproducible_and_documented(wave: Wave, stores: Stores) -> No
 def test_attestation_must_verify_first(wave: Wave, stores: Stores) -> None:
     records = wave.records.replace(b'"REMOVED"', b'"HELD"', 1)
     with pytest.raises(VerificationError, match="subject records"):
-        check_live(wave.attestation, records, [wave.pub], stores, sample=5, seed=1, download=False)
+        check_live(wave.attestation, records, Threshold([wave.pub]), stores, sample=5, seed=1, download=False)
 
 
 # ---- the attestation log in an OCI bucket --------------------------------------------------------------
