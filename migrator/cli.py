@@ -438,22 +438,16 @@ def audit_check(attestation: Annotated[Path, typer.Argument(help="attestation.js
     from migrator.attest.live import check_live
     from migrator.config import EndpointSettings
     from migrator.errors import InputError
+    from migrator.live_stores import reach_scope
     from migrator.stores.registry import Stores
 
     if not live:
         raise InputError("audit check needs --live (offline checks are `audit verify`)")
     seed = secrets.randbelow(2**63) if seed is None else seed
     att = read_input(attestation)
-    stores = Stores(EndpointSettings.from_env())
-    # Reach every cloud the wave names before sampling: a missing config is a usage error, not a finding.
-    from migrator.attest.verify import parse_attestation
-
-    scope = parse_attestation(att)[1].get("predicate", {}).get("scope") or []
-    for scheme in sorted({str(loc).partition("://")[0] for loc in scope} | {"oci"}):
-        if scheme in ("s3", "gs", "oci"):
-            stores.get(scheme)
+    store_for = reach_scope(att, Stores(EndpointSettings.from_env()))
     report = check_live(att, read_input(records or attestation.parent / "records.jsonl", "records"),
-                        _threshold(key, threshold), stores, sample=sample, seed=seed, download=download)
+                        _threshold(key, threshold), store_for, sample=sample, seed=seed, download=download)
     if as_json:
         print(_json.dumps(report.as_dict(), indent=2, sort_keys=True))
     else:

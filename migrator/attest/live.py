@@ -9,7 +9,9 @@ Sampling (docs/auditor.md): row r of N is keyed by SHA-256 of the ASCII text
 ``migrator-live-sample/v1\\n<seed>\\n<merkle root hex>\\n<r>`` and the ``sample`` rows with the smallest keys
 (compared as bytes) are checked, in row order.
 
-Imports nothing from the pipeline or the journal: records are read as the attestation documents them.
+Imports nothing from the pipeline, the journal or the store registry: records are read as the attestation
+documents them, and the caller hands in ``store_for``, which gives the store that reaches a URI (the
+protocol types come from ``stores.base``; the CLI builds the stores).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,9 +29,9 @@ from migrator.attest.verify import verify_attestation
 from migrator.checksum import Algorithm, Checksum, Provenance, from_hex
 from migrator.errors import ChecksumError, InputError, MigratorError, NotFound
 from migrator.stores.base import ObjectStore, SoftDeleteLister, UploadInfo, VersionEntry
-from migrator.stores.registry import Stores
 from migrator.uri import ObjectURI, parse_uri
 
+StoreFor = Callable[[ObjectURI], ObjectStore]
 SAMPLE_DOMAIN = "migrator-live-sample/v1"
 READ_CHUNK = 1024 * 1024
 _UNVERSIONED = (None, "null")  # S3 lists an unversioned object as version "null"
@@ -154,12 +156,12 @@ def _strip_quotes(etag: str | None) -> str | None:
 # ---- the checks ------------------------------------------------------------------------------------------
 
 class _Checker:
-    def __init__(self, stores: Stores, download: bool) -> None:
-        self.stores = stores
+    def __init__(self, store_for: StoreFor, download: bool) -> None:
+        self.store_for = store_for
         self.download = download
 
     def store(self, uri: ObjectURI) -> ObjectStore:
-        return self.stores.for_uri(uri)
+        return self.store_for(uri)
 
     # destination ------------------------------------------------------------------------------------------
 
@@ -419,10 +421,10 @@ class _Checker:
 
 # ---- entry point -----------------------------------------------------------------------------------------
 
-def check_live(attestation_bytes: bytes, records_bytes: bytes, policy: Policy, stores: Stores, *,
+def check_live(attestation_bytes: bytes, records_bytes: bytes, policy: Policy, store_for: StoreFor, *,
                sample: int, seed: int, download: bool, workers: int = 8) -> LiveReport:
     """Verify the attestation under ``policy`` and RequireRecords offline, then spot-check ``sample`` records
-    live.
+    live through ``store_for``.
 
     Raises VerificationError when the attestation or the records do not verify (nothing is then checked
     live) and InputError for a bad policy, sample size or seed. Per-object failures, including a cloud call
@@ -436,7 +438,7 @@ def check_live(attestation_bytes: bytes, records_bytes: bytes, policy: Policy, s
     for r in rows:
         rec = json.loads(lines[r - 1])  # verified canonical JSON objects, row i on line i
         records.append(rec)
-    checker = _Checker(stores, download)
+    checker = _Checker(store_for, download)
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(records) or 1)),
                             thread_name_prefix="live-check") as pool:
         results = tuple(pool.map(checker.record, records))

@@ -403,3 +403,44 @@ def test_every_threshold_of_a_policy_must_hold() -> None:
     v = verify_attestation(cosigned, Inputs(), operator_and_custodian)
     assert v.signed_by == (a.keyid, b.keyid)
 
+
+# ---- attest/ stays free of the operator's side -----------------------------------------------------------
+
+FORBIDDEN = ("migrator.stores", "migrator.pipeline", "migrator.journal", "migrator.runner", "migrator.config",
+             "migrator.retry")
+EXCEPT = {("live.py", "migrator.stores.base")}   # the live check reads through the stores' protocol types
+
+
+def test_attest_imports_none_of_the_operator_side() -> None:
+    """Every import in attest/*.py, at module level or inside a function, checked by its AST."""
+    import ast
+    from pathlib import Path
+
+    found: list[str] = []
+    for path in sorted((Path(__file__).resolve().parents[2] / "migrator" / "attest").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+            for name in names:
+                if (path.name, name) in EXCEPT:
+                    continue
+                if any(name == f or name.startswith(f + ".") for f in FORBIDDEN):
+                    found.append(f"{path.name}:{node.lineno} imports {name}")
+                if isinstance(node, ast.ImportFrom) and name == "migrator":
+                    found += [f"{path.name}:{node.lineno} imports migrator.{a.name}" for a in node.names
+                              if f"migrator.{a.name}" in FORBIDDEN]
+    assert found == []
+
+
+def test_importing_all_of_attest_loads_none_of_the_operator_side() -> None:
+    import subprocess
+    import sys
+
+    code = ("import importlib, pkgutil, sys, migrator.attest as a\n"
+            "for m in pkgutil.iter_modules(a.__path__): importlib.import_module('migrator.attest.' + m.name)\n"
+            "print('\\n'.join(sorted(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    loaded = set(out.split())
+    operator_side = {m for m in loaded for f in FORBIDDEN if m == f or m.startswith(f + ".")}
+    assert operator_side <= {"migrator.stores", "migrator.stores.base"}
+    assert "migrator.attest.live" in loaded and "migrator.attest.tlog" in loaded and "migrator.attest.kms" in loaded
