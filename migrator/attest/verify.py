@@ -1,4 +1,4 @@
-"""Offline verification of a removal attestation. Needs only the formats: imports attest/* and errors.
+"""Offline verification of a removal attestation. Needs only the formats (attest/*, errors, files, manifest_rows).
 
 ``verify_attestation(envelope, inputs, policy)`` checks exactly what the policy (``policy.py``) demands.
 Each failure raises VerificationError whose message starts with the name of the failed check, in this order:
