@@ -20,7 +20,10 @@ import sys
 from collections.abc import Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 RCLONE = "rclone"
 
@@ -108,13 +111,13 @@ def boto3_cmd(src_bucket: str, dst_bucket: str, threads: int) -> list[str]:
             "--threads", str(threads)]
 
 
-def _keys(client: Any, bucket: str) -> Iterator[str]:
+def _keys(client: S3Client, bucket: str) -> Iterator[str]:
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
         for obj in page.get("Contents", []):
             yield str(obj["Key"])
 
 
-def _move_one(client: Any, src: str, dst: str, key: str) -> int:
+def _move_one(client: S3Client, src: str, dst: str, key: str) -> int:
     got = client.get_object(Bucket=src, Key=key)
     data = got["Body"].read()
     etag = str(got.get("ETag", "")).strip('"')

@@ -31,12 +31,16 @@ import time
 import traceback
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from migrator.sandbox.control import SandboxState
+    from tests.reliability.invariant import Clouds
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def _kills(clouds: Any, sandbox: Any, work: Path, keys: tuple[Path, Path], args: argparse.Namespace,
+def _kills(clouds: Clouds, sandbox: SandboxState, work: Path, keys: tuple[Path, Path], args: argparse.Namespace,
            out: dict[str, Any]) -> None:
     from tests.reliability.conftest import make_objects, seed_wave, verify_state
     from tests.reliability.invariant import check, child_env, run_command, run_with_random_kills
@@ -47,7 +51,8 @@ def _kills(clouds: Any, sandbox: Any, work: Path, keys: tuple[Path, Path], args:
         n = totals["waves"]
         objects = make_objects(rng, args.objects, multi_version_every=8, versions=3, prefix=f"w{n}")
         wave = seed_wave(sandbox, clouds, work, ("s3", "gs"), objects, name=f"kills{n}")
-        assert wave.snap is not None
+        if wave.snap is None:
+            raise RuntimeError(f"seed_wave took no snapshot of wave {n}")
         cmd = run_command(wave.manifest, wave.state, keys[0], "--concurrency", "4")
         run = run_with_random_kills(cmd, child_env(), wave.state, wave.snap, clouds, rng,
                                     max_kills=args.kills - totals["kills"])
@@ -68,7 +73,7 @@ def _kills(clouds: Any, sandbox: Any, work: Path, keys: tuple[Path, Path], args:
     out["kills"] = dict(totals)
 
 
-def _faults(clouds: Any, sandbox: Any, work: Path, keys: tuple[Path, Path], args: argparse.Namespace,
+def _faults(clouds: Clouds, sandbox: SandboxState, work: Path, keys: tuple[Path, Path], args: argparse.Namespace,
             out: dict[str, Any]) -> None:
     from migrator import retry
     from migrator.config import WavePolicy

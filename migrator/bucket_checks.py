@@ -13,6 +13,7 @@ from typing import Any
 
 from migrator.config import WavePolicy
 from migrator.manifest import ManifestRow
+from migrator.records import Reason
 from migrator.stores.base import Capabilities, ObjectStore, ReplicationReporter
 from migrator.stores.registry import Stores
 from migrator.uri import ObjectURI
@@ -45,30 +46,30 @@ class BucketChecks:
         caps: Capabilities = self.cached(f"caps {uri.location}", lambda: store.capabilities(uri.bucket))
         return caps
 
-    def soft_delete_blocks(self, store: ObjectStore, uri: ObjectURI) -> tuple[str, str] | None:
+    def soft_delete_blocks(self, store: ObjectStore, uri: ObjectURI) -> tuple[Reason, str] | None:
         if uri.scheme != "gs" or self.policy.soft_delete != "require-off":
             return None
         caps = self.caps(store, uri)
         fix = "set its soft-delete retention to 0 (gcloud storage buckets update --clear-soft-delete) before the wave"
         if caps.soft_delete_seconds is None:
-            return "GCS soft delete unknown", f"{uri.location}: {fix}"
+            return Reason.GCS_SOFT_DELETE_UNKNOWN, f"{uri.location}: {fix}"
         if caps.soft_delete_seconds > 0:
-            return "GCS soft delete on", f"{uri.location}: {fix}"
+            return Reason.GCS_SOFT_DELETE_ON, f"{uri.location}: {fix}"
         return None
 
-    def location_blocks(self, store: ObjectStore, uri: ObjectURI, row: ManifestRow) -> tuple[str, str] | None:
+    def location_blocks(self, store: ObjectStore, uri: ObjectURI, row: ManifestRow) -> tuple[Reason, str] | None:
         """Bucket-level reasons not to delete here: soft delete, retention rules, unlisted replication."""
         soft = self.soft_delete_blocks(store, uri)
         if soft:
             return soft
         if uri.scheme == "oci" and self.caps(store, uri).retention:
-            return "OCI retention rule", f"{uri.location} has retention rules; deletes would be refused"
+            return Reason.OCI_RETENTION_RULE, f"{uri.location} has retention rules; deletes would be refused"
         if isinstance(store, ReplicationReporter):
             targets: list[str] = self.cached(f"repl {uri.location}", lambda: store.replication_targets(uri.bucket))
             listed = {r.location for r in row.replicas} | {row.source.location}
             for target in targets:
                 if target not in listed:
-                    return "unlisted replication target", f"{uri.location} replicates to {target}"
+                    return Reason.UNLISTED_REPLICATION, f"{uri.location} replicates to {target}"
         return None
 
     def destination_unprotected(self, row: ManifestRow) -> str | None:

@@ -187,10 +187,9 @@ class MultiHasher:
             self._crc64 = _crc64nvme(data, self._crc64)
         self.size += len(data)
         if self._parts is not None:
-            self._update_parts(data)
+            self._update_parts(self._parts, data)
 
-    def _update_parts(self, data: bytes) -> None:
-        assert self._parts is not None
+    def _update_parts(self, parts: list[int], data: bytes) -> None:
         view = memoryview(data)
         while view:
             if self._part_left <= 0:
@@ -203,7 +202,7 @@ class MultiHasher:
                 self._part_md5s.append(self._part_hasher.digest())
                 self._part_hasher = hashlib.md5()
                 idx = len(self._part_md5s)
-                self._part_left = self._parts[idx] if idx < len(self._parts) else 0
+                self._part_left = parts[idx] if idx < len(parts) else 0
 
     def digests(self) -> list[Checksum]:
         out = [

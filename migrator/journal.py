@@ -20,18 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from migrator.errors import StateError
+from migrator.records import Record, State, Transition
 
-
-class State:
-    PENDING = "PENDING"
-    COPYING = "COPYING"
-    VERIFIED = "VERIFIED"
-    DELETING = "DELETING"
-    REMOVED = "REMOVED"
-    HELD = "HELD"
-    FAILED = "FAILED"
-
-    TERMINAL = frozenset({REMOVED, HELD, FAILED})
+__all__ = ["Entry", "Journal", "RunLock", "State", "now"]
 
 
 def now() -> str:
@@ -64,6 +55,10 @@ class Entry:
     state: str
     reason: str | None
     data: dict[str, Any]
+
+    def record(self) -> Record:
+        """The row's record as the journal holds it (working members included)."""
+        return Record.from_journal(self.row, self.state, self.reason, self.data)
 
 
 class RunLock:
@@ -154,7 +149,8 @@ class Journal:
                 ])
                 self._conn.execute("COMMIT")
         wid = self.get_meta("wave_id")
-        assert wid is not None
+        if wid is None:
+            raise StateError(f"state folder {self.path.parent} is damaged: it names a manifest but no wave id")
         return wid
 
     # -- objects ------------------------------------------------------------------------------------
@@ -176,15 +172,14 @@ class Journal:
 
     def transition(self, row: int, state: str, data: Mapping[str, Any], *, reason: str | None = None,
                    detail: Mapping[str, Any] | None = None) -> None:
-        """Record a new state and the object's accumulated data; durable on return."""
-        self.transition_many([(row, state, data, reason, detail or {})])
+        """Record a new state and a raw payload; durable on return. The pipeline writes Transitions."""
+        self.wait(self._submit([(row, state, data, reason, detail or {})]))
 
-    def transition_many(self, items: Iterable[tuple[int, str, Mapping[str, Any], str | None,
-                                                    Mapping[str, Any]]]) -> None:
-        """Rows' transitions (row, state, data, reason, detail), durable on return."""
+    def transition_many(self, items: Iterable[Transition]) -> None:
+        """Rows' transitions, durable on return."""
         self.wait(self.submit(items))
 
-    def submit(self, items: Iterable[tuple[int, str, Mapping[str, Any], str | None, Mapping[str, Any]]]) -> int:
+    def submit(self, items: Iterable[Transition]) -> int:
         """Queue transitions for the writer thread and return a ticket for ``wait``. The data is captured
         now. Nothing may act on these transitions until ``wait`` (or ``flush``) has returned: until then a
         kill may lose them, and the resumed run redoes the step from the state before.
@@ -192,6 +187,10 @@ class Journal:
         Group commit: the writer commits everything queued since its last commit in one transaction, so
         many workers share each fsync; tickets are committed in order.
         """
+        return self._submit([(t.row, str(t.state), t.record.journal_data(), t.record.reason, t.detail)
+                             for t in items])
+
+    def _submit(self, items: Iterable[tuple[int, str, Mapping[str, Any], str | None, Mapping[str, Any]]]) -> int:
         at = now()
         batch = [(row, state, json.dumps(dict(data), sort_keys=True, separators=(",", ":")), reason,
                   json.dumps(dict(detail), sort_keys=True), at) for row, state, data, reason, detail in items]

@@ -339,9 +339,8 @@ class _Reader:
 
     # One row, whatever the format: types, URIs, digests, and the rules a row can break on its own.
     def _row(self, line: int, number: int, values: dict[str, object]) -> ManifestRow:
-        source = self._uri(values, "source", line, required=True)
-        destination = self._uri(values, "destination", line, required=True)
-        assert source is not None and destination is not None
+        source = self._uri(values, "source", line)
+        destination = self._uri(values, "destination", line)
         if source.scheme not in SOURCE_SCHEMES:
             raise self.error(f"source scheme must be one of {', '.join(SOURCE_SCHEMES)}", line, "source")
         if destination.scheme not in DESTINATION_SCHEMES:
@@ -361,12 +360,11 @@ class _Reader:
                            subject=self._text(values, "subject", line),
                            residency=self._text(values, "residency", line))
 
-    def _uri(self, values: dict[str, object], name: str, line: int, *, required: bool) -> ObjectURI | None:
+    def _uri(self, values: dict[str, object], name: str, line: int) -> ObjectURI:
+        """A required URI field (source, destination): missing, empty or malformed is bad input."""
         value = values.get(name)
         if value is None or value == "":
-            if required:
-                raise self.error(f"required field {name!r} is missing or empty", line, name)
-            return None
+            raise self.error(f"required field {name!r} is missing or empty", line, name)
         if not isinstance(value, str):
             raise self.error(f"{name} must be a string, not {_json_type(value)}", line, name)
         return self._parse(value, name, line)

@@ -28,9 +28,11 @@ _counts_lock = threading.Lock()
 retry_counts: dict[str, int] = {}
 
 
-def set_backoff(enabled: bool) -> None:
-    """Tests switch back-off off so that retries do not sleep."""
+def set_backoff(enabled: bool) -> bool:
+    """Tests switch back-off off so that retries do not sleep. Returns the previous setting, to restore."""
+    previous = _backoff["enabled"]
     _backoff["enabled"] = enabled
+    return previous
 
 
 def classify_status(status: int | None) -> bool:

@@ -1,15 +1,21 @@
-"""Shared fixtures: one sandbox (S3, GCS, OCI over HTTP on 127.0.0.1) per test worker."""
+"""Shared fixtures: one sandbox (S3, GCS, OCI over HTTP on 127.0.0.1) per test worker.
+
+Retries never sleep in tests: back-off is off from import (for fixtures of any scope), and every test starts
+with it off and leaves the switch as it found it, so no test module's setting reaches a later test.
+"""
 
 from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import TypedDict
 
 import pytest
 
 from migrator import retry
+from migrator.checksum import Algorithm, Checksum, find
 from migrator.config import EndpointSettings, TransferSettings
 from migrator.sandbox import control
 from migrator.sandbox.control import SandboxState
@@ -20,6 +26,15 @@ VECTORS = Path(__file__).resolve().parent / "vectors"
 
 retry.set_backoff(False)
 _names = itertools.count()
+
+
+@pytest.fixture(autouse=True)
+def _no_backoff() -> Iterator[None]:
+    previous = retry.set_backoff(False)
+    try:
+        yield
+    finally:
+        retry.set_backoff(previous)
 
 
 @pytest.fixture(scope="session")
@@ -52,6 +67,25 @@ def stores(sandbox: SandboxState) -> Stores:
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{os.getpid()}-{next(_names)}"
+
+
+class PutOptions(TypedDict, total=False):
+    """The optional fields of ``stores.base.PutRequest``, for test helpers that fill in ``size`` themselves."""
+
+    content_type: str | None
+    content_encoding: str | None
+    metadata: Mapping[str, str]
+    if_none_match: bool
+    if_match: str | None
+    if_match_version: str | None
+    body_digests: tuple[Checksum, ...]
+
+
+def found(checksums: Sequence[Checksum], algorithm: Algorithm, *, parts: int | None = None) -> Checksum:
+    """``checksum.find`` for a checksum the test requires: a missing one fails the test here, by name."""
+    checksum = find(checksums, algorithm, parts=parts)
+    assert checksum is not None, f"no {algorithm} checksum (parts={parts}) among {checksums!r}"
+    return checksum
 
 
 @pytest.fixture(scope="session")

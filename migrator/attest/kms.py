@@ -51,7 +51,7 @@ def retry_call(fn: Callable[[], T], *, attempts: int = ATTEMPTS,
         except StoreError as exc:
             if not exc.retryable or attempt >= attempts:
                 raise
-        sleep(random.uniform(0.0, min(10.0, 0.2 * 2 ** attempt)))
+        sleep(random.uniform(0.0, min(10.0, 0.2 * 2 ** attempt)))  # noqa: S311 - back-off jitter, not a secret
         attempt += 1
 
 

@@ -26,15 +26,15 @@ from typing import Any
 
 from migrator.attest.policy import AllOf, Inputs, Policy, RequireRecords
 from migrator.attest.verify import verify_attestation
-from migrator.checksum import Algorithm, Checksum, Provenance, from_hex
-from migrator.errors import ChecksumError, InputError, MigratorError, NotFound
+from migrator.checksum import Algorithm, Checksum, Provenance
+from migrator.errors import InputError, MigratorError, NotFound
+from migrator.records import Deletion, Record, RecordError, State, VersionCopy, checksums_of
 from migrator.stores.base import ObjectStore, SoftDeleteLister, UploadInfo, VersionEntry
 from migrator.uri import ObjectURI, parse_uri
 
 StoreFor = Callable[[ObjectURI], ObjectStore]
 SAMPLE_DOMAIN = "migrator-live-sample/v1"
 READ_CHUNK = 1024 * 1024
-_UNVERSIONED = (None, "null")  # S3 lists an unversioned object as version "null"
 
 
 # ---- results ---------------------------------------------------------------------------------------------
@@ -129,24 +129,8 @@ def sample_rows(tree_size: int, merkle_root_hex: str, seed: int, sample: int) ->
 
 # ---- reading records -------------------------------------------------------------------------------------
 
-def _uri_text(value: Any) -> str | None:
-    """Records name places as URI strings (or, per the documented schema, as {"uri": ...} objects)."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, Mapping) and isinstance(value.get("uri"), str):
-        return str(value["uri"])
-    return None
-
-
-def _recorded_digests(version: Mapping[str, Any]) -> list[Checksum]:
-    out: list[Checksum] = []
-    for d in version.get("digests") or []:
-        try:
-            out.append(from_hex(Algorithm(d["algorithm"]), str(d["hex"]), Provenance(d["provenance"]),
-                                d.get("parts")))
-        except (KeyError, TypeError, ValueError, ChecksumError):
-            continue  # a digest this checker does not know is no evidence either way
-    return out
+def _recorded_digests(version: VersionCopy) -> list[Checksum]:
+    return checksums_of(version.digests)  # a digest this checker does not know is no evidence either way
 
 
 def _strip_quotes(etag: str | None) -> str | None:
@@ -165,12 +149,12 @@ class _Checker:
 
     # destination ------------------------------------------------------------------------------------------
 
-    def destination(self, dest: ObjectURI, versions: Sequence[Mapping[str, Any]]) -> list[Finding]:
+    def destination(self, dest: ObjectURI, versions: Sequence[VersionCopy]) -> list[Finding]:
         store = self.store(dest)
         out: list[Finding] = []
         last = len(versions) - 1
         for i, v in enumerate(versions):
-            dv = v.get("destination_version")
+            dv = v.destination_version
             if dv is None and i != last:
                 out.append(Finding(False, "destination", str(dest),
                                    f"copy {i + 1} of {len(versions)} has no destination version id and is not "
@@ -181,7 +165,7 @@ class _Checker:
             out.append(self._current(store, dest, versions[-1]))
         return out
 
-    def _one_version(self, store: ObjectStore, dest: ObjectURI, v: Mapping[str, Any],
+    def _one_version(self, store: ObjectStore, dest: ObjectURI, v: VersionCopy,
                      dv: str | None) -> list[Finding]:
         where = f"{dest} version {dv}" if dv is not None else str(dest)
         try:
@@ -192,14 +176,14 @@ class _Checker:
             return [Finding(False, "destination", where, f"could not stat: {type(exc).__name__}: {exc}")]
         problems: list[str] = []
         matched: list[str] = []
-        size = v.get("size")
-        if not isinstance(size, int) or info.size != size:
+        size = v.size
+        if info.size != size:
             problems.append(f"size is {info.size}, the record says {size}")
         else:
             matched.append("size")
         if dv is not None and info.version not in (None, dv):
             problems.append(f"the store answered version {info.version}")
-        etag = v.get("destination_etag")
+        etag = v.destination_etag
         if isinstance(etag, str) and _strip_quotes(info.etag) != _strip_quotes(etag):
             problems.append(f"ETag is {info.etag}, the record says {etag}")
         elif isinstance(etag, str):
@@ -228,7 +212,7 @@ class _Checker:
             out.append(self._download(store, dest, dv, v, where))
         return out
 
-    def _download(self, store: ObjectStore, dest: ObjectURI, dv: str | None, v: Mapping[str, Any],
+    def _download(self, store: ObjectStore, dest: ObjectURI, dv: str | None, v: VersionCopy,
                   where: str) -> Finding:
         wanted = [c for c in _recorded_digests(v) if c.algorithm == Algorithm.SHA256 and c.is_whole_object]
         computed = [c for c in wanted if c.provenance == Provenance.COMPUTED] or wanted
@@ -251,7 +235,7 @@ class _Checker:
                                                      f"the record says {computed[0].hex}: different bytes")
         return Finding(True, "download", where, f"read {size} bytes: SHA-256 matches the record")
 
-    def _current(self, store: ObjectStore, dest: ObjectURI, last: Mapping[str, Any]) -> Finding:
+    def _current(self, store: ObjectStore, dest: ObjectURI, last: VersionCopy) -> Finding:
         """The destination's current object is still the wave's last copy (not overwritten since)."""
         try:
             info = store.stat(dest)
@@ -259,14 +243,14 @@ class _Checker:
             return Finding(False, "destination-current", str(dest), "no current object: deleted after the wave")
         except MigratorError as exc:
             return Finding(False, "destination-current", str(dest), f"could not stat: {type(exc).__name__}: {exc}")
-        dv = last.get("destination_version")
+        dv = last.destination_version
         if dv is not None and info.version is not None:
             if info.version != dv:
                 return Finding(False, "destination-current", str(dest),
                                f"the current version is {info.version}, the wave's last copy is {dv}: "
                                "the object was replaced after the wave")
             return Finding(True, "destination-current", str(dest), f"the current version is the wave's ({dv})")
-        etag = last.get("destination_etag")
+        etag = last.destination_etag
         if isinstance(etag, str) and _strip_quotes(info.etag) != _strip_quotes(etag):
             return Finding(False, "destination-current", str(dest),
                            f"the current ETag is {info.etag}, the wave's last copy had {etag}: replaced after the wave")
@@ -306,13 +290,11 @@ class _Checker:
                            "as the record says")
         return Finding(True, role, str(uri), "no version, delete marker, incomplete upload or soft-deleted copy")
 
-    def deletions_hold(self, deletions: Sequence[Mapping[str, Any]]) -> list[Finding]:
+    def deletions_hold(self, deletions: Sequence[Deletion]) -> list[Finding]:
         """For HELD/FAILED records: every version and upload the record says was deleted is still gone."""
-        by_uri: dict[str, list[Mapping[str, Any]]] = {}
+        by_uri: dict[str, list[Deletion]] = {}
         for d in deletions:
-            u = _uri_text(d.get("uri"))
-            if u is not None:
-                by_uri.setdefault(u, []).append(d)
+            by_uri.setdefault(d.uri, []).append(d)
         out: list[Finding] = []
         for text, items in by_uri.items():
             try:
@@ -329,14 +311,14 @@ class _Checker:
             upload_ids = {u.upload_id for u in uploads}
             back, restorable = [], []
             for d in items:
-                version = d.get("version")
-                if d.get("upload_id") is not None:
-                    if d["upload_id"] in upload_ids:
-                        back.append(f"upload {d['upload_id']}")
-                elif version not in _UNVERSIONED and version in live:
+                version = d.pin
+                if d.upload_id is not None:
+                    if d.upload_id in upload_ids:
+                        back.append(f"upload {d.upload_id}")
+                elif version is not None and version in live:
                     back.append(f"version {version}")
-                elif version not in _UNVERSIONED and version in soft_deleted:
-                    restorable.append(str(version))
+                elif version is not None and version in soft_deleted:
+                    restorable.append(version)
             if back:
                 out.append(Finding(False, "deletion", text, "recorded as deleted but present: " + ", ".join(back)))
             else:
@@ -373,49 +355,50 @@ class _Checker:
 
     # one record ------------------------------------------------------------------------------------------
 
-    def record(self, rec: Mapping[str, Any]) -> ObjectResult:
-        row = int(rec.get("row", 0))
-        state = str(rec.get("state"))
-        source = _uri_text(rec.get("source")) or ""
-        destination = _uri_text(rec.get("destination")) or ""
+    def record(self, obj: Mapping[str, Any]) -> ObjectResult:
+        row = obj.get("row")
+        row = row if isinstance(row, int) else 0
+        state = str(obj.get("state"))
+        try:
+            rec = Record.from_json(obj)
+        except RecordError as exc:   # verified bytes, but not a record this checker can read
+            return ObjectResult(row, state, "", "", (Finding(False, "record", "", f"cannot be checked: {exc}"),))
         findings: list[Finding] = []
         try:
-            findings = self._record(rec, state, source, destination)
+            findings = self._record(rec)
         except MigratorError as exc:  # a malformed URI in the record, an unknown scheme
-            findings.append(Finding(False, "record", source, f"cannot be checked: {exc}"))
+            findings.append(Finding(False, "record", rec.source, f"cannot be checked: {exc}"))
         if not findings:
-            findings.append(Finding(True, "n/a", source, f"{state}: nothing this record claims can be checked live"))
-        return ObjectResult(row, state, source, destination, tuple(findings))
+            findings.append(Finding(True, "n/a", rec.source,
+                                    f"{rec.state}: nothing this record claims can be checked live"))
+        return ObjectResult(rec.row, str(rec.state), rec.source, rec.destination, tuple(findings))
 
-    def _record(self, rec: Mapping[str, Any], state: str, source: str, destination: str) -> list[Finding]:
-        versions = [v for v in rec.get("versions") or [] if isinstance(v, Mapping)]
+    def _record(self, rec: Record) -> list[Finding]:
+        state, source = rec.state, rec.source
         findings: list[Finding] = []
-        if versions:
-            findings += self.destination(parse_uri(destination), versions)
-        elif state == "REMOVED":
-            findings.append(Finding(False, "destination", destination, "a REMOVED record names no verified copy"))
-        replicas = [u for u in (_uri_text(r) for r in rec.get("replicas") or []) if u]
-        proof = rec.get("proof") if isinstance(rec.get("proof"), Mapping) else None
+        if rec.versions:
+            findings += self.destination(parse_uri(rec.destination), rec.versions)
+        elif state == State.REMOVED:
+            findings.append(Finding(False, "destination", rec.destination, "a REMOVED record names no verified copy"))
+        proof = rec.proof
         # HELD only because deleted copies stay soft-deleted (attest-pending): the final listing found
         # nothing live, so nothing live may be there now either.
-        pending_soft = (state == "HELD" and proof is not None and bool(proof.get("soft_deleted"))
-                        and not proof.get("leftovers"))
-        if state == "REMOVED" or pending_soft:
-            listed = [u for u in (_uri_text(x) for x in (proof or {}).get("locations") or []) if u]
+        pending_soft = (state == State.HELD and proof is not None and bool(proof.soft_deleted)
+                        and not proof.leftovers)
+        if state == State.REMOVED or pending_soft:
             seen: list[str] = []
-            for text in [source, *replicas, *listed]:
+            for text in [source, *rec.replicas, *(proof.locations if proof else ())]:
                 if text and text not in seen:
                     seen.append(text)
             for text in seen:
                 findings.append(self.nothing_left(parse_uri(text), "source" if text == source else "replica",
                                                   allow_soft=pending_soft))
-            if state == "REMOVED":
+            if state == State.REMOVED:
                 return findings
-        deletions = [d for d in rec.get("deletions") or [] if isinstance(d, Mapping)]
-        findings += self.deletions_hold(deletions)
-        if state == "HELD":
-            locations = [parse_uri(u) for u in [source, *replicas] if u]
-            findings.append(self.copy_remains(locations, str(rec.get("reason")), pending_soft))
+        findings += self.deletions_hold(rec.deletions)
+        if state == State.HELD:
+            locations = [parse_uri(u) for u in [source, *rec.replicas] if u]
+            findings.append(self.copy_remains(locations, str(rec.reason), pending_soft))
         return findings
 
 

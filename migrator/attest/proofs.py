@@ -25,6 +25,7 @@ from migrator.attest.subjects import SubjectEntry, SubjectHasher, parse_entry
 from migrator.attest.verify import VerifiedAttestation, parse_attestation, verify_attestation
 from migrator.errors import InputError, VerificationError
 from migrator.files import read_input
+from migrator.records import Record, RecordError
 
 RECORD_PROOF_TYPE = "https://provable-migrator.dev/proof/record/v1"
 SUBJECT_PROOF_TYPE = "https://provable-migrator.dev/proof/subject/v1"
@@ -36,19 +37,11 @@ def _fail(msg: str) -> VerificationError:
 
 
 def record_uris(record: Mapping[str, Any]) -> list[str]:
-    """The object URIs a record names: source, destination and replicas (strings or {"uri": ...})."""
-    def uri(v: Any) -> str | None:
-        if isinstance(v, str):
-            return v
-        if isinstance(v, dict) and isinstance(v.get("uri"), str):
-            return str(v["uri"])
-        return None
-
-    found = [uri(record.get("source")), uri(record.get("destination"))]
-    replicas = record.get("replicas")
-    if isinstance(replicas, list):
-        found.extend(uri(r) for r in replicas)
-    return [u for u in found if u is not None]
+    """The object URIs a record names (``Record.uris``); none for a record that breaks its schema."""
+    try:
+        return Record.from_json(record).uris
+    except RecordError:
+        return []
 
 
 # ---- the records as lines and a tree ------------------------------------------------------------------

@@ -29,6 +29,7 @@ from migrator.attest.canonical import MISSING, CanonicalLines, NotCanonical
 from migrator.attest.merkle import MerkleBuilder
 from migrator.attest.statement import STATES
 from migrator.errors import InputError, MigratorError, VerificationError
+from migrator.records import REQUIRED, SCHEMA
 
 CHUNK = 16 * 1024 * 1024
 PARALLEL_MIN = 64 * 1024 * 1024   # below this, worker start-up costs more than it saves
@@ -50,7 +51,8 @@ class ChunkScan:
 
 def scan_lines(data: bytes, want_subjects: bool = False) -> ChunkScan:
     """Check whole lines (``data`` ends with a newline or is empty). Stops at the first bad line."""
-    names = ("row", "state", "reason", "subject") if want_subjects else ("row", "state", "reason")
+    # The members every record must have (records.REQUIRED; unchanged since schema 1), then the subject.
+    names = (*REQUIRED[SCHEMA], "subject") if want_subjects else REQUIRED[SCHEMA]
     reader = CanonicalLines(names)
     out = ChunkScan(subjects=[] if want_subjects else None)
     hashes = bytearray()

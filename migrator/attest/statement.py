@@ -12,6 +12,7 @@ from typing import Any
 
 from migrator.attest.merkle import ALGORITHM as MERKLE_ALGORITHM
 from migrator.errors import InputError
+from migrator.records import FINAL_STATES, Record
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE_V1 = "https://provable-migrator.dev/removal/v1"
@@ -21,7 +22,7 @@ PREDICATE_TYPES = (PREDICATE_TYPE_V1, PREDICATE_TYPE_V2)
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 RECORDS_SUBJECT = "records.jsonl"
 SUBJECTS_SUBJECT = "subjects.jsonl"
-STATES = ("REMOVED", "HELD", "FAILED")
+STATES = tuple(str(s) for s in FINAL_STATES)
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
@@ -58,14 +59,15 @@ class RecordTally:
         self.counts = dict.fromkeys(STATES, 0)
         self.by_reason: dict[str, int] = {}
 
-    def add(self, record: Mapping[str, Any]) -> None:
-        state = record.get("state")
+    def add(self, record: Record) -> None:
+        self.count(record.state, record.reason)
+
+    def count(self, state: str, reason: str | None) -> None:
         if state not in self.counts:
             raise InputError(f"record state must be one of {', '.join(STATES)}")
         self.rows += 1
         self.counts[state] += 1
         if state != "REMOVED":
-            reason = record.get("reason")
             if not isinstance(reason, str) or not reason:
                 raise InputError("a HELD or FAILED record needs a reason")
             self.by_reason[reason] = self.by_reason.get(reason, 0) + 1

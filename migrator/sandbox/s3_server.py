@@ -1133,7 +1133,8 @@ class _Answer:
 
     def _head(self) -> bytes:
         handler = self.handler
-        assert self.status is not None, "write() before start_response"
+        if self.status is None:  # an application bug; raised as wsgiref and start_response above do
+            raise AssertionError("write() before start_response")
         code_text, _, reason = self.status.partition(" ")
         code = int(code_text)
         names = {name.lower(): value for name, value in self.headers}

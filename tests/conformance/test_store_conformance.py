@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+from typing import Unpack
 
 import pytest
 
@@ -11,10 +12,10 @@ from migrator.checksum import Algorithm, MultiHasher, find
 from migrator.errors import NotFound, PreconditionFailed, UnsafeEndpointError
 from migrator.sandbox.buckets import create_bucket
 from migrator.sandbox.control import SandboxState
-from migrator.stores.base import Capabilities, DeleteTarget, ObjectStore, PutRequest
+from migrator.stores.base import Capabilities, DeleteTarget, ObjectStore, PutRequest, PutResult
 from migrator.stores.registry import Stores
 from migrator.uri import ObjectURI, parse_uri
-from tests.conftest import unique
+from tests.conftest import PutOptions, found, unique
 
 SCHEMES = ["s3", "gs", "oci"]
 EDGE_KEYS = ["sp ace.txt", "pct%41", "plus+sign", "q?x#y", "a/../b", "/leading", "ünï/çødé.bin",
@@ -46,8 +47,8 @@ def vbucket(sandbox: SandboxState, scheme: str) -> str:
     return name
 
 
-def _put(store: ObjectStore, uri: ObjectURI, data: bytes, **kw: object) -> object:
-    return store.put(uri, io.BytesIO(data), PutRequest(size=len(data), **kw))  # type: ignore[arg-type]
+def _put(store: ObjectStore, uri: ObjectURI, data: bytes, **kw: Unpack[PutOptions]) -> PutResult:
+    return store.put(uri, io.BytesIO(data), PutRequest(size=len(data), **kw))
 
 
 def _read(store: ObjectStore, uri: ObjectURI, version: str | None = None,
@@ -75,7 +76,7 @@ def test_round_trip_reports_whole_object_checksum(sandbox: SandboxState, stores:
     data = os.urandom(100_000)
     put = _put(store, uri, data, content_type="application/x-test", metadata={"owner": "u1"})
     computed = _digests(data).digests()
-    reported = [c for c in put.checksums if c.is_whole_object]  # type: ignore[attr-defined]
+    reported = [c for c in put.checksums if c.is_whole_object]
     assert reported, "the destination must report a whole-object checksum"
     for c in reported:
         mine = find(computed, c.algorithm)
@@ -85,8 +86,8 @@ def test_round_trip_reports_whole_object_checksum(sandbox: SandboxState, stores:
     assert info.size == len(data)
     assert info.content_type == "application/x-test"
     assert info.metadata.get("owner") == "u1"
-    assert any(c.is_whole_object and find(computed, c.algorithm) and c.matches(find(computed, c.algorithm))
-               for c in info.checksums)  # type: ignore[arg-type]
+    assert any(c.is_whole_object and find(computed, c.algorithm) and c.matches(found(computed, c.algorithm))
+               for c in info.checksums)
     assert _read(store, uri) == data
     assert _read(store, uri, byte_range=(10, 19)) == data[10:20]
 
@@ -116,9 +117,9 @@ def test_multipart_24mib(sandbox: SandboxState, stores: Stores, scheme: str, buc
     data = os.urandom(24 * 1024 * 1024 + 12345)
     put = _put(store, uri, data)
     computed = _digests(data).digests()
-    crc = find(put.checksums, Algorithm.CRC32C)  # type: ignore[attr-defined]
-    assert crc is not None and crc.matches(find(computed, Algorithm.CRC32C))  # type: ignore[arg-type]
-    assert put.size == len(data)  # type: ignore[attr-defined]
+    crc = find(put.checksums, Algorithm.CRC32C)
+    assert crc is not None and crc.matches(found(computed, Algorithm.CRC32C))
+    assert put.size == len(data)
     got = _read(store, uri)
     assert len(got) == len(data) and got == data
 
@@ -147,7 +148,7 @@ def test_versions_listed_oldest_first_and_pinned_delete(sandbox: SandboxState, s
     entries = [e for e in store.list_versions(vbucket, "doc.txt") if e.key == "doc.txt"]
     live = [e for e in entries if not e.is_delete_marker]
     assert len(live) == 2
-    assert live[0].version == first.version  # type: ignore[attr-defined]
+    assert live[0].version == first.version
     assert live[-1].is_latest and not live[0].is_latest
     assert _read(store, uri, live[0].version) == b"v1"
     store.delete_version(uri, live[0].version)
@@ -162,7 +163,7 @@ def test_batch_delete_names_each_result(sandbox: SandboxState, stores: Stores, s
     for i in range(3):
         uri = _uri(sandbox, scheme, vbucket, f"batch/{i}")
         put = _put(store, uri, f"b{i}".encode())
-        targets.append(DeleteTarget(uri.key, put.version))  # type: ignore[attr-defined]
+        targets.append(DeleteTarget(uri.key, put.version))
     results = store.delete_versions(vbucket, targets)
     assert [r.target for r in results] == targets
     assert all(r.ok for r in results)

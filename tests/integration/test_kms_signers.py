@@ -11,7 +11,7 @@ import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict
 
 import boto3
 import pytest
@@ -29,7 +29,12 @@ from migrator.attest.policy import AllOf, Inputs, RequireManifest, RequireRecord
 from migrator.attest.signers import load_signer_spec
 from migrator.attest.verify import verify_attestation
 from migrator.errors import InputError, VerificationError
+from migrator.sandbox.control import SandboxState
 from tests.unit.test_proofs import make_wave
+
+if TYPE_CHECKING:
+    from moto.kms.responses import KmsResponse
+    from moto.kms.utils import ECDSAPrivateKey
 
 # ---- AWS KMS on moto ---------------------------------------------------------------------------------------
 
@@ -37,24 +42,31 @@ class _Seen(threading.local):
     digest = False
 
 
+class MotoKms(TypedDict):
+    url: str
+    client: Any                       # boto3's KMS client: the dev stubs (boto3-stubs[s3]) type S3 alone
+    seen: list[tuple[str, int]]       # (message type, length) of each message moto's KMS signed
+    tamper: dict[str, ec.EllipticCurvePrivateKey | None]   # "key": sign with this key instead
+
+
 @pytest.fixture(scope="module")
-def moto_kms() -> Iterator[dict[str, Any]]:
+def moto_kms() -> Iterator[MotoKms]:
     from moto.kms import responses, utils
     from moto.server import ThreadedMotoServer
 
     seen: list[tuple[str, int]] = []
     state = _Seen()
-    tamper: dict[str, Any] = {"key": None}
+    tamper: dict[str, ec.EllipticCurvePrivateKey | None] = {"key": None}
     original_response, original_sign = responses.KmsResponse.sign, utils.ECDSAPrivateKey.sign
 
-    def response_sign(self: Any) -> str:
+    def response_sign(self: KmsResponse) -> str:
         state.digest = self._get_param("MessageType") == "DIGEST"
         try:
             return str(original_response(self))
         finally:
             state.digest = False
 
-    def key_sign(self: Any, message: bytes, algorithm: str) -> bytes:
+    def key_sign(self: ECDSAPrivateKey, message: bytes, algorithm: str) -> bytes:
         seen.append(("DIGEST" if state.digest else "RAW", len(message)))
         key = tamper["key"] or self.private_key
         if state.digest and algorithm == "ECDSA_SHA_256" and len(message) == 32:
@@ -67,7 +79,8 @@ def moto_kms() -> Iterator[dict[str, Any]]:
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         server.start()
         try:
-            url = f"http://127.0.0.1:{server._server.server_port}"  # type: ignore[union-attr]
+            host, port = server.get_host_and_port()  # port 0: the OS picked a free one
+            url = f"http://{host}:{port}"
             client = boto3.client("kms", endpoint_url=url, region_name="us-east-1", aws_access_key_id="test",
                                   aws_secret_access_key="test",
                                   config=Config(retries={"total_max_attempts": 1, "mode": "standard"}))
@@ -77,7 +90,7 @@ def moto_kms() -> Iterator[dict[str, Any]]:
 
 
 @pytest.fixture
-def aws_env(moto_kms: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+def aws_env(moto_kms: MotoKms, monkeypatch: pytest.MonkeyPatch) -> MotoKms:
     monkeypatch.setenv("AWS_ENDPOINT_URL_KMS", moto_kms["url"])
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
@@ -91,7 +104,7 @@ def _key(client: Any, spec: str = "ECC_NIST_P256", usage: str = "SIGN_VERIFY") -
     return meta
 
 
-def test_aws_kms_signs_dsse_that_pem_public_keys_verify(aws_env: dict[str, Any], tmp_path: Path) -> None:
+def test_aws_kms_signs_dsse_that_pem_public_keys_verify(aws_env: MotoKms, tmp_path: Path) -> None:
     meta = _key(aws_env["client"])
     aws_env["seen"].clear()
     signer = load_signer_spec(f"awskms:{meta['Arn']}")
@@ -109,7 +122,7 @@ def test_aws_kms_signs_dsse_that_pem_public_keys_verify(aws_env: dict[str, Any],
     assert list(theirs.verify([SSlibKey.from_crypto(public, keyid=signer.keyid)], 1)) == [signer.keyid]
 
 
-def test_aws_kms_by_key_id_and_alias(aws_env: dict[str, Any]) -> None:
+def test_aws_kms_by_key_id_and_alias(aws_env: MotoKms) -> None:
     meta = _key(aws_env["client"])
     aws_env["client"].create_alias(AliasName="alias/migrator-attest", TargetKeyId=meta["KeyId"])
     by_id = AwsKmsSigner(meta["KeyId"])
@@ -117,7 +130,7 @@ def test_aws_kms_by_key_id_and_alias(aws_env: dict[str, Any]) -> None:
     assert by_id.keyid == by_alias.keyid
 
 
-def test_aws_kms_cosigns_a_file_key_attestation(aws_env: dict[str, Any]) -> None:
+def test_aws_kms_cosigns_a_file_key_attestation(aws_env: MotoKms) -> None:
     operator = keys.FileSigner(keys.new_private_key("ed25519"))
     w = make_wave(3, signers=[operator])
     custodian = AwsKmsSigner(_key(aws_env["client"])["Arn"])
@@ -128,18 +141,18 @@ def test_aws_kms_cosigns_a_file_key_attestation(aws_env: dict[str, Any]) -> None
 
 @pytest.mark.parametrize("spec,usage", [("ECC_NIST_P384", "SIGN_VERIFY"), ("RSA_2048", "SIGN_VERIFY"),
                                         ("SYMMETRIC_DEFAULT", "ENCRYPT_DECRYPT")])
-def test_aws_kms_refuses_other_keys(aws_env: dict[str, Any], spec: str, usage: str) -> None:
+def test_aws_kms_refuses_other_keys(aws_env: MotoKms, spec: str, usage: str) -> None:
     meta = _key(aws_env["client"], spec, usage)
     with pytest.raises(InputError):
         AwsKmsSigner(meta["Arn"])
 
 
-def test_aws_kms_unknown_key_is_bad_input(aws_env: dict[str, Any]) -> None:
+def test_aws_kms_unknown_key_is_bad_input(aws_env: MotoKms) -> None:
     with pytest.raises(InputError, match="NotFoundException"):
         AwsKmsSigner("arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-000000000000")
 
 
-def test_a_kms_signature_that_does_not_verify_is_refused(aws_env: dict[str, Any]) -> None:
+def test_a_kms_signature_that_does_not_verify_is_refused(aws_env: MotoKms) -> None:
     signer = AwsKmsSigner(_key(aws_env["client"])["Arn"])
     aws_env["tamper"]["key"] = ec.generate_private_key(ec.SECP256R1())    # the service signs with another key
     try:
@@ -154,8 +167,19 @@ def test_a_kms_signature_that_does_not_verify_is_refused(aws_env: dict[str, Any]
 COMPARTMENT = "ocid1.compartment.oc1..migrator-tests"
 
 
+class NewKey(Protocol):
+    def __call__(self, curve: str = "NIST_P256", length: int = 32) -> str: ...
+
+
+class OciVault(TypedDict):
+    url: str
+    config: dict[str, Any]            # the OCI SDK's config dict
+    mgmt: Any                         # oci.key_management.KmsManagementClient (the OCI SDK is untyped)
+    new_key: NewKey
+
+
 @pytest.fixture(scope="module")
-def oci_vault(sandbox: Any) -> dict[str, Any]:
+def oci_vault(sandbox: SandboxState) -> OciVault:
     import oci
 
     config = oci.config.from_file(sandbox.oci_config, "DEFAULT")
@@ -171,17 +195,17 @@ def oci_vault(sandbox: Any) -> dict[str, Any]:
             return str(mgmt.create_key(details).data.id)
         except oci.exceptions.ServiceError as exc:
             if exc.status == 404:
-                pytest.skip("the sandbox's OCI emulator serves no Vault (KMS) endpoint")
+                pytest.fail("the sandbox's OCI emulator serves no Vault (KMS) endpoint")
             raise
 
     return {"url": sandbox.oci.url, "config": config, "mgmt": mgmt, "new_key": new_key}
 
 
-def _oci_signer(vault: dict[str, Any], key_id: str) -> OciKmsSigner:
+def _oci_signer(vault: OciVault, key_id: str) -> OciKmsSigner:
     return OciKmsSigner(key_id, vault["url"], config=vault["config"])
 
 
-def test_oci_kms_signs_dsse_that_pem_public_keys_verify(oci_vault: dict[str, Any]) -> None:
+def test_oci_kms_signs_dsse_that_pem_public_keys_verify(oci_vault: OciVault) -> None:
     key_id = oci_vault["new_key"]()
     signer = load_signer_spec(f"ocikms:{key_id}@{oci_vault['url']}")   # config from MIGRATOR_OCI_CONFIG
     public = keys.load_public_key_pem(signer.public_key_pem())
@@ -192,7 +216,7 @@ def test_oci_kms_signs_dsse_that_pem_public_keys_verify(oci_vault: dict[str, Any
     assert list(theirs.verify([SSlibKey.from_crypto(public, keyid=signer.keyid)], 1)) == [signer.keyid]
 
 
-def test_oci_kms_signatures_stay_pinned_to_the_version_read(oci_vault: dict[str, Any]) -> None:
+def test_oci_kms_signatures_stay_pinned_to_the_version_read(oci_vault: OciVault) -> None:
     key_id = oci_vault["new_key"]()
     before = _oci_signer(oci_vault, key_id)
     oci_vault["mgmt"].create_key_version(key_id)                  # rotation
@@ -203,7 +227,7 @@ def test_oci_kms_signatures_stay_pinned_to_the_version_read(oci_vault: dict[str,
     assert set(v.signed_by) == {before.keyid, after.keyid}
 
 
-def test_oci_kms_cosigns_and_refuses_other_curves(oci_vault: dict[str, Any]) -> None:
+def test_oci_kms_cosigns_and_refuses_other_curves(oci_vault: OciVault) -> None:
     operator = keys.FileSigner(keys.new_private_key("ecdsa-p256"))
     w = make_wave(3, signers=[operator])
     custodian = _oci_signer(oci_vault, oci_vault["new_key"]())
@@ -215,7 +239,7 @@ def test_oci_kms_cosigns_and_refuses_other_curves(oci_vault: dict[str, Any]) -> 
         _oci_signer(oci_vault, "ocid1.key.oc1.sandbox.does-not-exist")
 
 
-def test_oci_kms_failures_go_through_the_one_retry_policy(oci_vault: dict[str, Any]) -> None:
+def test_oci_kms_failures_go_through_the_one_retry_policy(oci_vault: OciVault) -> None:
     from migrator import retry
     from migrator.errors import StoreError
     from migrator.sandbox.faults import FaultPlan, clear_faults, get_faults, set_faults

@@ -33,9 +33,9 @@ from migrator.live_stores import reach_scope
 from migrator.runner import run_wave
 from migrator.sandbox.buckets import create_bucket, gcs_client, oci_client, s3_client
 from migrator.sandbox.control import SandboxState
-from migrator.stores.base import PutRequest
+from migrator.stores.base import ObjectStore, PutRequest
 from migrator.stores.registry import Stores
-from migrator.uri import parse_uri
+from migrator.uri import ObjectURI, parse_uri
 from tests.conftest import unique
 
 SIZE = 3000
@@ -410,7 +410,7 @@ def test_every_cloud_of_the_scope_is_reached_before_sampling(wave: Wave) -> None
         def get(self, scheme: str) -> None:
             self.asked.append(scheme)
 
-        def for_uri(self, uri: object) -> None:
+        def for_uri(self, uri: ObjectURI) -> ObjectStore:
             raise AssertionError("nothing is read before the check")
 
     stores = Recording()

@@ -9,7 +9,7 @@ import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Unpack
 
 import oci
 import pytest
@@ -29,6 +29,7 @@ from migrator.sandbox.oci_emulator import OciEmulator
 from migrator.stores.base import DeleteTarget, ObjectStore, PutRequest, PutResult
 from migrator.stores.oci import OciStore
 from migrator.uri import ObjectURI
+from tests.conftest import PutOptions, found
 
 NAMESPACE = "sandboxns"
 MiB = 1024 * 1024
@@ -43,7 +44,6 @@ def creds(tmp_path_factory: pytest.TempPathFactory) -> OciSandboxCredentials:
 
 @pytest.fixture(scope="module")
 def emulator(creds: OciSandboxCredentials) -> Iterator[OciEmulator]:
-    retry.set_backoff(False)
     emu = OciEmulator(public_key_pem=creds.public_key_path.read_bytes(), namespace=NAMESPACE).start()
     yield emu
     emu.stop()
@@ -76,7 +76,7 @@ def uri(bucket: str, key: str) -> ObjectURI:
     return ObjectURI("oci", bucket, key, NAMESPACE)
 
 
-def put(store: OciStore, u: ObjectURI, data: bytes, **kw: Any) -> PutResult:
+def put(store: OciStore, u: ObjectURI, data: bytes, **kw: Unpack[PutOptions]) -> PutResult:
     return store.put(u, io.BytesIO(data), PutRequest(size=len(data), **kw))
 
 
@@ -107,7 +107,7 @@ def test_round_trip_with_checksums_and_metadata(store: OciStore, bucket: str) ->
     for alg in (Algorithm.MD5, Algorithm.CRC32C):
         reported = find(res.checksums, alg)
         assert reported is not None and reported.provenance == Provenance.DESTINATION
-        assert reported.matches(find(digests, alg))  # type: ignore[arg-type]
+        assert reported.matches(found(digests, alg))
     assert res.version and res.etag and res.size == len(data) and res.parts is None
     info = store.stat(u)
     assert (info.size, info.version, info.etag) == (len(data), res.version, res.etag)
@@ -115,8 +115,8 @@ def test_round_trip_with_checksums_and_metadata(store: OciStore, bucket: str) ->
     assert info.storage_class == "Standard" and info.multipart_parts is None
     md5 = find(info.checksums, Algorithm.MD5)
     assert md5 is not None and md5.provenance == Provenance.SOURCE
-    assert md5.matches(find(digests, Algorithm.MD5))  # type: ignore[arg-type]
-    assert find(info.checksums, Algorithm.CRC32C).matches(find(digests, Algorithm.CRC32C))  # type: ignore
+    assert md5.matches(found(digests, Algorithm.MD5))
+    assert found(info.checksums, Algorithm.CRC32C).matches(found(digests, Algorithm.CRC32C))
     assert read(store, u) == data
     assert read(store, u, byte_range=(10, 19)) == data[10:20]
     stream = store.open_read(u, byte_range=(5, 9))
@@ -158,15 +158,15 @@ def test_multipart_24mib(store: OciStore, emulator: OciEmulator, vbucket: str) -
     assert res.parts == 4 and res.size == len(data)
     crc = find(res.checksums, Algorithm.CRC32C)
     assert crc is not None and crc.provenance == Provenance.DESTINATION
-    assert crc.matches(find(computed, Algorithm.CRC32C))  # type: ignore[arg-type]
+    assert crc.matches(found(computed, Algorithm.CRC32C))
     mp = find(res.checksums, Algorithm.MULTIPART_MD5, parts=4)
-    assert mp is not None and mp.matches(find(computed, Algorithm.MULTIPART_MD5, parts=4))  # type: ignore
+    assert mp is not None and mp.matches(found(computed, Algorithm.MULTIPART_MD5, parts=4))
     assert find(res.checksums, Algorithm.MD5) is None  # OCI has no whole-object MD5 for multipart
     assert emulator.stats()["requests"]["UploadPart"] - before == 4
     info = store.stat(u)
     assert info.multipart_parts == 4 and info.version == res.version
     assert info.metadata == {"k": "v"} and info.content_type == "application/x-big"
-    assert find(info.checksums, Algorithm.CRC32C).matches(crc)  # type: ignore[union-attr]
+    assert found(info.checksums, Algorithm.CRC32C).matches(crc)
     assert find(info.checksums, Algorithm.MD5) is None
     assert read(store, u) == data
     assert list(store.list_uploads(vbucket, "")) == []
@@ -233,7 +233,8 @@ def test_conditional_deletes(store: OciStore, bucket: str) -> None:
         store.stat(u)
 
 
-def test_capabilities(store: OciStore, bucket: str, vbucket: str) -> None:
+def test_capabilities_match_what_oci_offers_and_a_missing_bucket_is_not_found(store: OciStore, bucket: str,
+                                                                              vbucket: str) -> None:
     plain, versioned = store.capabilities(bucket), store.capabilities(vbucket)
     assert not plain.versioning and versioned.versioning
     assert plain.conditional_write and plain.conditional_delete and plain.additional_checksums

@@ -6,7 +6,6 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 from migrator.config import EndpointSettings, WavePolicy
 from migrator.plan import plan_wave
@@ -16,7 +15,7 @@ from migrator.stores.registry import Stores
 from tests.conftest import unique
 
 
-def _setup(sandbox: SandboxState, tmp_path: Path) -> tuple[Path, dict[str, Any]]:
+def _setup(sandbox: SandboxState, tmp_path: Path) -> tuple[Path, dict[str, str]]:
     src, soft, dst, open_dst = unique("psrc"), unique("psoft"), unique("pdst"), unique("popen")
     create_bucket(sandbox, "s3", src, versioned=True)
     create_bucket(sandbox, "gs", soft, versioned=True, soft_delete_seconds=7 * 24 * 3600)

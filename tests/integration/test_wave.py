@@ -20,7 +20,7 @@ from migrator.attest.verify import verify_attestation
 from migrator.config import EndpointSettings, WavePolicy
 from migrator.errors import StateError
 from migrator.journal import Journal, RunLock
-from migrator.runner import run_wave
+from migrator.runner import WaveResult, run_wave
 from migrator.sandbox.buckets import create_bucket, s3_client
 from migrator.sandbox.control import SandboxState
 from migrator.stores.base import ObjectStore, PutRequest, PutResult, ReadStream
@@ -228,21 +228,21 @@ class _FaultyStore:
 class _Stores(Stores):
     def __init__(self, wrap: dict[str, _FaultyStore]) -> None:
         super().__init__(EndpointSettings.from_env())
-        self._stores.update(wrap)  # type: ignore[arg-type]
+        self._stores.update(wrap)
 
 
-def _run_with(stores: Stores, manifest: Path, state: Path, key: Path) -> Any:
+def _run_with(stores: Stores, manifest: Path, state: Path, key: Path) -> WaveResult:
     from migrator.attest.keys import load_signer
     from migrator.manifest import iter_rows, validate
     from migrator.pipeline import Wave
-    from migrator.runner import write_attestation
+    from migrator.runner import attest_journal
 
     summary = validate(manifest)
     journal = Journal(state)
     journal.bind_manifest(summary.sha256, "wave-test", {})
     journal.ensure_rows(list(range(1, summary.rows + 1)))
     Wave(journal, stores, WavePolicy(second_read=False)).run(iter_rows(manifest))
-    return write_attestation(journal, state, manifest, summary, load_signer(key), {}, [])
+    return attest_journal(journal, state, manifest, summary.sha256, summary.rows, load_signer(key), {}, [])
 
 
 class _JournalWatchingStore(_FaultyStore):
@@ -281,7 +281,7 @@ def test_each_version_is_on_record_before_the_next_is_written(sandbox: SandboxSt
     # wrote a version before its predecessor was on record would be caught every time, not by chance.
     write = Journal._write
 
-    def held_write(self: Journal, batch: Any) -> None:
+    def held_write(self: Journal, batch: list[tuple[int, str, str, str | None, str, str]]) -> None:
         watching.wrote.wait(0.3)
         watching.wrote.clear()
         write(self, batch)

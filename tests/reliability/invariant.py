@@ -31,12 +31,17 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from migrator.manifest import iter_rows
 from migrator.sandbox.buckets import gcs_client, oci_client, s3_client
 from migrator.sandbox.control import SandboxState
 from migrator.uri import ObjectURI, parse_uri
+
+if TYPE_CHECKING:
+    from google.cloud import storage
+    from mypy_boto3_s3 import S3Client
+    from oci.object_storage import ObjectStorageClient
 
 # ------------------------------------------------------------------------------------------------ clouds
 
@@ -56,25 +61,25 @@ class Clouds:
 
     def __init__(self, sandbox: SandboxState) -> None:
         self.sandbox = sandbox
-        self._s3: Any = None
-        self._gcs: Any = None
-        self._oci: Any = None
+        self._s3: S3Client | None = None
+        self._gcs: storage.Client | None = None
+        self._oci: ObjectStorageClient | None = None
         self._sha: dict[tuple[str, str, str | None], str] = {}
 
     @property
-    def s3(self) -> Any:
+    def s3(self) -> S3Client:
         if self._s3 is None:
             self._s3 = s3_client(self.sandbox)
         return self._s3
 
     @property
-    def gcs(self) -> Any:
+    def gcs(self) -> storage.Client:
         if self._gcs is None:
             self._gcs = gcs_client(self.sandbox)
         return self._gcs
 
     @property
-    def oci(self) -> Any:
+    def oci(self) -> ObjectStorageClient:
         if self._oci is None:
             self._oci = oci_client(self.sandbox)[0]
         return self._oci

@@ -63,7 +63,7 @@ class _OverwriteBeforeDelete:
 def _wrapping_stores(scheme: str, key: str, overwrite: Callable[[], None]) -> Callable[..., Stores]:
     def make(endpoints: EndpointSettings, transfer: TransferSettings | None = None) -> Stores:
         stores = Stores(endpoints, transfer)
-        wrapped: Any = _OverwriteBeforeDelete(stores.get(scheme), key, overwrite)  # an ObjectStore by delegation
+        wrapped: ObjectStore = _OverwriteBeforeDelete(stores.get(scheme), key, overwrite)  # by delegation
         stores._stores[scheme] = wrapped
         return stores
     return make

@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -34,6 +34,9 @@ from migrator.sandbox.control import AWS_ACCESS_KEY_ID, AWS_REGION, AWS_SECRET_A
 from tests.conftest import unique
 from tests.reliability.conftest import verify_state
 from tests.reliability.invariant import Clouds, Snapshot, check, journal_claims, snapshot, write_manifest
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 RETRYABLE = ("500", "503-slowdown", "429", "reset-before", "reset-after", "timeout")
 CORRUPTING = ("truncate", "flip-get", "flip-put")
@@ -71,7 +74,7 @@ def faults(sandbox: SandboxState) -> Iterator[Faults]:
         f = Faults(sandbox)
         f.clear()
     except (ImportError, SandboxError) as exc:
-        pytest.skip(f"the sandbox has no fault hook (POST /_emulator/faults): {exc}")
+        pytest.fail(f"the sandbox has no fault hook (POST /_emulator/faults): {exc}")
     try:
         yield f
     finally:
@@ -87,7 +90,7 @@ class TierWave:
     tiers: dict[int, str]   # row -> the evidence tier a clean run must record
 
 
-def _bare_s3(sandbox: SandboxState) -> Any:
+def _bare_s3(sandbox: SandboxState) -> S3Client:
     """An S3 client that adds no checksum of its own: objects keep only what S3 itself derives (the ETag)."""
     import boto3
     from botocore.config import Config

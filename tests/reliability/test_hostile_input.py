@@ -116,7 +116,7 @@ def _render(rows: list[dict[str, Any]], fmt: str) -> bytes:
     rows = [_csv_spelling(r) for r in rows]
     names = list(dict.fromkeys(k for r in rows for k in r)) or ["source", "destination"]
 
-    def cell(v: Any) -> str:
+    def cell(v: object) -> str:
         text = "" if v is None else json.dumps(v) if isinstance(v, list) else str(v)
         return '"' + text.replace('"', '""') + '"' if any(c in text for c in ',"\n\r') else text
 

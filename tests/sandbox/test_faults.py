@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+from typing import TypedDict
 
 import pytest
 
@@ -46,6 +47,17 @@ def decisions(inj: FaultInjector, n: int) -> list[Action]:
 
 # -- plans
 
+class PlanFields(TypedDict, total=False):
+    """FaultPlan's fields: the plans below are well-typed, and FaultPlan refuses their values."""
+
+    latency_ms: float
+    rate: float
+    kinds: frozenset[str]
+    seed: int
+    operations: frozenset[str]
+    timeout_ms: float
+
+
 @pytest.mark.parametrize("kwargs", [
     {"kinds": frozenset({"explode"}), "rate": 0.5},
     {"kinds": frozenset({"500"}), "rate": 1.5},
@@ -55,9 +67,9 @@ def decisions(inj: FaultInjector, n: int) -> list[Action]:
     {"latency_ms": 1e9},
     {"timeout_ms": 1e9},
 ])
-def test_invalid_plans_are_refused(kwargs: dict[str, object]) -> None:
+def test_invalid_plans_are_refused(kwargs: PlanFields) -> None:
     with pytest.raises(InputError):
-        FaultPlan(**kwargs)  # type: ignore[arg-type]
+        FaultPlan(**kwargs)
 
 
 def test_plan_json_round_trip_and_empty_plan() -> None:

@@ -20,7 +20,6 @@ import urllib.request
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import google_crc32c
 import pytest
@@ -66,9 +65,14 @@ def emulator() -> Iterator[GcsEmulator]:
         em.stop()
 
 
+def anonymous() -> AnonymousCredentials:
+    # google-auth's AnonymousCredentials.__init__ has no annotations.
+    return AnonymousCredentials()  # type: ignore[no-untyped-call]
+
+
 @pytest.fixture(scope="module")
 def client(emulator: GcsEmulator) -> storage.Client:
-    return storage.Client(project="p", credentials=AnonymousCredentials(),
+    return storage.Client(project="p", credentials=anonymous(),
                           client_options={"api_endpoint": emulator.url})
 
 
@@ -96,7 +100,7 @@ def http(method: str, url: str, body: bytes | None = None,
         return err.code, {k.lower(): v for k, v in err.headers.items()}, err.read()
 
 
-def versions(client: storage.Client, bucket: str, **kw: Any) -> list[tuple[str, int]]:
+def versions(client: storage.Client, bucket: str, **kw: object) -> list[tuple[str, int]]:
     return [(b.name, b.generation) for b in client.list_blobs(bucket, versions=True, **kw)]
 
 
@@ -701,7 +705,7 @@ def test_errors_use_the_documented_body(emulator: GcsEmulator) -> None:
 
 def test_stats_and_reset() -> None:
     with GcsEmulator() as em:
-        c = storage.Client(project="p", credentials=AnonymousCredentials(), client_options={"api_endpoint": em.url})
+        c = storage.Client(project="p", credentials=anonymous(), client_options={"api_endpoint": em.url})
         b = c.create_bucket("stats-bucket")
         b.blob("a").upload_from_string(b"a")
         status, _, body = http("GET", f"{em.url}/_emulator/stats")
@@ -732,7 +736,7 @@ def test_runs_as_a_process(tmp_path: Path) -> None:
             assert proc.poll() is None and time.monotonic() < deadline
             time.sleep(0.05)
         url = f"http://127.0.0.1:{int(ready.read_text())}"
-        c = storage.Client(project="p", credentials=AnonymousCredentials(), client_options={"api_endpoint": url})
+        c = storage.Client(project="p", credentials=anonymous(), client_options={"api_endpoint": url})
         c.create_bucket("proc-bucket").blob("x").upload_from_string(b"x")
         assert [b.name for b in c.list_blobs("proc-bucket")] == ["x"]
     finally:

@@ -78,7 +78,8 @@ def test_503_reaches_the_client_and_is_counted(bucket: storage.Bucket, emulator:
     assert blob.download_as_bytes(retry=None) == DATA
 
 
-def test_429_and_500(bucket: storage.Bucket, emulator: GcsEmulator) -> None:
+def test_injected_429_and_500_reach_the_sdk_as_their_errors_and_store_nothing(bucket: storage.Bucket,
+                                                                             emulator: GcsEmulator) -> None:
     set_faults(emulator.url, FaultPlan(rate=1.0, kinds=frozenset({"429"}),
                                        operations=frozenset({"objects.insert"})))
     with pytest.raises(gexc.TooManyRequests):

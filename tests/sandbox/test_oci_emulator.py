@@ -10,9 +10,9 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import google_crc32c
 import oci
@@ -20,6 +20,10 @@ import pytest
 
 from migrator.sandbox.oci_auth import OciSandboxCredentials, write_sandbox_config
 from migrator.sandbox.oci_emulator import OciEmulator, main
+
+if TYPE_CHECKING:
+    # The OCI SDK ships no annotations (to mypy this is Any): the name tells the reader what a value is.
+    from oci.object_storage import ObjectStorageClient
 
 NAMESPACE = "sandboxns"
 VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "checksums.json"
@@ -63,18 +67,18 @@ def emulator(creds: OciSandboxCredentials) -> Iterator[OciEmulator]:
     emu.stop()
 
 
-def make_client(config_path: Path, url: str) -> Any:
+def make_client(config_path: Path, url: str) -> ObjectStorageClient:
     config = oci.config.from_file(str(config_path))
     return oci.object_storage.ObjectStorageClient(config, service_endpoint=url,
                                                   retry_strategy=oci.retry.NoneRetryStrategy())
 
 
 @pytest.fixture(scope="module")
-def client(creds: OciSandboxCredentials, emulator: OciEmulator) -> Any:
+def client(creds: OciSandboxCredentials, emulator: OciEmulator) -> ObjectStorageClient:
     return make_client(creds.config_path, emulator.url)
 
 
-def new_bucket(client: Any, versioning: str = "Disabled") -> str:
+def new_bucket(client: ObjectStorageClient, versioning: str = "Disabled") -> str:
     name = f"b-{uuid.uuid4().hex[:12]}"
     client.create_bucket(NAMESPACE, MODELS.CreateBucketDetails(
         name=name, compartment_id="ocid1.compartment.oc1..sandbox", versioning=versioning))
@@ -82,16 +86,16 @@ def new_bucket(client: Any, versioning: str = "Disabled") -> str:
 
 
 @pytest.fixture()
-def bucket(client: Any) -> str:
+def bucket(client: ObjectStorageClient) -> str:
     return new_bucket(client)
 
 
 @pytest.fixture()
-def vbucket(client: Any) -> str:
+def vbucket(client: ObjectStorageClient) -> str:
     return new_bucket(client, "Enabled")
 
 
-def service_error(fn: Any) -> oci.exceptions.ServiceError:
+def service_error(fn: Callable[[], object]) -> oci.exceptions.ServiceError:
     with pytest.raises(oci.exceptions.ServiceError) as info:
         fn()
     return info.value
@@ -100,7 +104,7 @@ def service_error(fn: Any) -> oci.exceptions.ServiceError:
 # ------------------------------------------------------------------------------------------ auth
 
 
-def test_namespace_and_bucket(client: Any, vbucket: str) -> None:
+def test_namespace_and_bucket(client: ObjectStorageClient, vbucket: str) -> None:
     assert client.get_namespace().data == NAMESPACE
     got = client.get_bucket(NAMESPACE, vbucket).data
     assert got.name == vbucket and got.versioning == "Enabled"
@@ -122,7 +126,7 @@ def test_wrong_key_is_rejected(tmp_path: Path, emulator: OciEmulator, bucket: st
 
 
 def test_forged_fingerprint_and_unsigned_requests_are_rejected(
-        tmp_path: Path, creds: OciSandboxCredentials, emulator: OciEmulator, client: Any,
+        tmp_path: Path, creds: OciSandboxCredentials, emulator: OciEmulator, client: ObjectStorageClient,
         bucket: str) -> None:
     other = write_sandbox_config(tmp_path, NAMESPACE)
     config = oci.config.from_file(str(other.config_path))
@@ -141,7 +145,7 @@ def test_forged_fingerprint_and_unsigned_requests_are_rejected(
 # ----------------------------------------------------------------------------------- checksums
 
 
-def test_put_reports_md5_and_crc32c_vectors(client: Any, bucket: str) -> None:
+def test_put_reports_md5_and_crc32c_vectors(client: ObjectStorageClient, bucket: str) -> None:
     v = _vectors()["ascii-123456789"]
     resp = client.put_object(NAMESPACE, bucket, "nine", b"123456789", content_md5=v["md5_base64"],
                              opc_checksum_algorithm="CRC32C", opc_content_crc32c=v["crc32c_base64_be"])
@@ -166,13 +170,14 @@ def test_put_reports_md5_and_crc32c_vectors(client: Any, bucket: str) -> None:
     ({"opc_checksum_algorithm": "SHA256", "opc_content_sha256": b64(hashlib.sha256(b"o").digest())},
      "UnmatchedContentSHA256"),
 ])
-def test_checksum_mismatch_is_rejected(client: Any, bucket: str, kwargs: dict[str, str], code: str) -> None:
+def test_checksum_mismatch_is_rejected(client: ObjectStorageClient, bucket: str, kwargs: dict[str, str],
+                                       code: str) -> None:
     err = service_error(lambda: client.put_object(NAMESPACE, bucket, "bad", b"payload", **kwargs))
     assert (err.status, err.code) == (400, code)
     assert service_error(lambda: client.head_object(NAMESPACE, bucket, "bad")).status == 404
 
 
-def test_part_checksum_mismatch_is_rejected(client: Any, bucket: str) -> None:
+def test_part_checksum_mismatch_is_rejected(client: ObjectStorageClient, bucket: str) -> None:
     up = client.create_multipart_upload(NAMESPACE, bucket, MODELS.CreateMultipartUploadDetails(object="m"),
                                         opc_checksum_algorithm="CRC32C").data
     err = service_error(lambda: client.upload_part(NAMESPACE, bucket, "m", up.upload_id, 1, b"abc",
@@ -188,7 +193,7 @@ def test_part_checksum_mismatch_is_rejected(client: Any, bucket: str) -> None:
 # ---------------------------------------------------------------------------------- conditions
 
 
-def test_if_none_match(client: Any, vbucket: str) -> None:
+def test_if_none_match(client: ObjectStorageClient, vbucket: str) -> None:
     client.put_object(NAMESPACE, vbucket, "once", b"1", if_none_match="*")
     err = service_error(lambda: client.put_object(NAMESPACE, vbucket, "once", b"2", if_none_match="*"))
     assert (err.status, err.code) == (412, "IfNoneMatchFailed")
@@ -197,7 +202,7 @@ def test_if_none_match(client: Any, vbucket: str) -> None:
     client.put_object(NAMESPACE, vbucket, "once", b"3", if_none_match="*")
 
 
-def test_if_match(client: Any, bucket: str) -> None:
+def test_if_match(client: ObjectStorageClient, bucket: str) -> None:
     etag = client.put_object(NAMESPACE, bucket, "k", b"1").headers["etag"]
     stale = "not-" + etag
     for call in (lambda: client.put_object(NAMESPACE, bucket, "k", b"2", if_match=stale),
@@ -216,7 +221,7 @@ def test_if_match(client: Any, bucket: str) -> None:
 # ------------------------------------------------------------------------------------ versions
 
 
-def _versions(client: Any, bucket: str, prefix: str, limit: int = 1000) -> list[Any]:
+def _versions(client: ObjectStorageClient, bucket: str, prefix: str, limit: int = 1000) -> list[Any]:
     items: list[Any] = []
     page = None
     while True:
@@ -230,7 +235,7 @@ def _versions(client: Any, bucket: str, prefix: str, limit: int = 1000) -> list[
             return items
 
 
-def test_versions_and_delete_markers(client: Any, vbucket: str) -> None:
+def test_versions_and_delete_markers(client: ObjectStorageClient, vbucket: str) -> None:
     v1 = client.put_object(NAMESPACE, vbucket, "doc", b"one").headers["version-id"]
     v2 = client.put_object(NAMESPACE, vbucket, "doc", b"two").headers["version-id"]
     deleted = client.delete_object(NAMESPACE, vbucket, "doc")
@@ -253,7 +258,7 @@ def test_versions_and_delete_markers(client: Any, vbucket: str) -> None:
     assert _versions(client, vbucket, "doc") == []
 
 
-def test_unversioned_bucket_reports_version_ids(client: Any, bucket: str) -> None:
+def test_unversioned_bucket_reports_version_ids(client: ObjectStorageClient, bucket: str) -> None:
     first = client.put_object(NAMESPACE, bucket, "x", b"1").headers["version-id"]
     second = client.put_object(NAMESPACE, bucket, "x", b"2").headers["version-id"]
     assert first and second and first != second
@@ -264,14 +269,14 @@ def test_unversioned_bucket_reports_version_ids(client: Any, bucket: str) -> Non
     assert _versions(client, bucket, "x") == []
 
 
-def test_suspend_versioning(client: Any, vbucket: str) -> None:
+def test_suspend_versioning(client: ObjectStorageClient, vbucket: str) -> None:
     client.update_bucket(NAMESPACE, vbucket, MODELS.UpdateBucketDetails(versioning="Suspended"))
     assert client.get_bucket(NAMESPACE, vbucket).data.versioning == "Suspended"
     client.update_bucket(NAMESPACE, vbucket, MODELS.UpdateBucketDetails(versioning="Enabled"))
     assert client.get_bucket(NAMESPACE, vbucket).data.versioning == "Enabled"
 
 
-def test_version_paging(client: Any, vbucket: str) -> None:
+def test_version_paging(client: ObjectStorageClient, vbucket: str) -> None:
     expected = []
     for key in ("p/a", "p/b", "p/c"):
         for i in range(3):
@@ -284,7 +289,7 @@ def test_version_paging(client: Any, vbucket: str) -> None:
     assert [v for k, v in got if k == "p/a"] == [v for k, v in expected if k == "p/a"][::-1]
 
 
-def test_list_objects_paging(client: Any, bucket: str) -> None:
+def test_list_objects_paging(client: ObjectStorageClient, bucket: str) -> None:
     names = [f"dir/{i:02d}" for i in range(7)] + ["other"]
     for n in names:
         client.put_object(NAMESPACE, bucket, n, n.encode())
@@ -305,7 +310,7 @@ def test_list_objects_paging(client: Any, bucket: str) -> None:
     assert top.prefixes == ["dir/"] and [o.name for o in top.objects] == ["other"]
 
 
-def test_edge_names_round_trip(client: Any, bucket: str) -> None:
+def test_edge_names_round_trip(client: ObjectStorageClient, bucket: str) -> None:
     names = ["sp ace.txt", "pct%41", "plus+sign", "q?x#y", "a/../b", "/leading", "ünï/çødé.bin", "..", "."]
     for n in names:
         client.put_object(NAMESPACE, bucket, n, n.encode())
@@ -315,7 +320,7 @@ def test_edge_names_round_trip(client: Any, bucket: str) -> None:
     assert listed == sorted(names)
 
 
-def test_range_get(client: Any, bucket: str) -> None:
+def test_range_get(client: ObjectStorageClient, bucket: str) -> None:
     client.put_object(NAMESPACE, bucket, "r", b"0123456789")
     assert client.get_object(NAMESPACE, bucket, "r", range="bytes=2-4").data.content == b"234"
     resp = client.get_object(NAMESPACE, bucket, "r", range="bytes=7-")
@@ -327,7 +332,7 @@ def test_range_get(client: Any, bucket: str) -> None:
 # ----------------------------------------------------------------------------------- multipart
 
 
-def test_multipart_commit_reports_vector_checksums(client: Any, vbucket: str) -> None:
+def test_multipart_commit_reports_vector_checksums(client: ObjectStorageClient, vbucket: str) -> None:
     v = _vectors()["det-20MiB-8MiB-parts"]
     data = det_bytes(v["size"])
     size = v["part_size"]
@@ -361,7 +366,7 @@ def test_multipart_commit_reports_vector_checksums(client: Any, vbucket: str) ->
     assert client.list_multipart_uploads(NAMESPACE, vbucket).data == []
 
 
-def test_multipart_sha256_and_errors(client: Any, bucket: str) -> None:
+def test_multipart_sha256_and_errors(client: ObjectStorageClient, bucket: str) -> None:
     up = client.create_multipart_upload(NAMESPACE, bucket, MODELS.CreateMultipartUploadDetails(object="s"),
                                         opc_checksum_algorithm="SHA256").data
     chunks = [b"a" * 10, b"b" * 5]
@@ -382,7 +387,7 @@ def test_multipart_sha256_and_errors(client: Any, bucket: str) -> None:
     assert (err.status, err.code) == (404, "NoSuchUpload")
 
 
-def test_multipart_if_none_match_and_abort(client: Any, bucket: str) -> None:
+def test_multipart_if_none_match_and_abort(client: ObjectStorageClient, bucket: str) -> None:
     client.put_object(NAMESPACE, bucket, "taken", b"x")
     err = service_error(lambda: client.create_multipart_upload(
         NAMESPACE, bucket, MODELS.CreateMultipartUploadDetails(object="taken"), if_none_match="*"))

@@ -9,9 +9,9 @@ import hashlib
 import json
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import google_crc32c
 import oci
@@ -25,6 +25,13 @@ from oci._vendor.requests.exceptions import ChunkedEncodingError
 from migrator.sandbox.faults import FaultPlan, clear_faults, get_faults, set_faults
 from migrator.sandbox.oci_auth import OciSandboxCredentials, write_sandbox_config
 from migrator.sandbox.oci_emulator import OciEmulator
+
+if TYPE_CHECKING:
+    # The OCI SDK ships no annotations (to mypy these are Any): the names tell the reader what a value is.
+    from oci.key_management import KmsCryptoClient, KmsManagementClient
+    from oci.object_storage import ObjectStorageClient
+
+    Vault: TypeAlias = tuple[KmsManagementClient, KmsCryptoClient]
 
 NAMESPACE = "sandboxns"
 COMPARTMENT = "ocid1.compartment.oc1..sandbox"
@@ -52,13 +59,13 @@ def config(creds: OciSandboxCredentials) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def client(config: dict[str, Any], emulator: OciEmulator) -> Any:
+def client(config: dict[str, Any], emulator: OciEmulator) -> ObjectStorageClient:
     return oci.object_storage.ObjectStorageClient(config, service_endpoint=emulator.url,
                                                   retry_strategy=oci.retry.NoneRetryStrategy())
 
 
 @pytest.fixture(scope="module")
-def kms(config: dict[str, Any], emulator: OciEmulator) -> tuple[Any, Any]:
+def kms(config: dict[str, Any], emulator: OciEmulator) -> Vault:
     # The vault is served on the emulator's own URL: both clients take it as their service endpoint.
     none = oci.retry.NoneRetryStrategy()
     return (oci.key_management.KmsManagementClient(config, service_endpoint=emulator.url, retry_strategy=none),
@@ -84,14 +91,14 @@ def advance(emulator: OciEmulator, seconds: float) -> datetime:
     return datetime.fromisoformat(now.replace("Z", "+00:00"))
 
 
-def new_bucket(client: Any, versioning: str = "Disabled") -> str:
+def new_bucket(client: ObjectStorageClient, versioning: str = "Disabled") -> str:
     name = f"f-{uuid.uuid4().hex[:12]}"
     client.create_bucket(NAMESPACE, MODELS.CreateBucketDetails(name=name, compartment_id=COMPARTMENT,
                                                                versioning=versioning))
     return name
 
 
-def service_error(fn: Any) -> oci.exceptions.ServiceError:
+def service_error(fn: Callable[[], object]) -> oci.exceptions.ServiceError:
     with pytest.raises(oci.exceptions.ServiceError) as info:
         fn()
     return info.value
@@ -101,7 +108,7 @@ def days(n: int) -> Any:
     return MODELS.Duration(time_amount=n, time_unit="DAYS")
 
 
-def versions(client: Any, bucket: str, name: str) -> list[Any]:
+def versions(client: ObjectStorageClient, bucket: str, name: str) -> list[Any]:
     rows = client.list_object_versions(NAMESPACE, bucket, prefix=name, fields="name,size,etag").data.items
     return [r for r in rows if r.name == name]
 
@@ -113,7 +120,7 @@ def md5_b64(data: bytes) -> str:
 # ------------------------------------------------------------------------------------------ retention
 
 def test_retention_blocks_delete_and_overwrite_until_the_duration_has_passed(
-        client: Any, emulator: OciEmulator) -> None:
+        client: ObjectStorageClient, emulator: OciEmulator) -> None:
     bucket = new_bucket(client)
     client.put_object(NAMESPACE, bucket, "kept", b"v1")
     client.create_retention_rule(NAMESPACE, bucket, MODELS.CreateRetentionRuleDetails(
@@ -141,7 +148,7 @@ def test_retention_blocks_delete_and_overwrite_until_the_duration_has_passed(
     assert service_error(lambda: client.head_object(NAMESPACE, bucket, "kept")).status == 404
 
 
-def test_retention_rule_crud(client: Any) -> None:
+def test_retention_rule_crud(client: ObjectStorageClient) -> None:
     bucket = new_bucket(client)
     first = client.create_retention_rule(NAMESPACE, bucket, MODELS.CreateRetentionRuleDetails(
         display_name="first", duration=MODELS.Duration(time_amount=2, time_unit="YEARS"))).data
@@ -169,7 +176,7 @@ def test_retention_rule_crud(client: Any) -> None:
     client.delete_object(NAMESPACE, bucket, "o")
 
 
-def test_locked_rule_cannot_be_deleted_and_only_grows(client: Any, emulator: OciEmulator) -> None:
+def test_locked_rule_cannot_be_deleted_and_only_grows(client: ObjectStorageClient, emulator: OciEmulator) -> None:
     bucket = new_bucket(client)
     now = advance(emulator, 0)
     too_soon = MODELS.CreateRetentionRuleDetails(duration=days(1), time_rule_locked=now + timedelta(days=13))
@@ -197,7 +204,7 @@ def test_locked_rule_cannot_be_deleted_and_only_grows(client: Any, emulator: Oci
     assert [r.id for r in client.list_retention_rules(NAMESPACE, bucket).data.items] == [rule.id]
 
 
-def test_retention_and_versioning_exclude_each_other(client: Any, emulator: OciEmulator) -> None:
+def test_retention_and_versioning_exclude_each_other(client: ObjectStorageClient, emulator: OciEmulator) -> None:
     versioned = new_bucket(client, "Enabled")
     assert service_error(lambda: client.create_retention_rule(
         NAMESPACE, versioned, MODELS.CreateRetentionRuleDetails(duration=days(1)))).status == 409
@@ -219,14 +226,14 @@ def test_retention_and_versioning_exclude_each_other(client: Any, emulator: OciE
 
 # ---------------------------------------------------------------------------------------- replication
 
-def _replicated_pair(client: Any, *, source_versioning: str = "Disabled") -> tuple[str, str, Any]:
+def _replicated_pair(client: ObjectStorageClient, *, source_versioning: str = "Disabled") -> tuple[str, str, Any]:
     source, dest = new_bucket(client, source_versioning), new_bucket(client)
     policy = client.create_replication_policy(NAMESPACE, source, MODELS.CreateReplicationPolicyDetails(
         name="to-phoenix", destination_region_name="us-phoenix-1", destination_bucket_name=dest)).data
     return source, dest, policy
 
 
-def test_replication_makes_the_destination_read_only(client: Any) -> None:
+def test_replication_makes_the_destination_read_only(client: ObjectStorageClient) -> None:
     client_put_before = new_bucket(client)
     source, dest, policy = _replicated_pair(client)
     assert policy.status == "ACTIVE" and policy.destination_bucket_name == dest
@@ -262,7 +269,7 @@ def test_replication_makes_the_destination_read_only(client: Any) -> None:
         NAMESPACE, client_put_before, to_versioned)).status == 409
 
 
-def test_replication_propagates_puts_and_deletes(client: Any) -> None:
+def test_replication_propagates_puts_and_deletes(client: ObjectStorageClient) -> None:
     source, dest, _ = _replicated_pair(client)
     data = b"replicate me"
     put = client.put_object(NAMESPACE, source, "a/b", data, opc_meta={"subject": "u1"})
@@ -278,7 +285,7 @@ def test_replication_propagates_puts_and_deletes(client: Any) -> None:
     assert service_error(lambda: client.head_object(NAMESPACE, dest, "a/b")).status == 404
 
 
-def test_replication_starts_at_policy_creation(client: Any) -> None:
+def test_replication_starts_at_policy_creation(client: ObjectStorageClient) -> None:
     source, dest = new_bucket(client), new_bucket(client)
     client.put_object(NAMESPACE, source, "before", b"old")
     client.create_replication_policy(NAMESPACE, source, MODELS.CreateReplicationPolicyDetails(
@@ -288,7 +295,7 @@ def test_replication_starts_at_policy_creation(client: Any) -> None:
     assert client.get_object(NAMESPACE, dest, "after").data.content == b"new"
 
 
-def test_replication_of_a_versioned_source(client: Any) -> None:
+def test_replication_of_a_versioned_source(client: ObjectStorageClient) -> None:
     source, dest, _ = _replicated_pair(client, source_versioning="Enabled")
     v1 = client.put_object(NAMESPACE, source, "o", b"one").headers["version-id"]
     v2 = client.put_object(NAMESPACE, source, "o", b"two").headers["version-id"]
@@ -308,7 +315,7 @@ def test_replication_of_a_versioned_source(client: Any) -> None:
     assert service_error(lambda: client.head_object(NAMESPACE, dest, "p")).status == 404
 
 
-def test_replication_lag_and_stop(client: Any, emulator: OciEmulator) -> None:
+def test_replication_lag_and_stop(client: ObjectStorageClient, emulator: OciEmulator) -> None:
     source, dest, policy = _replicated_pair(client)
     client.put_object(NAMESPACE, source, "kept", b"k")
     # Paused replication is a lagging destination: the product must check it, not assume it.
@@ -335,7 +342,7 @@ def test_replication_lag_and_stop(client: Any, emulator: OciEmulator) -> None:
     assert client.get_bucket(NAMESPACE, source).data.replication_enabled is False
 
 
-def test_deleting_the_policy_leaves_the_destination_read_only(client: Any) -> None:
+def test_deleting_the_policy_leaves_the_destination_read_only(client: ObjectStorageClient) -> None:
     source, dest, policy = _replicated_pair(client)
     client.delete_replication_policy(NAMESPACE, source, policy.id)
     assert client.list_replication_sources(NAMESPACE, dest).data == []
@@ -355,7 +362,7 @@ def test_deleting_the_policy_leaves_the_destination_read_only(client: Any) -> No
 
 # ------------------------------------------------------------------------------------------ versioning
 
-def test_versioning_suspended_behaves_as_documented(client: Any) -> None:
+def test_versioning_suspended_behaves_as_documented(client: ObjectStorageClient) -> None:
     bucket = new_bucket(client, "Enabled")
     v1 = client.put_object(NAMESPACE, bucket, "o", b"1").headers["version-id"]
     v2 = client.put_object(NAMESPACE, bucket, "o", b"2").headers["version-id"]
@@ -390,14 +397,14 @@ def test_versioning_suspended_behaves_as_documented(client: Any) -> None:
 
 # ------------------------------------------------------------------------------------------ Vault (KMS)
 
-def _p256_key(management: Any) -> Any:
+def _p256_key(management: KmsManagementClient) -> Any:   # the key's model (oci.key_management.models.Key)
     return management.create_key(KMS.CreateKeyDetails(
         compartment_id=COMPARTMENT, display_name="attestation",
         key_shape=KMS.KeyShape(algorithm="ECDSA", length=32, curve_id="NIST_P256"),
         protection_mode="HSM")).data
 
 
-def test_kms_signs_digests_with_a_p256_key(kms: tuple[Any, Any]) -> None:
+def test_kms_signs_digests_with_a_p256_key(kms: Vault) -> None:
     management, crypto = kms
     key = _p256_key(management)
     assert key.lifecycle_state == "ENABLED" and key.key_shape.curve_id == "NIST_P256"
@@ -428,7 +435,7 @@ def test_kms_signs_digests_with_a_p256_key(kms: tuple[Any, Any]) -> None:
     assert verify(hashlib.sha256(b"other").digest(), signed.signature) is False
 
 
-def test_kms_rejects_bad_requests(kms: tuple[Any, Any], emulator: OciEmulator) -> None:
+def test_kms_rejects_bad_requests(kms: Vault, emulator: OciEmulator) -> None:
     management, crypto = kms
     key = _p256_key(management)
 
@@ -451,7 +458,7 @@ def test_kms_rejects_bad_requests(kms: tuple[Any, Any], emulator: OciEmulator) -
     assert info.value.code == 401
 
 
-def test_kms_key_rotation_keeps_old_versions_verifiable(kms: tuple[Any, Any]) -> None:
+def test_kms_key_rotation_keeps_old_versions_verifiable(kms: Vault) -> None:
     management, crypto = kms
     key = _p256_key(management)
     digest = base64.b64encode(hashlib.sha256(b"m").digest()).decode()
@@ -468,7 +475,7 @@ def test_kms_key_rotation_keeps_old_versions_verifiable(kms: tuple[Any, Any]) ->
 
 # ---------------------------------------------------------------------------------------------- faults
 
-def test_fault_503_reaches_the_sdk_and_is_counted(client: Any, no_faults: str) -> None:
+def test_fault_503_reaches_the_sdk_and_is_counted(client: ObjectStorageClient, no_faults: str) -> None:
     bucket = new_bucket(client)
     client.put_object(NAMESPACE, bucket, "o", b"data")
     before = get_faults(no_faults)["requests"].get("GetObject", 0)
@@ -487,7 +494,7 @@ def test_fault_503_reaches_the_sdk_and_is_counted(client: Any, no_faults: str) -
     assert client.get_object(NAMESPACE, bucket, "o").data.content == b"data"
 
 
-def test_fault_429_and_500(client: Any, no_faults: str) -> None:
+def test_fault_429_and_500(client: ObjectStorageClient, no_faults: str) -> None:
     bucket = new_bucket(client)
     set_faults(no_faults, FaultPlan(rate=1.0, kinds=frozenset({"429"}), operations=frozenset({"PutObject"})))
     err = service_error(lambda: client.put_object(NAMESPACE, bucket, "o", b"x"))
@@ -498,7 +505,7 @@ def test_fault_429_and_500(client: Any, no_faults: str) -> None:
     assert service_error(lambda: client.head_object(NAMESPACE, bucket, "o")).status == 404   # nothing was stored
 
 
-def test_flipped_put_is_rejected_by_checksum_validation(client: Any, emulator: OciEmulator,
+def test_flipped_put_is_rejected_by_checksum_validation(client: ObjectStorageClient, emulator: OciEmulator,
                                                          no_faults: str) -> None:
     bucket = new_bucket(client)
     data = bytes(range(256)) * 8
@@ -521,7 +528,7 @@ def test_flipped_put_is_rejected_by_checksum_validation(client: Any, emulator: O
     assert [name for name, _ in emulator.iter_objects(bucket)] == ["unchecked"]
 
 
-def test_flipped_and_truncated_gets(client: Any, no_faults: str) -> None:
+def test_flipped_and_truncated_gets(client: ObjectStorageClient, no_faults: str) -> None:
     bucket = new_bucket(client)
     data = bytes(range(256)) * 64
     client.put_object(NAMESPACE, bucket, "o", data)
@@ -538,7 +545,7 @@ def test_flipped_and_truncated_gets(client: Any, no_faults: str) -> None:
     assert client.get_object(NAMESPACE, bucket, "o").data.content == data
 
 
-def test_resets_and_timeouts(client: Any, emulator: OciEmulator, no_faults: str) -> None:
+def test_resets_and_timeouts(client: ObjectStorageClient, emulator: OciEmulator, no_faults: str) -> None:
     bucket = new_bucket(client)
     set_faults(no_faults, FaultPlan(rate=1.0, kinds=frozenset({"reset-before"}),
                                     operations=frozenset({"PutObject"})))

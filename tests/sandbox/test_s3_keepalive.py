@@ -12,8 +12,8 @@ import http.client
 import itertools
 import socket
 import threading
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import boto3
 import botocore.exceptions
@@ -24,8 +24,18 @@ from migrator.sandbox.control import SandboxState
 from migrator.sandbox.faults import FaultPlan, clear_faults, set_faults
 from migrator.sandbox.s3_server import S3Layer, S3Server, make_server
 
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+    from mypy_boto3_s3 import S3Client
+
 _names = itertools.count()
-Environ = dict[str, Any]
+
+
+class Condition(TypedDict, total=False):
+    """The conditional-write fields of put_object."""
+
+    IfNoneMatch: str
+    IfMatch: str
 
 
 def bucket_name() -> str:
@@ -56,7 +66,7 @@ def url_of(server: S3Server) -> str:
     return f"http://127.0.0.1:{server.server_address[1]}"
 
 
-def client(url: str, **config: Any) -> Any:
+def client(url: str, **config: Any) -> S3Client:   # config: botocore Config options
     """One pooled connection, no retries, and a read timeout short enough to fail rather than hang."""
     cfg = Config(max_pool_connections=1, retries={"total_max_attempts": 1}, read_timeout=5, connect_timeout=5,
                  s3={"addressing_style": "path"}, **config)
@@ -88,7 +98,8 @@ def test_every_kind_of_request_shares_one_connection(server: S3Server) -> None:
     with pytest.raises(botocore.exceptions.ClientError) as missing:
         s3.get_object(Bucket=bucket, Key="missing")
     assert status_of(missing.value) == 404
-    for refused in ({"IfNoneMatch": "*"}, {"IfMatch": '"0123456789abcdef0123456789abcdef"'}):
+    conditions: tuple[Condition, ...] = ({"IfNoneMatch": "*"}, {"IfMatch": '"0123456789abcdef0123456789abcdef"'})
+    for refused in conditions:
         with pytest.raises(botocore.exceptions.ClientError) as failed:
             bare.put_object(Bucket=bucket, Key="a", Body=b"refused" * 50_000, **refused)
         assert status_of(failed.value) == 412
@@ -187,7 +198,7 @@ def test_reset_surfaces_then_a_new_connection_works(server: S3Server, faulty: st
 
 # -- framing, with a plain WSGI app behind the layer (the layer passes /moto-api/ through untouched)
 
-def _app(environ: Environ, start_response: Callable[..., Any]) -> Iterable[bytes]:
+def _app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
     path = environ["PATH_INFO"]
     if path == "/moto-api/stream":  # no Content-Length: sent chunked, the connection stays
         start_response("200 OK", [("Content-Type", "text/plain")])

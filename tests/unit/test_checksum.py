@@ -21,6 +21,7 @@ from migrator.checksum import (
     parse_s3_etag,
 )
 from migrator.errors import ChecksumError
+from tests.conftest import found
 
 VECTORS = json.loads((Path(__file__).resolve().parents[1] / "vectors" / "checksums.json").read_text())
 
@@ -47,10 +48,10 @@ def test_one_pass_digests_and_multipart_etags(obj: dict[str, Any]) -> None:
     for off in range(0, len(data), 1_000_003):  # odd chunking crosses part boundaries
         hasher.update(data[off:off + 1_000_003])
     got = hasher.digests()
-    assert find(got, Algorithm.MD5).hex == obj["md5_hex"]  # type: ignore[union-attr]
-    assert find(got, Algorithm.SHA256).hex == obj["sha256_hex"]  # type: ignore[union-attr]
-    assert find(got, Algorithm.CRC32C).b64 == obj["crc32c_base64_be"]  # type: ignore[union-attr]
-    assert find(got, Algorithm.CRC64NVME).b64 == obj["crc64nvme_base64_be"]  # type: ignore[union-attr]
+    assert found(got, Algorithm.MD5).hex == obj["md5_hex"]
+    assert found(got, Algorithm.SHA256).hex == obj["sha256_hex"]
+    assert found(got, Algorithm.CRC32C).b64 == obj["crc32c_base64_be"]
+    assert found(got, Algorithm.CRC64NVME).b64 == obj["crc64nvme_base64_be"]
     multipart = find(got, Algorithm.MULTIPART_MD5, parts=obj["parts"])
     assert multipart is not None
     assert multipart.matches(parse_s3_etag(obj["s3_multipart_etag"], Provenance.SOURCE))

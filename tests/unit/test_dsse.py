@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +77,7 @@ def test_add_signature() -> None:
         dsse.sign_envelope(b"p", "t", [])
 
 
-def _mutate(data: bytes, fn: Any) -> bytes:
+def _mutate(data: bytes, fn: Callable[[Any], object]) -> bytes:   # fn edits the parsed envelope in place
     obj = json.loads(data)
     fn(obj)
     return canonical_json(obj)

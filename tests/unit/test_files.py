@@ -23,7 +23,7 @@ def fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         seen.append("folder" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
         real(fd)
 
-    monkeypatch.setattr(files.os, "fsync", record)
+    monkeypatch.setattr(os, "fsync", record)
     return seen
 
 

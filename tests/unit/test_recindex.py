@@ -10,7 +10,6 @@ import hashlib
 import json
 import random
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -191,7 +190,7 @@ def test_streamed_manifest_counts_equal_the_whole_file_counts(tmp_path: Path,
         data = b"".join(rng.choice(pool) for _ in range(rng.randint(0, 40)))
         path.write_bytes(data)
         for name in ("m.csv", "m.jsonl", "m"):
-            expected: Any
+            expected: int | str
             try:
                 expected = manifest_rows.count_manifest_rows(data, name)
             except VerificationError as exc:

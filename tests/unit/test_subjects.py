@@ -7,6 +7,7 @@ import hmac
 import json
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -132,7 +133,10 @@ def test_v1_attestations_still_verify() -> None:
     assert v.predicate_type == PREDICATE_TYPE_V1 and "subjects" not in v.predicate
 
 
-def _index_with(wave: Wave, edit: Any) -> Wave:
+RecordsEdit = Callable[[list[dict[str, Any]]], list[dict[str, Any]]]
+
+
+def _index_with(wave: Wave, edit: RecordsEdit) -> Wave:
     """A wave whose signed index was built wrongly (by ``edit`` on the records the index sees)."""
     recs = [json.loads(x) for x in wave.records.splitlines()]
     lines, _ = build_subject_index(edit([dict(r) for r in recs]), wave.subject_key)
@@ -150,7 +154,7 @@ def _index_with(wave: Wave, edit: Any) -> Wave:
     return Wave(env, tampered.records, tampered.manifest, bad.to_bytes(), wave.signers, wave.subject_key)
 
 
-def _omit_row(row: int) -> Any:
+def _omit_row(row: int) -> RecordsEdit:
     def edit(recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         recs[row - 1].pop("subject", None)
         return recs
