@@ -3,7 +3,9 @@
 - ``replace_atomically(path, data)``: the bytes go to a new temporary file beside ``path``, are fsynced,
   renamed over ``path`` with ``os.replace``, and the folder is fsynced so that the rename survives a power
   cut too. A reader (or a crash) sees the old file or the new one, never a torn one; a failed write
-  removes its temporary file. ``data`` is bytes or a writer called with the open file.
+  removes its temporary file. ``data`` is bytes or a writer called with the open file. The temporary
+  name is unique (``<name>.<random>.tmp``), so writers without a lock never share one; a kill -9 may
+  leave one behind, which nothing reads.
 - ``create_exclusive(path, data)``: O_CREAT|O_EXCL|O_NOFOLLOW, so an existing file or symlink is never
   written through; FileExistsError says so. Then fsync of the file and of the folder.
 - Both create the file with its final ``mode`` from the start (0600 for keys: never readable by others,
