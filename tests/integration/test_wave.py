@@ -15,6 +15,7 @@ from typing import Any, BinaryIO
 import pytest
 
 from migrator.attest.keys import generate_keypair, load_public_key
+from migrator.attest.policy import AllOf, Inputs, RequireManifest, RequireRecords, Threshold
 from migrator.attest.verify import verify_attestation
 from migrator.config import EndpointSettings, WavePolicy
 from migrator.errors import StateError
@@ -58,8 +59,9 @@ def _versions(sandbox: SandboxState, bucket: str) -> list[dict[str, Any]]:
 
 
 def _verify(state: Path, manifest: Path, pub: Path) -> dict[str, Any]:
-    v = verify_attestation((state / "attestation.json").read_bytes(), [load_public_key(pub)],
-                           records=(state / "records.jsonl").read_bytes(), manifest=manifest.read_bytes())
+    v = verify_attestation((state / "attestation.json").read_bytes(),
+                           Inputs(records=(state / "records.jsonl").read_bytes(), manifest=manifest.read_bytes()),
+                           AllOf(Threshold([load_public_key(pub)]), RequireRecords(), RequireManifest()))
     return v.predicate
 
 
