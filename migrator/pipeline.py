@@ -26,7 +26,7 @@ from migrator import crashpoints, removal, retry
 from migrator.bucket_checks import BucketChecks
 from migrator.checksum import Checksum, MultiHasher, Provenance
 from migrator.config import WavePolicy
-from migrator.errors import ChecksumError, PreconditionFailed, SourceChanged, StoreError
+from migrator.errors import ChecksumError, DigestRefused, PreconditionFailed, SourceChanged, StoreError
 from migrator.evidence import destination_evidence, source_evidence
 from migrator.journal import Journal, now
 from migrator.listing import list_soft_deleted_many, list_uploads_many, list_versions_many
@@ -48,9 +48,6 @@ from migrator.stores.base import DeleteTarget, ObjectInfo, ObjectStore, VersionE
 from migrator.stores.registry import Stores
 from migrator.transfer import copy_version, sha256_of
 from migrator.uri import ObjectURI
-
-# Destination refusals of bytes that do not match the digests sent with them: damaged on the way.
-_REFUSED_DIGEST_CODES = frozenset({"BadDigest", "InvalidDigest", "InvalidChecksum"})
 
 T = TypeVar("T")
 
@@ -258,14 +255,14 @@ class Wave:
             except PreconditionFailed:
                 # Already there (an earlier, interrupted attempt of ours) or a different object: decide by digests.
                 outcome = None
+            except DigestRefused as exc:
+                # The destination refused bytes that did not match the digests they were sent with:
+                # damaged on the way. Nothing was stored; read and send again, once.
+                if attempt < attempts:
+                    continue
+                raise Held(Reason.DESTINATION_REFUSED,
+                           f"{row.destination} refused the bytes {attempts} times: {exc}") from exc
             except StoreError as exc:
-                if exc.code in _REFUSED_DIGEST_CODES:
-                    # The destination refused bytes that did not match the digests they were sent with:
-                    # damaged on the way. Nothing was stored; read and send again.
-                    if attempt < attempts:
-                        continue
-                    raise Held(Reason.DESTINATION_EVIDENCE_FAILED,
-                               f"{row.destination} refused the bytes {attempts} times: {exc}") from exc
                 if exc.status in (400, 403):
                     raise Held(Reason.SOURCE_UNREADABLE, f"{row.source} version {e.version}: {exc} (an SSE-C/CSEK "
                                "object needs its key; an archived one needs a restore)") from exc

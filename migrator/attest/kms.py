@@ -229,7 +229,9 @@ class OciKmsSigner(_KmsSigner):
             except (oci.exceptions.ClientError, OSError, ValueError) as exc:
                 raise InputError(f"OCI config {config_path or oci.config.DEFAULT_LOCATION} (profile {profile}): "
                                  f"{type(exc).__name__}", field="oci_config") from None
-        kwargs: dict[str, Any] = {"retry_strategy": oci.retry.NoneRetryStrategy(), "timeout": _TIMEOUT}
+        # The signer's own retry is the policy: neither the SDK's retries nor its circuit breaker.
+        kwargs: dict[str, Any] = {"retry_strategy": oci.retry.NoneRetryStrategy(), "timeout": _TIMEOUT,
+                                  "circuit_breaker_strategy": oci.circuit_breaker.NoCircuitBreakerStrategy()}
         self._crypto = oci.key_management.KmsCryptoClient(config, crypto_endpoint, **kwargs)
         mgmt = oci.key_management.KmsManagementClient(
             config, management_endpoint or management_endpoint_for(crypto_endpoint), **kwargs)

@@ -3,7 +3,7 @@
 Sections, in the order every adapter uses: construction, optional features and bucket facts, reads (stat, open_read),
 writes (put), listings, deletes, translation of SDK errors and headers.
 
-The SDK's own retries are off (``NoneRetryStrategy``); ``migrator.retry.call`` is the one policy.
+The SDK's own retries and circuit breaker are off; ``migrator.retry.call`` is the one policy.
 The config file is always passed to ``oci.config.from_file`` explicitly: the SDK reads
 ``OCI_CONFIG_FILE`` only when ``~/.oci/config`` does not exist, so relying on it is a trap.
 
@@ -120,7 +120,10 @@ class OciStore:
         except (oci.exceptions.ClientError, OSError, ValueError) as exc:
             raise InputError(f"OCI config {config_path or oci.config.DEFAULT_LOCATION} "
                              f"(profile {profile}): {exc}", field="oci_config") from exc
-        kwargs: dict[str, Any] = {"retry_strategy": oci.retry.NoneRetryStrategy(), "timeout": _TIMEOUT}
+        # Neither the SDK's retries nor its circuit breaker: after a few failures the breaker would fail
+        # calls locally for a while ("please contact Oracle support"), a second policy under ours.
+        kwargs: dict[str, Any] = {"retry_strategy": oci.retry.NoneRetryStrategy(), "timeout": _TIMEOUT,
+                                  "circuit_breaker_strategy": oci.circuit_breaker.NoCircuitBreakerStrategy()}
         if endpoint is not None:
             kwargs["service_endpoint"] = endpoint
         self._client = oci.object_storage.ObjectStorageClient(config, **kwargs)

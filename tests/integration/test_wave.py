@@ -335,7 +335,7 @@ def test_bytes_damaged_on_the_way_are_refused_and_sent_again(sandbox: SandboxSta
     always = _FaultyStore(real, corrupt_puts=1000, keep_digests=True)
     result = _run_with(_Stores({"s3": always}), _manifest(tmp_path / "m.csv", src, dst, 1), tmp_path / "s", keys[0])
     assert (result.removed, result.held) == (0, 1)
-    assert "destination evidence failed" in result.held_rows[0][2] and "BadDigest" in result.held_rows[0][2]
+    assert "destination refused the bytes" in result.held_rows[0][2] and "BadDigest" in result.held_rows[0][2]
     assert len(_versions(sandbox, src)) == 1
     assert s3_client(sandbox).list_object_versions(Bucket=dst).get("Versions", []) == []
     # Damaged once: the second write lands and verifies.
