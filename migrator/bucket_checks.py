@@ -18,18 +18,18 @@ from migrator.manifest import ManifestRow
 from migrator.records import Reason
 from migrator.stores.base import BucketFacts, ObjectStore
 from migrator.stores.registry import Stores
-from migrator.uri import ObjectURI
+from migrator.uri import Location, ObjectURI
 
 
 class BucketChecks:
     def __init__(self, stores: Stores, policy: WavePolicy) -> None:
         self.stores = stores
         self.policy = policy
-        self._bucket_cache: dict[str, Any] = {}
+        self._bucket_cache: dict[tuple[str, Location], Any] = {}
         self._cache_lock = threading.Lock()
-        self._key_locks: dict[str, threading.Lock] = {}
+        self._key_locks: dict[tuple[str, Location], threading.Lock] = {}
 
-    def cached(self, key: str, compute: Callable[[], Any]) -> Any:
+    def cached(self, key: tuple[str, Location], compute: Callable[[], Any]) -> Any:
         """One lookup per bucket setting: workers asking at once wait for the first one's answer."""
         with self._cache_lock:
             if key in self._bucket_cache:
@@ -50,7 +50,8 @@ class BucketChecks:
             self._bucket_cache.clear()
 
     def facts(self, store: ObjectStore, uri: ObjectURI) -> BucketFacts:
-        facts: BucketFacts = self.cached(f"facts {uri.location}", lambda: store.bucket_facts(uri.bucket))
+        location = uri.location
+        facts: BucketFacts = self.cached(("facts", location), lambda: store.bucket_facts(location))
         return facts
 
     def soft_delete_blocks(self, store: ObjectStore, uri: ObjectURI) -> tuple[Reason, str] | None:
@@ -75,7 +76,8 @@ class BucketChecks:
             return Reason.OCI_RETENTION_RULE, f"{uri.location} has retention rules; deletes would be refused"
         replication_targets = store.features.replication_targets
         if replication_targets is not None:
-            targets: list[str] = self.cached(f"repl {uri.location}", lambda: replication_targets(uri.bucket))
+            location = uri.location
+            targets: list[Location] = self.cached(("repl", location), lambda: replication_targets(location))
             listed = {r.location for r in row.replicas} | {row.source.location}
             for target in targets:
                 if target not in listed:

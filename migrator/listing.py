@@ -15,7 +15,7 @@ from typing import TypeVar
 
 from migrator.errors import NotFound
 from migrator.stores.base import ObjectStore, UploadInfo, VersionEntry
-from migrator.uri import ObjectURI
+from migrator.uri import Location, ObjectURI
 
 StoreFor = Callable[[ObjectURI], ObjectStore]
 
@@ -29,10 +29,10 @@ def _budget(n: int) -> int:
     return 1000 + 4 * n
 
 
-def _by_location(uris: Iterable[ObjectURI]) -> dict[tuple[str, str], list[ObjectURI]]:
-    groups: dict[tuple[str, str], list[ObjectURI]] = defaultdict(list)
+def _by_location(uris: Iterable[ObjectURI]) -> dict[Location, list[ObjectURI]]:
+    groups: dict[Location, list[ObjectURI]] = defaultdict(list)
     for u in set(uris):
-        groups[(u.scheme, u.location)].append(u)
+        groups[u.location].append(u)
     for g in groups.values():
         g.sort(key=lambda u: u.key)
     return groups
@@ -72,20 +72,19 @@ def list_versions_many(store_for: StoreFor, uris: Iterable[ObjectURI], *,
     proof uses that form, so that it never rests on a store's marker handling (an emulator's marker bug
     once hid a version from a batched listing)."""
     out: dict[ObjectURI, list[VersionEntry]] = {}
-    for group in _by_location(uris).values():
+    for location, group in _by_location(uris).items():
         store = store_for(group[0])
-        bucket = group[0].bucket
         keys = [u.key for u in group]
         try:
             if len(keys) == 1:
                 found: dict[str, list[VersionEntry]] = {
-                    keys[0]: [e for e in store.list_versions(bucket, keys[0]) if e.key == keys[0]]}
+                    keys[0]: [e for e in store.list_versions(location, keys[0]) if e.key == keys[0]]}
             else:
                 prefix = _common_prefix(keys)
-                listing = store.list_versions(bucket, prefix, start=keys[0] if use_start else None)
+                listing = store.list_versions(location, prefix, start=keys[0] if use_start else None)
                 found, done = _scan(listing, keys)
                 for key in keys[done:]:
-                    found[key] = [e for e in store.list_versions(bucket, key) if e.key == key]
+                    found[key] = [e for e in store.list_versions(location, key) if e.key == key]
         except NotFound:
             found = {}
         for u in group:
@@ -111,16 +110,16 @@ def _prefix_or_per_key(keys: Sequence[str], listing: Callable[[str], Iterator[T]
 
 
 def _many(store_for: StoreFor, uris: Iterable[ObjectURI],
-          lister_of: Callable[[ObjectStore], Callable[[str, str], Iterator[T]] | None],
+          lister_of: Callable[[ObjectStore], Callable[[Location, str], Iterator[T]] | None],
           key_of: Callable[[T], str]) -> dict[ObjectURI, list[T]]:
     """What an optional listing shows for each URI's exact key; empty where the store lacks the feature."""
     out: dict[ObjectURI, list[T]] = {}
-    for group in _by_location(uris).values():
+    for location, group in _by_location(uris).items():
         lister = lister_of(store_for(group[0]))
         found: dict[str, list[T]] = {}
         if lister is not None:
             try:
-                found = _prefix_or_per_key([u.key for u in group], functools.partial(lister, group[0].bucket),
+                found = _prefix_or_per_key([u.key for u in group], functools.partial(lister, location),
                                            key_of)
             except NotFound:
                 found = {}
@@ -129,7 +128,7 @@ def _many(store_for: StoreFor, uris: Iterable[ObjectURI],
     return out
 
 
-def _upload_lister(store: ObjectStore) -> Callable[[str, str], Iterator[UploadInfo]] | None:
+def _upload_lister(store: ObjectStore) -> Callable[[Location, str], Iterator[UploadInfo]] | None:
     return store.features.uploads.list if store.features.uploads is not None else None
 
 

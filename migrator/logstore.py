@@ -22,7 +22,7 @@ from migrator.attest.tlog import LogStorage
 from migrator.errors import InputError, NotFound, PreconditionFailed, StateError
 from migrator.files import create_exclusive, replace_atomically
 from migrator.stores.base import ObjectStore, PutRequest
-from migrator.uri import ObjectURI
+from migrator.uri import Location, ObjectURI, split_location
 
 
 class DirectoryLog:
@@ -74,17 +74,17 @@ class ObjectStoreLog:
     """A log under a prefix of a bucket. Entries are written with if-none-match: *, so two writers racing
     for the same sequence number cannot both succeed (the loser's append fails; nothing is overwritten)."""
 
-    def __init__(self, store: ObjectStore, location: ObjectURI) -> None:
+    def __init__(self, store: ObjectStore, location: Location, prefix: str = "") -> None:
         self.store = store
-        self.location = location  # key = the prefix ("" for the bucket's root)
+        self.location = location
+        self.prefix = prefix  # "" for the bucket's root
 
     def _uri(self, name: str) -> ObjectURI:
-        prefix = self.location.key.rstrip("/")
-        key = f"{prefix}/{name}" if prefix else name
-        return ObjectURI(self.location.scheme, self.location.bucket, key, self.location.namespace)
+        prefix = self.prefix.rstrip("/")
+        return self.location.uri(f"{prefix}/{name}" if prefix else name)
 
     def describe(self) -> str:
-        return str(self.location)
+        return str(self.location.uri(self.prefix))
 
     def read(self, name: str) -> bytes | None:
         try:
@@ -111,7 +111,7 @@ class ObjectStoreLog:
     def names(self, prefix: str) -> list[str]:
         base = self._uri(prefix).key
         strip = len(base) - len(prefix)
-        out = {e.key[strip:] for e in self.store.list_versions(self.location.bucket, base)
+        out = {e.key[strip:] for e in self.store.list_versions(self.location, base)
                if e.is_latest and not e.is_delete_marker}
         return sorted(n for n in out if "/" not in n[len(prefix):])
 
@@ -120,21 +120,22 @@ class ObjectStoreLog:
 
 
 def parse_location(loc: str) -> ObjectURI:
-    """``oci://namespace/bucket[/prefix]`` (the prefix may be empty)."""
-    scheme, sep, rest = loc.partition("://")
-    if not sep or scheme != "oci":
+    """``oci://namespace/bucket[/prefix]``, as the bucket's location and the prefix in its ``key`` (which may
+    be empty)."""
+    if not loc.startswith("oci://"):
         raise InputError(f"a log in a bucket is named oci://namespace/bucket[/prefix], not {loc!r}")
-    parts = rest.split("/", 2)
-    if len(parts) < 2 or not parts[0] or not parts[1]:
-        raise InputError(f"a log in a bucket is named oci://namespace/bucket[/prefix], not {loc!r}")
-    return ObjectURI("oci", parts[1], parts[2] if len(parts) == 3 else "", parts[0])
+    try:
+        location, prefix = split_location(loc)
+    except InputError as exc:
+        raise InputError(f"a log in a bucket: {exc}") from None
+    return location.uri(prefix)
 
 
 def open_log(loc: Path | str, store: ObjectStore | None = None) -> LogStorage:
     """A log from a directory path, or from an ``oci://`` location with the OCI store that reaches it."""
     if isinstance(loc, str) and "://" in loc:
-        location = parse_location(loc)
+        place = parse_location(loc)
         if store is None:
             raise InputError(f"{loc}: a log in a bucket needs the OCI store to reach it")
-        return ObjectStoreLog(store, location)
+        return ObjectStoreLog(store, place.location, place.key)
     return DirectoryLog(loc)

@@ -123,7 +123,7 @@ def validate(path: Path | str, *, fmt: str | None = None) -> ManifestSummary:
                 _raise_if_repeated(reader, row, role, uri)
         rows += 1
         declared_bytes += row.size or 0
-        locations[row.source.location] += 1
+        locations[str(row.source.location)] += 1
         if row.subject is not None:
             subjects.add(_digest(row.subject))
     return ManifestSummary(path=Path(path), rows=rows, declared_bytes=declared_bytes, sha256=reader.sha256,

@@ -322,9 +322,9 @@ class Wave:
         uploads = dst.features.uploads
         if uploads is None:
             return
-        for up in uploads.list(uri.bucket, uri.key):
+        for up in uploads.list(uri.location, uri.key):
             if up.key == uri.key:
-                uploads.abort(uri.bucket, uri.key, up.upload_id)
+                uploads.abort(uri.location, uri.key, up.upload_id)
                 aborted = UploadAbort(str(uri), up.upload_id, now())
                 w.record = replace(w.record, destination_uploads_aborted=(
                     *(w.record.destination_uploads_aborted or ()), aborted))
@@ -354,7 +354,7 @@ class Wave:
                              etag: str | None) -> None:
         """Remove a copy this wave just wrote and could not verify (pinned to what we wrote)."""
         target = DeleteTarget(uri.key, version) if version is not None else DeleteTarget(uri.key, None, etag)
-        dst.delete_versions(uri.bucket, [target])
+        dst.delete_versions(uri.location, [target])
 
     # -- removal: each step is removal.py's; here they are journaled ---------------------------------
     def _plan(self, w: Work, listed: removal.Listings, uploads: removal.Uploads) -> None:

@@ -22,7 +22,7 @@ from migrator.listing import list_uploads_many, list_versions_many
 from migrator.manifest import ManifestRow, ManifestSummary, batched, iter_rows, validate
 from migrator.removal import is_archived
 from migrator.stores.registry import Stores
-from migrator.uri import ObjectURI
+from migrator.uri import Location, ObjectURI
 
 EXAMPLES = 5
 
@@ -36,8 +36,8 @@ class WavePlan:
     needs: list[str] = field(default_factory=list)                       # what `run` will need besides
     examples: dict[str, list[str]] = field(default_factory=dict)         # reason -> "row N: detail"
     found: Counter[str] = field(default_factory=Counter)                 # what the listings saw
-    locations: dict[str, dict[str, Any]] = field(default_factory=dict)   # location -> role, rows, settings
-    samples: dict[str, ObjectURI] = field(default_factory=dict, repr=False)  # location -> a URI in it
+    locations: dict[str, dict[str, Any]] = field(default_factory=dict)   # location's text -> role, rows, settings
+    samples: dict[str, ObjectURI] = field(default_factory=dict, repr=False)  # location's text -> a URI in it
 
     @property
     def ready(self) -> bool:
@@ -65,7 +65,7 @@ def plan_wave(manifest: Path, stores: Stores, policy: WavePolicy, *, list_object
     if summary.subjects:
         plan.needs.append(f"--subject-hashes FILE from the custodian (rows name {summary.subjects} data subjects)")
     checks = BucketChecks(stores, policy)
-    unreadable: dict[str, tuple[str, str]] = {}   # location -> why its settings could not be read
+    unreadable: dict[Location, tuple[str, str]] = {}   # why a bucket's settings could not be read
     held: set[int] = set()                         # rows of this batch already held for a bucket
     for batch in batched(iter_rows(manifest), policy.batch_rows):
         for row in batch:
@@ -85,8 +85,9 @@ def plan_wave(manifest: Path, stores: Stores, policy: WavePolicy, *, list_object
 def _count_locations(plan: WavePlan, row: ManifestRow) -> None:
     for role, uri in (("source", row.source), ("destination", row.destination),
                       *(("replica", r) for r in row.replicas)):
-        plan.samples.setdefault(uri.location, uri)
-        entry = plan.locations.setdefault(uri.location, {"roles": {}})
+        where = str(uri.location)   # the report's key, as the JSON output names it
+        plan.samples.setdefault(where, uri)
+        entry = plan.locations.setdefault(where, {"roles": {}})
         entry["roles"][role] = entry["roles"].get(role, 0) + 1
 
 
@@ -98,7 +99,7 @@ def _held(plan: WavePlan, row: ManifestRow, reason: str, detail: str, *, failing
 
 
 def _unreadable(checks: BucketChecks, stores: Stores, row: ManifestRow,
-                unreadable: dict[str, tuple[str, str]]) -> tuple[str, str] | None:
+                unreadable: dict[Location, tuple[str, str]]) -> tuple[str, str] | None:
     """A missing or unreadable bucket among the row's locations, asked once per bucket."""
     for uri in (row.destination, row.source, *row.replicas):
         if uri.location not in unreadable:

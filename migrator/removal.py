@@ -55,7 +55,7 @@ from migrator.stores.base import (
 )
 from migrator.stores.protection import protection_from_extra
 from migrator.transfer import sha256_of
-from migrator.uri import ObjectURI
+from migrator.uri import Location, ObjectURI
 
 StoreFor = Callable[[ObjectURI], ObjectStore]
 Listings = Mapping[ObjectURI, list[VersionEntry]]
@@ -225,11 +225,11 @@ def delete_batches(items: Sequence[tuple[K, Target]], store_for: StoreFor, batch
     """Send the pinned deletes, ``batch`` targets per request and bucket. Each batch is yielded before the
     next is sent: the caller journals its results first. ``skip(owner)`` drops the targets of rows that
     ended (held or failed) since the plan."""
-    by_bucket: dict[tuple[str, str], list[tuple[K, Target]]] = defaultdict(list)
+    by_bucket: dict[Location, list[tuple[K, Target]]] = defaultdict(list)
     for owner, t in items:
-        by_bucket[(t.uri.scheme, t.uri.location)].append((owner, t))
+        by_bucket[t.uri.location].append((owner, t))
     first = True
-    for group in by_bucket.values():
+    for location, group in by_bucket.items():
         for start in range(0, len(group), batch):
             chunk = [it for it in group[start:start + batch] if not skip(it[0])]
             if not chunk:
@@ -237,9 +237,8 @@ def delete_batches(items: Sequence[tuple[K, Target]], store_for: StoreFor, batch
             if not first:
                 crashpoints.hit("between-version-deletes")
             first = False
-            uri = chunk[0][1].uri
             try:
-                results = store_for(uri).delete_versions(uri.bucket, [t.delete for _, t in chunk])
+                results = store_for(chunk[0][1].uri).delete_versions(location, [t.delete for _, t in chunk])
             except StoreError as exc:
                 yield DeleteBatch(chunk, [], exc)
                 continue
@@ -265,7 +264,7 @@ def abort_upload(store: ObjectStore, uri: ObjectURI, up: UploadInfo, at: str) ->
     try:
         if uploads is None:
             raise StateError(f"{uri}: the store lists uploads it cannot abort")
-        uploads.abort(uri.bucket, uri.key, up.upload_id)
+        uploads.abort(uri.location, uri.key, up.upload_id)
         result = "aborted"
     except StoreError as exc:
         if exc.status != 404:

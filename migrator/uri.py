@@ -1,7 +1,12 @@
-"""Object addresses: ``s3://bucket/key``, ``gs://bucket/key``, ``oci://namespace/bucket/key``.
+"""Object addresses: ``s3://bucket/key``, ``gs://bucket/key``, ``oci://namespace/bucket/key``, and the
+locations they live in: ``s3://bucket``, ``gs://bucket``, ``oci://namespace/bucket``.
 
 The key is everything after the bucket's slash, taken literally: no percent-decoding, so keys with
 ``%``, ``+``, ``?``, ``#``, ``..`` and leading slashes round-trip.
+
+A ``Location`` is one bucket as a value (scheme, bucket and, on OCI, namespace): what a store's bucket-level
+calls take, so that no part of the address is lost between a URI and the store. Its text, ``str(location)``,
+is the one written in records, attestations and reports.
 """
 
 from __future__ import annotations
@@ -25,6 +30,32 @@ _NAMESPACE = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
 MAX_KEY_BYTES = 1024
 
 
+@dataclass(frozen=True)
+class Location:
+    """One bucket: ``s3://bucket``, ``gs://bucket`` or ``oci://namespace/bucket``. Hashable, so it keys dicts.
+
+    ``namespace`` is OCI's; None elsewhere, and on an OCI location that does not name one (the store's own
+    namespace then applies). An empty namespace is None, so equal locations compare equal.
+    """
+
+    scheme: str
+    bucket: str
+    namespace: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.namespace == "":
+            object.__setattr__(self, "namespace", None)
+
+    def __str__(self) -> str:
+        if self.scheme == "oci":
+            return f"oci://{self.namespace or ''}/{self.bucket}"
+        return f"{self.scheme}://{self.bucket}"
+
+    def uri(self, key: str) -> ObjectURI:
+        """The object ``key`` in this bucket."""
+        return ObjectURI(self.scheme, self.bucket, key, self.namespace or "")
+
+
 @dataclass(frozen=True, order=True)
 class ObjectURI:
     scheme: str
@@ -38,11 +69,39 @@ class ObjectURI:
         return f"{self.scheme}://{self.bucket}/{self.key}"
 
     @property
-    def location(self) -> str:
-        """The bucket as a URI prefix, e.g. ``s3://bucket``: one place objects can live."""
-        if self.scheme == "oci":
-            return f"oci://{self.namespace}/{self.bucket}"
-        return f"{self.scheme}://{self.bucket}"
+    def location(self) -> Location:
+        """The bucket the object lives in; ``str()`` of it is the URI's prefix, e.g. ``s3://bucket``."""
+        return Location(self.scheme, self.bucket, self.namespace or None)
+
+
+def split_location(text: str, *, field: str | None = None) -> tuple[Location, str]:
+    """Parse ``scheme://bucket[/rest]`` (``oci://namespace/bucket[/rest]``) into the location and the text
+    after the bucket's slash ("" when there is none), or raise InputError naming what is wrong."""
+    if not isinstance(text, str) or not text:
+        raise InputError("empty location", field=field)
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        raise InputError(f"not a location (want s3://, gs:// or oci://): {text!r}", field=field)
+    if scheme not in SCHEMES:
+        raise InputError(f"unknown scheme {scheme!r} in {text!r} (want s3, gs or oci)", field=field)
+    namespace = None
+    if scheme == "oci":
+        namespace, sep, rest = rest.partition("/")
+        if not sep or not _NAMESPACE.match(namespace):
+            raise InputError(f"oci location needs oci://namespace/bucket: {text!r}", field=field)
+    bucket, _, tail = rest.partition("/")
+    if not _BUCKET[scheme].match(bucket):
+        raise InputError(f"invalid {scheme} bucket name {bucket!r} in {text!r}", field=field)
+    return Location(scheme, bucket, namespace), tail
+
+
+def parse_location(text: str, *, field: str | None = None) -> Location:
+    """Parse a location's text (``str(location)``: ``s3://bucket``, ``gs://bucket``, ``oci://namespace/bucket``)
+    or raise InputError naming what is wrong. Anything after the bucket is refused."""
+    location, tail = split_location(text, field=field)
+    if tail or text.endswith("/"):
+        raise InputError(f"a location names a bucket, not a key or prefix: {text!r}", field=field)
+    return location
 
 
 def parse_uri(text: str, *, field: str | None = None) -> ObjectURI:

@@ -260,11 +260,11 @@ class _Checker:
 
     def _listing(self, uri: ObjectURI) -> tuple[list[VersionEntry], list[UploadInfo], list[VersionEntry]]:
         store = self.store(uri)
-        versions = [e for e in store.list_versions(uri.bucket, uri.key) if e.key == uri.key]
+        versions = [e for e in store.list_versions(uri.location, uri.key) if e.key == uri.key]
         features = store.features
-        uploads = [u for u in features.uploads.list(uri.bucket, uri.key) if u.key == uri.key] \
+        uploads = [u for u in features.uploads.list(uri.location, uri.key) if u.key == uri.key] \
             if features.uploads is not None else []
-        soft = [e for e in features.soft_deleted(uri.bucket, uri.key) if e.key == uri.key] \
+        soft = [e for e in features.soft_deleted(uri.location, uri.key) if e.key == uri.key] \
             if features.soft_deleted is not None else []
         return versions, uploads, soft
 

@@ -96,7 +96,7 @@ def write_attestation(records: Iterable[Record], state_dir: Path, wave: WaveFact
             tally.add(rec)
             for uri in (rec.source, *rec.replicas):
                 if uri:
-                    searched.add(parse_uri(uri).location)
+                    searched.add(str(parse_uri(uri).location))
             if subjects is not None:
                 subjects.add(obj)
             elif rec.subject is not None:

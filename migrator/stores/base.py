@@ -3,6 +3,9 @@
 Rules of the boundary:
 - Required calls are few (stat, open_read, put, list_versions, delete_version, delete_versions, bucket_facts),
   and none is a no-op: a store that cannot do something leaves it out of its ``Features``.
+- Object calls take an ``ObjectURI``; bucket-level calls (and feature ports) take a ``Location``, the whole
+  bucket address (OCI's namespace included), never a bare bucket name. A store refuses, with InputError, a
+  URI or location of another scheme than its own.
 - Optional behaviour is discovered once per store into ``Features`` (rclone's ``Features.Fill``): absent
   features are None, and callers test ``store.features.x is not None``; they never catch NotImplementedError
   nor probe types with ``isinstance``.
@@ -23,7 +26,7 @@ from typing import BinaryIO, Protocol, runtime_checkable
 
 from migrator.checksum import Checksum
 from migrator.records import Reason
-from migrator.uri import ObjectURI
+from migrator.uri import Location, ObjectURI
 
 DEFAULT_PART_SIZE = 8 * 1024 * 1024
 DEFAULT_MULTIPART_THRESHOLD = 64 * 1024 * 1024   # one request below this (S3 takes 5 GiB, OCI 50 GiB)
@@ -210,8 +213,8 @@ class DeleteResult:
 class Uploads:
     """Incomplete multipart uploads: listed by key prefix, aborted one by one."""
 
-    list: Callable[[str, str], Iterator[UploadInfo]]     # (bucket, prefix)
-    abort: Callable[[str, str, str], None]               # (bucket, key, upload_id)
+    list: Callable[[Location, str], Iterator[UploadInfo]]     # (location, prefix)
+    abort: Callable[[Location, str, str], None]               # (location, key, upload_id)
 
 
 @dataclass(frozen=True)
@@ -228,10 +231,10 @@ class Features:
                                          # bucket's retention setting alone does not block its deletes
     one_request_limit: int | None = None  # objects up to this size are written in one request
     uploads: Uploads | None = None
-    soft_deleted: Callable[[str, str], Iterator[VersionEntry]] | None = None   # (bucket, prefix); the
+    soft_deleted: Callable[[Location, str], Iterator[VersionEntry]] | None = None   # (location, prefix); the
                                          # store's buckets may keep deleted objects restorable for a while
     part_sizes: Callable[[ObjectURI, str | None, int], list[int]] | None = None  # (uri, version, parts)
-    replication_targets: Callable[[str], list[str]] | None = None  # (bucket) -> ["s3://b", "oci://ns/b"]
+    replication_targets: Callable[[Location], list[Location]] | None = None  # buckets it replicates to
 
 
 @dataclass(frozen=True)
@@ -258,7 +261,7 @@ class ObjectStore(Protocol):
     scheme: str
     features: Features
 
-    def bucket_facts(self, bucket: str) -> BucketFacts: ...
+    def bucket_facts(self, location: Location) -> BucketFacts: ...
 
     def stat(self, uri: ObjectURI, version: str | None = None) -> ObjectInfo: ...
 
@@ -273,7 +276,7 @@ class ObjectStore(Protocol):
         ``if_none_match`` and an object already exists."""
         ...
 
-    def list_versions(self, bucket: str, prefix: str, start: str | None = None) -> Iterator[VersionEntry]:
+    def list_versions(self, location: Location, prefix: str, start: str | None = None) -> Iterator[VersionEntry]:
         """Every version and delete marker under ``prefix``, keys in the cloud's (UTF-8 byte) order, oldest
         first within a key. ``start``: begin at this key (inclusive) or the first key after it; a store may
         return earlier keys too, which callers skip. Pages are fetched lazily, so a caller may stop early."""
@@ -284,6 +287,6 @@ class ObjectStore(Protocol):
         Raises like any call; a delete naming neither is refused with InputError."""
         ...
 
-    def delete_versions(self, bucket: str, targets: Sequence[DeleteTarget]) -> list[DeleteResult]:
+    def delete_versions(self, location: Location, targets: Sequence[DeleteTarget]) -> list[DeleteResult]:
         """One result per target, in the order given, in as many requests as ``batch_delete_max`` needs."""
         ...

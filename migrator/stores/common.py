@@ -1,6 +1,6 @@
-"""Pieces the adapters share: reading a write's body exactly, a raw response body as a ReadStream,
-per-target deletes for clouds whose batch delete cannot name versions, and a failed delete's outcome from
-the adapter's own table of codes."""
+"""Pieces the adapters share: a bucket-level call's location checked against the store's scheme, reading a
+write's body exactly, a raw response body as a ReadStream, per-target deletes for clouds whose batch delete
+cannot name versions, and a failed delete's outcome from the adapter's own table of codes."""
 
 from __future__ import annotations
 
@@ -9,7 +9,15 @@ from typing import Any, BinaryIO, Self
 
 from migrator.errors import InputError, MigratorError, StoreError
 from migrator.stores.base import DeleteOutcome, DeleteResult, DeleteTarget, ObjectInfo
-from migrator.uri import ObjectURI
+from migrator.uri import Location, ObjectURI
+
+
+def own_bucket(location: Location, scheme: str) -> str:
+    """The bucket a bucket-level call names, once its location is of the store's own scheme: a location of
+    another cloud is a caller's mistake, refused with InputError before any request."""
+    if location.scheme != scheme:
+        raise InputError(f"a {scheme}:// store cannot reach {location}")
+    return location.bucket
 
 
 def read_exactly(body: BinaryIO, n: int, what: str) -> bytes:

@@ -58,9 +58,9 @@ from migrator.stores.base import (
     PutResult,
     VersionEntry,
 )
-from migrator.stores.common import RawBodyStream, delete_each
+from migrator.stores.common import RawBodyStream, delete_each, own_bucket
 from migrator.stores.protection import protection_from_extra
-from migrator.uri import ObjectURI
+from migrator.uri import Location, ObjectURI
 
 T = TypeVar("T")
 
@@ -127,7 +127,8 @@ class GcsStore:
 
     # --- bucket facts -------------------------------------------------------------------------------
 
-    def bucket_facts(self, bucket: str) -> BucketFacts:
+    def bucket_facts(self, location: Location) -> BucketFacts:
+        bucket = own_bucket(location, self.scheme)
         res = _call(lambda: self._client.get_bucket(bucket, retry=None)._properties, f"gs://{bucket}")
         versioning = bool((res.get("versioning") or {}).get("enabled", False))
         seconds: int | None = None   # no policy in the resource: unknown, which holds (fail closed)
@@ -271,7 +272,7 @@ class GcsStore:
 
     # --- listings -----------------------------------------------------------------------------------
 
-    def list_versions(self, bucket: str, prefix: str, start: str | None = None) -> Iterator[VersionEntry]:
+    def list_versions(self, location: Location, prefix: str, start: str | None = None) -> Iterator[VersionEntry]:
         """Every generation (live and noncurrent) under ``prefix``, oldest first within a key.
 
         GCS has no delete markers. Soft-deleted objects are not in this listing (the API refuses
@@ -279,7 +280,7 @@ class GcsStore:
         so generations of one key are buffered and sorted, one key at a time.
         """
         run: list[VersionEntry] = []
-        for res in self._list(bucket, prefix, versions=True, start=start):
+        for res in self._list(location, prefix, versions=True, start=start):
             entry = _version_entry(res)
             if run and run[-1].key != entry.key:
                 yield from _oldest_first(run)
@@ -287,13 +288,14 @@ class GcsStore:
             run.append(entry)
         yield from _oldest_first(run)
 
-    def list_soft_deleted(self, bucket: str, prefix: str) -> Iterator[VersionEntry]:
+    def list_soft_deleted(self, location: Location, prefix: str) -> Iterator[VersionEntry]:
         """Soft-deleted generations under ``prefix`` (restorable until their hardDeleteTime)."""
-        for res in self._list(bucket, prefix, soft_deleted=True):
+        for res in self._list(location, prefix, soft_deleted=True):
             yield _version_entry(res, latest=False)
 
-    def _list(self, bucket: str, prefix: str, *, versions: bool = False,
+    def _list(self, location: Location, prefix: str, *, versions: bool = False,
               soft_deleted: bool = False, start: str | None = None) -> Iterator[dict[str, Any]]:
+        bucket = own_bucket(location, self.scheme)
         # Booleans go out as "true": the JSON API's spelling (the SDK would send "True").
         kwargs: dict[str, Any] = {"prefix": prefix, "retry": None}
         if start:
@@ -341,9 +343,10 @@ class GcsStore:
 
         _call(delete, f"{uri} (generation {version})")
 
-    def delete_versions(self, bucket: str, targets: Sequence[DeleteTarget]) -> list[DeleteResult]:
+    def delete_versions(self, location: Location, targets: Sequence[DeleteTarget]) -> list[DeleteResult]:
         """One request per target for now (JSON batch requests come later)."""
-        return delete_each(targets, lambda key: ObjectURI("gs", bucket, key),
+        own_bucket(location, self.scheme)
+        return delete_each(targets, location.uri,
                            lambda uri, version, etag: self.delete_version(uri, version, if_match=etag),
                            gone=_GONE_CODES, changed=_CHANGED_CODES)
 

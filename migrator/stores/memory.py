@@ -15,6 +15,10 @@ It keeps what the clouds keep and reports it as they do:
   GOVERNANCE retention for a target that bypasses it; replication PENDING is reported, not enforced;
 - soft delete: a bucket with ``soft_delete_seconds`` keeps deleted versions restorable until then.
 
+Bucket-level calls take a ``Location`` of the store's scheme (another is refused with InputError, as the
+adapters refuse it). Buckets are known by name alone: the store is one tenancy, so an OCI location's
+namespace selects nothing here.
+
 Setup calls that a cloud's console or another client would make (``create_bucket``, ``protect``,
 ``delete_current``, ``begin_upload``, ...) are plain methods; ``requests`` counts the protocol's requests by
 API name (a listing page, a delete batch), so tests can check how many were made.
@@ -54,9 +58,9 @@ from migrator.stores.base import (
     Uploads,
     VersionEntry,
 )
-from migrator.stores.common import expect_eof, read_exactly
+from migrator.stores.common import expect_eof, own_bucket, read_exactly
 from migrator.stores.protection import protection_extra
-from migrator.uri import ObjectURI
+from migrator.uri import Location, ObjectURI
 
 WHOLE_OBJECT = frozenset({Algorithm.MD5, Algorithm.CRC32C, Algorithm.SHA256})
 BATCH_DELETE_MAX = 1000
@@ -93,7 +97,7 @@ class _Bucket:
     versioned: bool
     retention: bool
     soft_delete_seconds: int | None     # None: the bucket cannot tell (kept nothing soft-deleted)
-    replicates_to: list[str]
+    replicates_to: list[Location]
     objects: dict[str, list[_Version]] = field(default_factory=dict)          # oldest first
     soft_deleted: dict[str, list[tuple[_Version, datetime]]] = field(default_factory=dict)  # until
     uploads: dict[str, _Upload] = field(default_factory=dict)
@@ -128,7 +132,7 @@ class MemoryStore:
     # --- setup, as a console or another client would do it ---------------------------------------------
 
     def create_bucket(self, name: str, *, versioned: bool = False, retention: bool = False,
-                      soft_delete_seconds: int | None = 0, replicates_to: Sequence[str] = ()) -> None:
+                      soft_delete_seconds: int | None = 0, replicates_to: Sequence[Location] = ()) -> None:
         """A bucket; ``soft_delete_seconds=None`` reports its soft delete as unknown (as a GCS bucket
         resource without a policy does), ``retention`` that it has retention rules."""
         with self._lock:
@@ -137,7 +141,8 @@ class MemoryStore:
             self._buckets[name] = _Bucket(versioned, retention, soft_delete_seconds, list(replicates_to))
 
     def configure_bucket(self, name: str, *, versioned: bool | None = None, retention: bool | None = None,
-                         soft_delete_seconds: int | None = None, replicates_to: Sequence[str] | None = None) -> None:
+                         soft_delete_seconds: int | None = None,
+                         replicates_to: Sequence[Location] | None = None) -> None:
         """Change a bucket's settings (versions written before versioning keep ``version=None``)."""
         with self._lock:
             b = self._bucket(name)
@@ -179,17 +184,19 @@ class MemoryStore:
 
     # --- bucket facts ----------------------------------------------------------------------------------
 
-    def bucket_facts(self, bucket: str) -> BucketFacts:
+    def bucket_facts(self, location: Location) -> BucketFacts:
+        bucket = own_bucket(location, self.scheme)
         with self._lock:
             self.requests["GetBucket"] += 1
             b = self._bucket(bucket)
             return BucketFacts(versioning=b.versioned, retention=b.retention,
                                soft_delete_seconds=b.soft_delete_seconds)
 
-    def replication_targets(self, bucket: str) -> list[str]:
+    def replication_targets(self, location: Location) -> list[Location]:
+        bucket = own_bucket(location, self.scheme)
         with self._lock:
             self.requests["GetReplication"] += 1
-            return sorted(set(self._bucket(bucket).replicates_to))
+            return sorted(set(self._bucket(bucket).replicates_to), key=str)
 
     # --- reads -----------------------------------------------------------------------------------------
 
@@ -303,9 +310,10 @@ class MemoryStore:
 
     # --- listings --------------------------------------------------------------------------------------
 
-    def list_versions(self, bucket: str, prefix: str, start: str | None = None) -> Iterator[VersionEntry]:
+    def list_versions(self, location: Location, prefix: str, start: str | None = None) -> Iterator[VersionEntry]:
         """Every version and marker under ``prefix``, keys in code-point (UTF-8 byte) order, oldest first.
         Pages hold whole keys, at least ``list_page_size`` entries each but the last."""
+        bucket = own_bucket(location, self.scheme)
         after: str | None = None
         while True:
             with self._lock:
@@ -326,8 +334,9 @@ class MemoryStore:
                 return
             after = page[-1].key
 
-    def list_soft_deleted(self, bucket: str, prefix: str) -> Iterator[VersionEntry]:
+    def list_soft_deleted(self, location: Location, prefix: str) -> Iterator[VersionEntry]:
         """Deleted versions still restorable (their soft-delete time not yet passed), oldest first."""
+        bucket = own_bucket(location, self.scheme)
         with self._lock:
             self.requests["ListSoftDeleted"] += 1
             b = self._bucket(bucket)
@@ -336,14 +345,16 @@ class MemoryStore:
                    for v, until in b.soft_deleted[k] if until > now]
         yield from out
 
-    def list_uploads(self, bucket: str, prefix: str) -> Iterator[UploadInfo]:
+    def list_uploads(self, location: Location, prefix: str) -> Iterator[UploadInfo]:
+        bucket = own_bucket(location, self.scheme)
         with self._lock:
             self.requests["ListMultipartUploads"] += 1
             ups = sorted(self._bucket(bucket).uploads.values(), key=lambda u: (u.key, u.initiated, u.upload_id))
             out = [UploadInfo(u.key, u.upload_id, u.initiated) for u in ups if u.key.startswith(prefix)]
         yield from out
 
-    def abort_upload(self, bucket: str, key: str, upload_id: str) -> None:
+    def abort_upload(self, location: Location, key: str, upload_id: str) -> None:
+        bucket = own_bucket(location, self.scheme)
         with self._lock:
             self.requests["AbortMultipartUpload"] += 1
             uploads = self._bucket(bucket).uploads
@@ -362,8 +373,9 @@ class MemoryStore:
             self.requests["DeleteObject"] += 1
             self._delete(uri, DeleteTarget(uri.key, version, if_match))
 
-    def delete_versions(self, bucket: str, targets: Sequence[DeleteTarget]) -> list[DeleteResult]:
+    def delete_versions(self, location: Location, targets: Sequence[DeleteTarget]) -> list[DeleteResult]:
         """One result per target, in order, ``batch_delete_max`` targets per request."""
+        bucket = own_bucket(location, self.scheme)
         for t in targets:
             if t.version is None and t.if_match is None and not t.delete_marker:
                 raise InputError(f"refusing an unpinned delete of {bucket}/{t.key}")
@@ -373,7 +385,7 @@ class MemoryStore:
             with self._lock:
                 self.requests["DeleteObjects"] += 1
                 for t in targets[start:start + size]:
-                    out.append(self._delete_one(ObjectURI(self.scheme, bucket, t.key), t))
+                    out.append(self._delete_one(location.uri(t.key), t))
         return out
 
     def _delete_one(self, uri: ObjectURI, t: DeleteTarget) -> DeleteResult:

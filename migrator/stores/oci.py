@@ -3,6 +3,9 @@
 Sections, in the order every adapter uses: construction, optional features and bucket facts, reads (stat, open_read),
 writes (put), listings, deletes, translation of SDK errors and headers.
 
+Every request goes to the namespace its URI or location names; the store's own namespace (given, or asked of
+the service once) only stands in where one names none.
+
 The SDK's own retries and circuit breaker are off; ``migrator.retry.call`` is the one policy.
 The config file is always passed to ``oci.config.from_file`` explicitly: the SDK reads
 ``OCI_CONFIG_FILE`` only when ``~/.oci/config`` does not exist, so relying on it is a trap.
@@ -66,8 +69,8 @@ from migrator.stores.base import (
     Uploads,
     VersionEntry,
 )
-from migrator.stores.common import RawBodyStream, delete_each, expect_eof, read_exactly
-from migrator.uri import ObjectURI
+from migrator.stores.common import RawBodyStream, delete_each, expect_eof, own_bucket, read_exactly
+from migrator.uri import Location, ObjectURI
 
 T = TypeVar("T")
 
@@ -148,7 +151,7 @@ class OciStore:
 
     @property
     def namespace(self) -> str:
-        """The tenancy's namespace: given, or asked of the service once."""
+        """The tenancy's namespace, for URIs and locations that name none: given, or asked of the service once."""
         with self._ns_lock:
             if self._namespace is None:
                 self._namespace = str(_call(lambda: self._client.get_namespace().data, "oci namespace"))
@@ -159,18 +162,23 @@ class OciStore:
             raise InputError(f"not an oci:// URI: {uri}")
         return uri.namespace or self.namespace
 
+    def _place(self, location: Location) -> tuple[str, str]:
+        """(namespace, bucket) of a bucket-level call: the location's own namespace, never another."""
+        bucket = own_bucket(location, self.scheme)
+        return location.namespace or self.namespace, bucket
+
     # --- optional features and bucket facts ---------------------------------------------------------
 
-    def replication_targets(self, bucket: str) -> list[str]:
+    def replication_targets(self, location: Location) -> list[Location]:
         """Destination buckets of the bucket's replication policies (another region, same namespace)."""
-        ns = self.namespace
+        ns, bucket = self._place(location)
         where = f"oci://{ns}/{bucket}"
         policies = _call(lambda: self._client.list_replication_policies(ns, bucket).data, where)
         names = {str(getattr(p, "destination_bucket_name", "") or "") for p in policies or []}
-        return sorted(f"oci://{ns}/{name}" for name in names if name)
+        return [Location("oci", name, ns) for name in sorted(names) if name]
 
-    def bucket_facts(self, bucket: str) -> BucketFacts:
-        ns = self.namespace
+    def bucket_facts(self, location: Location) -> BucketFacts:
+        ns, bucket = self._place(location)
         where = f"oci://{ns}/{bucket}"
         data = _call(lambda: self._client.get_bucket(ns, bucket).data, where)
         rules = _call(lambda: self._client.list_retention_rules(ns, bucket).data, where)
@@ -384,28 +392,28 @@ class OciStore:
     def _abort_quietly(self, ns: str, uri: ObjectURI, upload_id: str) -> None:
         try:
             # Its own attempts: a retry of the failed operation starts a new upload and would not redo this.
-            retry.separately(lambda: self.abort_upload(uri.bucket, uri.key, upload_id, namespace=ns))
+            retry.separately(lambda: self.abort_upload(Location("oci", uri.bucket, ns), uri.key, upload_id))
         except MigratorError:
             pass  # the original error matters more; list_uploads finds what is left
 
     # --- listings -----------------------------------------------------------------------------------
 
-    def list_versions(self, bucket: str, prefix: str, start: str | None = None) -> Iterator[VersionEntry]:
+    def list_versions(self, location: Location, prefix: str, start: str | None = None) -> Iterator[VersionEntry]:
         """Every version and delete marker under ``prefix``, oldest first within a key.
 
         OCI lists names in order and, within a name, newest first; each name's run is reversed.
         The newest entry of a key (a version or a delete marker) is its latest.
         """
         run: list[Any] = []
-        for item in self._list_versions(bucket, prefix, start):
+        for item in self._list_versions(location, prefix, start):
             if run and run[-1].name != item.name:
                 yield from _entries(run)
                 run = []
             run.append(item)
         yield from _entries(run)
 
-    def _list_versions(self, bucket: str, prefix: str, start: str | None = None) -> Iterator[Any]:
-        ns = self.namespace
+    def _list_versions(self, location: Location, prefix: str, start: str | None = None) -> Iterator[Any]:
+        ns, bucket = self._place(location)
         where = f"oci://{ns}/{bucket}/{prefix}"
         page: str | None = None
         while True:
@@ -422,10 +430,10 @@ class OciStore:
             if not page:
                 return
 
-    def list_uploads(self, bucket: str, prefix: str) -> Iterator[UploadInfo]:
+    def list_uploads(self, location: Location, prefix: str) -> Iterator[UploadInfo]:
         """Incomplete multipart uploads whose object name starts with ``prefix`` (the API has no
         prefix filter: every page is read)."""
-        ns = self.namespace
+        ns, bucket = self._place(location)
         where = f"oci://{ns}/{bucket}"
         page: str | None = None
         while True:
@@ -438,8 +446,8 @@ class OciStore:
             if not page:
                 return
 
-    def abort_upload(self, bucket: str, key: str, upload_id: str, *, namespace: str | None = None) -> None:
-        ns = namespace or self.namespace
+    def abort_upload(self, location: Location, key: str, upload_id: str) -> None:
+        ns, bucket = self._place(location)
         _call_idempotent(lambda: self._client.abort_multipart_upload(ns, bucket, key, upload_id),
                          f"oci://{ns}/{bucket}/{key} upload {upload_id}")
 
@@ -466,10 +474,10 @@ class OciStore:
         else:
             _call(call, _where(uri, version))
 
-    def delete_versions(self, bucket: str, targets: Sequence[DeleteTarget]) -> list[DeleteResult]:
+    def delete_versions(self, location: Location, targets: Sequence[DeleteTarget]) -> list[DeleteResult]:
         """One request per target: OCI's BatchDeleteObjects cannot name version ids."""
-        ns = self.namespace
-        return delete_each(targets, lambda key: ObjectURI("oci", bucket, key, ns),
+        ns, bucket = self._place(location)
+        return delete_each(targets, Location("oci", bucket, ns).uri,
                            lambda uri, version, etag: self.delete_version(uri, version, if_match=etag),
                            gone=_GONE_CODES, changed=_CHANGED_CODES)
 

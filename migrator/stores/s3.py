@@ -81,9 +81,9 @@ from migrator.stores.base import (
     Uploads,
     VersionEntry,
 )
-from migrator.stores.common import expect_eof, outcome_of, read_exactly
+from migrator.stores.common import expect_eof, outcome_of, own_bucket, read_exactly
 from migrator.stores.protection import protection_from_extra
-from migrator.uri import ObjectURI
+from migrator.uri import Location, ObjectURI
 
 T = TypeVar("T")
 
@@ -420,7 +420,7 @@ class S3Store:
     def _abort_quietly(self, uri: ObjectURI, upload_id: str) -> None:
         try:
             # Its own attempts: a retry of the failed operation starts a new upload and would not redo this.
-            retry.separately(lambda: self.abort_upload(uri.bucket, uri.key, upload_id))
+            retry.separately(lambda: self.abort_upload(uri.location, uri.key, upload_id))
         except StoreError:
             pass  # the original failure matters more; list_uploads finds the leftover
 
@@ -428,8 +428,9 @@ class S3Store:
     # Listing
     # -----------------------------------------------------------------------------------------------------
 
-    def list_versions(self, bucket: str, prefix: str, start: str | None = None) -> Iterator[VersionEntry]:
+    def list_versions(self, location: Location, prefix: str, start: str | None = None) -> Iterator[VersionEntry]:
         """Every version and delete marker under ``prefix``, keys in S3 order, oldest first within a key."""
+        bucket = own_bucket(location, self.scheme)
         # KeyMarker is exclusive: starting after start[:-1] includes start (and a few keys before it).
         key_marker: str | None = start[:-1] if start and len(start) > 1 else None
         version_marker: str | None = None
@@ -456,7 +457,8 @@ class S3Store:
                 raise StoreError(f"truncated version listing of s3://{bucket} without a next marker")
         yield from reversed(pending)
 
-    def list_uploads(self, bucket: str, prefix: str) -> Iterator[UploadInfo]:
+    def list_uploads(self, location: Location, prefix: str) -> Iterator[UploadInfo]:
+        bucket = own_bucket(location, self.scheme)
         key_marker: str | None = None
         upload_marker: str | None = None
         while True:
@@ -476,7 +478,8 @@ class S3Store:
             if key_marker is None:
                 raise StoreError(f"truncated upload listing of s3://{bucket} without a next marker")
 
-    def abort_upload(self, bucket: str, key: str, upload_id: str) -> None:
+    def abort_upload(self, location: Location, key: str, upload_id: str) -> None:
+        bucket = own_bucket(location, self.scheme)
         self._call(f"abort upload s3://{bucket}/{key}",
                    lambda: self._client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id))
 
@@ -495,8 +498,9 @@ class S3Store:
             kwargs["IfMatch"] = if_match
         self._call(f"DELETE {_show(uri, version)}", lambda: self._client.delete_object(**kwargs))
 
-    def delete_versions(self, bucket: str, targets: Sequence[DeleteTarget]) -> list[DeleteResult]:
+    def delete_versions(self, location: Location, targets: Sequence[DeleteTarget]) -> list[DeleteResult]:
         """DeleteObjects in batches of 1,000; one result per target, in the order given."""
+        bucket = own_bucket(location, self.scheme)
         for t in targets:
             if t.version is None and t.if_match is None and not t.delete_marker:
                 raise InputError(f"refusing an unpinned delete of s3://{bucket}/{t.key}")
@@ -548,8 +552,9 @@ class S3Store:
     # Optional features (replication) and bucket facts
     # -----------------------------------------------------------------------------------------------------
 
-    def replication_targets(self, bucket: str) -> list[str]:
+    def replication_targets(self, location: Location) -> list[Location]:
         """Destination buckets of the bucket's CRR/SRR rules (enabled or not: a disabled rule may be re-enabled)."""
+        bucket = own_bucket(location, self.scheme)
         try:
             resp = self._call(f"GET replication s3://{bucket}",
                               lambda: self._client.get_bucket_replication(Bucket=bucket))
@@ -559,15 +564,16 @@ class S3Store:
             if exc.code == "ReplicationConfigurationNotFoundError":
                 return []
             raise
-        targets = []
+        names = set()
         for rule in resp.get("ReplicationConfiguration", {}).get("Rules", []) or []:
             arn = str(rule.get("Destination", {}).get("Bucket", ""))
             name = arn.rsplit(":", 1)[-1]
             if name:
-                targets.append(f"s3://{name}")
-        return sorted(set(targets))
+                names.add(name)
+        return [Location("s3", name) for name in sorted(names)]
 
-    def bucket_facts(self, bucket: str) -> BucketFacts:
+    def bucket_facts(self, location: Location) -> BucketFacts:
+        bucket = own_bucket(location, self.scheme)
         versioning = self._call(f"get versioning of s3://{bucket}",
                                 lambda: self._client.get_bucket_versioning(Bucket=bucket))
         # Suspended buckets still hold the versions written while enabled: they must be listed and removed.

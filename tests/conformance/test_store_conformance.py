@@ -17,7 +17,7 @@ from typing import Unpack
 import pytest
 
 from migrator.checksum import Algorithm, MultiHasher, find
-from migrator.errors import NotFound, PreconditionFailed, UnsafeEndpointError
+from migrator.errors import InputError, NotFound, PreconditionFailed, UnsafeEndpointError
 from migrator.stores.base import (
     NO_PROTECTION,
     DeleteOutcome,
@@ -29,7 +29,7 @@ from migrator.stores.base import (
     VersionEntry,
 )
 from migrator.stores.memory import MemoryStore
-from migrator.uri import ObjectURI, parse_uri
+from migrator.uri import Location, ObjectURI, parse_location
 from tests.conftest import PutOptions, found, unique
 
 CLOUD_SCHEMES = ["s3", "gs", "oci"]
@@ -47,11 +47,14 @@ class Backend:
     scheme: str
     store: ObjectStore
     make_bucket: Callable[..., str]                                 # (versioned=, soft_delete_seconds=, lock=)
-    uri: Callable[[str, str], ObjectURI]                            # (bucket, key)
+    location: Callable[[str], Location]                             # (bucket): what bucket-level calls take
     enable_versioning: Callable[[str], None]                        # (bucket), keeping what it holds
     begin_upload: Callable[[str, str], str] | None = None           # leaves an incomplete upload: its id
     hold: Callable[[ObjectURI, str | None, bool], None] | None = None   # (uri, version, on): a delete-refusing hold
     replicate: Callable[[str], str] | None = None                   # (source): a new bucket it replicates to
+
+    def uri(self, bucket: str, key: str) -> ObjectURI:
+        return self.location(bucket).uri(key)
 
 
 def _memory() -> Backend:
@@ -67,10 +70,10 @@ def _memory() -> Backend:
 
     def replicate(source: str) -> str:
         dest = make_bucket()
-        store.configure_bucket(source, replicates_to=[f"memory://{dest}"])
+        store.configure_bucket(source, replicates_to=[Location("memory", dest)])
         return dest
 
-    return Backend("memory", store, make_bucket, lambda b, k: ObjectURI("memory", b, k),
+    return Backend("memory", store, make_bucket, lambda b: Location("memory", b),
                    lambda b: store.configure_bucket(b, versioned=True), store.begin_upload, hold, replicate)
 
 
@@ -88,10 +91,10 @@ def _cloud(request: pytest.FixtureRequest, scheme: str) -> Backend:
                       object_lock=lock)
         return name
 
-    def uri(bucket: str, key: str) -> ObjectURI:
+    def location(bucket: str) -> Location:
         if scheme == "oci":
-            return parse_uri(f"oci://{sandbox.oci_namespace}/{bucket}/{key}")
-        return parse_uri(f"{scheme}://{bucket}/{key}")
+            return parse_location(f"oci://{sandbox.oci_namespace}/{bucket}")
+        return parse_location(f"{scheme}://{bucket}")
 
     def enable_versioning(bucket: str) -> None:
         if scheme == "s3":
@@ -107,7 +110,7 @@ def _cloud(request: pytest.FixtureRequest, scheme: str) -> Backend:
             client.update_bucket(sandbox.oci_namespace, bucket,
                                  oci.object_storage.models.UpdateBucketDetails(versioning="Enabled"))
 
-    backend = Backend(scheme, stores.get(scheme), make_bucket, uri, enable_versioning)
+    backend = Backend(scheme, stores.get(scheme), make_bucket, location, enable_versioning)
     if scheme == "s3":
         s3 = s3_client(sandbox)
         backend.begin_upload = lambda b, k: str(s3.create_multipart_upload(Bucket=b, Key=k)["UploadId"])
@@ -194,8 +197,8 @@ def _digests(data: bytes) -> MultiHasher:
     return h
 
 
-def _entries(store: ObjectStore, bucket: str, key: str) -> list[VersionEntry]:
-    return [e for e in store.list_versions(bucket, key) if e.key == key]
+def _entries(backend: Backend, bucket: str, key: str) -> list[VersionEntry]:
+    return [e for e in backend.store.list_versions(backend.location(bucket), key) if e.key == key]
 
 
 # --- required calls ----------------------------------------------------------------------------------------
@@ -227,7 +230,7 @@ def test_edge_keys_round_trip(backend: Backend, store: ObjectStore, bucket: str,
     _put(store, uri, key.encode())
     assert store.stat(uri).size == len(key.encode())
     assert _read(store, uri) == key.encode()
-    listed = [e.key for e in store.list_versions(bucket, key)]
+    listed = [e.key for e in store.list_versions(backend.location(bucket), key)]
     assert key in listed
 
 
@@ -257,7 +260,7 @@ def test_unversioned_objects_have_no_version_id(backend: Backend, store: ObjectS
     put = _put(store, uri, b"bytes")
     assert put.version != "null"
     assert store.stat(uri).version == put.version
-    (entry,) = _entries(store, bucket, "unversioned")
+    (entry,) = _entries(backend, bucket, "unversioned")
     assert entry.version == put.version and entry.etag == put.etag
     target = DeleteTarget.pinned(entry)
     assert (target.version, target.if_match) == ((None, put.etag) if put.version is None else (put.version, None))
@@ -270,12 +273,12 @@ def test_a_version_from_before_versioning_is_deleted_not_hidden(backend: Backend
     uri = backend.uri(bucket, "old")
     old = _put(store, uri, b"written before versioning")
     backend.enable_versioning(bucket)
-    assert store.bucket_facts(bucket).versioning
-    (entry,) = _entries(store, bucket, "old")
+    assert store.bucket_facts(backend.location(bucket)).versioning
+    (entry,) = _entries(backend, bucket, "old")
     assert entry.version == old.version and entry.etag == old.etag and not entry.is_delete_marker
-    (done,) = store.delete_versions(bucket, [DeleteTarget.pinned(entry)])
+    (done,) = store.delete_versions(backend.location(bucket), [DeleteTarget.pinned(entry)])
     assert done.outcome is DeleteOutcome.DELETED
-    assert _entries(store, bucket, "old") == []
+    assert _entries(backend, bucket, "old") == []
     with pytest.raises(NotFound):
         store.stat(uri)
 
@@ -314,14 +317,14 @@ def test_versions_listed_oldest_first_and_pinned_delete(backend: Backend, store:
     uri = backend.uri(vbucket, "doc.txt")
     first = _put(store, uri, b"v1")
     _put(store, uri, b"v2", if_none_match=False)
-    entries = _entries(store, vbucket, "doc.txt")
+    entries = _entries(backend, vbucket, "doc.txt")
     live = [e for e in entries if not e.is_delete_marker]
     assert len(live) == 2
     assert live[0].version == first.version
     assert live[-1].is_latest and not live[0].is_latest
     assert _read(store, uri, live[0].version) == b"v1"
     store.delete_version(uri, live[0].version)
-    left = _entries(store, vbucket, "doc.txt")
+    left = _entries(backend, vbucket, "doc.txt")
     assert [e.version for e in left] == [live[1].version]
     assert _read(store, uri) == b"v2"
 
@@ -332,17 +335,38 @@ def test_batch_delete_names_each_result(backend: Backend, store: ObjectStore, vb
         uri = backend.uri(vbucket, f"batch/{i}")
         put = _put(store, uri, f"b{i}".encode())
         targets.append(DeleteTarget(uri.key, put.version))
-    results = store.delete_versions(vbucket, targets)
+    results = store.delete_versions(backend.location(vbucket), targets)
     assert [r.target for r in results] == targets
     assert all(r.ok for r in results)
-    assert not [e for e in store.list_versions(vbucket, "batch/")]
+    assert not [e for e in store.list_versions(backend.location(vbucket), "batch/")]
 
 
-def test_bucket_facts_discovered(store: ObjectStore, bucket: str, vbucket: str) -> None:
-    plain, versioned = store.bucket_facts(bucket), store.bucket_facts(vbucket)
+def test_bucket_facts_discovered(backend: Backend, store: ObjectStore, bucket: str, vbucket: str) -> None:
+    plain, versioned = store.bucket_facts(backend.location(bucket)), store.bucket_facts(backend.location(vbucket))
     assert versioned.versioning and not plain.versioning
     assert not plain.retention
     assert plain.soft_delete_seconds == 0   # the sandbox's buckets are made without soft delete
+
+
+def test_a_location_of_another_scheme_is_refused(backend: Backend, store: ObjectStore, bucket: str) -> None:
+    """Bucket-level calls take the whole location: one of another cloud is the caller's mistake, refused with
+    InputError, never taken for this store's bucket of the same name."""
+    other = Location("s3" if backend.scheme == "gs" else "gs", bucket)
+    features = store.features
+    calls: list[Callable[[], object]] = [
+        lambda: store.bucket_facts(other),
+        lambda: list(store.list_versions(other, "")),
+        lambda: store.delete_versions(other, [DeleteTarget("k", "1")]),
+    ]
+    if (uploads := features.uploads) is not None:
+        calls += [lambda: list(uploads.list(other, "")), lambda: uploads.abort(other, "k", "u1")]
+    if (soft_deleted := features.soft_deleted) is not None:
+        calls.append(lambda: list(soft_deleted(other, "")))
+    if (replication_targets := features.replication_targets) is not None:
+        calls.append(lambda: replication_targets(other))
+    for call in calls:
+        with pytest.raises(InputError, match=f"{backend.scheme}:// store cannot reach {other}"):
+            call()
 
 
 # --- claimed features: each one true ------------------------------------------------------------------------
@@ -354,12 +378,12 @@ def test_batch_delete_honours_its_max(backend: Backend, store: ObjectStore, buck
     keys = [f"many/{i:05d}" for i in range(most + 1)]
     for key in keys:
         _put(store, backend.uri(bucket, key), key.encode())
-    targets = [DeleteTarget.pinned(e) for e in store.list_versions(bucket, "many/")]
+    targets = [DeleteTarget.pinned(e) for e in store.list_versions(backend.location(bucket), "many/")]
     assert [t.key for t in targets] == keys
-    results = store.delete_versions(bucket, targets)
+    results = store.delete_versions(backend.location(bucket), targets)
     assert [r.target for r in results] == targets
     assert [r.outcome for r in results] == [DeleteOutcome.DELETED] * len(targets)
-    assert not list(store.list_versions(bucket, "many/"))
+    assert not list(store.list_versions(backend.location(bucket), "many/"))
 
 
 def test_conditional_delete_refuses_a_mismatch(backend: Backend, store: ObjectStore, bucket: str,
@@ -371,14 +395,14 @@ def test_conditional_delete_refuses_a_mismatch(backend: Backend, store: ObjectSt
         uri = backend.uri(where, "pinned")
         put = _put(store, uri, b"pinned bytes")
         wrong = DeleteTarget(uri.key, put.version, if_match='"0123456789abcdef0123456789abcdef"')
-        (refused,) = store.delete_versions(where, [wrong])
+        (refused,) = store.delete_versions(backend.location(where), [wrong])
         assert refused.outcome is DeleteOutcome.CHANGED and not refused.ok and refused.code
         assert _read(store, uri) == b"pinned bytes"
         right = DeleteTarget(uri.key, put.version, if_match=put.etag)
-        (done,) = store.delete_versions(where, [right])
+        (done,) = store.delete_versions(backend.location(where), [right])
         assert done.outcome is DeleteOutcome.DELETED
-        assert _entries(store, where, "pinned") == []   # removed, not hidden behind a delete marker
-        (again,) = store.delete_versions(where, [right])
+        assert _entries(backend, where, "pinned") == []   # removed, not hidden behind a delete marker
+        (again,) = store.delete_versions(backend.location(where), [right])
         assert again.outcome in (DeleteOutcome.ABSENT, DeleteOutcome.DELETED)
 
 
@@ -416,12 +440,12 @@ def test_uploads_list_and_abort(backend: Backend, store: ObjectStore, bucket: st
     assert backend.begin_upload is not None, "a store with uploads needs a way to leave one in the test"
     key = "partial/upload.bin"
     upload_id = backend.begin_upload(bucket, key)
-    ups = list(uploads.list(bucket, "partial/"))
+    ups = list(uploads.list(backend.location(bucket), "partial/"))
     assert [(u.key, u.upload_id) for u in ups] == [(key, upload_id)]
-    uploads.abort(bucket, key, upload_id)
-    assert not list(uploads.list(bucket, "partial/"))
+    uploads.abort(backend.location(bucket), key, upload_id)
+    assert not list(uploads.list(backend.location(bucket), "partial/"))
     with pytest.raises(NotFound):
-        uploads.abort(bucket, key, upload_id)
+        uploads.abort(backend.location(bucket), key, upload_id)
 
 
 def test_soft_deleted_versions_are_listed(backend: Backend, store: ObjectStore) -> None:
@@ -430,14 +454,15 @@ def test_soft_deleted_versions_are_listed(backend: Backend, store: ObjectStore) 
         pytest.skip(f"{backend.scheme} has no soft delete")
     week = 7 * 24 * 3600   # GCS's shortest soft-delete retention
     soft = backend.make_bucket(versioned=False, soft_delete_seconds=week)
-    assert store.bucket_facts(soft).soft_delete_seconds == week
+    assert store.bucket_facts(backend.location(soft)).soft_delete_seconds == week
     uri = backend.uri(soft, "soft")
     put = _put(store, uri, b"restorable")
-    (entry,) = _entries(store, soft, "soft")
-    (done,) = store.delete_versions(soft, [DeleteTarget.pinned(entry)])
+    (entry,) = _entries(backend, soft, "soft")
+    (done,) = store.delete_versions(backend.location(soft), [DeleteTarget.pinned(entry)])
     assert done.ok
-    assert _entries(store, soft, "soft") == []
-    assert [(e.key, e.version, e.is_latest) for e in soft_deleted(soft, "soft")] == [("soft", put.version, False)]
+    assert _entries(backend, soft, "soft") == []
+    listed = soft_deleted(backend.location(soft), "soft")
+    assert [(e.key, e.version, e.is_latest) for e in listed] == [("soft", put.version, False)]
 
 
 def test_protection_is_reported_and_refuses_the_delete(backend: Backend, store: ObjectStore) -> None:
@@ -452,13 +477,13 @@ def test_protection_is_reported_and_refuses_the_delete(backend: Backend, store: 
     try:
         info = store.stat(uri, put.version)
         assert info.protection != NO_PROTECTION and info.protection.blocking_reason() is not None
-        (refused,) = store.delete_versions(locked, [DeleteTarget(uri.key, put.version)])
+        (refused,) = store.delete_versions(backend.location(locked), [DeleteTarget(uri.key, put.version)])
         assert refused.outcome is DeleteOutcome.REFUSED and not refused.ok
         assert _read(store, uri, put.version) == b"held bytes"
     finally:
         backend.hold(uri, put.version, False)
     assert store.stat(uri, put.version).protection.blocking_reason() is None
-    (done,) = store.delete_versions(locked, [DeleteTarget(uri.key, put.version)])
+    (done,) = store.delete_versions(backend.location(locked), [DeleteTarget(uri.key, put.version)])
     assert done.ok
 
 
@@ -467,9 +492,9 @@ def test_replication_targets_are_reported(backend: Backend, store: ObjectStore, 
     if replication_targets is None:
         pytest.skip(f"{backend.scheme} buckets cannot replicate by configuration")
     assert backend.replicate is not None, "a store with replication needs a way to configure it in the test"
-    assert replication_targets(vbucket) == []
+    assert replication_targets(backend.location(vbucket)) == []
     dest = backend.replicate(vbucket)
-    assert replication_targets(vbucket) == [backend.uri(dest, "k").location]
+    assert replication_targets(backend.location(vbucket)) == [backend.uri(dest, "k").location]
 
 
 # --- the sandbox's promise -----------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from migrator.errors import (
 from migrator.sandbox.gcs.server import GcsEmulator
 from migrator.stores.base import DeleteOutcome, DeleteTarget, ObjectStore, PutRequest
 from migrator.stores.gcs import GcsStore, translate
-from migrator.uri import ObjectURI
+from migrator.uri import Location, ObjectURI
 from tests.conftest import PutOptions
 
 MiB = 1024 * 1024
@@ -112,6 +112,11 @@ def _assert_same(computed: list[Checksum], reported: list[Checksum] | tuple[Chec
         assert mine is not None and theirs is not None, algorithm
         assert theirs.provenance == provenance
         assert mine.matches(theirs), algorithm
+
+
+def at(bucket: str) -> Location:
+    """The bucket as bucket-level calls take it."""
+    return Location("gs", bucket)
 
 
 def test_is_an_object_store(store: GcsStore) -> None:
@@ -206,7 +211,7 @@ def test_edge_keys_taken_literally(store: GcsStore, bucket: str, key: str) -> No
     assert store.stat(uri, version).uri.key == key
     assert _read_all(store, uri, version) == data
     assert _read_all(store, uri, version, (1, 3)) == data[1:4]
-    listed = [e for e in store.list_versions(bucket, key) if e.key == key]
+    listed = [e for e in store.list_versions(at(bucket), key) if e.key == key]
     assert [e.version for e in listed] == [version]
     store.delete_version(uri, version)
     with pytest.raises(NotFound):
@@ -248,7 +253,7 @@ def test_versions_listing_and_pinned_reads(store: GcsStore, vbucket: str) -> Non
     versions = [_put(store, uri, b, if_none_match=False)[0] for b in bodies]
     _put(store, ObjectURI("gs", vbucket, "doc.txt.other"), b"x")
 
-    listed = [e for e in store.list_versions(vbucket, "doc.txt") if e.key == "doc.txt"]
+    listed = [e for e in store.list_versions(at(vbucket), "doc.txt") if e.key == "doc.txt"]
     assert [e.version for e in listed] == versions  # oldest first
     assert [e.is_latest for e in listed] == [False, False, True]
     assert [e.size for e in listed] == [3, 4, 5]
@@ -257,7 +262,7 @@ def test_versions_listing_and_pinned_reads(store: GcsStore, vbucket: str) -> Non
     old = store.stat(uri, versions[0])
     assert not old.is_latest and "timeDeleted" in old.extra
     assert _read_all(store, uri, versions[0]) == b"one"
-    assert store.bucket_facts(vbucket).versioning
+    assert store.bucket_facts(at(vbucket)).versioning
     with pytest.raises(NotFound):
         store.stat(uri, "1")
 
@@ -266,7 +271,7 @@ def test_pinned_delete_of_live_generation(store: GcsStore, bucket: str) -> None:
     uri = ObjectURI("gs", bucket, "gone")
     version, _ = _put(store, uri, b"bytes")
     store.delete_version(uri, version)
-    assert list(store.list_versions(bucket, "gone")) == []
+    assert list(store.list_versions(at(bucket), "gone")) == []
     with pytest.raises(NotFound):
         store.delete_version(uri, version)
 
@@ -295,13 +300,13 @@ def test_delete_if_match_checks_the_etag(store: GcsStore, bucket: str) -> None:
 def test_delete_versions_reports_each_target(store: GcsStore, bucket: str) -> None:
     a, _ = _put(store, ObjectURI("gs", bucket, "a"), b"a")
     b, _ = _put(store, ObjectURI("gs", bucket, "b"), b"b")
-    results = store.delete_versions(bucket, [DeleteTarget("a", a), DeleteTarget("b", b),
+    results = store.delete_versions(at(bucket), [DeleteTarget("a", a), DeleteTarget("b", b),
                                              DeleteTarget("c", "123"), DeleteTarget("b", None)])
     assert [(r.ok, r.code) for r in results] == [(True, None), (True, None), (False, "NotFound"),
                                                  (False, "InvalidTarget")]
     assert [r.outcome for r in results] == [DeleteOutcome.DELETED, DeleteOutcome.DELETED, DeleteOutcome.ABSENT,
                                             DeleteOutcome.REFUSED]
-    assert list(store.list_versions(bucket, "")) == []
+    assert list(store.list_versions(at(bucket), "")) == []
 
 
 def test_uploads_are_not_a_feature(store: GcsStore) -> None:
@@ -310,13 +315,13 @@ def test_uploads_are_not_a_feature(store: GcsStore) -> None:
 
 def test_features_and_bucket_facts_match_what_gcs_offers_and_a_missing_bucket_is_not_found(
         store: GcsStore, bucket: str) -> None:
-    facts, features = store.bucket_facts(bucket), store.features
+    facts, features = store.bucket_facts(at(bucket)), store.features
     assert not facts.versioning and features.conditional_write and features.conditional_delete
     assert features.batch_delete_max == 1 and not facts.retention
     # A bucket created without a policy gets GCS's default 7-day soft delete.
     assert features.soft_deleted is not None and facts.soft_delete_seconds == 7 * 24 * 3600
     with pytest.raises(NotFound):
-        store.bucket_facts("no-such-bucket-here")
+        store.bucket_facts(at("no-such-bucket-here"))
 
 
 def test_missing_object_and_bucket(store: GcsStore, bucket: str) -> None:
@@ -413,14 +418,14 @@ def test_delete_noncurrent_generation_removes_exactly_it(store: GcsStore, vbucke
     old, _ = _put(store, uri, b"old", if_none_match=False)
     live, _ = _put(store, uri, b"live", if_none_match=False)
     store.delete_version(uri, old)
-    assert [(e.version, e.is_latest) for e in store.list_versions(vbucket, "k")] == [(live, True)]
+    assert [(e.version, e.is_latest) for e in store.list_versions(at(vbucket), "k")] == [(live, True)]
 
 
 def test_delete_live_generation_on_versioned_bucket_is_permanent(store: GcsStore, vbucket: str) -> None:
     uri = ObjectURI("gs", vbucket, "k2")
     version, _ = _put(store, uri, b"x")
     store.delete_version(uri, version)
-    assert list(store.list_versions(vbucket, "k2")) == []
+    assert list(store.list_versions(at(vbucket), "k2")) == []
 
 
 def test_delete_of_replaced_generation_leaves_live_object(store: GcsStore, bucket: str) -> None:
@@ -436,7 +441,7 @@ def test_soft_deleted_generations_are_listed(store: GcsStore, bucket: str) -> No
     uri = ObjectURI("gs", bucket, "soft")
     version, _ = _put(store, uri, b"x")
     store.delete_version(uri, version)
-    assert [(e.key, e.version) for e in store.list_soft_deleted(bucket, "soft")] == [("soft", version)]
+    assert [(e.key, e.version) for e in store.list_soft_deleted(at(bucket), "soft")] == [("soft", version)]
     assert store.features.soft_deleted == store.list_soft_deleted
 
 

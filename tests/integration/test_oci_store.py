@@ -7,7 +7,7 @@ import io
 import os
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Unpack
 
@@ -28,7 +28,7 @@ from migrator.sandbox.oci.server import OciEmulator
 from migrator.sandbox.oci_auth import OciSandboxCredentials, write_sandbox_config
 from migrator.stores.base import DeleteOutcome, DeleteTarget, ObjectStore, PutRequest, PutResult
 from migrator.stores.oci import OciStore
-from migrator.uri import ObjectURI
+from migrator.uri import Location, ObjectURI
 from tests.conftest import PutOptions, found
 
 NAMESPACE = "sandboxns"
@@ -70,6 +70,11 @@ def bucket(store: OciStore) -> str:
 @pytest.fixture()
 def vbucket(store: OciStore) -> str:
     return _bucket(store, "Enabled")
+
+
+def at(bucket: str) -> Location:
+    """The bucket as bucket-level calls take it."""
+    return Location("oci", bucket, NAMESPACE)
 
 
 def uri(bucket: str, key: str) -> ObjectURI:
@@ -139,7 +144,7 @@ def test_edge_keys_and_zero_bytes(store: OciStore, bucket: str, key: str) -> Non
     res = put(store, u, data)
     assert store.stat(u).size == len(data)
     assert read(store, u) == data
-    entries = [e for e in store.list_versions(bucket, key) if e.key == key]
+    entries = [e for e in store.list_versions(at(bucket), key) if e.key == key]
     assert [e.version for e in entries] == [res.version]
     store.delete_version(u, res.version)
     with pytest.raises(NotFound):
@@ -169,7 +174,7 @@ def test_multipart_24mib(store: OciStore, emulator: OciEmulator, vbucket: str) -
     assert found(info.checksums, Algorithm.CRC32C).matches(crc)
     assert find(info.checksums, Algorithm.MD5) is None
     assert read(store, u) == data
-    assert list(store.list_uploads(vbucket, "")) == []
+    assert list(store.list_uploads(at(vbucket), "")) == []
 
 
 def test_if_none_match_single_and_multipart(store: OciStore, bucket: str) -> None:
@@ -180,7 +185,7 @@ def test_if_none_match_single_and_multipart(store: OciStore, bucket: str) -> Non
     with pytest.raises(PreconditionFailed):
         put(store, u, os.urandom(2 * PART + 1))
     assert read(store, u) == b"first"
-    assert list(store.list_uploads(bucket, "")) == []
+    assert list(store.list_uploads(at(bucket), "")) == []
     put(store, u, b"third", if_none_match=False)
     assert read(store, u) == b"third"
 
@@ -191,7 +196,7 @@ def test_short_body_aborts_multipart(store: OciStore, bucket: str) -> None:
         store.put(u, io.BytesIO(b"x" * (2 * PART + 10)), PutRequest(size=3 * PART))
     with pytest.raises(InputError):
         store.put(u, io.BytesIO(b"x" * 11), PutRequest(size=10))  # longer than declared
-    assert list(store.list_uploads(bucket, "")) == []
+    assert list(store.list_uploads(at(bucket), "")) == []
     with pytest.raises(NotFound):
         store.stat(u)
 
@@ -202,7 +207,7 @@ def test_versions_markers_and_pinned_deletes(store: OciStore, vbucket: str) -> N
     v2 = put(store, u, b"v2", if_none_match=False).version
     store.client.delete_object(NAMESPACE, vbucket, "doc.txt")  # someone leaves a delete marker
     put(store, uri(vbucket, "doc.txt2"), b"other")
-    entries = [e for e in store.list_versions(vbucket, "doc.txt") if e.key == "doc.txt"]
+    entries = [e for e in store.list_versions(at(vbucket), "doc.txt") if e.key == "doc.txt"]
     assert [e.version for e in entries[:2]] == [v1, v2]
     assert [e.is_delete_marker for e in entries] == [False, False, True]
     assert [e.is_latest for e in entries] == [False, False, True]
@@ -211,9 +216,9 @@ def test_versions_markers_and_pinned_deletes(store: OciStore, vbucket: str) -> N
         store.stat(u)
     assert store.stat(u, v1).version == v1
     assert read(store, u, v1) == b"v1"
-    results = store.delete_versions(vbucket, [DeleteTarget("doc.txt", e.version) for e in entries])
+    results = store.delete_versions(at(vbucket), [DeleteTarget("doc.txt", e.version) for e in entries])
     assert all(r.ok for r in results) and [r.target.version for r in results] == [e.version for e in entries]
-    assert [e.key for e in store.list_versions(vbucket, "doc.txt")] == ["doc.txt2"]
+    assert [e.key for e in store.list_versions(at(vbucket), "doc.txt")] == ["doc.txt2"]
     with pytest.raises(NotFound):
         store.delete_version(u, v1)  # already gone, not a retry: say so
 
@@ -225,7 +230,7 @@ def test_conditional_deletes(store: OciStore, bucket: str) -> None:
         store.delete_version(u, None)
     with pytest.raises(PreconditionFailed):
         store.delete_version(u, None, if_match="stale-etag")
-    results = store.delete_versions(bucket, [DeleteTarget("cond", None, if_match="stale-etag"),
+    results = store.delete_versions(at(bucket), [DeleteTarget("cond", None, if_match="stale-etag"),
                                              DeleteTarget("cond", None)])
     assert [(r.ok, r.code) for r in results] == [(False, "IfMatchFailed"), (False, "InvalidTarget")]
     assert [r.outcome for r in results] == [DeleteOutcome.CHANGED, DeleteOutcome.REFUSED]
@@ -236,30 +241,68 @@ def test_conditional_deletes(store: OciStore, bucket: str) -> None:
 
 def test_features_and_bucket_facts_match_what_oci_offers_and_a_missing_bucket_is_not_found(
         store: OciStore, bucket: str, vbucket: str) -> None:
-    plain, versioned = store.bucket_facts(bucket), store.bucket_facts(vbucket)
+    plain, versioned = store.bucket_facts(at(bucket)), store.bucket_facts(at(vbucket))
     assert not plain.versioning and versioned.versioning
     features = store.features
     assert features.conditional_write and features.conditional_delete and not features.reports_protection
     assert features.batch_delete_max == 1 and not plain.retention and plain.soft_delete_seconds == 0
     assert features.soft_deleted is None and features.part_sizes is None and features.uploads is not None
     with pytest.raises(NotFound):
-        store.bucket_facts("no-such-bucket")
+        store.bucket_facts(at("no-such-bucket"))
+
+
+def test_bucket_level_calls_go_to_the_namespace_the_location_names(
+        creds: OciSandboxCredentials, emulator: OciEmulator, store: OciStore, vbucket: str) -> None:
+    """The namespace of a listing, delete, facts or uploads call is the location's, never the store's own: a
+    store configured for another tenancy's namespace still reaches the bucket its location names, and a
+    location naming a namespace the emulator does not serve is answered 404, though the store's own
+    namespace holds a bucket of that name (before, both went to the store's namespace)."""
+    here = at(vbucket)
+    assert here.namespace == NAMESPACE
+    put(store, uri(vbucket, "doc"), b"v1")
+    store.client.create_multipart_upload(NAMESPACE, vbucket,
+                                         oci.object_storage.models.CreateMultipartUploadDetails(object="doc"))
+    elsewhere = OciStore(str(creds.config_path), endpoint=emulator.url, namespace="othertenancy")
+    assert elsewhere.namespace == "othertenancy"
+    assert elsewhere.bucket_facts(here).versioning
+    assert elsewhere.replication_targets(here) == []
+    (upload,) = elsewhere.list_uploads(here, "doc")
+    elsewhere.abort_upload(here, upload.key, upload.upload_id)
+    (entry,) = [e for e in elsewhere.list_versions(here, "doc") if e.key == "doc"]
+    (done,) = elsewhere.delete_versions(here, [DeleteTarget.pinned(entry)])
+    assert done.ok
+    assert list(store.list_versions(here, "doc")) == [] and list(store.list_uploads(here, "")) == []
+
+    put(store, uri(vbucket, "kept"), b"kept")
+    (kept,) = store.list_versions(here, "kept")
+    stranger = Location("oci", vbucket, "othertenancy")
+    calls: list[Callable[[], object]] = [
+        lambda: store.bucket_facts(stranger), lambda: store.replication_targets(stranger),
+        lambda: list(store.list_versions(stranger, "")), lambda: list(store.list_uploads(stranger, "")),
+        lambda: store.abort_upload(stranger, "kept", "u1")]
+    for call in calls:
+        with pytest.raises(NotFound) as info:
+            call()
+        assert info.value.code == "NamespaceNotFound"
+    (refused,) = store.delete_versions(stranger, [DeleteTarget.pinned(kept)])
+    assert refused.outcome is DeleteOutcome.REFUSED and refused.code == "NamespaceNotFound"
+    assert [e.version for e in store.list_versions(here, "kept")] == [kept.version]
 
 
 def test_uploads_list_and_abort(store: OciStore, bucket: str) -> None:
     created = [store.client.create_multipart_upload(
         NAMESPACE, bucket, oci.object_storage.models.CreateMultipartUploadDetails(object=key)).data.upload_id
         for key in ("partial/a", "partial/b", "elsewhere")]
-    ups = list(store.list_uploads(bucket, "partial/"))
+    ups = list(store.list_uploads(at(bucket), "partial/"))
     assert sorted((u.key, u.upload_id) for u in ups) == sorted(zip(["partial/a", "partial/b"], created[:2],
                                                                    strict=True))
     assert all(u.initiated is not None for u in ups)
     for u in ups:
-        store.abort_upload(bucket, u.key, u.upload_id)
-    assert list(store.list_uploads(bucket, "partial/")) == []
-    assert [u.key for u in store.list_uploads(bucket, "")] == ["elsewhere"]
+        store.abort_upload(at(bucket), u.key, u.upload_id)
+    assert list(store.list_uploads(at(bucket), "partial/")) == []
+    assert [u.key for u in store.list_uploads(at(bucket), "")] == ["elsewhere"]
     with pytest.raises(NotFound):
-        store.abort_upload(bucket, "partial/a", created[0])
+        store.abort_upload(at(bucket), "partial/a", created[0])
 
 
 def test_errors_translate(tmp_path: Path, store: OciStore, emulator: OciEmulator, bucket: str) -> None:

@@ -26,7 +26,7 @@ from migrator.errors import (
 )
 from migrator.stores.base import DeleteOutcome, DeleteTarget, ObjectStore, PutRequest, PutResult
 from migrator.stores.s3 import S3Store
-from migrator.uri import ObjectURI
+from migrator.uri import Location, ObjectURI
 from tests.conftest import PutOptions
 
 MIB = 1024 * 1024
@@ -90,6 +90,11 @@ def vbucket(store: S3Store) -> str:
 @pytest.fixture(scope="module")
 def ubucket(store: S3Store) -> str:
     return _bucket(store, "unv", versioned=False)
+
+
+def at(bucket: str) -> Location:
+    """The bucket as bucket-level calls take it."""
+    return Location("s3", bucket)
 
 
 def uri(bucket: str, key: str) -> ObjectURI:
@@ -261,10 +266,10 @@ def test_edge_keys(store: S3Store, vbucket: str, key: str) -> None:
     assert info.size == len(data) and info.version == result.version
     assert must(find(info.checksums, Algorithm.MD5)).value == hashlib.md5(data).digest()
     assert read_all(store, target) == data
-    listed = [e for e in store.list_versions(vbucket, target.key) if e.key == target.key]
+    listed = [e for e in store.list_versions(at(vbucket), target.key) if e.key == target.key]
     assert [(e.version, e.is_delete_marker) for e in listed] == [(result.version, False)]
     store.delete_version(target, result.version)
-    assert [e for e in store.list_versions(vbucket, target.key) if e.key == target.key] == []
+    assert [e for e in store.list_versions(at(vbucket), target.key) if e.key == target.key] == []
     with pytest.raises(NotFound):
         store.stat(target)
 
@@ -280,7 +285,7 @@ def test_versions_and_markers_oldest_first_across_pages(endpoint: str) -> None:
     m2 = store.client.delete_object(Bucket=bucket, Key="doc")["VersionId"]
     other = put_bytes(store, uri(bucket, "doc2"), b"x").version
 
-    entries = list(store.list_versions(bucket, "doc"))
+    entries = list(store.list_versions(at(bucket), "doc"))
     # Real S3 interleaves versions and markers newest first; moto lists all versions, then all markers,
     # with one-second timestamps. So only each kind's own order is checked here.
     assert [e.key for e in entries] == ["doc"] * 5 + ["doc2"]
@@ -300,12 +305,12 @@ def test_versions_and_markers_oldest_first_across_pages(endpoint: str) -> None:
     store.delete_version(key, v2)
     with pytest.raises(NotFound):
         store.stat(key, v2)
-    assert {e.version for e in store.list_versions(bucket, "doc") if e.key == "doc"} == {v1, m1, v3, m2}
+    assert {e.version for e in store.list_versions(at(bucket), "doc") if e.key == "doc"} == {v1, m1, v3, m2}
 
     rest = [DeleteTarget("doc", v) for v in (v1, m1, v3, m2)] + [DeleteTarget("doc2", other)]
-    results = store.delete_versions(bucket, rest)
+    results = store.delete_versions(at(bucket), rest)
     assert [(r.target, r.ok) for r in results] == [(t, True) for t in rest]
-    assert list(store.list_versions(bucket, "doc")) == []
+    assert list(store.list_versions(at(bucket), "doc")) == []
 
 
 def test_conditional_delete_and_write(store: S3Store, ubucket: str, vbucket: str) -> None:
@@ -319,7 +324,7 @@ def test_conditional_delete_and_write(store: S3Store, ubucket: str, vbucket: str
         put_bytes(store, target, b"other")  # IfNoneMatch on an existing object
     with pytest.raises(PreconditionFailed):
         put_bytes(store, target, det_bytes(16 * MIB))  # multipart: refused at completion, upload aborted
-    assert [u for u in store.list_uploads(ubucket, "cond.txt")] == []
+    assert [u for u in store.list_uploads(at(ubucket), "cond.txt")] == []
     assert read_all(store, target) == b"payload"
     with pytest.raises(InputError):
         store.delete_version(target, None)  # unpinned deletes are refused
@@ -339,23 +344,23 @@ def test_uploads_list_and_abort(endpoint: str) -> None:
     ids = {store.client.create_multipart_upload(Bucket=bucket, Key=f"up/{i}")["UploadId"]: f"up/{i}"
            for i in range(3)}
     store.client.create_multipart_upload(Bucket=bucket, Key="elsewhere")
-    found = list(store.list_uploads(bucket, "up/"))
+    found = list(store.list_uploads(at(bucket), "up/"))
     assert {u.upload_id: u.key for u in found} == ids
     for u in found:
-        store.abort_upload(bucket, u.key, u.upload_id)
-    assert list(store.list_uploads(bucket, "up/")) == []
+        store.abort_upload(at(bucket), u.key, u.upload_id)
+    assert list(store.list_uploads(at(bucket), "up/")) == []
     with pytest.raises(NotFound):
-        store.abort_upload(bucket, "up/0", next(iter(ids)))
+        store.abort_upload(at(bucket), "up/0", next(iter(ids)))
 
 
 def test_object_lock_facts_features_and_batch_errors(store: S3Store, vbucket: str, ubucket: str) -> None:
-    assert store.bucket_facts(vbucket).versioning is True
-    facts = store.bucket_facts(ubucket)
+    assert store.bucket_facts(at(vbucket)).versioning is True
+    facts = store.bucket_facts(at(ubucket))
     assert facts.versioning is False and facts.retention is False and facts.soft_delete_seconds == 0
     features = store.features
     assert features.batch_delete_max == 1000 and features.conditional_delete and features.soft_deleted is None
     locked = _bucket(store, "lock", versioned=True, lock=True)
-    facts = store.bucket_facts(locked)
+    facts = store.bucket_facts(at(locked))
     assert facts.versioning and facts.retention
     target = uri(locked, "held.txt")
     version = put_bytes(store, target, b"held").version
@@ -367,7 +372,7 @@ def test_object_lock_facts_features_and_batch_errors(store: S3Store, vbucket: st
     assert info.protection.legal_hold and info.protection.blocking_reason() == "S3 Object Lock legal hold"
     with pytest.raises(AccessDenied):
         store.delete_version(target, version)
-    results = store.delete_versions(locked, [DeleteTarget("held.txt", version), DeleteTarget("free.txt", free)])
+    results = store.delete_versions(at(locked), [DeleteTarget("held.txt", version), DeleteTarget("free.txt", free)])
     assert [r.ok for r in results] == [False, True]
     assert results[0].code == "AccessDenied"
     assert [r.outcome for r in results] == [DeleteOutcome.REFUSED, DeleteOutcome.DELETED]
@@ -476,7 +481,7 @@ def test_interleaved_listing_like_real_s3(endpoint: str) -> None:
     try:
         store = S3Store(endpoint_url=f"http://127.0.0.1:{server.server_address[1]}", allow_non_loopback=False,
                         list_page_size=3)
-        entries = list(store.list_versions("b", ""))
+        entries = list(store.list_versions(at("b"), ""))
     finally:
         server.shutdown()
         server.server_close()

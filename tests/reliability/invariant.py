@@ -92,7 +92,7 @@ class Clouds:
         """str(uri) -> its versions and markers, listing each bucket once (cheap enough to run after every kill)."""
         by_bucket: dict[str, list[ObjectURI]] = {}
         for uri in uris:
-            by_bucket.setdefault(uri.location, []).append(uri)
+            by_bucket.setdefault(str(uri.location), []).append(uri)
         out: dict[str, list[Listed]] = {}
         for members in by_bucket.values():
             keys = self.bucket(members[0], prefix="")

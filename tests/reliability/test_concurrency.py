@@ -28,7 +28,7 @@ from migrator.sandbox.buckets import create_bucket
 from migrator.sandbox.control import SandboxState
 from migrator.stores.base import DeleteResult, DeleteTarget, ObjectStore
 from migrator.stores.registry import Stores
-from migrator.uri import ObjectURI
+from migrator.uri import Location, ObjectURI
 from tests.conftest import unique
 from tests.reliability.conftest import SeededWave, make_objects, verify_state
 from tests.reliability.invariant import Clouds, check, child_env, run_command, snapshot, write_manifest
@@ -51,9 +51,9 @@ class _OverwriteBeforeDelete:
             overwrite, self._overwrite = self._overwrite, None
             overwrite()
 
-    def delete_versions(self, bucket: str, targets: Sequence[DeleteTarget]) -> list[DeleteResult]:
+    def delete_versions(self, location: Location, targets: Sequence[DeleteTarget]) -> list[DeleteResult]:
         self._maybe([t.key for t in targets])
-        return list(self._inner.delete_versions(bucket, targets))
+        return list(self._inner.delete_versions(location, targets))
 
     def delete_version(self, uri: ObjectURI, version: str | None, *, if_match: str | None = None) -> None:
         self._maybe([uri.key])

@@ -11,7 +11,7 @@ from migrator.config import WavePolicy
 from migrator.manifest import ManifestRow
 from migrator.stores.base import ObjectStore
 from migrator.stores.memory import MemoryStore
-from migrator.uri import ObjectURI
+from migrator.uri import Location, ObjectURI
 
 
 class _Stores:
@@ -76,7 +76,7 @@ def test_bucket_retention_holds_only_where_versions_cannot_report_their_own() ->
 
 def test_replication_to_an_unlisted_bucket_holds() -> None:
     src, dst = _pair()
-    src.create_bucket("src", replicates_to=["gs://backup"])
+    src.create_bucket("src", replicates_to=[Location("gs", "backup")])
     replica = ObjectURI("gs", "backup", "k")
     assert _checks(src, dst).location_blocks(src, SRC, _row(SRC, DST)) == (
         "unlisted replication target", "gs://src replicates to gs://backup")

@@ -26,7 +26,7 @@ def _uris(bucket: str, *keys: str) -> list[ObjectURI]:
 
 
 def _truth(store: MemoryStore, uri: ObjectURI) -> list[tuple[str | None, bool]]:
-    return [(e.version, e.is_delete_marker) for e in store.list_versions(uri.bucket, uri.key) if e.key == uri.key]
+    return [(e.version, e.is_delete_marker) for e in store.list_versions(uri.location, uri.key) if e.key == uri.key]
 
 
 def test_dense_batch_is_one_listing_and_exact_keys_only() -> None:
@@ -110,8 +110,8 @@ def test_soft_deleted_only_where_the_store_has_soft_delete() -> None:
     store.create_bucket("b", soft_delete_seconds=3600)
     uri = ObjectURI("gs", "b", "k")
     store.put(uri, io.BytesIO(b"x"), PutRequest(size=1))
-    (entry,) = store.list_versions("b", "k")
-    store.delete_versions("b", [DeleteTarget.pinned(entry)])
+    (entry,) = store.list_versions(uri.location, "k")
+    store.delete_versions(uri.location, [DeleteTarget.pinned(entry)])
     assert [e.key for e in list_soft_deleted_many(_one(store), [uri])[uri]] == ["k"]
     store.features = dataclasses.replace(store.features, soft_deleted=None)
     assert list_soft_deleted_many(_one(store), [uri]) == {uri: []}

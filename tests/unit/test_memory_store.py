@@ -21,13 +21,18 @@ from migrator.stores.base import (
 )
 from migrator.stores.memory import MemoryStore
 from migrator.stores.protection import protection_from_extra
-from migrator.uri import ObjectURI
+from migrator.uri import Location, ObjectURI
 
 MIB = 1024 * 1024
 
 
 def _put(store: MemoryStore, uri: ObjectURI, data: bytes, **kw: object) -> PutResult:
     return store.put(uri, io.BytesIO(data), PutRequest(size=len(data), **kw))  # type: ignore[arg-type]
+
+
+def at(store: MemoryStore, bucket: str) -> Location:
+    """The bucket as bucket-level calls take it."""
+    return Location(store.scheme, bucket)
 
 
 def _store(**kw: object) -> MemoryStore:
@@ -69,7 +74,7 @@ def test_multipart_write_reports_the_s3_etag_and_part_sizes() -> None:
     hasher.update(data)
     mine = find(hasher.digests(), Algorithm.MULTIPART_MD5, parts=3)
     assert mine is not None and mine.matches(parse_s3_etag(put.etag))
-    assert not list(store.list_uploads("plain", ""))   # completed, not left behind
+    assert not list(store.list_uploads(at(store, "plain"), ""))   # completed, not left behind
 
 
 def test_a_body_that_fails_its_declared_digest_is_refused_and_nothing_kept() -> None:
@@ -87,7 +92,7 @@ def test_a_failed_multipart_write_is_aborted() -> None:
     store = _store(part_size=5 * MIB, multipart_threshold=5 * MIB)
     with pytest.raises(InputError):   # the body ends before its declared size
         store.put(ObjectURI("s3", "plain", "short"), io.BytesIO(b"x" * (6 * MIB)), PutRequest(size=7 * MIB))
-    assert not list(store.list_uploads("plain", ""))
+    assert not list(store.list_uploads(at(store, "plain"), ""))
 
 
 def test_conditional_puts() -> None:
@@ -110,14 +115,14 @@ def test_unversioned_bucket_holds_one_object_per_key_without_a_version() -> None
     uri = ObjectURI("s3", "plain", "k")
     _put(store, uri, b"one")
     _put(store, uri, b"two", if_none_match=False)
-    (entry,) = store.list_versions("plain", "k")
+    (entry,) = store.list_versions(at(store, "plain"), "k")
     assert entry.version is None and entry.is_latest
     with pytest.raises(InputError):
         store.delete_version(uri, None)   # unpinned
     with pytest.raises(PreconditionFailed):
         store.delete_version(uri, None, if_match='"stale"')
     store.delete_version(uri, None, if_match=entry.etag)
-    assert not list(store.list_versions("plain", "k"))
+    assert not list(store.list_versions(at(store, "plain"), "k"))
 
 
 def test_delete_markers_come_only_from_a_plain_delete() -> None:
@@ -125,15 +130,15 @@ def test_delete_markers_come_only_from_a_plain_delete() -> None:
     uri = ObjectURI("s3", "ver", "k")
     put = _put(store, uri, b"one")
     marker = store.delete_current(uri)
-    entries = list(store.list_versions("ver", "k"))
+    entries = list(store.list_versions(at(store, "ver"), "k"))
     assert [(e.version, e.is_delete_marker, e.is_latest) for e in entries] == [
         (put.version, False, False), (marker, True, True)]
     with pytest.raises(NotFound):
         store.stat(uri)                    # the current version is a marker
     assert store.stat(uri, put.version).size == 3
-    results = store.delete_versions("ver", [DeleteTarget.pinned(e) for e in entries])
+    results = store.delete_versions(at(store, "ver"), [DeleteTarget.pinned(e) for e in entries])
     assert [r.outcome for r in results] == [DeleteOutcome.DELETED, DeleteOutcome.DELETED]
-    assert not list(store.list_versions("ver", "k"))
+    assert not list(store.list_versions(at(store, "ver"), "k"))
 
 
 def test_protection_refuses_deletes_except_a_bypassed_governance_retention() -> None:
@@ -145,18 +150,18 @@ def test_protection_refuses_deletes_except_a_bypassed_governance_retention() -> 
     info = store.stat(uri, put.version)
     assert info.protection.under_governance()
     assert protection_from_extra(info.extra) == info.protection   # the raw evidence says the same
-    (listed,) = store.list_versions("ver", "k")
+    (listed,) = store.list_versions(at(store, "ver"), "k")
     assert listed.protection == info.protection
     with pytest.raises(AccessDenied):
         store.delete_version(uri, put.version)
-    (refused,) = store.delete_versions("ver", [DeleteTarget("k", put.version)])
+    (refused,) = store.delete_versions(at(store, "ver"), [DeleteTarget("k", put.version)])
     assert refused.outcome is DeleteOutcome.REFUSED and refused.code == "AccessDenied"
     store.protect(uri, put.version, Protection(retention_mode="GOVERNANCE", retain_until=until, legal_hold=True))
-    (held,) = store.delete_versions("ver", [DeleteTarget("k", put.version, bypass_governance=True)])
+    (held,) = store.delete_versions(at(store, "ver"), [DeleteTarget("k", put.version, bypass_governance=True)])
     assert held.outcome is DeleteOutcome.REFUSED
     store.protect(uri, put.version, Protection(retention_mode="GOVERNANCE", retain_until=until,
                                                 replication_pending=True))
-    (bypassed,) = store.delete_versions("ver", [DeleteTarget("k", put.version, bypass_governance=True)])
+    (bypassed,) = store.delete_versions(at(store, "ver"), [DeleteTarget("k", put.version, bypass_governance=True)])
     assert bypassed.outcome is DeleteOutcome.DELETED   # pending replication is reported, not enforced
 
 
@@ -166,12 +171,12 @@ def test_soft_deleted_versions_stay_listed_until_their_time() -> None:
     store.create_bucket("soft", soft_delete_seconds=3600)
     uri = ObjectURI("gs", "soft", "k")
     _put(store, uri, b"x")
-    (entry,) = store.list_versions("soft", "k")
-    (done,) = store.delete_versions("soft", [DeleteTarget.pinned(entry)])
-    assert done.ok and not list(store.list_versions("soft", "k"))
-    assert [(e.key, e.is_latest) for e in store.list_soft_deleted("soft", "")] == [("k", False)]
+    (entry,) = store.list_versions(at(store, "soft"), "k")
+    (done,) = store.delete_versions(at(store, "soft"), [DeleteTarget.pinned(entry)])
+    assert done.ok and not list(store.list_versions(at(store, "soft"), "k"))
+    assert [(e.key, e.is_latest) for e in store.list_soft_deleted(at(store, "soft"), "")] == [("k", False)]
     now[0] += timedelta(seconds=3601)
-    assert not list(store.list_soft_deleted("soft", ""))
+    assert not list(store.list_soft_deleted(at(store, "soft"), ""))
 
 
 def test_listing_is_paged_lazily_and_in_code_point_order() -> None:
@@ -179,26 +184,26 @@ def test_listing_is_paged_lazily_and_in_code_point_order() -> None:
     keys = ["b", "a", "ä", "a/b", "a+b", "c"]
     for key in keys:
         _put(store, ObjectURI("s3", "plain", key), key.encode())
-    assert [e.key for e in store.list_versions("plain", "")] == sorted(keys)
+    assert [e.key for e in store.list_versions(at(store, "plain"), "")] == sorted(keys)
     assert store.requests["ListObjectVersions"] == 3
-    listing = store.list_versions("plain", "", start="b")
+    listing = store.list_versions(at(store, "plain"), "", start="b")
     assert next(listing).key == "b"
     assert store.requests["ListObjectVersions"] == 4   # one page so far: the caller may stop here
-    assert [e.key for e in store.list_versions("plain", "a")] == ["a", "a+b", "a/b"]
+    assert [e.key for e in store.list_versions(at(store, "plain"), "a")] == ["a", "a+b", "a/b"]
 
 
 def test_missing_bucket_and_upload_are_not_found() -> None:
     store = _store()
     with pytest.raises(NotFound):
-        list(store.list_versions("nope", ""))
+        list(store.list_versions(at(store, "nope"), ""))
     with pytest.raises(NotFound):
-        store.bucket_facts("nope")
+        store.bucket_facts(at(store, "nope"))
     upload = store.begin_upload("plain", "k")
     with pytest.raises(NotFound):
-        store.abort_upload("plain", "other-key", upload)
-    store.abort_upload("plain", "k", upload)
+        store.abort_upload(at(store, "plain"), "other-key", upload)
+    store.abort_upload(at(store, "plain"), "k", upload)
     with pytest.raises(NotFound):
-        store.abort_upload("plain", "k", upload)
+        store.abort_upload(at(store, "plain"), "k", upload)
 
 
 def test_concurrent_writers_and_deleters_leave_consistent_state() -> None:
@@ -221,7 +226,7 @@ def test_concurrent_writers_and_deleters_leave_consistent_state() -> None:
     for t in threads:
         t.join()
     assert not errors
-    entries = list(store.list_versions("ver", ""))
+    entries = list(store.list_versions(at(store, "ver"), ""))
     assert len(entries) == 8 * (50 - 17)   # 17 of each writer's 50 versions were deleted
     assert len({e.version for e in entries}) == len(entries)
     for key in {e.key for e in entries}:

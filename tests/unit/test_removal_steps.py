@@ -62,7 +62,7 @@ class World:
         for v in versions:
             h = MultiHasher()
             h.update(data)
-            entry = next(e for e in self.s3.list_versions("src", SRC.key) if e.version == v)
+            entry = next(e for e in self.s3.list_versions(SRC.location, SRC.key) if e.version == v)
             copies.append(VersionCopy(version=v, etag=entry.etag, size=len(data), destination_version="d",
                                       destination_etag="de", digests=digests_of(h.digests()),
                                       evidence=Evidence("source-checksum", ("md5",), ("md5",)), storage_class=None,
@@ -72,7 +72,7 @@ class World:
 
     def plan(self, row: ManifestRow, record: Record) -> removal.RemovalPlan:
         uris = [row.source, *row.replicas]
-        listed = {u: list(self.stores.for_uri(u).list_versions(u.bucket, u.key)) for u in uris}
+        listed = {u: list(self.stores.for_uri(u).list_versions(u.location, u.key)) for u in uris}
         return removal.plan_removal(row, record, listed, {}, checks=self.checks, store_for=self.stores.for_uri,
                                     policy=self.policy, now=lambda: NOW)
 
@@ -226,7 +226,7 @@ def test_deletes_go_out_in_batches_and_each_batch_is_seen_before_the_next_is_sen
     for batch in removal.delete_batches(targets, w.stores.for_uri, 2, skip=lambda _: False):
         seen.append(len(batch.items))
         # What is not yet yielded is not yet deleted: the caller journals each batch first.
-        left = len(list(w.s3.list_versions("src", SRC.key)))
+        left = len(list(w.s3.list_versions(SRC.location, SRC.key)))
         assert left == 5 - sum(seen)
     assert seen == [2, 2, 1]
 
@@ -247,11 +247,11 @@ def test_the_proof_holds_a_row_with_anything_left_and_confirms_versions_gone_on_
     v1 = w.put(w.s3, SRC, b"one")
     rec = w.verified(b"one", v1)
     plan = w.plan(_row(), rec)
-    listed = {SRC: list(w.s3.list_versions("src", SRC.key))}
+    listed = {SRC: list(w.s3.list_versions(SRC.location, SRC.key))}
     left = removal.prove(_row(), rec, plan, listed, {}, {}, NOW)
     assert left.held is not None and left.held.reason is Reason.LEFT_AFTER_DELETE and not left.proof.empty
     w.put(w.s3, SRC, b"new since")
-    changed = removal.prove(_row(), rec, plan, {SRC: list(w.s3.list_versions("src", SRC.key))}, {}, {}, NOW)
+    changed = removal.prove(_row(), rec, plan, {SRC: list(w.s3.list_versions(SRC.location, SRC.key))}, {}, {}, NOW)
     assert changed.held is not None and changed.held.reason is Reason.CHANGED_AT_SOURCE
     soft = removal.prove(_row(), rec, plan, {}, {}, {SRC: listed[SRC]}, NOW)
     assert soft.held is not None and soft.held.reason is Reason.SOFT_DELETED_PENDING
