@@ -93,12 +93,28 @@ class RunLock:
         self.release()
 
 
+def _private(path: Path) -> None:
+    """The journal holds every object's URIs and the wave's policy: 0600, like the keys. SQLite gives its
+    -wal and -shm files the database file's mode, so creating that one 0600 covers all three; a journal
+    from an older run is narrowed to 0600 too."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    for side in ("-wal", "-shm"):
+        other = path.with_name(path.name + side)
+        if other.exists():
+            other.chmod(0o600)
+
+
 class Journal:
     FILE = "journal.sqlite"
 
     def __init__(self, state_dir: Path) -> None:
-        state_dir.mkdir(parents=True, exist_ok=True)
+        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.path = state_dir / self.FILE
+        _private(self.path)
         self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._lock = threading.Lock()
         # Group commit (see submit): one writer thread commits whatever has queued up, in order.

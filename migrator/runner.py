@@ -79,7 +79,7 @@ def run_wave(manifest: Path, state_dir: Path, signing_key: Path | str, policy: W
                              "ask the custodian for hashes of every subject", file=str(manifest))
     if state_dir.exists() and not state_dir.is_dir():
         raise StateError(f"--state {state_dir} exists and is not a folder")
-    state_dir.mkdir(parents=True, exist_ok=True)
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)   # the wave's state is confidential
     with RunLock(state_dir):
         journal = Journal(state_dir)
         try:
