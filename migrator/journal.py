@@ -25,8 +25,11 @@ from migrator.records import Record, State, Transition
 __all__ = ["Entry", "Journal", "RunLock", "State", "now"]
 
 
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"   # every time the journal and the records write: UTC, microseconds
+
+
 def now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(UTC).strftime(TIME_FORMAT)
 
 
 _SCHEMA = """
@@ -144,6 +147,13 @@ class Journal:
         with self._lock:
             row = self._conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return None if row is None else str(row[0])
+
+    def started(self) -> datetime:
+        """When the wave's first run bound this folder to its manifest."""
+        text = self.get_meta("started")
+        if text is None:
+            raise StateError(f"state folder {self.path.parent} has no start time: it was never bound to a manifest")
+        return datetime.strptime(text, TIME_FORMAT).replace(tzinfo=UTC)
 
     def set_meta(self, key: str, value: str) -> None:
         with self._lock:
