@@ -3,11 +3,14 @@
 Adapters translate SDK exceptions into StoreError subclasses with ``retryable`` set by
 ``classify_status``/``RETRYABLE_EXCEPTIONS``; this module retries those and nothing else. SDK-internal
 retries are switched off in the adapters so that this is the only policy.
+
+Back-off is on unless an entry point turns it off: tests call ``set_backoff(False)`` (tests/conftest.py),
+and ``cli.main`` does so when MIGRATOR_NO_BACKOFF=1, the switch tests hand to the CLI processes they start.
+This module reads no environment.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable
 from typing import TypeVar
@@ -23,7 +26,7 @@ RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 RETRYABLE_EXCEPTIONS: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)
 
 DEFAULT_ATTEMPTS = 6
-_backoff = {"enabled": os.environ.get("MIGRATOR_NO_BACKOFF", "") != "1"}
+_backoff = {"enabled": True}
 _counts_lock = threading.Lock()
 retry_counts: dict[str, int] = {}
 

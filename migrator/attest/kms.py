@@ -12,7 +12,6 @@ from __future__ import annotations
 import abc
 import base64
 import hashlib
-import os
 import re
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -20,7 +19,7 @@ from typing import Any, TypeVar
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
-from migrator import retry
+from migrator import oci_config, retry
 from migrator.attest.keys import PublicKey, keyid, public_key_pem, verify_signature
 from migrator.errors import AccessDenied, InputError, StoreError, VerificationError
 
@@ -109,11 +108,12 @@ class AwsKmsSigner(_KmsSigner):
     """An AWS KMS key of spec ECC_NIST_P256 and usage SIGN_VERIFY, by key id, ARN or alias.
 
     The endpoint and credentials come from boto3's own configuration (``AWS_ENDPOINT_URL_KMS`` or
-    ``AWS_ENDPOINT_URL``, ``AWS_DEFAULT_REGION`` or ``AWS_REGION``, ...); an ARN names its region.
+    ``AWS_ENDPOINT_URL``, ``AWS_DEFAULT_REGION``, ...). The region: ``region``, else the one an ARN names,
+    else boto3's, else ``default_region`` (the caller's resolved settings: boto3 does not read AWS_REGION).
     """
 
     def __init__(self, key_id: str, *, client: Any = None, region: str | None = None,
-                 endpoint_url: str | None = None) -> None:
+                 endpoint_url: str | None = None, default_region: str | None = None) -> None:
         if not key_id:
             raise InputError("awskms: a key id, ARN or alias is needed")
         if client is None:
@@ -122,9 +122,9 @@ class AwsKmsSigner(_KmsSigner):
 
             m = _AWS_ARN.fullmatch(key_id)
             session = boto3.session.Session(region_name=region or (m.group(1) if m else None))
-            if session.region_name is None and os.environ.get("AWS_REGION"):
-                session = boto3.session.Session(region_name=os.environ["AWS_REGION"])  # botocore reads only
-            if session.region_name is None:                                            # AWS_DEFAULT_REGION
+            if session.region_name is None and default_region:
+                session = boto3.session.Session(region_name=default_region)
+            if session.region_name is None:
                 raise InputError("awskms: no region; set AWS_DEFAULT_REGION or give the key's ARN")
             client = session.client("kms", endpoint_url=endpoint_url, config=Config(
                 retries={"total_max_attempts": 1, "mode": "standard"}, connect_timeout=_TIMEOUT[0],
@@ -192,16 +192,13 @@ class OciKmsSigner(_KmsSigner):
 
         if not key_id or not crypto_endpoint:
             raise InputError("ocikms: a key OCID and the vault's crypto endpoint are needed")
-        if config is None:
-            try:
-                config = oci.config.from_file(config_path or oci.config.DEFAULT_LOCATION, profile)
-            except (oci.exceptions.ClientError, OSError, ValueError) as exc:
-                raise InputError(f"OCI config {config_path or oci.config.DEFAULT_LOCATION} (profile {profile}): "
-                                 f"{type(exc).__name__}", field="oci_config") from None
+        what_config = oci_config.where(config_path, profile) if config is None else "OCI config (given)"
+        cfg = oci_config.load(config_path, profile) if config is None else config
         kwargs: dict[str, Any] = {"retry_strategy": oci.retry.NoneRetryStrategy(), "timeout": _TIMEOUT}
-        self._crypto = oci.key_management.KmsCryptoClient(config, crypto_endpoint, **kwargs)
-        mgmt = oci.key_management.KmsManagementClient(
-            config, management_endpoint or management_endpoint_for(crypto_endpoint), **kwargs)
+        self._crypto = oci_config.guard(what_config, lambda: oci.key_management.KmsCryptoClient(
+            cfg, crypto_endpoint, **kwargs))
+        mgmt = oci_config.guard(what_config, lambda: oci.key_management.KmsManagementClient(
+            cfg, management_endpoint or management_endpoint_for(crypto_endpoint), **kwargs))
         what = f"ocikms {key_id}"
         key = _oci_call(f"{what}: GetKey", lambda: mgmt.get_key(key_id).data)
         shape = key.key_shape

@@ -15,10 +15,6 @@ from typing import BinaryIO, Protocol, runtime_checkable
 from migrator.checksum import Checksum
 from migrator.uri import ObjectURI
 
-DEFAULT_PART_SIZE = 8 * 1024 * 1024
-DEFAULT_MULTIPART_THRESHOLD = 64 * 1024 * 1024   # one request below this (S3 takes 5 GiB, OCI 50 GiB)
-DEFAULT_PARTS_IN_FLIGHT = 4
-
 
 @dataclass(frozen=True)
 class Capabilities:

@@ -31,7 +31,7 @@ from oci._vendor.requests.adapters import HTTPAdapter
 from oci._vendor.requests.exceptions import RequestException as VendoredRequestException
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from migrator import crashpoints, retry
+from migrator import crashpoints, oci_config, retry
 from migrator.checksum import (
     Algorithm,
     Checksum,
@@ -52,9 +52,6 @@ from migrator.errors import (
     StoreError,
 )
 from migrator.stores.base import (
-    DEFAULT_MULTIPART_THRESHOLD,
-    DEFAULT_PART_SIZE,
-    DEFAULT_PARTS_IN_FLIGHT,
     Capabilities,
     DeleteResult,
     DeleteTarget,
@@ -65,6 +62,7 @@ from migrator.stores.base import (
     VersionEntry,
 )
 from migrator.stores.common import RawBodyStream, delete_each, expect_eof, read_exactly
+from migrator.stores.settings import StoreTransfer
 from migrator.uri import ObjectURI
 
 T = TypeVar("T")
@@ -93,34 +91,28 @@ class OciStore:
     # --- construction -------------------------------------------------------------------------------
 
     def __init__(self, config_path: str | None, profile: str = "DEFAULT", endpoint: str | None = None, *,
-                 namespace: str | None = None,
-                 part_size: int = DEFAULT_PART_SIZE,
-                 multipart_threshold: int = DEFAULT_MULTIPART_THRESHOLD,
-                 parts_in_flight: int = DEFAULT_PARTS_IN_FLIGHT,
-                 allow_non_loopback: bool = True,
-                 pool_size: int = 32) -> None:
+                 namespace: str | None = None, transfer: StoreTransfer, allow_non_loopback: bool = True) -> None:
+        """Uses all of ``transfer``: parts of ``part_size``, ``parts_in_flight`` at once per object, and a
+        requests pool of ``max_pool_connections`` (at least two per part in flight)."""
         if not allow_non_loopback:
             require_loopback(endpoint, "OCI store")
-        if part_size <= 0:
+        if transfer.part_size <= 0:
             raise InputError("part size must be positive", field="part_size")
-        if multipart_threshold < 0:
+        if transfer.multipart_threshold < 0:
             raise InputError("multipart threshold must not be negative", field="multipart_threshold")
-        if parts_in_flight < 1:
+        if transfer.parts_in_flight < 1:
             raise InputError("parts in flight must be at least 1", field="parts_in_flight")
         self.endpoint = endpoint
-        self.part_size = part_size
-        self.multipart_threshold = multipart_threshold
-        self.parts_in_flight = parts_in_flight
-        try:
-            config = oci.config.from_file(config_path or oci.config.DEFAULT_LOCATION, profile)
-        except (oci.exceptions.ClientError, OSError, ValueError) as exc:
-            raise InputError(f"OCI config {config_path or oci.config.DEFAULT_LOCATION} "
-                             f"(profile {profile}): {exc}", field="oci_config") from exc
+        self.part_size = transfer.part_size
+        self.multipart_threshold = transfer.multipart_threshold
+        self.parts_in_flight = transfer.parts_in_flight
+        config = oci_config.load(config_path, profile)
         kwargs: dict[str, Any] = {"retry_strategy": oci.retry.NoneRetryStrategy(), "timeout": _TIMEOUT}
         if endpoint is not None:
             kwargs["service_endpoint"] = endpoint
-        self._client = oci.object_storage.ObjectStorageClient(config, **kwargs)
-        size = max(pool_size, parts_in_flight * 2)
+        self._client = oci_config.guard(oci_config.where(config_path, profile),
+                                        lambda: oci.object_storage.ObjectStorageClient(config, **kwargs))
+        size = max(transfer.max_pool_connections, transfer.parts_in_flight * 2)
         for prefix in ("http://", "https://"):
             self._client.base_client.session.mount(prefix, HTTPAdapter(pool_connections=4, pool_maxsize=size))
         self._namespace = namespace

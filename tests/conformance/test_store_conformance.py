@@ -202,10 +202,10 @@ def test_uploads_list_and_abort(sandbox: SandboxState, stores: Stores, scheme: s
 
 
 def test_sandbox_refuses_non_loopback(sandbox: SandboxState, scheme: str) -> None:
-    from migrator.config import EndpointSettings
+    from migrator.config import load_wave
 
     env = dict(sandbox.env())
     key = {"s3": "AWS_ENDPOINT_URL", "gs": "STORAGE_EMULATOR_HOST", "oci": "MIGRATOR_OCI_ENDPOINT"}[scheme]
     env[key] = "https://storage.example.com"
     with pytest.raises(UnsafeEndpointError):
-        Stores(EndpointSettings.from_env(env)).get(scheme)
+        Stores(load_wave(None, {}, env).stores).get(scheme)

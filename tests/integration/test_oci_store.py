@@ -29,7 +29,7 @@ from migrator.sandbox.oci_emulator import OciEmulator
 from migrator.stores.base import DeleteTarget, ObjectStore, PutRequest, PutResult
 from migrator.stores.oci import OciStore
 from migrator.uri import ObjectURI
-from tests.conftest import PutOptions, found
+from tests.conftest import PutOptions, found, store_transfer
 
 NAMESPACE = "sandboxns"
 MiB = 1024 * 1024
@@ -51,8 +51,8 @@ def emulator(creds: OciSandboxCredentials) -> Iterator[OciEmulator]:
 
 @pytest.fixture(scope="module")
 def store(creds: OciSandboxCredentials, emulator: OciEmulator) -> OciStore:
-    return OciStore(str(creds.config_path), "DEFAULT", emulator.url, part_size=PART,
-                    multipart_threshold=2 * PART, parts_in_flight=3, allow_non_loopback=False)
+    return OciStore(str(creds.config_path), "DEFAULT", emulator.url, allow_non_loopback=False,
+                    transfer=store_transfer(part_size=PART, multipart_threshold=2 * PART, parts_in_flight=3))
 
 
 def _bucket(store: OciStore, versioning: str) -> str:
@@ -265,7 +265,7 @@ def test_errors_translate(tmp_path: Path, store: OciStore, emulator: OciEmulator
     with pytest.raises(NotFound):
         store.stat(uri("no-such-bucket", "k"))
     other = write_sandbox_config(tmp_path, NAMESPACE)  # a key the emulator does not know
-    stranger = OciStore(str(other.config_path), endpoint=emulator.url, namespace=NAMESPACE)
+    stranger = OciStore(str(other.config_path), endpoint=emulator.url, namespace=NAMESPACE, transfer=store_transfer())
     with pytest.raises(AccessDenied):
         stranger.stat(uri(bucket, "k"))
 
@@ -275,7 +275,8 @@ def test_connection_failure_is_retryable(creds: OciSandboxCredentials) -> None:
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     sock.close()  # nothing listens there now
-    dead = OciStore(str(creds.config_path), endpoint=f"http://127.0.0.1:{port}", namespace=NAMESPACE)
+    dead = OciStore(str(creds.config_path), endpoint=f"http://127.0.0.1:{port}", namespace=NAMESPACE,
+                    transfer=store_transfer())
     counts = dict(retry.retry_counts)
     with pytest.raises(StoreError) as info:
         dead.stat(uri("b", "k"))
@@ -286,11 +287,11 @@ def test_connection_failure_is_retryable(creds: OciSandboxCredentials) -> None:
 def test_refuses_non_loopback_endpoint(creds: OciSandboxCredentials) -> None:
     for endpoint in ("https://objectstorage.us-ashburn-1.oraclecloud.com", "http://10.0.0.5:8080", None):
         with pytest.raises(UnsafeEndpointError):
-            OciStore(str(creds.config_path), endpoint=endpoint, allow_non_loopback=False)
+            OciStore(str(creds.config_path), endpoint=endpoint, allow_non_loopback=False, transfer=store_transfer())
     for endpoint in ("http://localhost:1", "http://127.0.0.2:1", "http://[::1]:1"):
-        OciStore(str(creds.config_path), endpoint=endpoint, allow_non_loopback=False)
+        OciStore(str(creds.config_path), endpoint=endpoint, allow_non_loopback=False, transfer=store_transfer())
 
 
 def test_bad_config_is_input_error(tmp_path: Path) -> None:
     with pytest.raises(InputError):
-        OciStore(str(tmp_path / "no-such-config"), endpoint="http://127.0.0.1:1")
+        OciStore(str(tmp_path / "no-such-config"), endpoint="http://127.0.0.1:1", transfer=store_transfer())

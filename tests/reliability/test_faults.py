@@ -26,12 +26,12 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from migrator import retry
-from migrator.config import WavePolicy
+from migrator.attest.keys import load_signer
 from migrator.errors import SandboxError
 from migrator.runner import WaveResult, run_wave
 from migrator.sandbox.buckets import create_bucket
 from migrator.sandbox.control import AWS_ACCESS_KEY_ID, AWS_REGION, AWS_SECRET_ACCESS_KEY, SandboxState
-from tests.conftest import unique
+from tests.conftest import unique, wave_settings
 from tests.reliability.conftest import verify_state
 from tests.reliability.invariant import Clouds, Snapshot, check, journal_claims, snapshot, write_manifest
 
@@ -182,7 +182,7 @@ def test_retryable_faults_are_retried_and_the_wave_completes(sandbox: SandboxSta
     before = _retries()
     faults.set({"s3": plan, "gs": plan, "oci": plan})
     state = tmp_path / "state"
-    result = run_wave(wave.manifest, state, keys[0], WavePolicy(concurrency=4))
+    result = run_wave(wave.manifest, state, load_signer(keys[0]), wave_settings(concurrency=4))
     injected = faults.injected()
     faults.clear()
     retries = _retries() - before
@@ -212,7 +212,7 @@ def test_corruption_is_never_accepted_whatever_the_evidence_tier(kind: str, sand
     wave = seed_tiers(sandbox, clouds, tmp_path, random.Random(kind), copies=1)
     faults.set(CORRUPTION_PLANS[kind])
     state = tmp_path / "state"
-    result = run_wave(wave.manifest, state, keys[0], WavePolicy(concurrency=4))
+    result = run_wave(wave.manifest, state, load_signer(keys[0]), wave_settings(concurrency=4))
     injected = faults.injected()
     faults.clear()
     _report(f"{kind} on every eligible request", injected, Counter(), result)
@@ -226,7 +226,7 @@ def test_corruption_is_never_accepted_whatever_the_evidence_tier(kind: str, sand
     assert all(not c.data.get("versions") for c in journal_claims(state)), "a corrupted copy was verified"
     _destination_holds_only_true_bytes(clouds, wave.snap)
     # Clean again: the same command resumes and completes, with the tier each row was meant to use.
-    again = run_wave(wave.manifest, state, keys[0], WavePolicy(concurrency=4))
+    again = run_wave(wave.manifest, state, load_signer(keys[0]), wave_settings(concurrency=4))
     assert again.complete, again.held_rows
     check(wave.snap, clouds, state).assert_ok("after the clean resume")
     assert _tiers(state) == wave.tiers
@@ -242,7 +242,7 @@ def test_every_fault_kind_together_loses_nothing(sandbox: SandboxState, clouds: 
     before = _retries()
     faults.set({"s3": plan, "gs": plan, "oci": plan})
     state = tmp_path / "state"
-    result = run_wave(wave.manifest, state, keys[0], WavePolicy(concurrency=1))
+    result = run_wave(wave.manifest, state, load_signer(keys[0]), wave_settings(concurrency=1))
     injected = faults.injected()
     faults.clear()
     retries = _retries() - before
@@ -251,7 +251,7 @@ def test_every_fault_kind_together_loses_nothing(sandbox: SandboxState, clouds: 
     assert all(reason for _, _, reason in result.held_rows)
     check(wave.snap, clouds, state).assert_ok("under faults")
     _destination_holds_only_true_bytes(clouds, wave.snap)
-    again = run_wave(wave.manifest, state, keys[0], WavePolicy(concurrency=4))
+    again = run_wave(wave.manifest, state, load_signer(keys[0]), wave_settings(concurrency=4))
     assert again.complete, again.held_rows
     report = check(wave.snap, clouds, state)
     report.assert_ok("after the clean resume")
