@@ -854,6 +854,7 @@ def _time_proof(att: Attestation, s: Settings) -> dict[str, float | str]:
     """
     from migrator.attest import proofs, recindex
     from migrator.attest.keys import load_public_key
+    from migrator.attest.policy import Threshold
 
     out: dict[str, float | str] = {}
     middle = att.rows // 2
@@ -877,7 +878,7 @@ def _time_proof(att: Attestation, s: Settings) -> dict[str, float | str]:
         times.append((time.perf_counter() - t) * 1000)
     out["inclusion_proof_ms"] = statistics.median(times)
     t = time.perf_counter()
-    proofs.verify_proof(proof, envelope, [load_public_key(att.public_key)])
+    proofs.verify_proof(proof, envelope, Threshold([load_public_key(att.public_key)]))
     out["verify_proof_ms"] = (time.perf_counter() - t) * 1000
     out["proof_api"] = "migrator.attest.recindex.prove_record_file(attestation, records, uri) with records.idx"
     for name, use_index in (("prove_indexed", True), ("prove_scan", False)):

@@ -1,8 +1,10 @@
 """Bucket-level reasons a row's sources may not be deleted, looked up once per bucket.
 
 Shared by the wave (which holds such rows) and ``migrator plan`` (which reports them before a wave):
-GCS soft delete, OCI retention rules, replication to a bucket the manifest does not list, and a
-destination that would hold the only copy unprotected.
+soft delete (stores whose buckets have it), retention a store cannot report per version (OCI retention
+rules), replication to a bucket the manifest does not list, and a destination that would hold the only
+copy unprotected. What a store can do comes from its ``features``; what a bucket is set to from its
+``bucket_facts``, cached here until ``forget`` (call it before deleting, to act on the settings of now).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 from migrator.config import WavePolicy
 from migrator.manifest import ManifestRow
 from migrator.records import Reason
-from migrator.stores.base import Capabilities, ObjectStore, ReplicationReporter
+from migrator.stores.base import BucketFacts, ObjectStore
 from migrator.stores.registry import Stores
 from migrator.uri import ObjectURI
 
@@ -42,18 +44,23 @@ class BucketChecks:
                 self._bucket_cache[key] = value
             return value
 
-    def caps(self, store: ObjectStore, uri: ObjectURI) -> Capabilities:
-        caps: Capabilities = self.cached(f"caps {uri.location}", lambda: store.capabilities(uri.bucket))
-        return caps
+    def forget(self) -> None:
+        """Drop every bucket setting looked up so far: the next checks read them again."""
+        with self._cache_lock:
+            self._bucket_cache.clear()
+
+    def facts(self, store: ObjectStore, uri: ObjectURI) -> BucketFacts:
+        facts: BucketFacts = self.cached(f"facts {uri.location}", lambda: store.bucket_facts(uri.bucket))
+        return facts
 
     def soft_delete_blocks(self, store: ObjectStore, uri: ObjectURI) -> tuple[Reason, str] | None:
-        if uri.scheme != "gs" or self.policy.soft_delete != "require-off":
-            return None
-        caps = self.caps(store, uri)
+        if store.features.soft_deleted is None or self.policy.soft_delete != "require-off":
+            return None   # the store has no soft delete, or the policy attests pending soft deletes
+        facts = self.facts(store, uri)
         fix = "set its soft-delete retention to 0 (gcloud storage buckets update --clear-soft-delete) before the wave"
-        if caps.soft_delete_seconds is None:
+        if facts.soft_delete_seconds is None:
             return Reason.GCS_SOFT_DELETE_UNKNOWN, f"{uri.location}: {fix}"
-        if caps.soft_delete_seconds > 0:
+        if facts.soft_delete_seconds > 0:
             return Reason.GCS_SOFT_DELETE_ON, f"{uri.location}: {fix}"
         return None
 
@@ -62,10 +69,13 @@ class BucketChecks:
         soft = self.soft_delete_blocks(store, uri)
         if soft:
             return soft
-        if uri.scheme == "oci" and self.caps(store, uri).retention:
+        # Where versions report their own locks and retention, removal checks each one; elsewhere a
+        # bucket under retention refuses deletes that nothing here can predict.
+        if not store.features.reports_protection and self.facts(store, uri).retention:
             return Reason.OCI_RETENTION_RULE, f"{uri.location} has retention rules; deletes would be refused"
-        if isinstance(store, ReplicationReporter):
-            targets: list[str] = self.cached(f"repl {uri.location}", lambda: store.replication_targets(uri.bucket))
+        replication_targets = store.features.replication_targets
+        if replication_targets is not None:
+            targets: list[str] = self.cached(f"repl {uri.location}", lambda: replication_targets(uri.bucket))
             listed = {r.location for r in row.replicas} | {row.source.location}
             for target in targets:
                 if target not in listed:
@@ -75,8 +85,8 @@ class BucketChecks:
     def destination_unprotected(self, row: ManifestRow) -> str | None:
         if not self.policy.require_destination_protection:
             return None
-        caps = self.caps(self.stores.for_uri(row.destination), row.destination)
-        if caps.versioning or caps.retention:
+        facts = self.facts(self.stores.for_uri(row.destination), row.destination)
+        if facts.versioning or facts.retention:
             return None
         return (f"{row.destination.location} is neither versioned nor under retention: after the delete it "
                 "would hold the only copy unprotected (enable versioning, or --allow-unprotected-destination)")

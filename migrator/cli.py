@@ -5,15 +5,18 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from migrator import __version__
 from migrator.errors import MigratorError
+from migrator.files import read_input
 
 if TYPE_CHECKING:
+    from migrator.attest.policy import Threshold
+    from migrator.attest.tlog import LogStorage
     from migrator.config import WaveSettings
     from migrator.runner import WaveResult
     from migrator.stores.registry import Stores
@@ -258,17 +261,27 @@ def audit_verify(attestation: Annotated[Path, typer.Argument(help="attestation.j
                  subject_key: Annotated[Path | None, typer.Option(
                      "--subject-key", help="The custodian's subject key: check every subject's hash.")] = None,
                  ) -> None:
-    """Verify an attestation offline. Exit 0 when every check holds, 3 naming the failed check."""
-    from migrator.attest.keys import load_public_key
+    """Verify an attestation offline. Exit 0 when every check holds, 3 naming the failed check.
+
+    The policy follows the flags: the --key/--threshold signatures always; the records, the manifest and
+    the subject index when given (the subject key's hashes with --records too). What was not checked is said.
+    """
+    from migrator.attest.policy import AllOf, Inputs, Policy, RequireManifest, RequireRecords, RequireSubjectIndex
     from migrator.attest.subjects import load_subject_key
     from migrator.attest.verify import verify_attestation
 
     for given in (attestation, records, manifest, subjects):
         if given is not None:
             _read_check(given)
-    verified = verify_attestation(_read(attestation), [load_public_key(k) for k in key], threshold=threshold,
-                                  records=records, manifest=manifest, subjects=subjects,
-                                  subject_key=load_subject_key(subject_key) if subject_key else None)
+    envelope = read_input(attestation)
+    demands: list[Policy] = [_threshold(key, threshold)]
+    demands += [RequireRecords()] if records is not None else []
+    demands += [RequireManifest()] if manifest is not None else []
+    hasher = load_subject_key(subject_key) if subject_key else None
+    if subjects is not None:
+        demands.append(RequireSubjectIndex(hasher if records is not None else None))
+    verified = verify_attestation(envelope, Inputs(records=records, manifest=manifest, subjects=subjects),
+                                  AllOf(*demands))
     p = verified.predicate
     t = p.get("totals", {})
     out.print(f"wave {p.get('wave_id')}: {t.get('rows')} rows, removed {t.get('removed')}, held {t.get('held')}, "
@@ -280,6 +293,8 @@ def audit_verify(attestation: Annotated[Path, typer.Argument(help="attestation.j
         out.print("manifest not checked: pass --manifest")
     if p.get("subjects") and not verified.subjects_checked:
         out.print("subject index not checked: pass --subjects")
+    elif verified.subjects_checked and hasher is not None and not verified.records_checked:
+        out.print("subject hashes not checked against the subject key: pass --records")
     out.print("verified")
 
 
@@ -310,12 +325,12 @@ def audit_prove(attestation: Annotated[Path, typer.Argument(help="attestation.js
             raise InputError("--subject needs --subject-key (the custodian's key)")
         index = subjects or attestation.parent / "subjects.jsonl"
         _read_check(index)
-        proof = prove_subject(_read(attestation), recs, index, subject, load_subject_key(subject_key))
+        proof = prove_subject(read_input(attestation), recs, index, subject, load_subject_key(subject_key))
     elif object_uri is not None:
         from migrator.uri import parse_uri
 
         parse_uri(object_uri, field="OBJECT_URI")   # a malformed URI is bad input, not "no record names it"
-        proof = prove_record_file(_read(attestation), recs, object_uri, row=row, index=index)
+        proof = prove_record_file(read_input(attestation), recs, object_uri, row=row, index=index)
     else:
         raise InputError("give an OBJECT_URI or --subject ID")
     print(_json.dumps(proof, indent=2, sort_keys=True))
@@ -328,13 +343,12 @@ def audit_verify_proof(proof: Annotated[Path, typer.Argument(help="A proof from 
                        threshold: Annotated[int, typer.Option(help="Signatures needed.")] = 1,
                        subject_key: Annotated[Path | None, typer.Option("--subject-key")] = None) -> None:
     """Check a proof against the signed root, without the records file. Exit 0, or 3 naming the failure."""
-    from migrator.attest.keys import load_public_key
-    from migrator.attest.proofs import verify_any_proof
+    from migrator.attest.proofs import VerifiedSubjectProof, verify_any_proof
     from migrator.attest.subjects import load_subject_key
 
-    verified = verify_any_proof(_read(proof), _read(attestation), [load_public_key(k) for k in key], threshold,
+    verified = verify_any_proof(read_input(proof), read_input(attestation), _threshold(key, threshold),
                                 subject_key=load_subject_key(subject_key) if subject_key else None)
-    kind = "subject" if type(verified).__name__ == "VerifiedSubjectProof" else "record"
+    kind = "subject" if isinstance(verified, VerifiedSubjectProof) else "record"
     out.print(f"verified: {kind} proof against the signed root")
 
 
@@ -347,16 +361,15 @@ def audit_cosign(attestation: Annotated[Path, typer.Argument(help="attestation.j
                  ) -> None:
     """Add a custodian's signature. Refuses an attestation that does not verify."""
     from migrator.attest.cosign import cosign
-    from migrator.attest.keys import load_public_key
     from migrator.attest.signers import load_signer_spec
     from migrator.attest.verify import parse_attestation
+    from migrator.files import replace_atomically
 
     signer = load_signer_spec(signing_key, _env_settings().signers)
-    signed = cosign(_read(attestation), signer, [load_public_key(k) for k in key], threshold=threshold)
+    envelope = read_input(attestation)
+    signed = cosign(envelope, signer, _threshold(key, threshold))
     target = output or attestation
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_bytes(signed)
-    tmp.replace(target)
+    replace_atomically(target, signed)
     n = len(parse_attestation(signed)[0].signatures)
     out.print(f"co-signed {target} as {signer.keyid}; it now carries {n} signatures")
 
@@ -383,15 +396,6 @@ def subjects_hash(key: Annotated[Path, typer.Option("--key", help="The custodian
     out.print(f"{n} subjects hashed into {output}")
 
 
-def _read(p: Path) -> bytes:
-    from migrator.errors import InputError
-
-    try:
-        return p.read_bytes()
-    except OSError as exc:
-        raise InputError(f"cannot read {p}: {exc.strerror}") from None
-
-
 def _read_check(p: Path) -> None:
     """Fail with a clear message before a library call gets a path it cannot open."""
     from migrator.errors import InputError
@@ -402,20 +406,28 @@ def _read_check(p: Path) -> None:
 
 def _vkey(text: str) -> str:
     p = Path(text)
-    return _read(p).decode().strip() if p.exists() else text
+    return read_input(p, "verifier key").decode().strip() if p.exists() else text
 
 
-def _open_log(loc: str, stores: Stores | None = None) -> Any:
+def _threshold(key: list[Path], threshold: int) -> Threshold:
+    """The signature policy of --key (repeatable) and --threshold."""
+    from migrator.attest.keys import load_public_key
+    from migrator.attest.policy import Threshold
+
+    return Threshold([load_public_key(k) for k in key], threshold)
+
+
+def _open_log(loc: str, stores: Stores | None = None) -> LogStorage:
     """A log folder, or an oci:// log through ``stores`` (default: built from the environment)."""
-    from migrator.attest import tlog
+    from migrator import logstore
 
     if loc.startswith("oci://"):
         if stores is None:
             from migrator.stores.registry import Stores
 
             stores = Stores(_env_settings().stores)
-        return tlog.open_log(loc, stores.get("oci"))
-    return tlog.open_log(Path(loc))
+        return logstore.open_log(loc, stores.get("oci"))
+    return logstore.open_log(Path(loc))
 
 
 def _env_settings() -> WaveSettings:
@@ -444,26 +456,18 @@ def audit_check(attestation: Annotated[Path, typer.Argument(help="attestation.js
     import json as _json
     import secrets
 
-    from migrator.attest.keys import load_public_key
     from migrator.attest.live import check_live
     from migrator.errors import InputError
+    from migrator.live_stores import reach_scope
     from migrator.stores.registry import Stores
 
     if not live:
         raise InputError("audit check needs --live (offline checks are `audit verify`)")
     seed = secrets.randbelow(2**63) if seed is None else seed
-    att = _read(attestation)
-    stores = Stores(_env_settings().stores)
-    # Reach every cloud the wave names before sampling: a missing config is a usage error, not a finding.
-    from migrator.attest.verify import parse_attestation
-
-    scope = parse_attestation(att)[1].get("predicate", {}).get("scope") or []
-    for scheme in sorted({str(loc).partition("://")[0] for loc in scope} | {"oci"}):
-        if scheme in ("s3", "gs", "oci"):
-            stores.get(scheme)
-    report = check_live(att, _read(records or attestation.parent / "records.jsonl"),
-                        [load_public_key(k) for k in key], stores,
-                        sample=sample, seed=seed, download=download, threshold=threshold)
+    att = read_input(attestation)
+    store_for = reach_scope(att, Stores(_env_settings().stores))
+    report = check_live(att, read_input(records or attestation.parent / "records.jsonl", "records"),
+                        _threshold(key, threshold), store_for, sample=sample, seed=seed, download=download)
     if as_json:
         print(_json.dumps(report.as_dict(), indent=2, sort_keys=True))
     else:
@@ -485,7 +489,7 @@ def log_verify(log: Annotated[str, typer.Option("--log", help="Log folder or oci
     """Verify the latest checkpoint, every entry, and consistency with an earlier checkpoint."""
     from migrator.attest import tlog
 
-    state = tlog.verify_log(_open_log(log), _vkey(key), _read(since) if since else None)
+    state = tlog.verify_log(_open_log(log), _vkey(key), read_input(since, "checkpoint") if since else None)
     out.print(f"log {state.origin}: {state.size} entries, {len(state.waves())} waves, root {state.root.hex()}")
     if state.since_size is not None:
         out.print(f"consistent with the checkpoint of size {state.since_size}")
@@ -508,9 +512,10 @@ def log_checkpoint(log: Annotated[str, typer.Option("--log", help="Log folder or
                    output: Annotated[Path, typer.Option("-o", "--output", help="Where to save it.")]) -> None:
     """Save the log's current signed checkpoint (what the auditor saw)."""
     from migrator.attest import tlog
+    from migrator.files import replace_atomically
 
     data = tlog.checkpoint(_open_log(log))
-    output.write_bytes(data)
+    replace_atomically(output, data)
     out.print(f"saved {output} ({data.decode().splitlines()[1]} entries)")
 
 

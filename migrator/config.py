@@ -30,6 +30,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from migrator import oci_config
 from migrator.attest.signers import SignerSettings
 from migrator.errors import InputError
 from migrator.stores.settings import EndpointSettings, StoreSettings, StoreTransfer
@@ -131,15 +132,17 @@ class WaveSettings:
 
     @property
     def stores(self) -> StoreSettings:
-        """For the store registry (``Stores``)."""
-        return StoreSettings(endpoints=self.endpoints, transfer=self.transfer.for_stores())
+        """For the store registry (``Stores``), with the one OCI config reader."""
+        return StoreSettings(endpoints=self.endpoints, transfer=self.transfer.for_stores(),
+                             load_oci_config=oci_config.load)
 
     @property
     def signers(self) -> SignerSettings:
-        """For ``load_signer_spec``: the same OCI config and region as the stores."""
+        """For ``load_signer_spec``: the same OCI config (and reader) and region as the stores."""
         e = self.endpoints
         return SignerSettings(oci_config=e.oci_config, oci_profile=e.oci_profile,
-                              oci_kms_management_endpoint=self.oci_kms_management_endpoint, aws_region=e.aws_region)
+                              oci_kms_management_endpoint=self.oci_kms_management_endpoint, aws_region=e.aws_region,
+                              load_oci_config=oci_config.load)
 
 
 def endpoints_from_env(env: Mapping[str, str]) -> EndpointSettings:

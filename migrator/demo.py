@@ -9,10 +9,12 @@ from pathlib import Path
 
 from migrator.attest import tlog
 from migrator.attest.keys import generate_keypair, load_public_key, load_signer
+from migrator.attest.policy import AllOf, Inputs, RequireManifest, RequireRecords, RequireSubjectIndex, Threshold
 from migrator.attest.subjects import generate_subject_key, load_subject_hashes, write_subject_hashes
 from migrator.attest.verify import verify_attestation
 from migrator.config import load_wave
 from migrator.errors import VerificationError
+from migrator.logstore import DirectoryLog
 from migrator.manifest import iter_rows
 from migrator.runner import WaveResult, run_wave
 from migrator.sandbox import control
@@ -64,11 +66,12 @@ def run_demo(directory: Path, manifest: Path = DEMO_MANIFEST, *, keep: bool = Fa
         wave = run_wave(manifest, state_dir, signer, settings, subject_hasher=load_subject_hashes(hashes))
         log_dir = directory / "log"
         shutil.rmtree(log_dir, ignore_errors=True)
-        tlog.append(log_dir, wave.attestation.read_bytes(), signer, LOG_ORIGIN)
+        tlog.append(DirectoryLog(log_dir), wave.attestation.read_bytes(), signer, LOG_ORIGIN)
         try:
-            verify_attestation(wave.attestation.read_bytes(), [load_public_key(pub_path)],
-                               records=wave.records, manifest=manifest, subjects=state_dir / "subjects.jsonl",
-                               subject_key=subject_key)
+            verify_attestation(wave.attestation.read_bytes(),
+                               Inputs(records=wave.records, manifest=manifest, subjects=state_dir / "subjects.jsonl"),
+                               AllOf(Threshold([load_public_key(pub_path)]), RequireRecords(), RequireManifest(),
+                                     RequireSubjectIndex(subject_key)))
             verified = True
         except VerificationError:
             verified = False

@@ -55,14 +55,17 @@ class ChecksumMismatch(ChecksumError):
 
 
 class StoreError(MigratorError):
-    """A cloud call failed. ``retryable`` is decided by type and status code, never by text."""
+    """A cloud call failed. ``retryable`` is decided by type and status code, never by text
+    (``migrator.stores.errors`` holds the one table). ``request_id`` is the cloud's id of the failed
+    request when it sent one, for a support case."""
 
     def __init__(self, message: str, *, status: int | None = None, code: str | None = None,
-                 retryable: bool = False) -> None:
+                 retryable: bool = False, request_id: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.retryable = retryable
+        self.request_id = request_id
 
 
 class SourceChanged(MigratorError):
@@ -79,6 +82,12 @@ class PreconditionFailed(StoreError):
 
 class AccessDenied(StoreError):
     """The cloud refused the call for lack of permission, a lock, a hold or retention."""
+
+
+class DigestRefused(StoreError):
+    """The destination refused a write because the bytes it received do not match the digests sent with them
+    (S3 ``BadDigest``, OCI ``UnmatchedContentMD5``, a GCS upload's 400): damaged on the way, nothing stored.
+    Not "the source is unreadable"; never retried by the policy (the caller decides whether to send again)."""
 
 
 class SandboxError(MigratorError):

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TypeVar
 
 from migrator.errors import NotFound
-from migrator.stores.base import ObjectStore, SoftDeleteLister, UploadInfo, VersionEntry
+from migrator.stores.base import ObjectStore, UploadInfo, VersionEntry
 from migrator.uri import ObjectURI
 
 StoreFor = Callable[[ObjectURI], ObjectStore]
@@ -110,34 +110,34 @@ def _prefix_or_per_key(keys: Sequence[str], listing: Callable[[str], Iterator[T]
     return found
 
 
-def list_uploads_many(store_for: StoreFor, uris: Iterable[ObjectURI]) -> dict[ObjectURI, list[UploadInfo]]:
-    """Incomplete multipart uploads of each URI's exact key."""
-    out: dict[ObjectURI, list[UploadInfo]] = {}
+def _many(store_for: StoreFor, uris: Iterable[ObjectURI],
+          lister_of: Callable[[ObjectStore], Callable[[str, str], Iterator[T]] | None],
+          key_of: Callable[[T], str]) -> dict[ObjectURI, list[T]]:
+    """What an optional listing shows for each URI's exact key; empty where the store lacks the feature."""
+    out: dict[ObjectURI, list[T]] = {}
     for group in _by_location(uris).values():
-        store, bucket = store_for(group[0]), group[0].bucket
-        try:
-            found = _prefix_or_per_key([u.key for u in group], functools.partial(store.list_uploads, bucket),
-                                       lambda up: up.key)
-        except NotFound:
-            found = {}
-        for u in group:
-            out[u] = list(found.get(u.key, []))
-    return out
-
-
-def list_soft_deleted_many(store_for: StoreFor, uris: Iterable[ObjectURI]) -> dict[ObjectURI, list[VersionEntry]]:
-    """Soft-deleted generations of each key, for stores that have soft delete; empty elsewhere."""
-    out: dict[ObjectURI, list[VersionEntry]] = {}
-    for group in _by_location(uris).values():
-        store, bucket = store_for(group[0]), group[0].bucket
-        found: dict[str, list[VersionEntry]] = {}
-        if isinstance(store, SoftDeleteLister):
-            lister = store
+        lister = lister_of(store_for(group[0]))
+        found: dict[str, list[T]] = {}
+        if lister is not None:
             try:
-                found = _prefix_or_per_key([u.key for u in group], functools.partial(lister.list_soft_deleted, bucket),
-                                           lambda e: e.key)
+                found = _prefix_or_per_key([u.key for u in group], functools.partial(lister, group[0].bucket),
+                                           key_of)
             except NotFound:
                 found = {}
         for u in group:
             out[u] = list(found.get(u.key, []))
     return out
+
+
+def _upload_lister(store: ObjectStore) -> Callable[[str, str], Iterator[UploadInfo]] | None:
+    return store.features.uploads.list if store.features.uploads is not None else None
+
+
+def list_uploads_many(store_for: StoreFor, uris: Iterable[ObjectURI]) -> dict[ObjectURI, list[UploadInfo]]:
+    """Incomplete multipart uploads of each URI's exact key, for stores that have them; empty elsewhere."""
+    return _many(store_for, uris, _upload_lister, lambda up: up.key)
+
+
+def list_soft_deleted_many(store_for: StoreFor, uris: Iterable[ObjectURI]) -> dict[ObjectURI, list[VersionEntry]]:
+    """Soft-deleted generations of each key, for stores that have soft delete; empty elsewhere."""
+    return _many(store_for, uris, lambda store: store.features.soft_deleted, lambda e: e.key)

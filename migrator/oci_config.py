@@ -1,5 +1,11 @@
 """The OCI SDK's config file, read one way for the Object Storage store and the Vault (KMS) signer.
 
+This is an application module: the entry point's settings hand ``load`` down (``StoreSettings.load_oci_config``
+for the store registry, ``SignerSettings.load_oci_config`` for an ``ocikms:`` signer), and the store and the
+signer take the config it returns as a value. So neither stores/ nor attest/ reads a config file, and both
+report a bad one in the same words. ``load`` checks what the SDK's clients would check when they are made,
+the private key included, so that making a client from its result does not fail on the config.
+
 The path is always passed to the SDK explicitly (None = the SDK's default location): the SDK ignores
 OCI_CONFIG_FILE when ~/.oci/config exists, so migrator takes the path from its own settings instead.
 
@@ -28,21 +34,27 @@ def where(path: str | None, profile: str) -> str:
 
 
 def load(path: str | None, profile: str) -> dict[str, Any]:
-    """The profile's settings, checked as the SDK's clients check them, or an InputError naming the field."""
+    """The profile's settings, checked as the SDK's clients check them (fields, then the private key they
+    name), or an InputError naming the file, the profile and the field."""
     import oci
 
     def read() -> dict[str, Any]:
         config: dict[str, Any] = oci.config.from_file(path or oci.config.DEFAULT_LOCATION, profile)
         oci.config.validate_config(config)
+        if oci.util.AUTHENTICATION_TYPE_FIELD_NAME not in config:
+            # An API-key profile: load the key as a client's constructor would (the signer it makes).
+            oci.signer.Signer(tenancy=config["tenancy"], user=config["user"], fingerprint=config["fingerprint"],
+                              private_key_file_location=config.get("key_file"),
+                              pass_phrase=oci.config.get_config_value_or_default(config, "pass_phrase"),
+                              private_key_content=config.get("key_content"))
         return config
 
     return guard(where(path, profile), read)
 
 
 def guard(what: str, step: Callable[[], T]) -> T:
-    """Run a step that reads the config or the private key it names (an SDK client's constructor loads
-    the key), turning config and key problems into one secret-safe InputError. ``what`` names the config,
-    e.g. ``where(path, profile)``."""
+    """Run a step that reads the config or the private key it names, turning config and key problems into
+    one secret-safe InputError. ``what`` names the config, e.g. ``where(path, profile)``."""
     try:
         return step()
     except Exception as exc:

@@ -26,7 +26,7 @@ from migrator import crashpoints, removal, retry
 from migrator.bucket_checks import BucketChecks
 from migrator.checksum import Checksum, MultiHasher, Provenance
 from migrator.config import TransferSettings, WavePolicy
-from migrator.errors import ChecksumError, PreconditionFailed, SourceChanged, StoreError
+from migrator.errors import ChecksumError, DigestRefused, PreconditionFailed, SourceChanged, StoreError
 from migrator.evidence import destination_evidence, source_evidence
 from migrator.journal import Journal, now
 from migrator.listing import list_soft_deleted_many, list_uploads_many, list_versions_many
@@ -43,15 +43,11 @@ from migrator.records import (
     UploadAbort,
     VersionCopy,
     digests_of,
-    pinned_version,
 )
 from migrator.stores.base import DeleteTarget, ObjectInfo, ObjectStore, VersionEntry
 from migrator.stores.registry import Stores
 from migrator.transfer import BufferBudget, copy_version, sha256_of
 from migrator.uri import ObjectURI
-
-# Destination refusals of bytes that do not match the digests sent with them: damaged on the way.
-_REFUSED_DIGEST_CODES = frozenset({"BadDigest", "InvalidDigest", "InvalidChecksum"})
 
 T = TypeVar("T")
 
@@ -130,6 +126,7 @@ class Wave:
         return work
 
     def _remove_batch(self, work: list[Work], pool: ThreadPoolExecutor) -> None:
+        self.checks.forget()   # bucket settings are read again before this batch's deletes
         # 3. Plan removal from fresh listings of every location: checks, replicas, pinned targets.
         live = [w for w in work if not w.done]
         uris = [u for w in live for u in (w.row.source, *w.row.replicas)]
@@ -261,14 +258,14 @@ class Wave:
             except PreconditionFailed:
                 # Already there (an earlier, interrupted attempt of ours) or a different object: decide by digests.
                 outcome = None
+            except DigestRefused as exc:
+                # The destination refused bytes that did not match the digests they were sent with:
+                # damaged on the way. Nothing was stored; read and send again, once.
+                if attempt < attempts:
+                    continue
+                raise Held(Reason.DESTINATION_REFUSED,
+                           f"{row.destination} refused the bytes {attempts} times: {exc}") from exc
             except StoreError as exc:
-                if exc.code in _REFUSED_DIGEST_CODES:
-                    # The destination refused bytes that did not match the digests they were sent with:
-                    # damaged on the way. Nothing was stored; read and send again.
-                    if attempt < attempts:
-                        continue
-                    raise Held(Reason.DESTINATION_EVIDENCE_FAILED,
-                               f"{row.destination} refused the bytes {attempts} times: {exc}") from exc
                 if exc.status in (400, 403):
                     raise Held(Reason.SOURCE_UNREADABLE, f"{row.source} version {e.version}: {exc} (an SSE-C/CSEK "
                                "object needs its key; an archived one needs a restore)") from exc
@@ -325,9 +322,12 @@ class Wave:
             return
 
     def _abort_destination_uploads(self, w: Work, dst: ObjectStore, uri: ObjectURI) -> None:
-        for up in dst.list_uploads(uri.bucket, uri.key):
+        uploads = dst.features.uploads
+        if uploads is None:
+            return
+        for up in uploads.list(uri.bucket, uri.key):
             if up.key == uri.key:
-                dst.abort_upload(uri.bucket, uri.key, up.upload_id)
+                uploads.abort(uri.bucket, uri.key, up.upload_id)
                 aborted = UploadAbort(str(uri), up.upload_id, now())
                 w.record = replace(w.record, destination_uploads_aborted=(
                     *(w.record.destination_uploads_aborted or ()), aborted))
@@ -356,8 +356,7 @@ class Wave:
     def _discard_destination(self, dst: ObjectStore, uri: ObjectURI, version: str | None,
                              etag: str | None) -> None:
         """Remove a copy this wave just wrote and could not verify (pinned to what we wrote)."""
-        pin = pinned_version(version)
-        target = DeleteTarget(uri.key, pin) if pin is not None else DeleteTarget(uri.key, None, etag)
+        target = DeleteTarget(uri.key, version) if version is not None else DeleteTarget(uri.key, None, etag)
         dst.delete_versions(uri.bucket, [target])
 
     # -- removal: each step is removal.py's; here they are journaled ---------------------------------

@@ -106,7 +106,7 @@ def _unreadable(checks: BucketChecks, stores: Stores, row: ManifestRow,
     for uri in (row.destination, row.source, *row.replicas):
         if uri.location not in unreadable:
             try:
-                checks.caps(stores.for_uri(uri), uri)   # cached after the first success
+                checks.facts(stores.for_uri(uri), uri)   # cached after the first success
             except NotFound as exc:
                 unreadable[uri.location] = ("bucket not found", str(exc))
             except StoreError as exc:
@@ -166,9 +166,11 @@ def _list_batch(plan: WavePlan, stores: Stores, batch: list[ManifestRow], held: 
 
 def _settings(checks: BucketChecks, stores: Stores, uri: ObjectURI) -> dict[str, Any]:
     """The bucket's settings as the wave sees them (from the checks' cache: no new request for most)."""
+    store = stores.for_uri(uri)
     try:
-        caps = checks.caps(stores.for_uri(uri), uri)
+        facts = checks.facts(store, uri)
     except StoreError as exc:
         return {"error": f"{type(exc).__name__}: {exc}"}
-    return {"versioning": caps.versioning, "retention": caps.retention, "soft_delete_seconds": caps.soft_delete_seconds,
-            "conditional_write": caps.conditional_write, "batch_delete": caps.batch_delete}
+    return {"versioning": facts.versioning, "retention": facts.retention,
+            "soft_delete_seconds": facts.soft_delete_seconds,
+            "conditional_write": store.features.conditional_write, "batch_delete": store.features.batch_delete_max > 1}

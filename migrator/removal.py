@@ -19,15 +19,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
 from typing import Generic, TypeVar
 
 from migrator import crashpoints
 from migrator.bucket_checks import BucketChecks
 from migrator.checksum import find
 from migrator.config import WavePolicy
-from migrator.errors import ChecksumError, StoreError
+from migrator.errors import ChecksumError, StateError, StoreError
 from migrator.manifest import ManifestRow
 from migrator.outcome import Held
 from migrator.records import (
@@ -44,7 +43,17 @@ from migrator.records import (
     digests_of,
     pinned_version,
 )
-from migrator.stores.base import DeleteResult, DeleteTarget, ObjectInfo, ObjectStore, UploadInfo, VersionEntry
+from migrator.stores.base import (
+    DeleteOutcome,
+    DeleteResult,
+    DeleteTarget,
+    ObjectInfo,
+    ObjectStore,
+    Protection,
+    UploadInfo,
+    VersionEntry,
+)
+from migrator.stores.protection import protection_from_extra
 from migrator.transfer import sha256_of
 from migrator.uri import ObjectURI
 
@@ -52,24 +61,7 @@ StoreFor = Callable[[ObjectURI], ObjectStore]
 Listings = Mapping[ObjectURI, list[VersionEntry]]
 Uploads = Mapping[ObjectURI, list[UploadInfo]]
 
-# Batch-delete result codes that mean "nothing there any more" and "not what was pinned".
-_GONE_CODES = frozenset({"NoSuchKey", "NoSuchVersion", "NotFound", "ObjectNotFound", "VersionNotFound"})
-_CHANGED_CODES = frozenset({"PreconditionFailed", "IfMatchFailed", "conditionNotMet"})
-
-
 # ---- what blocks a delete -------------------------------------------------------------------------------------
-
-def _future(value: str | None) -> bool:
-    if not value:
-        return False
-    try:
-        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return True  # unparseable retention: assume it still applies (fail closed)
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return when > datetime.now(UTC)
-
 
 ARCHIVED_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE", "ARCHIVE"})
 
@@ -79,44 +71,16 @@ def is_archived(storage_class: str | None) -> bool:
     return (storage_class or "").upper() in ARCHIVED_CLASSES
 
 
-def blocking_reason(info: ObjectInfo) -> Reason | None:
-    """Why this version cannot be deleted now, from what the cloud reported; None when nothing blocks."""
-    return blocking_reason_of(info.extra)
-
-
-def blocking_reason_of(x: Mapping[str, str]) -> Reason | None:
-    """Keys are the adapters' ``extra`` names (S3: snake_case of the HEAD fields; GCS: JSON API names)."""
-    if str(x.get("object_lock_legal_hold", "")).upper() == "ON":
-        return Reason.S3_LEGAL_HOLD
-    mode = x.get("object_lock_mode")
-    if mode and _future(x.get("object_lock_retain_until")):
-        # Any mode but GOVERNANCE is treated as COMPLIANCE: nothing may bypass it.
-        return Reason.S3_GOVERNANCE_RETENTION if mode.upper() == "GOVERNANCE" else Reason.S3_COMPLIANCE_RETENTION
-    if str(x.get("temporaryHold", "")).lower() == "true":
-        return Reason.GCS_TEMPORARY_HOLD
-    if str(x.get("eventBasedHold", "")).lower() == "true":
-        return Reason.GCS_EVENT_BASED_HOLD
-    if _future(x.get("retentionExpirationTime")):
-        return Reason.GCS_BUCKET_RETENTION
-    if _future(x.get("retainUntilTime")):
-        return Reason.GCS_OBJECT_RETENTION
-    if str(x.get("replication_status", "")).upper() == "PENDING":
-        return Reason.S3_REPLICATION_PENDING
-    return None
-
-
-def _may_bypass(extra: Mapping[str, str], policy: WavePolicy) -> bool:
-    """Only GOVERNANCE retention, only by explicit policy; legal holds and COMPLIANCE never."""
-    return (policy.bypass_governance and str(extra.get("object_lock_mode", "")).upper() == "GOVERNANCE"
-            and str(extra.get("object_lock_legal_hold", "")).upper() != "ON")
-
-
-def pinned(e: VersionEntry) -> DeleteTarget:
-    """A delete of exactly this listed version: by its id, or by its ETag where it has no id."""
-    version = pinned_version(e.version)
-    if version is None:
-        return DeleteTarget(e.key, None, if_match=e.etag)
-    return DeleteTarget(e.key, version)
+def _hold_or_bypass(p: Protection, policy: WavePolicy) -> tuple[Reason | None, bool]:
+    """(why the version must be held, or None; whether its delete bypasses GOVERNANCE retention). Only
+    GOVERNANCE may be bypassed, only by explicit policy; legal holds, COMPLIANCE and the rest never."""
+    blocked = p.blocking_reason()
+    if blocked is None:
+        return None, False
+    if not policy.bypass_governance:
+        return blocked, False
+    still = p.blocking_reason(bypass_governance=True)
+    return still, still is None
 
 
 # ---- 1. the plan -------------------------------------------------------------------------------------------
@@ -163,13 +127,13 @@ def plan_removal(row: ManifestRow, record: Record, listed: Listings, uploads: Up
     entries = listed.get(row.source, [])
     for e in entries:
         if e.is_delete_marker:
-            targets.append(Target(row.source, DeleteTarget(row.source.key, e.version), DeletionKind.DELETE_MARKER))
+            targets.append(Target(row.source, DeleteTarget.pinned(e), DeletionKind.DELETE_MARKER))
             continue
         copy = record.verified(e.version, e.etag)
         if copy is None:
             if policy.versions == "current" and not e.is_latest:
                 info = src.stat(row.source, e.version)
-                blocked = blocking_reason(info)
+                blocked = info.protection.blocking_reason()
                 if blocked:
                     raise Held(blocked, f"{row.source} noncurrent version {e.version}")
                 disposed.append(Disposal(str(row.source), e.version, info.size, e.etag, digests_of(info.checksums)))
@@ -178,15 +142,14 @@ def plan_removal(row: ManifestRow, record: Record, listed: Listings, uploads: Up
                 continue
             raise Held(Reason.CHANGED_AT_SOURCE, f"{row.source} has version {e.version} (etag {e.etag}) "
                        "that this wave did not verify")
-        # Lock and hold state as the verified read saw it; one placed since then makes the pinned
-        # delete answer AccessDenied, which holds the object.
-        extra = {**copy.extra, **e.extra}
-        target = pinned(e)
-        blocked = blocking_reason_of(extra)
+        # Lock and hold state as the verified read saw it (S3 lists none) and as the listing says (GCS);
+        # one placed since then makes the pinned delete answer AccessDenied, which holds the object.
+        blocked, bypass = _hold_or_bypass(protection_from_extra({**copy.extra, **e.extra}), policy)
         if blocked:
-            if not _may_bypass(extra, policy):
-                raise Held(blocked, f"{row.source} version {e.version}")
-            target = DeleteTarget(target.key, target.version, target.if_match, bypass_governance=True)
+            raise Held(blocked, f"{row.source} version {e.version}")
+        target = DeleteTarget.pinned(e)
+        if bypass:
+            target = replace(target, bypass_governance=True)
         targets.append(Target(row.source, target, DeletionKind.VERSION))
     locations = [row.source]
     replica_results: list[ReplicaResult] = []
@@ -204,17 +167,17 @@ def plan_removal(row: ManifestRow, record: Record, listed: Listings, uploads: Up
         rversions = []
         for e in rentries:
             if e.is_delete_marker:
-                targets.append(Target(ruri, DeleteTarget(ruri.key, e.version), DeletionKind.DELETE_MARKER))
+                targets.append(Target(ruri, DeleteTarget.pinned(e), DeletionKind.DELETE_MARKER))
                 continue
             rinfo = rstore.stat(ruri, e.version)
-            blocked = blocking_reason(rinfo)
+            blocked = rinfo.protection.blocking_reason()
             if blocked:
                 raise Held(blocked, f"replica {ruri} version {e.version}")
             how = _replica_matches(rstore, ruri, e, rinfo, record.versions)
             if how is None:
                 raise Held(Reason.DIVERGENT_REPLICA, f"{ruri} version {e.version} matches no verified digest")
             rversions.append(ReplicaVersion(e.version, e.etag, how))
-            targets.append(Target(ruri, pinned(e), DeletionKind.REPLICA_VERSION))
+            targets.append(Target(ruri, DeleteTarget.pinned(e), DeletionKind.REPLICA_VERSION))
         replica_results.append(ReplicaResult(str(ruri), "matched", versions=tuple(rversions)))
     return RemovalPlan(locations=tuple(locations), targets=tuple(targets),
                        uploads=tuple((u, up) for u in locations for up in uploads.get(u, [])),
@@ -287,19 +250,23 @@ def delete_batches(items: Sequence[tuple[K, Target]], store_for: StoreFor, batch
 
 def judge(t: Target, result: DeleteResult, at: str) -> Deletion:
     """The record of one delete's result; raises Held when the source changed or the store refused."""
-    if result.ok or result.code in _GONE_CODES:
+    if result.outcome in (DeleteOutcome.DELETED, DeleteOutcome.ABSENT):
         return Deletion(uri=str(t.uri), kind=t.kind.value, at=at, result="deleted" if result.ok else "already absent",
                         version=t.delete.version, if_match=t.delete.if_match,
                         governance_bypassed=t.delete.bypass_governance)
-    if result.code in _CHANGED_CODES:
+    if result.outcome is DeleteOutcome.CHANGED:
         raise Held(Reason.CHANGED_AT_SOURCE, f"{t.uri} no longer matches version {t.delete.version}")
     raise Held(Reason.DELETE_REFUSED, f"{t.uri} version {t.delete.version}: {result.code} {result.message}")
 
 
 def abort_upload(store: ObjectStore, uri: ObjectURI, up: UploadInfo, at: str) -> Deletion:
-    """Abort one incomplete upload under a removed key (one that is gone already counts as aborted)."""
+    """Abort one incomplete upload under a removed key (one that is gone already counts as aborted). Only
+    stores with uploads list any, so the store has the feature."""
+    uploads = store.features.uploads
     try:
-        store.abort_upload(uri.bucket, uri.key, up.upload_id)
+        if uploads is None:
+            raise StateError(f"{uri}: the store lists uploads it cannot abort")
+        uploads.abort(uri.bucket, uri.key, up.upload_id)
         result = "aborted"
     except StoreError as exc:
         if exc.status != 404:
@@ -348,6 +315,5 @@ def prove(row: ManifestRow, record: Record, plan: RemovalPlan, after: Listings, 
     return Proven(proof, confirmed, None)
 
 
-__all__ = ["ARCHIVED_CLASSES", "DeleteBatch", "Proven", "RemovalPlan", "Target", "abort_upload",
-           "blocking_reason", "blocking_reason_of", "delete_batches", "is_archived", "judge", "pinned",
-           "plan_removal", "prove"]
+__all__ = ["ARCHIVED_CLASSES", "DeleteBatch", "Proven", "RemovalPlan", "Target", "abort_upload", "delete_batches",
+           "is_archived", "judge", "plan_removal", "prove"]

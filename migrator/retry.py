@@ -1,32 +1,50 @@
-"""The one retry policy. Errors are classified by type and status code, never by message text.
+"""The one retry policy, and one layer of it. Errors are classified by type and status code, never by text.
 
-Adapters translate SDK exceptions into StoreError subclasses with ``retryable`` set by
-``classify_status``/``RETRYABLE_EXCEPTIONS``; this module retries those and nothing else. SDK-internal
-retries are switched off in the adapters so that this is the only policy.
+Adapters translate SDK exceptions through the one table (``migrator.stores.errors``) into StoreError
+subclasses with ``retryable`` set; this module retries those and nothing else. SDK-internal retries are
+switched off in the adapters so that this is the only policy.
 
-Back-off is on unless an entry point turns it off: tests call ``set_backoff(False)`` (tests/conftest.py),
-and ``cli.main`` does so when MIGRATOR_NO_BACKOFF=1, the switch tests hand to the CLI processes they start.
-This module reads no environment.
+**The outermost call owns the attempts.** A ``call`` made while another ``call`` is running in the same
+logical operation runs its function once and lets its error go up: the owner decides whether the whole
+operation runs again. So a persistent failure costs ``DEFAULT_ATTEMPTS`` attempts in all, however deep the
+store call sits (a store call inside the pipeline's retried copy makes 6 requests, not 6 x 6). "The same
+logical operation" is the same thread, or a thread whose work was wrapped with :func:`carry` (the parts of
+a multipart upload); a thread started plainly begins operations of its own. Clean-up after a failed
+attempt (aborting its multipart upload) is an operation of its own too (:func:`separately`): a retry of the
+owner starts afresh and would not redo it. The owner is tracked in a ``contextvars`` variable, so it needs
+no parameter through the stores' signatures.
+
+Back-off is on unless an entry point turns it off: :func:`set_backoff` switches the sleeps between attempts
+off (tests/conftest.py does, and ``cli.main`` does when MIGRATOR_NO_BACKOFF=1, the switch tests hand to the
+CLI processes they start); :func:`cap_attempts` caps every policy at fewer attempts. This module reads no
+environment.
 """
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from collections.abc import Callable
-from typing import TypeVar
+from typing import ParamSpec, TypeVar
 
 import tenacity
 
 from migrator.errors import StoreError
+from migrator.stores.errors import NO_ANSWER_EXCEPTIONS, RETRYABLE_STATUS
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
-RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
-# Connection-level failures from urllib3/requests/http.client all derive from these builtins.
-RETRYABLE_EXCEPTIONS: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)
+__all__ = ["DEFAULT_ATTEMPTS", "RETRYABLE_EXCEPTIONS", "RETRYABLE_STATUS", "call", "cap_attempts", "carry",
+           "classify_status", "owned", "retry_counts", "separately", "set_backoff"]
+
+# Kept under this name for callers that classify connection failures themselves.
+RETRYABLE_EXCEPTIONS = NO_ANSWER_EXCEPTIONS
 
 DEFAULT_ATTEMPTS = 6
 _backoff = {"enabled": True}
+_cap: dict[str, int | None] = {"attempts": None}
+_owner: contextvars.ContextVar[bool] = contextvars.ContextVar("migrator_retry_owner", default=False)
 _counts_lock = threading.Lock()
 retry_counts: dict[str, int] = {}
 
@@ -38,8 +56,44 @@ def set_backoff(enabled: bool) -> bool:
     return previous
 
 
+def cap_attempts(attempts: int | None) -> int | None:
+    """Tests cap every policy at ``attempts`` (at least 1; None lifts the cap). Returns the previous cap."""
+    previous = _cap["attempts"]
+    _cap["attempts"] = None if attempts is None else max(1, attempts)
+    return previous
+
+
 def classify_status(status: int | None) -> bool:
     return status is not None and status in RETRYABLE_STATUS
+
+
+def owned() -> bool:
+    """True inside a ``call``'s function (or a thread carried into one): a nested ``call`` does not retry."""
+    return _owner.get()
+
+
+def carry(fn: Callable[P, T]) -> Callable[P, T]:
+    """``fn``, to be run in another thread as part of the caller's operation (e.g. one part of an upload).
+
+    Each run gets its own copy of the caller's context as it is now, so parts running at once never share
+    one (a Context cannot be entered by two threads).
+    """
+    context = contextvars.copy_context()
+
+    def run(*args: P.args, **kwargs: P.kwargs) -> T:
+        return context.copy().run(fn, *args, **kwargs)
+
+    return run
+
+
+def separately(fn: Callable[[], T]) -> T:
+    """Run ``fn`` as an operation of its own, with its own attempts, even inside a ``call``: for clean-up
+    after a failed attempt (aborting its multipart upload), which a retry of the owner would not redo."""
+    token = _owner.set(False)
+    try:
+        return fn()
+    finally:
+        _owner.reset(token)
 
 
 def _is_retryable(exc: BaseException) -> bool:
@@ -60,12 +114,22 @@ def _count(retry_state: tenacity.RetryCallState) -> None:
 
 
 def call(fn: Callable[[], T], *, attempts: int = DEFAULT_ATTEMPTS) -> T:
-    """Run ``fn`` under the policy; re-raises the last error when attempts run out."""
+    """Run ``fn`` under the policy; re-raises the last error when attempts run out.
+
+    Nested in another ``call`` (see the module docstring), ``fn`` runs once and ``attempts`` is not used.
+    """
+    if _owner.get():
+        return fn()
+    cap = _cap["attempts"]
     retrying = tenacity.Retrying(
         retry=tenacity.retry_if_exception(_is_retryable),
-        stop=tenacity.stop_after_attempt(attempts),
+        stop=tenacity.stop_after_attempt(max(1, attempts if cap is None else min(attempts, cap))),
         wait=_wait,
         before_sleep=_count,
         reraise=True,
     )
-    return retrying(fn)
+    token = _owner.set(True)
+    try:
+        return retrying(fn)
+    finally:
+        _owner.reset(token)

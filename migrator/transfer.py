@@ -7,12 +7,12 @@ import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 from urllib.parse import quote
 
 from migrator.checksum import Algorithm, Checksum, MultiHasher
 from migrator.errors import ChecksumError, SourceChanged
-from migrator.stores.base import ObjectInfo, ObjectStore, PartSizeReporter, PutRequest, PutResult, ReadStream
+from migrator.stores.base import ObjectInfo, ObjectStore, PutRequest, PutResult, ReadStream
 from migrator.uri import ObjectURI
 
 READ_CHUNK = 1024 * 1024
@@ -47,13 +47,6 @@ class BufferBudget:
             with self._cond:
                 self._free += want
                 self._cond.notify_all()
-
-
-@runtime_checkable
-class OneRequestLimit(Protocol):
-    """A store that writes objects up to ``multipart_threshold`` bytes in one request."""
-
-    multipart_threshold: int
 
 
 class HashingReader:
@@ -97,7 +90,8 @@ def copy_version(src: ObjectStore, src_uri: ObjectURI, version: str | None, dst:
     the write carries digests hashed once and the destination's metadata their SHA-256; larger ones
     stream through a multipart upload and carry the SHA-256 only when the source reports it.
     """
-    buffered = expected_size <= (dst.multipart_threshold if isinstance(dst, OneRequestLimit) else 0)
+    limit = dst.features.one_request_limit
+    buffered = expected_size <= (limit if limit is not None else 0)
     with budget.hold(expected_size) if buffered else nullcontext():
         return _copy(src, src_uri, version, dst, dst_uri, expected_size=expected_size, expected_etag=expected_etag,
                      overwrite_etag=overwrite_etag, overwrite_version=overwrite_version, buffered=buffered)
@@ -109,17 +103,18 @@ def _copy(src: ObjectStore, src_uri: ObjectURI, version: str | None, dst: Object
     stream = src.open_read(src_uri, version)
     try:
         info = stream.info
-        if version not in (None, "null") and info.version is not None and info.version != version:
+        if version is not None and info.version is not None and info.version != version:
             raise SourceChanged(f"{src_uri}: read returned version {info.version}, asked for {version}")
         if info.size != expected_size:
             raise SourceChanged(f"{src_uri}: size changed between listing ({expected_size}) and read ({info.size})")
         # A version id pins the bytes by itself; an unversioned object is pinned by its ETag.
-        if version in (None, "null") and expected_etag is not None and info.etag != expected_etag:
+        if version is None and expected_etag is not None and info.etag != expected_etag:
             raise SourceChanged(f"{src_uri}: ETag {info.etag} != listed {expected_etag}")
         part_sizes = None
-        if info.multipart_parts and isinstance(src, PartSizeReporter) and any(
+        sizes_of = src.features.part_sizes
+        if info.multipart_parts and sizes_of is not None and any(
                 c.algorithm == Algorithm.MULTIPART_MD5 for c in info.checksums):
-            part_sizes = src.part_sizes(src_uri, info.version, info.multipart_parts)
+            part_sizes = sizes_of(src_uri, info.version, info.multipart_parts)
         crc64 = any(c.algorithm == Algorithm.CRC64NVME for c in info.checksums)
         hasher = MultiHasher(crc64nvme=crc64, part_sizes=part_sizes)
         metadata: dict[str, str] = dict(user_metadata(info))

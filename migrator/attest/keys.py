@@ -10,7 +10,6 @@ DER-encoded (ecdsa-sha2-nistp256). Error messages never include key material.
 from __future__ import annotations
 
 import hashlib
-import os
 import stat
 from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
@@ -20,6 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from migrator.errors import InputError
+from migrator.files import create_exclusive
 
 PublicKey = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey
 PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
@@ -134,22 +134,16 @@ def generate_keypair(out_dir: Path, algorithm: KeyAlgorithm = "ed25519") -> tupl
                                         serialization.NoEncryption())
     try:
         out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
-    except FileExistsError:
-        raise InputError(f"{key_path} already exists; refusing to overwrite a key",
-                         file=str(key_path)) from None
     except OSError as exc:
         raise InputError(f"cannot create {key_path}: {exc.strerror}", file=str(key_path)) from None
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(key_pem)
-        fh.flush()
-        os.fsync(fh.fileno())
     try:
-        fd = os.open(pub_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
-    except OSError as exc:
+        create_exclusive(key_path, key_pem, mode=0o600)
+    except FileExistsError:
+        raise InputError(f"{key_path} already exists; refusing to overwrite a key", file=str(key_path)) from None
+    try:
+        create_exclusive(pub_path, public_key_pem(private_key.public_key()), mode=0o644)
+    except FileExistsError as exc:
         raise InputError(f"cannot create {pub_path}: {exc.strerror}", file=str(pub_path)) from None
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(public_key_pem(private_key.public_key()))
     return key_path, pub_path
 
 

@@ -3,8 +3,13 @@
 Both APIs cap raw messages at 4 KiB, so the signer sends SHA-256(PAE) as a DIGEST and asks for
 ECDSA_SHA_256: that is an ordinary ECDSA-SHA256 signature over the PAE, DER-encoded, which verifies with
 the key's PEM public key alone. The public key (and so the keyid) is fetched once, when the signer is
-made; every signature is checked against it before it is used. SDK retries are off; ``retry.call``
-is the one policy.
+made; every signature is checked against it before it is used.
+
+SDK retries are off. Each signer takes a ``retry`` callable, by default ``retry_call`` here: a StoreError
+marked retryable (a 408/429/5xx status, a connection failure, the services' own throttling codes) is tried
+again, up to ATTEMPTS calls in all, after exponential back-off with full jitter; anything else is raised at
+once. It is the signers' own, so that attest/ imports nothing of the stores' retry policy (``migrator.retry``
+has the same shape and can be passed in instead).
 """
 
 from __future__ import annotations
@@ -12,20 +17,45 @@ from __future__ import annotations
 import abc
 import base64
 import hashlib
+import random
 import re
-from collections.abc import Callable
-from typing import Any, TypeVar
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol, TypeVar
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
-from migrator import oci_config, retry
 from migrator.attest.keys import PublicKey, keyid, public_key_pem, verify_signature
 from migrator.errors import AccessDenied, InputError, StoreError, VerificationError
 
 T = TypeVar("T")
 _TIMEOUT = (10.0, 60.0)
 _AWS_ARN = re.compile(r"arn:aws[a-z-]*:kms:([a-z0-9-]+):\d{12}:(key|alias)/.+")
+ATTEMPTS = 6
+RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
+
+class RetryPolicy(Protocol):
+    def __call__(self, fn: Callable[[], T], /) -> T: ...
+
+
+def retry_call(fn: Callable[[], T], *, attempts: int = ATTEMPTS,
+               sleep: Callable[[float], None] = time.sleep) -> T:
+    """Call ``fn``; again after a retryable StoreError, waiting up to 0.2 s x 2**n (at most 10 s)."""
+    attempt = 1
+    while True:
+        try:
+            return fn()
+        except StoreError as exc:
+            if not exc.retryable or attempt >= attempts:
+                raise
+        sleep(random.uniform(0.0, min(10.0, 0.2 * 2 ** attempt)))  # noqa: S311 - back-off jitter, not a secret
+        attempt += 1
+
+
+def _retryable_status(status: int | None) -> bool:
+    return status is not None and status in RETRYABLE_STATUS
 
 
 def _p256(der_or_pem: bytes, what: str) -> PublicKey:
@@ -79,7 +109,7 @@ class _KmsSigner(abc.ABC):
 
 # ---- AWS KMS -------------------------------------------------------------------------------------------
 
-def _aws_call(what: str, fn: Callable[[], T]) -> T:
+def _aws_call(what: str, fn: Callable[[], T], retry: RetryPolicy) -> T:
     from botocore.exceptions import BotoCoreError, ClientError
 
     def guarded() -> T:
@@ -95,13 +125,13 @@ def _aws_call(what: str, fn: Callable[[], T]) -> T:
             if code in ("AccessDeniedException", "KMSInvalidSignatureException") or status == 403:
                 raise AccessDenied(f"{what}: {code or status}", status=status, code=code) from None
             raise StoreError(f"{what}: {code or status}", status=status, code=code,
-                             retryable=retry.classify_status(status) or code in (
+                             retryable=_retryable_status(status) or code in (
                                  "KMSInternalException", "DependencyTimeoutException", "ThrottlingException"),
                              ) from None
         except (BotoCoreError, ConnectionError, TimeoutError) as exc:
             raise StoreError(f"{what}: {type(exc).__name__}", retryable=True) from None
 
-    return retry.call(guarded)
+    return retry(guarded)
 
 
 class AwsKmsSigner(_KmsSigner):
@@ -113,7 +143,8 @@ class AwsKmsSigner(_KmsSigner):
     """
 
     def __init__(self, key_id: str, *, client: Any = None, region: str | None = None,
-                 endpoint_url: str | None = None, default_region: str | None = None) -> None:
+                 endpoint_url: str | None = None, default_region: str | None = None,
+                 retry: RetryPolicy = retry_call) -> None:
         if not key_id:
             raise InputError("awskms: a key id, ARN or alias is needed")
         if client is None:
@@ -131,8 +162,9 @@ class AwsKmsSigner(_KmsSigner):
                 read_timeout=_TIMEOUT[1]))
         self._client = client
         self._key_id = key_id
+        self._retry = retry
         what = f"awskms {key_id}"
-        resp = _aws_call(f"{what}: GetPublicKey", lambda: client.get_public_key(KeyId=key_id))
+        resp = _aws_call(f"{what}: GetPublicKey", lambda: client.get_public_key(KeyId=key_id), retry)
         if resp.get("KeyUsage") != "SIGN_VERIFY" or "ECDSA_SHA_256" not in resp.get("SigningAlgorithms", []):
             raise InputError(f"{what}: not a SIGN_VERIFY key offering ECDSA_SHA_256")
         spec = resp.get("KeySpec") or resp.get("CustomerMasterKeySpec")
@@ -144,13 +176,13 @@ class AwsKmsSigner(_KmsSigner):
 
     def _sign_digest(self, digest: bytes) -> bytes:
         resp = _aws_call(f"{self._name}: Sign", lambda: self._client.sign(
-            KeyId=self._arn, Message=digest, MessageType="DIGEST", SigningAlgorithm="ECDSA_SHA_256"))
+            KeyId=self._arn, Message=digest, MessageType="DIGEST", SigningAlgorithm="ECDSA_SHA_256"), self._retry)
         return bytes(resp["Signature"])
 
 
 # ---- OCI Vault -------------------------------------------------------------------------------------------
 
-def _oci_call(what: str, fn: Callable[[], T]) -> T:
+def _oci_call(what: str, fn: Callable[[], T], retry: RetryPolicy) -> T:
     import oci
 
     def guarded() -> T:
@@ -163,12 +195,12 @@ def _oci_call(what: str, fn: Callable[[], T]) -> T:
             if status in (401, 403):
                 raise AccessDenied(f"{what}: {status} {code}", status=status, code=code) from None
             raise StoreError(f"{what}: {status} {code}", status=status, code=code,
-                             retryable=retry.classify_status(status)) from None
+                             retryable=_retryable_status(status)) from None
         except (oci.exceptions.RequestException, oci.exceptions.ConnectTimeout, ConnectionError,
                 TimeoutError) as exc:
             raise StoreError(f"{what}: {type(exc).__name__}", retryable=True) from None
 
-    return retry.call(guarded)
+    return retry(guarded)
 
 
 def management_endpoint_for(crypto_endpoint: str) -> str:
@@ -180,34 +212,34 @@ class OciKmsSigner(_KmsSigner):
     """An OCI Vault ECDSA key (curve NIST_P256), signing through ``KmsCryptoClient.sign``.
 
     The public key comes from the vault's management endpoint (``get_key`` then ``get_key_version`` of the
-    current version); signatures are pinned to that key version. ``config`` is an OCI SDK config dict;
-    otherwise ``config_path``/``profile`` are read (always passed explicitly: the SDK ignores
-    OCI_CONFIG_FILE when ~/.oci/config exists).
+    current version); signatures are pinned to that key version. ``config`` is the OCI SDK config of one
+    profile, read and checked by the caller (the entry point's loader, ``migrator.oci_config.load``, which
+    reports a bad file or key without quoting it; attest/ reads no config file of its own).
     """
 
-    def __init__(self, key_id: str, crypto_endpoint: str, *, management_endpoint: str | None = None,
-                 config: dict[str, Any] | None = None, config_path: str | None = None,
-                 profile: str = "DEFAULT") -> None:
+    def __init__(self, key_id: str, crypto_endpoint: str, *, config: Mapping[str, Any],
+                 management_endpoint: str | None = None, retry: RetryPolicy = retry_call) -> None:
         import oci
 
         if not key_id or not crypto_endpoint:
             raise InputError("ocikms: a key OCID and the vault's crypto endpoint are needed")
-        what_config = oci_config.where(config_path, profile) if config is None else "OCI config (given)"
-        cfg = oci_config.load(config_path, profile) if config is None else config
-        kwargs: dict[str, Any] = {"retry_strategy": oci.retry.NoneRetryStrategy(), "timeout": _TIMEOUT}
-        self._crypto = oci_config.guard(what_config, lambda: oci.key_management.KmsCryptoClient(
-            cfg, crypto_endpoint, **kwargs))
-        mgmt = oci_config.guard(what_config, lambda: oci.key_management.KmsManagementClient(
-            cfg, management_endpoint or management_endpoint_for(crypto_endpoint), **kwargs))
+        # The signer's own retry is the policy: neither the SDK's retries nor its circuit breaker.
+        kwargs: dict[str, Any] = {"retry_strategy": oci.retry.NoneRetryStrategy(), "timeout": _TIMEOUT,
+                                  "circuit_breaker_strategy": oci.circuit_breaker.NoCircuitBreakerStrategy()}
+        self._crypto = oci.key_management.KmsCryptoClient(dict(config), crypto_endpoint, **kwargs)
+        mgmt = oci.key_management.KmsManagementClient(
+            dict(config), management_endpoint or management_endpoint_for(crypto_endpoint), **kwargs)
         what = f"ocikms {key_id}"
-        key = _oci_call(f"{what}: GetKey", lambda: mgmt.get_key(key_id).data)
+        self._retry = retry
+        key = _oci_call(f"{what}: GetKey", lambda: mgmt.get_key(key_id).data, retry)
         shape = key.key_shape
         if (getattr(shape, "algorithm", None) != "ECDSA" or getattr(shape, "curve_id", None) != "NIST_P256"
                 or getattr(key, "lifecycle_state", "ENABLED") != "ENABLED"):
             raise InputError(f"{what}: not an enabled ECDSA NIST_P256 key")
         self._key_id = key_id
         self._version = str(key.current_key_version)
-        version = _oci_call(f"{what}: GetKeyVersion", lambda: mgmt.get_key_version(key_id, self._version).data)
+        version = _oci_call(f"{what}: GetKeyVersion", lambda: mgmt.get_key_version(key_id, self._version).data,
+                            retry)
         pem = getattr(version, "public_key", None)
         if not pem:
             raise InputError(f"{what}: the key version has no public key")
@@ -219,7 +251,7 @@ class OciKmsSigner(_KmsSigner):
         details = SignDataDetails(message=base64.b64encode(digest).decode("ascii"), key_id=self._key_id,
                                   key_version_id=self._version, signing_algorithm="ECDSA_SHA_256",
                                   message_type="DIGEST")
-        data = _oci_call(f"{self._name}: Sign", lambda: self._crypto.sign(details).data)
+        data = _oci_call(f"{self._name}: Sign", lambda: self._crypto.sign(details).data, self._retry)
         try:
             return base64.b64decode(data.signature, validate=True)
         except (TypeError, ValueError):

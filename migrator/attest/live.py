@@ -1,15 +1,17 @@
 """Live spot checks: does what a verified attestation claims still hold in the clouds today?
 
 ``check_live`` verifies the attestation (with its records) first, draws a reproducible sample of records,
-and checks each one with read calls only: ``stat``, ``open_read``, ``list_versions``, ``list_uploads`` and,
-where a store has one, ``list_soft_deleted``. It never calls put, delete, abort, restore or capabilities,
+and checks each one with read calls only: ``stat``, ``open_read``, ``list_versions`` and, where a store has
+them, its uploads and soft-deleted listings. It never calls put, delete, abort, restore or bucket_facts,
 so read-only credentials suffice (docs/auditor.md says how to make them).
 
 Sampling (docs/auditor.md): row r of N is keyed by SHA-256 of the ASCII text
 ``migrator-live-sample/v1\\n<seed>\\n<merkle root hex>\\n<r>`` and the ``sample`` rows with the smallest keys
 (compared as bytes) are checked, in row order.
 
-Imports nothing from the pipeline or the journal: records are read as the attestation documents them.
+Imports nothing from the pipeline, the journal or the store registry: records are read as the attestation
+documents them, and the caller hands in ``store_for``, which gives the store that reaches a URI (the
+protocol types come from ``stores.base``; the CLI builds the stores).
 """
 
 from __future__ import annotations
@@ -17,20 +19,20 @@ from __future__ import annotations
 import hashlib
 import heapq
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from migrator.attest.keys import PublicKey
+from migrator.attest.policy import AllOf, Inputs, Policy, RequireRecords
 from migrator.attest.verify import verify_attestation
 from migrator.checksum import Algorithm, Checksum, Provenance
 from migrator.errors import InputError, MigratorError, NotFound
 from migrator.records import Deletion, Record, RecordError, State, VersionCopy, checksums_of
-from migrator.stores.base import ObjectStore, SoftDeleteLister, UploadInfo, VersionEntry
-from migrator.stores.registry import Stores
+from migrator.stores.base import ObjectStore, UploadInfo, VersionEntry
 from migrator.uri import ObjectURI, parse_uri
 
+StoreFor = Callable[[ObjectURI], ObjectStore]
 SAMPLE_DOMAIN = "migrator-live-sample/v1"
 READ_CHUNK = 1024 * 1024
 
@@ -138,12 +140,12 @@ def _strip_quotes(etag: str | None) -> str | None:
 # ---- the checks ------------------------------------------------------------------------------------------
 
 class _Checker:
-    def __init__(self, stores: Stores, download: bool) -> None:
-        self.stores = stores
+    def __init__(self, store_for: StoreFor, download: bool) -> None:
+        self.store_for = store_for
         self.download = download
 
     def store(self, uri: ObjectURI) -> ObjectStore:
-        return self.stores.for_uri(uri)
+        return self.store_for(uri)
 
     # destination ------------------------------------------------------------------------------------------
 
@@ -259,10 +261,11 @@ class _Checker:
     def _listing(self, uri: ObjectURI) -> tuple[list[VersionEntry], list[UploadInfo], list[VersionEntry]]:
         store = self.store(uri)
         versions = [e for e in store.list_versions(uri.bucket, uri.key) if e.key == uri.key]
-        uploads = [u for u in store.list_uploads(uri.bucket, uri.key) if u.key == uri.key]
-        soft: list[VersionEntry] = []
-        if isinstance(store, SoftDeleteLister):
-            soft = [e for e in store.list_soft_deleted(uri.bucket, uri.key) if e.key == uri.key]
+        features = store.features
+        uploads = [u for u in features.uploads.list(uri.bucket, uri.key) if u.key == uri.key] \
+            if features.uploads is not None else []
+        soft = [e for e in features.soft_deleted(uri.bucket, uri.key) if e.key == uri.key] \
+            if features.soft_deleted is not None else []
         return versions, uploads, soft
 
     def nothing_left(self, uri: ObjectURI, role: str, *, allow_soft: bool = False) -> Finding:
@@ -402,15 +405,16 @@ class _Checker:
 
 # ---- entry point -----------------------------------------------------------------------------------------
 
-def check_live(attestation_bytes: bytes, records_bytes: bytes, keys: Sequence[PublicKey], stores: Stores, *,
-               sample: int, seed: int, download: bool, threshold: int = 1, workers: int = 8) -> LiveReport:
-    """Verify the attestation and its records offline, then spot-check ``sample`` records live.
+def check_live(attestation_bytes: bytes, records_bytes: bytes, policy: Policy, store_for: StoreFor, *,
+               sample: int, seed: int, download: bool, workers: int = 8) -> LiveReport:
+    """Verify the attestation under ``policy`` and RequireRecords offline, then spot-check ``sample`` records
+    live through ``store_for``.
 
     Raises VerificationError when the attestation or the records do not verify (nothing is then checked
-    live) and InputError for a bad sample size or seed. Per-object failures, including a cloud call that
-    fails, are findings in the report: ``report.ok`` is True only if every sampled object holds.
+    live) and InputError for a bad policy, sample size or seed. Per-object failures, including a cloud call
+    that fails, are findings in the report: ``report.ok`` is True only if every sampled object holds.
     """
-    verified = verify_attestation(attestation_bytes, keys, threshold=threshold, records=records_bytes)
+    verified = verify_attestation(attestation_bytes, Inputs(records=records_bytes), AllOf(policy, RequireRecords()))
     root_hex = verified.merkle_root.hex()
     rows = sample_rows(verified.tree_size, root_hex, seed, sample)
     lines = records_bytes.split(b"\n")
@@ -418,7 +422,7 @@ def check_live(attestation_bytes: bytes, records_bytes: bytes, keys: Sequence[Pu
     for r in rows:
         rec = json.loads(lines[r - 1])  # verified canonical JSON objects, row i on line i
         records.append(rec)
-    checker = _Checker(stores, download)
+    checker = _Checker(store_for, download)
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(records) or 1)),
                             thread_name_prefix="live-check") as pool:
         results = tuple(pool.map(checker.record, records))

@@ -11,19 +11,20 @@ import hashlib
 import json
 from array import array
 from bisect import bisect_right
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from migrator.attest import merkle
 from migrator.attest.canonical import NotCanonical, canonical_json, loads_canonical
-from migrator.attest.keys import PublicKey
 from migrator.attest.merkle import MerkleTree
+from migrator.attest.policy import Inputs, Policy
 from migrator.attest.statement import PREDICATE_TYPE_V2, RECORDS_SUBJECT, SUBJECTS_SUBJECT
 from migrator.attest.subjects import SubjectEntry, SubjectHasher, parse_entry
 from migrator.attest.verify import VerifiedAttestation, parse_attestation, verify_attestation
 from migrator.errors import InputError, VerificationError
+from migrator.files import read_input
 from migrator.records import Record, RecordError
 
 RECORD_PROOF_TYPE = "https://provable-migrator.dev/proof/record/v1"
@@ -111,23 +112,7 @@ class Lines:
 
 
 def _lines(data: bytes | Path | Lines) -> Lines:
-    if isinstance(data, Lines):
-        return data
-    if isinstance(data, bytes | bytearray):
-        return Lines(bytes(data))
-    try:
-        return Lines(Path(data).read_bytes())
-    except OSError as exc:
-        raise InputError(f"cannot read {data}: {exc.strerror}", file=str(data)) from None
-
-
-def _bytes(data: bytes | Path) -> bytes:
-    if isinstance(data, bytes | bytearray):
-        return bytes(data)
-    try:
-        return Path(data).read_bytes()
-    except OSError as exc:
-        raise InputError(f"cannot read {data}: {exc.strerror}", file=str(data)) from None
+    return data if isinstance(data, Lines) else Lines(read_input(data, "records"))
 
 
 def _records_for(statement: dict[str, Any], digests: dict[str, str], records: bytes | Path | Lines) -> Lines:
@@ -243,10 +228,10 @@ def _record(raw: bytes, index: int) -> dict[str, Any]:
     return record
 
 
-def verify_proof(proof: Mapping[str, Any] | bytes | str, attestation: bytes, keys: Sequence[PublicKey],
-                 threshold: int = 1) -> VerifiedProof:
-    """Check a record proof against the signed root: no records file needed. Raises VerificationError."""
-    v = verify_attestation(attestation, keys, threshold=threshold)
+def verify_proof(proof: Mapping[str, Any] | bytes | str, attestation: bytes, policy: Policy) -> VerifiedProof:
+    """Check a record proof against the root the attestation signs under ``policy`` (no records file is
+    read, so the policy demands signatures alone). Raises VerificationError."""
+    v = verify_attestation(attestation, Inputs(), policy)
     p = _load(proof)
     if p.get("type") != RECORD_PROOF_TYPE or set(p) != {"type", "payload_sha256", "object_uri", "root",
                                                         *_LEAF_MEMBERS}:
@@ -297,7 +282,7 @@ def prove_subject(attestation: bytes, records: bytes | Path | Lines, subject_ind
     env, statement, digests = parse_attestation(attestation)
     member = _index_member(statement)
     rec = _records_for(statement, digests, records)
-    index_bytes = _bytes(subject_index)
+    index_bytes = read_input(subject_index, "subject index")
     if hashlib.sha256(index_bytes).hexdigest() != digests[SUBJECTS_SUBJECT]:
         raise VerificationError("subject index: this is not the index this attestation signs")
     if key.key_id != member["key_id"]:
@@ -341,15 +326,16 @@ class VerifiedSubjectProof:
         return len(self.records)
 
 
-def verify_subject_proof(proof: Mapping[str, Any] | bytes | str, attestation: bytes, keys: Sequence[PublicKey],
-                         threshold: int = 1, *, subject_key: SubjectHasher | None = None) -> VerifiedSubjectProof:
-    """Check a subject proof against the attestation's signed roots: no records or index file needed.
+def verify_subject_proof(proof: Mapping[str, Any] | bytes | str, attestation: bytes, policy: Policy, *,
+                         subject_key: SubjectHasher | None = None) -> VerifiedSubjectProof:
+    """Check a subject proof against the roots the attestation signs under ``policy`` (signatures alone:
+    no records or index file is read).
 
     With ``subject_key`` the subject's keyed hash is recomputed, so the proof shows all of the subject's
     records and, as the index is sorted by hash, that there are no others. Without it, the records shown
     are checked to name the subject, and a proof of "no records" is refused (nothing ties it to the id).
     """
-    v = verify_attestation(attestation, keys, threshold=threshold)
+    v = verify_attestation(attestation, Inputs(), policy)
     p = _load(proof)
     members = {"type", "payload_sha256", "subject", "subject_hash", "key_id", "entry", "previous", "next", "records"}
     if p.get("type") != SUBJECT_PROOF_TYPE or set(p) != members:
@@ -420,11 +406,10 @@ def verify_subject_proof(proof: Mapping[str, Any] | bytes | str, attestation: by
     return VerifiedSubjectProof(subject, target, shown, leaves, subject_key is not None, v)
 
 
-def verify_any_proof(proof: Mapping[str, Any] | bytes | str, attestation: bytes, keys: Sequence[PublicKey],
-                     threshold: int = 1, *, subject_key: SubjectHasher | None = None,
-                     ) -> VerifiedProof | VerifiedSubjectProof:
+def verify_any_proof(proof: Mapping[str, Any] | bytes | str, attestation: bytes, policy: Policy, *,
+                     subject_key: SubjectHasher | None = None) -> VerifiedProof | VerifiedSubjectProof:
     """``audit verify-proof``: a record proof or a subject proof, told apart by its ``type``."""
     p = _load(proof)
     if p.get("type") == SUBJECT_PROOF_TYPE:
-        return verify_subject_proof(p, attestation, keys, threshold, subject_key=subject_key)
-    return verify_proof(p, attestation, keys, threshold)
+        return verify_subject_proof(p, attestation, policy, subject_key=subject_key)
+    return verify_proof(p, attestation, policy)

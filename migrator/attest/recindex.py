@@ -22,12 +22,11 @@ import os
 import re
 import struct
 import sys
-import tempfile
 import threading
 from array import array
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from migrator.attest import scan
 from migrator.attest.canonical import NotCanonical, canonical_json, loads_canonical
@@ -36,6 +35,7 @@ from migrator.attest.proofs import RECORD_PROOF_TYPE, record_uris, verify_leaf
 from migrator.attest.statement import RECORDS_SUBJECT
 from migrator.attest.verify import parse_attestation
 from migrator.errors import InputError, VerificationError
+from migrator.files import replace_atomically
 
 MAGIC = b"MIGRIDX1"
 _HEADER = struct.Struct(">8sQQQ32s")
@@ -120,20 +120,17 @@ def write_index(records: Path, out: Path | None = None) -> Path:
     del leaves
     entries = sum(len(b) for b in buckets) // 16
     header = _HEADER.pack(MAGIC, n, entries, size, _Tree(levels, n).root())
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=out.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fo:
-            fo.write(header)
-            fo.write(offsets.tobytes())
-            for level in levels:
-                fo.write(level)
-            for i, bucket in enumerate(buckets):
-                fo.write(b"".join(sorted(bucket[j:j + 16] for j in range(0, len(bucket), 16))))
-                buckets[i] = bytearray()
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    def write(fo: BinaryIO) -> None:
+        fo.write(header)
+        fo.write(offsets.tobytes())
+        for level in levels:
+            fo.write(level)
+        for i, bucket in enumerate(buckets):
+            fo.write(b"".join(sorted(bucket[j:j + 16] for j in range(0, len(bucket), 16))))
+            buckets[i] = bytearray()
+
+    replace_atomically(out, write, mode=0o600)
     return out
 
 

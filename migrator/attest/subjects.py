@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import re
 import secrets
 import stat
@@ -27,12 +26,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from migrator.attest.canonical import NotCanonical, canonical_json, loads_canonical
 from migrator.attest.merkle import ALGORITHM as MERKLE_ALGORITHM
 from migrator.attest.merkle import MerkleBuilder
 from migrator.errors import InputError, VerificationError
+from migrator.files import create_exclusive
 
 HASH_ALGORITHM = "hmac-sha256"
 HASHES_TYPE = "https://provable-migrator.dev/subject-hashes/v1"
@@ -82,15 +82,9 @@ def generate_subject_key(path: Path | str) -> SubjectKey:
     path = Path(path)
     key = secrets.token_bytes(KEY_BYTES)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        create_exclusive(path, key.hex().encode("ascii") + b"\n", mode=0o600)
     except FileExistsError:
         raise InputError(f"{path} already exists; refusing to overwrite a key", file=str(path)) from None
-    except OSError as exc:
-        raise InputError(f"cannot create {path}: {exc.strerror}", file=str(path)) from None
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(key.hex().encode("ascii") + b"\n")
-        fh.flush()
-        os.fsync(fh.fileno())
     return SubjectKey(key)
 
 
@@ -143,15 +137,16 @@ def write_subject_hashes(key: SubjectKey, subjects: Iterable[str], out: Path | s
     Format: canonical JSON lines, first {"key_id", "type"}, then {"hash", "subject"} sorted by subject.
     """
     distinct = sorted(set(subjects))
-    out = Path(out)
-    try:
-        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
-    except OSError as exc:
-        raise InputError(f"cannot create {out}: {exc.strerror}", file=str(out)) from None
-    with os.fdopen(fd, "wb") as fh:
+
+    def write(fh: BinaryIO) -> None:
         fh.write(canonical_json({"key_id": key.key_id, "type": HASHES_TYPE}) + b"\n")
         for subject in distinct:
             fh.write(canonical_json({"hash": key.hash(subject), "subject": subject}) + b"\n")
+
+    try:
+        create_exclusive(Path(out), write, mode=0o600)
+    except FileExistsError as exc:
+        raise InputError(f"cannot create {out}: {exc.strerror}", file=str(out)) from None
     return len(distinct)
 
 

@@ -15,23 +15,20 @@ Layout, in a directory or under a prefix of an OCI bucket (``oci://namespace/buc
     checkpoint                        the latest signed checkpoint
 
 Entries and attestations are written once and never replaced; only ``checkpoint`` is. docs/auditor.md
-describes the format for auditors. This module imports no pipeline code; an ObjectStore is used only for
-the OCI backend.
+describes the format for auditors. This module holds the format and its verifier, and reaches the log only
+through the ``LogStorage`` port; the back-ends (a folder, a bucket prefix) live in ``migrator/logstore.py``,
+so nothing here imports the stores or the pipeline.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import fcntl
 import hashlib
-import io
-import os
 import re
-from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 from migrator.attest import merkle
@@ -40,9 +37,7 @@ from migrator.attest.dsse import parse_envelope_strict
 from migrator.attest.keys import Signer
 from migrator.attest.notes import NoteSigner, NoteVerifier, check_key_name, open_note, parse_vkey, sign_note
 from migrator.attest.statement import PAYLOAD_TYPE
-from migrator.errors import InputError, MigratorError, NotFound, PreconditionFailed, StateError, VerificationError
-from migrator.stores.base import ObjectStore, PutRequest
-from migrator.uri import ObjectURI
+from migrator.errors import InputError, MigratorError, StateError, VerificationError
 
 FORMAT = "migrator-tlog/v1"
 PROOF_FORMAT = "migrator-tlog-inclusion/v1"
@@ -55,7 +50,7 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _ENTRY_KEYS = {"seq", "wave_id", "payload_sha256", "attestation", "supersedes"}
 
 
-# ---- storage backends ------------------------------------------------------------------------------------
+# ---- where a log lives (the port; back-ends are in migrator/logstore.py) ----------------------------------
 
 class LogStorage(Protocol):
     """Where a log lives. Names are relative paths such as ``entries/000000000000.json``."""
@@ -79,134 +74,6 @@ class LogStorage(Protocol):
     def lock(self) -> AbstractContextManager[None]:
         """Serialize appends by this host; a no-op where the backend has no lock."""
         ...
-
-
-class DirectoryLog:
-    def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
-
-    def describe(self) -> str:
-        return str(self.path)
-
-    def read(self, name: str) -> bytes | None:
-        try:
-            return (self.path / name).read_bytes()
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise StateError(f"cannot read {self.path / name}: {exc.strerror}") from None
-
-    def create(self, name: str, data: bytes) -> None:
-        target = self.path / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
-        except FileExistsError:
-            raise StateError(f"{target} exists already; log entries are never replaced") from None
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-
-    def replace(self, name: str, data: bytes) -> None:
-        target = self.path / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".tmp")
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-
-    def names(self, prefix: str) -> list[str]:
-        folder = self.path / prefix
-        if not folder.is_dir():
-            return []
-        return sorted(prefix + p.name for p in folder.iterdir() if p.is_file())
-
-    @contextmanager
-    def lock(self) -> Iterator[None]:
-        self.path.mkdir(parents=True, exist_ok=True)
-        with open(self.path / ".lock", "a+b") as fh:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-
-class ObjectStoreLog:
-    """A log under a prefix of a bucket. Entries are written with if-none-match: *, so two writers racing
-    for the same sequence number cannot both succeed (the loser's append fails; nothing is overwritten)."""
-
-    def __init__(self, store: ObjectStore, location: ObjectURI) -> None:
-        self.store = store
-        self.location = location  # key = the prefix ("" for the bucket's root)
-
-    def _uri(self, name: str) -> ObjectURI:
-        prefix = self.location.key.rstrip("/")
-        key = f"{prefix}/{name}" if prefix else name
-        return ObjectURI(self.location.scheme, self.location.bucket, key, self.location.namespace)
-
-    def describe(self) -> str:
-        return str(self.location)
-
-    def read(self, name: str) -> bytes | None:
-        try:
-            stream = self.store.open_read(self._uri(name))
-        except NotFound:
-            return None
-        try:
-            chunks = []
-            while chunk := stream.read(1 << 20):
-                chunks.append(chunk)
-            return b"".join(chunks)
-        finally:
-            stream.close()
-
-    def create(self, name: str, data: bytes) -> None:
-        try:
-            self.store.put(self._uri(name), io.BytesIO(data), PutRequest(size=len(data), if_none_match=True))
-        except PreconditionFailed:
-            raise StateError(f"{self._uri(name)} exists already; log entries are never replaced") from None
-
-    def replace(self, name: str, data: bytes) -> None:
-        self.store.put(self._uri(name), io.BytesIO(data), PutRequest(size=len(data), if_none_match=False))
-
-    def names(self, prefix: str) -> list[str]:
-        base = self._uri(prefix).key
-        strip = len(base) - len(prefix)
-        out = {e.key[strip:] for e in self.store.list_versions(self.location.bucket, base)
-               if e.is_latest and not e.is_delete_marker}
-        return sorted(n for n in out if "/" not in n[len(prefix):])
-
-    def lock(self) -> AbstractContextManager[None]:
-        return nullcontext()
-
-
-def parse_location(loc: str) -> ObjectURI:
-    """``oci://namespace/bucket[/prefix]`` (the prefix may be empty)."""
-    scheme, sep, rest = loc.partition("://")
-    if not sep or scheme != "oci":
-        raise InputError(f"a log in a bucket is named oci://namespace/bucket[/prefix], not {loc!r}")
-    parts = rest.split("/", 2)
-    if len(parts) < 2 or not parts[0] or not parts[1]:
-        raise InputError(f"a log in a bucket is named oci://namespace/bucket[/prefix], not {loc!r}")
-    return ObjectURI("oci", parts[1], parts[2] if len(parts) == 3 else "", parts[0])
-
-
-def open_log(loc: LogStorage | Path | str, store: ObjectStore | None = None) -> LogStorage:
-    """A log from a directory path, an ``oci://`` location (with the OCI store to reach it), or as is."""
-    if isinstance(loc, DirectoryLog | ObjectStoreLog):
-        return loc
-    if isinstance(loc, str) and "://" in loc:
-        location = parse_location(loc)
-        if store is None:
-            raise InputError(f"{loc}: a log in a bucket needs the OCI store to reach it")
-        return ObjectStoreLog(store, location)
-    if isinstance(loc, str | Path):
-        return DirectoryLog(loc)
-    return loc
 
 
 # ---- entries ---------------------------------------------------------------------------------------------
@@ -399,14 +266,13 @@ def _root(entries: Sequence[Entry], size: int | None = None) -> bytes:
 
 # ---- append ----------------------------------------------------------------------------------------------
 
-def append(log_loc: LogStorage | Path | str, attestation_bytes: bytes, signer: Signer, origin: str) -> Entry:
+def append(log: LogStorage, attestation_bytes: bytes, signer: Signer, origin: str) -> Entry:
     """Add an attestation to the log and sign a new checkpoint; return its entry.
 
     Appending an attestation whose payload is already in the log (e.g. the same one, co-signed) changes
     nothing and returns the existing entry. Before signing, the log is checked against its current
     checkpoint with the signer's own key: the log never signs over entries that were altered.
     """
-    log = open_log(log_loc)
     check_key_name(origin)
     note_signer = NoteSigner(origin, signer)
     digest, wave_id = _payload_facts(attestation_bytes)
@@ -447,9 +313,8 @@ def _sign(log: LogStorage, entries: Sequence[Entry], signer: NoteSigner) -> byte
     return note
 
 
-def checkpoint(log_loc: LogStorage | Path | str) -> bytes:
+def checkpoint(log: LogStorage) -> bytes:
     """The latest signed checkpoint, as the auditor should save it."""
-    log = open_log(log_loc)
     note = log.read(CHECKPOINT_FILE)
     if note is None:
         raise StateError(f"the log at {log.describe()} has no checkpoint yet")
@@ -499,7 +364,7 @@ class LogState:
         return out
 
 
-def verify_log(log_loc: LogStorage | Path | str, vkey: NoteVerifier | str,
+def verify_log(log: LogStorage, vkey: NoteVerifier | str,
                since_checkpoint: bytes | None = None) -> LogState:
     """Verify the latest checkpoint's signature, recompute the tree from the entries (each checked against
     its attestation file), and prove the tree extends ``since_checkpoint`` (the one the auditor saw last).
@@ -507,7 +372,6 @@ def verify_log(log_loc: LogStorage | Path | str, vkey: NoteVerifier | str,
     Raises VerificationError naming what failed: a removed, rewritten or reordered entry, a checkpoint
     that does not verify, or a history inconsistent with the earlier checkpoint.
     """
-    log = open_log(log_loc)
     verifier = _verifier(vkey)
     contents = _read(log)
     if contents.checkpoint is None:
@@ -541,13 +405,12 @@ def verify_log(log_loc: LogStorage | Path | str, vkey: NoteVerifier | str,
 
 # ---- inclusion proofs ------------------------------------------------------------------------------------
 
-def prove_wave(log_loc: LogStorage | Path | str, wave_id: str) -> dict[str, Any]:
+def prove_wave(log: LogStorage, wave_id: str) -> dict[str, Any]:
     """An inclusion proof of the wave's latest attestation against the latest signed checkpoint.
 
     The answer is self-contained: the checkpoint note, the entry, and the RFC 9162 audit path (hex,
     the leaf's sibling first). ``verify_wave_proof`` checks it; docs/auditor.md says how by hand.
     """
-    log = open_log(log_loc)
     contents = _read(log)
     if contents.checkpoint is None:
         raise StateError(f"the log at {log.describe()} has no checkpoint yet")

@@ -1,28 +1,35 @@
-"""Offline verification of a removal attestation. Needs only the formats: imports attest/* and errors.
+"""Offline verification of a removal attestation. Needs only the formats (attest/*, errors, files, manifest_rows).
 
-Each failure raises VerificationError whose message starts with the name of the failed check:
-"envelope form", "signature", "statement form", "subject manifest", "subject records",
-"merkle root", "coverage", "totals", "subject index". The checks run in that order;
-docs/attestation.md lists them. Predicates v1 and v2 are both verified.
+``verify_attestation(envelope, inputs, policy)`` checks exactly what the policy (``policy.py``) demands.
+Each failure raises VerificationError whose message starts with the name of the failed check, in this order:
+"envelope form", "statement form", "signature" (each Threshold), "subject manifest" (RequireManifest),
+"subject records", "merkle root" (RequireRecords), "coverage" (RequireRecords: rows in order;
+RequireManifest, RequireRowCount: the row count), "totals" (always the declared ones; with RequireRecords
+the records' too), "subject index" (RequireSubjectIndex; with RequireRecords, records naming subjects need
+an index). docs/attestation.md lists them. Predicates v1 and v2 are both verified.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import re
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from itertools import chain
-from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from migrator.attest.canonical import NotCanonical, loads_canonical
 from migrator.attest.dsse import Envelope, parse_envelope_strict
-from migrator.attest.keys import PublicKey, keyid, verify_signature
 from migrator.attest.merkle import ALGORITHM as MERKLE_ALGORITHM
+from migrator.attest.policy import (
+    Inputs,
+    Policy,
+    RequireManifest,
+    RequireRecords,
+    RequireRowCount,
+    RequireSubjectIndex,
+    Threshold,
+    demands,
+)
 from migrator.attest.scan import RecordScan, scan_records
 from migrator.attest.statement import (
     PAYLOAD_TYPE,
@@ -32,8 +39,10 @@ from migrator.attest.statement import (
     STATEMENT_TYPE,
     SUBJECTS_SUBJECT,
 )
-from migrator.attest.subjects import SubjectHasher, check_member, check_subject_index
+from migrator.attest.subjects import check_member, check_subject_index
 from migrator.errors import InputError, VerificationError
+from migrator.files import read_input
+from migrator.manifest_rows import manifest_facts
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _RFC3339_UTC = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z")
@@ -48,10 +57,21 @@ class VerifiedAttestation:
     subjects: dict[str, str]            # subject name -> sha256 hex
     tree_size: int
     merkle_root: bytes
-    records_checked: bool = False
-    manifest_checked: bool = False
+    policy: Policy                      # what was demanded, and so verified
     manifest_subject: str | None = None
-    subjects_checked: bool = False      # subjects.jsonl checked (with the records: the partition too)
+
+    @property
+    def records_checked(self) -> bool:
+        return bool(demands(self.policy, RequireRecords))
+
+    @property
+    def manifest_checked(self) -> bool:
+        return bool(demands(self.policy, RequireManifest))
+
+    @property
+    def subjects_checked(self) -> bool:
+        """subjects.jsonl checked (with the records: the partition too)."""
+        return bool(demands(self.policy, RequireSubjectIndex))
 
     @property
     def predicate_type(self) -> str:
@@ -69,32 +89,6 @@ def _fail(check: str, msg: str) -> VerificationError:
 
 def _is_count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-# ---- signatures -------------------------------------------------------------------------------------
-
-def _check_signatures(env: Envelope, keys: Sequence[PublicKey], threshold: int) -> tuple[str, ...]:
-    trusted: dict[str, PublicKey] = {}
-    for key in keys:
-        trusted.setdefault(keyid(key), key)
-    if threshold < 1:
-        raise InputError("threshold must be at least 1")
-    if len(trusted) < threshold:
-        raise InputError(f"threshold {threshold} needs at least {threshold} distinct trusted keys, "
-                         f"got {len(trusted)}")
-    message = env.pae()
-    verified: list[str] = []
-    for sig in env.signatures:
-        trusted_key = trusted.get(sig.keyid)
-        if trusted_key is None:
-            continue  # an untrusted keyid is ignored, never counted
-        if not verify_signature(trusted_key, message, sig.sig):
-            raise _fail("signature", f"signature with trusted keyid {sig.keyid} does not verify")
-        verified.append(sig.keyid)  # keyids are distinct (strict form), so keys are distinct
-    if len(verified) < threshold:
-        raise _fail("signature", f"{len(verified)} valid signature(s) from trusted keys, "
-                                 f"threshold is {threshold}")
-    return tuple(verified)
 
 
 # ---- statement and predicate form --------------------------------------------------------------------
@@ -196,98 +190,6 @@ def _check_declared_totals(p: dict[str, Any]) -> None:
         raise _fail("totals", "merkle.tree_size differs from totals.rows")
 
 
-# ---- records and manifest ----------------------------------------------------------------------------
-
-# ASCII whitespace as str.strip() sees it (csv fields are stripped the same way).
-_BLANK_CSV = re.compile(rb"(?m)^[ \t\x0b\x0c\x1c-\x1f,]*$")
-_BLANK_JSONL = re.compile(rb"(?m)^[ \t\r\x0b\x0c\x1c-\x1f]*$")
-
-
-def count_manifest_rows(manifest: bytes, name: str = "") -> int:
-    """Data rows of a manifest: CSV rows after the header that are not blank, or non-blank JSONL lines.
-
-    The format follows the file name (.csv, .jsonl/.ndjson/.json); otherwise a first non-blank
-    byte of "{" means JSONL. CSV is read with the csv module so quoted newlines stay in one row.
-    (``_manifest_facts`` counts the same in a file, never holding it whole.)
-    """
-    lower = name.lower()
-    if lower.endswith((".jsonl", ".ndjson", ".json")):
-        jsonl = True
-    elif lower.endswith(".csv"):
-        jsonl = False
-    else:
-        jsonl = manifest.lstrip().startswith(b"{")
-    if _plain(manifest, jsonl):
-        # Fast path, same count: ASCII only, and for CSV no quotes, CRs or NULs, so rows are lines.
-        nonblank = manifest.count(b"\n") + 1 - len((_BLANK_JSONL if jsonl else _BLANK_CSV).findall(manifest))
-        return nonblank if jsonl else max(nonblank - 1, 0)
-    try:
-        text = manifest.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise _fail("coverage", "manifest is not UTF-8") from None
-    if jsonl:
-        return sum(1 for line in text.split("\n") if line.strip())
-    return _csv_rows(io.StringIO(text, newline=""))
-
-
-def _plain(data: bytes, jsonl: bool) -> bool:
-    return data.isascii() and (jsonl or not any(c in data for c in (b'"', b"\r", b"\x00")))
-
-
-def _csv_rows(text: Iterable[str]) -> int:
-    try:
-        rows = sum(1 for r in csv.reader(text, strict=True) if any(f.strip() for f in r))
-    except csv.Error as exc:
-        raise _fail("coverage", f"manifest CSV cannot be read: {exc}") from None
-    return max(rows - 1, 0)  # the first non-blank row is the header
-
-
-_PIECE = 8 << 20
-
-
-def _manifest_facts(path: Path, name: str) -> tuple[str, int | VerificationError]:
-    """(SHA-256 hex, data rows or the coverage error counting met) of a manifest file, read in pieces
-    that end at newlines; the count is count_manifest_rows's. A file that is not plain is read again."""
-    lower, digest, rows, plain, rest = name.lower(), hashlib.sha256(), 0, True, b""
-    if lower.endswith((".jsonl", ".ndjson", ".json", ".csv")):
-        jsonl = not lower.endswith(".csv")
-    else:
-        with _open(path) as fh:
-            blocks = iter(lambda: fh.read(1 << 16), b"")
-            jsonl = next((b.lstrip() for b in blocks if b.lstrip()), b"").startswith(b"{")
-    with _open(path) as fh:
-        for block in chain(iter(lambda: fh.read(_PIECE), b""), [b""]):
-            digest.update(block)
-            piece = rest + block
-            cut = piece.rfind(b"\n") + 1 if block else len(piece)
-            piece, rest = piece[:cut], piece[cut:]
-            plain = plain and _plain(piece, jsonl)
-            if plain:
-                rows += piece.count(b"\n") + 1 - len((_BLANK_JSONL if jsonl else _BLANK_CSV).findall(piece))
-    if plain:
-        return digest.hexdigest(), rows if jsonl else max(rows - 1, 0)
-    try:
-        with _open(path) as fh:
-            lines = (raw.decode("utf-8-sig" if i == 0 else "utf-8") for i, raw in enumerate(fh))
-            if jsonl:
-                return digest.hexdigest(), sum(1 for line in lines if line.strip())
-            for _ in lines:
-                pass           # all of it is UTF-8 before any CSV error is reported
-        with _open(path) as fh:
-            return digest.hexdigest(), _csv_rows(io.TextIOWrapper(fh, encoding="utf-8-sig", newline=""))
-    except UnicodeDecodeError:
-        return digest.hexdigest(), _fail("coverage", "manifest is not UTF-8")
-    except VerificationError as exc:
-        return digest.hexdigest(), exc
-
-
-def _open(path: Path) -> IO[bytes]:
-    try:
-        return open(path, "rb")
-    except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror}", file=str(path)) from None
-
-
 # ---- the verifier -------------------------------------------------------------------------------------
 
 def parse_attestation(envelope: bytes) -> tuple[Envelope, dict[str, Any], dict[str, str]]:
@@ -303,59 +205,60 @@ def parse_attestation(envelope: bytes) -> tuple[Envelope, dict[str, Any], dict[s
     return env, statement, subjects
 
 
-def _read(data: bytes | Path) -> bytes:
-    if isinstance(data, bytes | bytearray):
-        return bytes(data)
-    try:
-        return Path(data).read_bytes()
-    except OSError as exc:
-        raise InputError(f"cannot read {data}: {exc.strerror}", file=str(data)) from None
-
-
-def verify_attestation(envelope: bytes, keys: Sequence[PublicKey], *, threshold: int = 1,
-                       records: bytes | Path | None = None, manifest: bytes | Path | None = None,
-                       manifest_rows: int | None = None, manifest_name: str | None = None,
-                       subjects: bytes | Path | None = None, subject_key: SubjectHasher | None = None,
-                       workers: int | None = None) -> VerifiedAttestation:
-    """Verify an attestation offline; return what was verified or raise VerificationError.
-
-    ``keys`` are the trusted public keys; ``threshold`` distinct ones must have signed.
-    ``records``: records.jsonl (bytes, or a path: large files are then read in parallel). ``manifest``:
-    the manifest (bytes or path); its data rows are counted unless ``manifest_rows`` is given.
-    ``manifest_name`` picks the manifest subject when the statement names several. ``subjects``:
-    subjects.jsonl; checked against the records too when they are given, and each keyed hash against
-    ``subject_key`` (the custodian's key) when that is given as well.
+def verify_attestation(envelope: bytes, inputs: Inputs, policy: Policy) -> VerifiedAttestation:
+    """Verify an attestation offline: exactly what ``policy`` demands, reading ``inputs``; return what was
+    verified. The checks run in the module docstring's order. Raises VerificationError naming the failed
+    check; InputError for a policy without a Threshold, a RequireSubjectIndex key without RequireRecords,
+    a demanded input that is missing, or an input nothing demands.
     """
+    thresholds = demands(policy, Threshold)
+    want_records = bool(demands(policy, RequireRecords))
+    want_manifest = next(iter(demands(policy, RequireManifest)), None)
+    want_rows = next(iter(demands(policy, RequireRowCount)), None)
+    want_index = next(iter(demands(policy, RequireSubjectIndex)), None)
+    if not thresholds:
+        raise InputError("the policy names no Threshold: whose signatures count?")
+    if want_index is not None and want_index.key is not None and not want_records:
+        raise InputError("RequireSubjectIndex(key) checks keyed hashes against the records: add RequireRecords()")
+    for name, wanted, given in (("records", want_records, inputs.records),
+                                ("manifest", want_manifest is not None, inputs.manifest),
+                                ("subjects", want_index is not None, inputs.subjects)):
+        if wanted and given is None:
+            raise InputError(f"the policy requires the {name}, and none were given", field=name)
+        if given is not None and not wanted:
+            raise InputError(f"{name} given, but the policy does not require them", field=name)
+    records, manifest = inputs.records, inputs.manifest
+
     env, statement, subject_digests = parse_attestation(envelope)
-    signed_by = _check_signatures(env, keys, threshold)
+    signed_by: tuple[str, ...] = ()
+    for t in thresholds:
+        signed_by += tuple(k for k in t.check(env) if k not in signed_by)
     predicate: dict[str, Any] = statement["predicate"]
     tree_size: int = predicate["merkle"]["tree_size"]
     root = bytes.fromhex(predicate["merkle"]["root"])
     index_member = predicate.get("subjects") if statement["predicateType"] == PREDICATE_TYPE_V2 else None
 
     manifest_subject: str | None = None
-    if manifest is not None or manifest_name is not None:
+    counted: int | VerificationError | None = None     # the manifest's rows, or what counting them met
+    if want_manifest is not None and manifest is not None:
         others = [n for n in subject_digests if n not in (RECORDS_SUBJECT, SUBJECTS_SUBJECT)]
-        if manifest_name is not None:
-            if manifest_name not in others:
-                raise _fail("subject manifest", f"the statement has no subject {manifest_name!r}")
-            manifest_subject = manifest_name
+        if want_manifest.name is not None:
+            if want_manifest.name not in others:
+                raise _fail("subject manifest", f"the statement has no subject {want_manifest.name!r}")
+            manifest_subject = want_manifest.name
         elif len(others) == 1:
             manifest_subject = others[0]
         else:
             raise _fail("subject manifest", "the statement does not name exactly one manifest subject")
-    counted: int | VerificationError | None = None     # a manifest file's rows, or what counting them met
-    if manifest is not None and manifest_subject is not None:     # a file is read once, in pieces
-        manifest_sha, counted = (hashlib.sha256(manifest).hexdigest(), None) if isinstance(
-            manifest, bytes | bytearray) else _manifest_facts(Path(manifest), manifest_subject)
+        manifest_sha, counted = manifest_facts(manifest, manifest_subject)     # read once, in pieces
         if manifest_sha != subject_digests[manifest_subject]:
             raise _fail("subject manifest",
                         f"SHA-256 differs from the digest of subject {manifest_subject!r}")
 
     scan: RecordScan | None = None
-    if records is not None:
+    if want_records and records is not None:
         v2 = statement["predicateType"] == PREDICATE_TYPE_V2
-        scan = scan_records(records, want_subjects=v2, workers=workers)
+        scan = scan_records(records, want_subjects=v2)
         if scan.sha256 != subject_digests[RECORDS_SUBJECT]:
             raise _fail("subject records", f"SHA-256 differs from the digest of subject {RECORDS_SUBJECT!r}")
         if not scan.ends_with_newline:
@@ -371,16 +274,13 @@ def verify_attestation(envelope: bytes, keys: Sequence[PublicKey], *, threshold:
             line, row = scan.row_break
             raise _fail("coverage", f"line {line} holds row {row}; rows must be 1..{tree_size} in order")
 
-    if manifest is not None or manifest_rows is not None:
-        expected = manifest_rows
-        if expected is None and isinstance(manifest, bytes | bytearray):
-            expected = count_manifest_rows(bytes(manifest), manifest_subject or "")
-        elif expected is None:
-            if isinstance(counted, VerificationError):
-                raise counted
-            expected = counted
-        if expected != tree_size:
-            raise _fail("coverage", f"the manifest has {expected} rows, the attestation covers {tree_size}")
+    if counted is not None:
+        if isinstance(counted, VerificationError):
+            raise counted
+        if counted != tree_size:
+            raise _fail("coverage", f"the manifest has {counted} rows, the attestation covers {tree_size}")
+    if want_rows is not None and want_rows.rows != tree_size:
+        raise _fail("coverage", f"the manifest has {want_rows.rows} rows, the attestation covers {tree_size}")
 
     _check_declared_totals(predicate)
     if scan is not None:
@@ -392,18 +292,15 @@ def verify_attestation(envelope: bytes, keys: Sequence[PublicKey], *, threshold:
 
     if index_member is None and scan is not None and scan.subjects and any(scan.subjects):
         raise _fail("subject index", "records name subjects but the attestation commits no subject index")
-    if subjects is not None:
+    if want_index is not None and inputs.subjects is not None:
         if index_member is None:
             raise _fail("subject index", "this attestation commits no subject index")
-        index = _read(subjects)
+        index = read_input(inputs.subjects, "subject index")
         if hashlib.sha256(index).hexdigest() != subject_digests[SUBJECTS_SUBJECT]:
             raise _fail("subject index", f"SHA-256 differs from the digest of subject {SUBJECTS_SUBJECT!r}")
         check_subject_index(index, index_member, tree_size,
-                            leaf_subjects=scan.subjects if scan is not None else None,
-                            hasher=subject_key if scan is not None else None)
+                            leaf_subjects=scan.subjects if scan is not None else None, hasher=want_index.key)
 
     return VerifiedAttestation(
         envelope=env, statement=statement, predicate=predicate, signed_by=signed_by, subjects=subject_digests,
-        tree_size=tree_size, merkle_root=root, records_checked=records is not None,
-        manifest_checked=manifest is not None, manifest_subject=manifest_subject,
-        subjects_checked=subjects is not None)
+        tree_size=tree_size, merkle_root=root, policy=policy, manifest_subject=manifest_subject)

@@ -5,6 +5,8 @@ A :class:`FaultPlan` says what to inject: a fixed latency per request, and at a 
 
 - ``500``, ``503-slowdown``, ``429``: answer that status (S3: ``InternalError``, ``SlowDown``) without doing
   the operation;
+- ``501``: answer 501 Not Implemented (S3: ``NotImplemented``) without doing the operation: a 5xx that
+  migrator does not retry (see ``migrator/stores/errors.py``);
 - ``reset-before``: reset the connection (TCP RST) without doing the operation;
 - ``reset-after``: do the operation, then reset the connection instead of answering;
 - ``timeout``: hold the request for ``timeout_ms`` (longer than the client's read timeout), then reset it
@@ -59,9 +61,10 @@ from migrator.errors import InputError, SandboxError
 CONTROL_PATH = "/_emulator/faults"
 
 FAULT_KINDS: frozenset[str] = frozenset({
-    "500", "503-slowdown", "429", "reset-before", "reset-after", "timeout", "truncate", "flip-get", "flip-put",
+    "500", "501", "503-slowdown", "429", "reset-before", "reset-after", "timeout", "truncate", "flip-get",
+    "flip-put",
 })
-ERROR_KINDS: Mapping[str, int] = {"500": 500, "503-slowdown": 503, "429": 429}
+ERROR_KINDS: Mapping[str, int] = {"500": 500, "501": 501, "503-slowdown": 503, "429": 429}
 _DATA_OUT_KINDS = frozenset({"truncate", "flip-get"})
 _DATA_IN_KINDS = frozenset({"flip-put"})
 MAX_LATENCY_MS = 10_000.0
@@ -144,7 +147,7 @@ class Action:
 
     @property
     def status(self) -> int | None:
-        """500, 503 or 429 to answer instead of doing the operation; None otherwise."""
+        """500, 501, 503 or 429 to answer instead of doing the operation; None otherwise."""
         return ERROR_KINDS.get(self.kind or "")
 
     @property

@@ -1,5 +1,6 @@
-"""Pieces the adapters share: reading a write's body exactly, a raw response body as a ReadStream, and
-per-target deletes for clouds whose batch delete cannot name versions."""
+"""Pieces the adapters share: reading a write's body exactly, a raw response body as a ReadStream,
+per-target deletes for clouds whose batch delete cannot name versions, and a failed delete's outcome from
+the adapter's own table of codes."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, BinaryIO, Self
 
 from migrator.errors import InputError, MigratorError, StoreError
-from migrator.stores.base import DeleteResult, DeleteTarget, ObjectInfo
+from migrator.stores.base import DeleteOutcome, DeleteResult, DeleteTarget, ObjectInfo
 from migrator.uri import ObjectURI
 
 
@@ -67,8 +68,19 @@ class RawBodyStream:
         self.close()
 
 
+def outcome_of(code: str | None, gone: frozenset[str], changed: frozenset[str]) -> DeleteOutcome:
+    """A failed delete's outcome from the cloud's code: ``gone`` codes mean nothing was there, ``changed``
+    codes that a precondition failed; anything else is a refusal (never taken as deleted)."""
+    if code in gone:
+        return DeleteOutcome.ABSENT
+    if code in changed:
+        return DeleteOutcome.CHANGED
+    return DeleteOutcome.REFUSED
+
+
 def delete_each(targets: Sequence[DeleteTarget], uri_of: Callable[[str], ObjectURI],
-                delete: Callable[[ObjectURI, str | None, str | None], None]) -> list[DeleteResult]:
+                delete: Callable[[ObjectURI, str | None, str | None], None], *,
+                gone: frozenset[str], changed: frozenset[str]) -> list[DeleteResult]:
     """One pinned delete per target, each with its own result, in the order given."""
     out: list[DeleteResult] = []
     for target in targets:
@@ -76,7 +88,7 @@ def delete_each(targets: Sequence[DeleteTarget], uri_of: Callable[[str], ObjectU
             delete(uri_of(target.key), target.version, target.if_match)
         except (StoreError, InputError) as exc:
             code = exc.code if isinstance(exc, StoreError) else "InvalidTarget"
-            out.append(DeleteResult(target, ok=False, code=code, message=str(exc)))
+            out.append(DeleteResult(target, outcome_of(code, gone, changed), code=code, message=str(exc)))
         else:
-            out.append(DeleteResult(target, ok=True))
+            out.append(DeleteResult(target, DeleteOutcome.DELETED))
     return out

@@ -1,6 +1,6 @@
 """Google Cloud Storage adapter (scheme ``gs``) over google-cloud-storage's JSON API client.
 
-Sections, in the order every adapter uses: construction, capabilities, reads (stat, open_read),
+Sections, in the order every adapter uses: construction, bucket facts, reads (stat, open_read),
 writes (put), listings, deletes, translation of SDK errors and resources.
 
 The client's own retries are off on every call (``retry=None``); ``migrator.retry.call`` is the one
@@ -37,7 +37,6 @@ from migrator.checksum import (
 )
 from migrator.endpoints import require_loopback
 from migrator.errors import (
-    AccessDenied,
     ChecksumError,
     ChecksumMismatch,
     InputError,
@@ -46,23 +45,28 @@ from migrator.errors import (
     PreconditionFailed,
     StoreError,
 )
+from migrator.stores import errors as store_errors
 from migrator.stores.base import (
-    Capabilities,
+    BucketFacts,
     DeleteResult,
     DeleteTarget,
+    Features,
     ObjectInfo,
     PutRequest,
     PutResult,
-    UploadInfo,
     VersionEntry,
 )
 from migrator.stores.common import RawBodyStream, delete_each
+from migrator.stores.protection import protection_from_extra
 from migrator.stores.settings import StoreTransfer
 from migrator.uri import ObjectURI
 
 T = TypeVar("T")
 
 _CHUNK_ALIGN = 256 * 1024  # resumable chunks must be multiples of 256 KiB
+# Delete error codes (as translated below): nothing there any more, and the generation or ETag changed.
+_GONE_CODES = frozenset({"NotFound"})
+_CHANGED_CODES = frozenset({"PreconditionFailed", "conditionNotMet"})
 _TIMEOUT = (10.0, 120.0)   # (connect, read) seconds for media GETs
 _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     requests.exceptions.ConnectionError,
@@ -116,35 +120,31 @@ class GcsStore:
         pool = HTTPAdapter(pool_connections=4, pool_maxsize=transfer.max_pool_connections)
         for prefix in ("http://", "https://"):
             self._client._http.mount(prefix, pool)
+        # No uploads feature: the JSON API cannot list incomplete resumable uploads (they expire after a
+        # week and hold no readable object); XML-API multipart uploads are not used.
+        self.features = Features(
+            conditional_write=True, conditional_delete=True,
+            batch_delete_max=1,            # JSON batch requests: later
+            reports_protection=True,       # holds and retention come with every object resource
+            one_request_limit=self.multipart_threshold, soft_deleted=self.list_soft_deleted)
 
     @property
     def client(self) -> storage.Client:
         """The underlying SDK client (tests and the sandbox create buckets with it)."""
         return self._client
 
-    # --- capabilities -------------------------------------------------------------------------------
+    # --- bucket facts -------------------------------------------------------------------------------
 
-    def capabilities(self, bucket: str) -> Capabilities:
+    def bucket_facts(self, bucket: str) -> BucketFacts:
         res = _call(lambda: self._client.get_bucket(bucket, retry=None)._properties, f"gs://{bucket}")
         versioning = bool((res.get("versioning") or {}).get("enabled", False))
-        seconds: int | None = None
+        seconds: int | None = None   # no policy in the resource: unknown, which holds (fail closed)
         policy = res.get("softDeletePolicy")
         if isinstance(policy, Mapping) and policy.get("retentionDurationSeconds") is not None:
             seconds = int(policy["retentionDurationSeconds"])
         retention = bool(res.get("retentionPolicy")) or \
             (res.get("objectRetention") or {}).get("mode") == "Enabled"
-        return Capabilities(
-            versioning=versioning,
-            conditional_write=True,
-            conditional_delete=True,
-            additional_checksums=True,      # crc32c on every object
-            batch_delete=False,             # JSON batch requests: later
-            batch_delete_max=1,
-            soft_delete=seconds is None or seconds > 0,  # unknown counts as on: fail closed
-            soft_delete_seconds=seconds,
-            retention=retention,
-            server_side_copy=False,
-        )
+        return BucketFacts(versioning=versioning, retention=retention, soft_delete_seconds=seconds)
 
     # --- reads --------------------------------------------------------------------------------------
 
@@ -240,7 +240,7 @@ class GcsStore:
                                       if_generation_match=if_generation_match,
                                       checksum="crc32c", retry=None)
             except Exception as exc:
-                err = translate(exc, str(uri))
+                err = translate(exc, str(uri), digests_sent=True)
                 if isinstance(err, PreconditionFailed) and failed_before["retryable"]:
                     # An earlier attempt may have landed before its response was lost.
                     mine = self._own_earlier_write(uri, len(data), md5, crc)
@@ -274,7 +274,7 @@ class GcsStore:
             blob.upload_from_file(reader, size=request.size, if_generation_match=if_generation_match,
                                   checksum="crc32c", retry=None)
         except Exception as exc:
-            raise translate(exc, str(uri)) from exc
+            raise translate(exc, str(uri), digests_sent=True) from exc  # X-Goog-Hash on the last chunk
         return _put_result(dict(blob._properties))
 
     # --- listings -----------------------------------------------------------------------------------
@@ -325,14 +325,6 @@ class GcsStore:
             if not token:
                 return
 
-    def list_uploads(self, bucket: str, prefix: str) -> Iterator[UploadInfo]:
-        """Always empty: the JSON API cannot list incomplete resumable uploads (they expire after a
-        week and hold no readable object). XML-API multipart uploads are not listed here."""
-        return iter(())
-
-    def abort_upload(self, bucket: str, key: str, upload_id: str) -> None:
-        """No-op: nothing from ``list_uploads`` to abort (see there)."""
-
     # --- deletes ------------------------------------------------------------------------------------
 
     def delete_version(self, uri: ObjectURI, version: str | None, *, if_match: str | None = None) -> None:
@@ -360,7 +352,8 @@ class GcsStore:
     def delete_versions(self, bucket: str, targets: Sequence[DeleteTarget]) -> list[DeleteResult]:
         """One request per target for now (JSON batch requests come later)."""
         return delete_each(targets, lambda key: ObjectURI("gs", bucket, key),
-                           lambda uri, version, etag: self.delete_version(uri, version, if_match=etag))
+                           lambda uri, version, etag: self.delete_version(uri, version, if_match=etag),
+                           gone=_GONE_CODES, changed=_CHANGED_CODES)
 
 
 def _info_from_headers(uri: ObjectURI, resp: requests.Response, generation: int | None,
@@ -526,6 +519,7 @@ def info_from_resource(uri: ObjectURI, res: Mapping[str, Any]) -> ObjectInfo:
         is_latest=res.get("timeDeleted") is None,
         multipart_parts=int(component_count) if component_count is not None else None,
         metageneration=str(res["metageneration"]) if res.get("metageneration") is not None else None,
+        protection=protection_from_extra(extra),
         extra=extra,
     )
 
@@ -562,6 +556,7 @@ def _extra_of(res: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _version_entry(res: Mapping[str, Any], *, latest: bool | None = None) -> VersionEntry:
+    extra = _extra_of(res)
     return VersionEntry(
         key=str(res["name"]),
         version=str(res["generation"]),
@@ -571,7 +566,8 @@ def _version_entry(res: Mapping[str, Any], *, latest: bool | None = None) -> Ver
         etag=res.get("etag"),
         last_modified=_time(res.get("updated")),
         storage_class=res.get("storageClass"),
-        extra=_extra_of(res),
+        protection=protection_from_extra(extra),
+        extra=extra,
     )
 
 
@@ -579,22 +575,23 @@ def _oldest_first(run: list[VersionEntry]) -> list[VersionEntry]:
     return sorted(run, key=lambda e: int(e.version or 0))
 
 
-def _status_error(status: int | None, message: str, reason: str | None = None) -> StoreError:
-    """Stable codes for the classes callers act on; the cloud's reason (e.g. retentionPolicyNotMet)
-    is kept as the code of a 403 because it says why the cloud refused."""
-    if status == 404:
-        return NotFound(message, status=status, code="NotFound")
-    if status == 412:
-        return PreconditionFailed(message, status=status, code="PreconditionFailed")
-    if status in (401, 403):
-        return AccessDenied(message, status=status, code=reason or "AccessDenied")
-    retryable = retry.classify_status(status) or (status is not None and 500 <= status < 600)
-    return StoreError(message, status=status, code=reason or (f"HTTP{status}" if status else None),
-                      retryable=retryable)
+def _status_error(status: int | None, message: str, reason: str | None = None, *,
+                  digests_sent: bool = False) -> StoreError:
+    """An error answer, through the one table. GCS's reason is the code, except on 404 and 412: there
+    callers compare the stable ``NotFound`` and ``PreconditionFailed`` (the table's names for a missing
+    code), not GCS's ``notFound`` and ``conditionNotMet``. A 403's reason (e.g. retentionPolicyNotMet) is
+    kept because it says why the cloud refused."""
+    code = None if status in (404, 412) else reason
+    return store_errors.to_error(store_errors.Failure(message, status=status, code=code,
+                                                      digests_sent=digests_sent))
 
 
-def translate(exc: BaseException, where: str) -> MigratorError:
-    """Map an SDK/transport exception onto the migrator hierarchy, by type and status code."""
+def translate(exc: BaseException, where: str, *, digests_sent: bool = False) -> MigratorError:
+    """Map an SDK/transport exception onto the migrator hierarchy, by type and status code.
+
+    ``digests_sent``: the failed request was an upload that declared its md5Hash/crc32c, so a bare 400 is
+    GCS refusing bytes that do not match them (see ``migrator.stores.errors``).
+    """
     if isinstance(exc, MigratorError):
         return exc
     if isinstance(exc, DataCorruption):
@@ -604,15 +601,18 @@ def translate(exc: BaseException, where: str) -> MigratorError:
         reason = None
         if exc.errors and isinstance(exc.errors[0], Mapping):
             reason = exc.errors[0].get("reason")
-        return _status_error(status, f"{where}: {exc.message}", reason)
+        return _status_error(status, f"{where}: {exc.message}", reason, digests_sent=digests_sent)
     if isinstance(exc, InvalidResponse):
         response = getattr(exc, "response", None)
         status = getattr(response, "status_code", None)
-        return _status_error(status if isinstance(status, int) else None, f"{where}: {exc}")
+        return _status_error(status if isinstance(status, int) else None, f"{where}: {exc}",
+                             digests_sent=digests_sent)
     if isinstance(exc, _CONNECTION_ERRORS):
-        return StoreError(f"{where}: connection failed: {type(exc).__name__}: {exc}",
-                          code="ConnectionError", retryable=True)
-    return StoreError(f"{where}: {type(exc).__name__}: {exc}", code=type(exc).__name__)
+        return store_errors.to_error(store_errors.Failure(
+            f"{where}: connection failed: {type(exc).__name__}: {exc}", code="ConnectionError",
+            cause=store_errors.Cause.NO_ANSWER))
+    return store_errors.to_error(store_errors.Failure(f"{where}: {type(exc).__name__}: {exc}",
+                                                      code=type(exc).__name__, cause=store_errors.Cause.CLIENT))
 
 
 def _call(fn: Callable[[], T], where: str) -> T:

@@ -1,11 +1,12 @@
 """OCI Object Storage adapter (scheme ``oci``) over the ``oci`` SDK's ObjectStorageClient.
 
-Sections, in the order every adapter uses: construction, capabilities, reads (stat, open_read),
+Sections, in the order every adapter uses: construction, optional features and bucket facts, reads (stat, open_read),
 writes (put), listings, deletes, translation of SDK errors and headers.
 
-The SDK's own retries are off (``NoneRetryStrategy``); ``migrator.retry.call`` is the one policy.
-The config file is always passed to ``oci.config.from_file`` explicitly: the SDK reads
-``OCI_CONFIG_FILE`` only when ``~/.oci/config`` does not exist, so relying on it is a trap.
+The SDK's own retries and circuit breaker are off; ``migrator.retry.call`` is the one policy.
+The store takes the OCI SDK config as a value, read and checked above the store layer by
+``migrator.oci_config.load`` (the registry calls the loader its ``StoreSettings`` carries): that reader
+passes the file's path to the SDK explicitly, and reports a bad file or key without quoting it.
 
 Checksums from ``stat``/``open_read`` carry ``Provenance.SOURCE`` ("reported by the store for the bytes
 it holds"); a caller using OCI as a destination re-labels them. ``put`` reports ``DESTINATION``.
@@ -31,7 +32,7 @@ from oci._vendor.requests.adapters import HTTPAdapter
 from oci._vendor.requests.exceptions import RequestException as VendoredRequestException
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from migrator import crashpoints, oci_config, retry
+from migrator import crashpoints, retry
 from migrator.checksum import (
     Algorithm,
     Checksum,
@@ -43,7 +44,6 @@ from migrator.checksum import (
 )
 from migrator.endpoints import require_loopback
 from migrator.errors import (
-    AccessDenied,
     ChecksumError,
     InputError,
     MigratorError,
@@ -51,14 +51,17 @@ from migrator.errors import (
     PreconditionFailed,
     StoreError,
 )
+from migrator.stores import errors as store_errors
 from migrator.stores.base import (
-    Capabilities,
+    BucketFacts,
     DeleteResult,
     DeleteTarget,
+    Features,
     ObjectInfo,
     PutRequest,
     PutResult,
     UploadInfo,
+    Uploads,
     VersionEntry,
 )
 from migrator.stores.common import RawBodyStream, delete_each, expect_eof, read_exactly
@@ -70,7 +73,9 @@ T = TypeVar("T")
 MAX_PARTS = 10_000
 _TIMEOUT = (10.0, 120.0)  # (connect, read) seconds
 _VERSION_FIELDS = "name,size,etag,md5,timeCreated,timeModified,storageTier,archivalState"
-_PRECONDITION_CODES = frozenset({"IfMatchFailed", "IfNoneMatchFailed", "PreconditionFailed"})
+# Delete error codes: nothing there any more, and the pinned ETag no longer matches.
+_GONE_CODES = frozenset({"NotFound", "ObjectNotFound", "VersionNotFound"})
+_CHANGED_CODES = frozenset({"IfMatchFailed", "PreconditionFailed"})
 _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     VendoredRequestException,      # oci.exceptions.RequestException / ConnectTimeout derive from it
     Urllib3Error,                  # ProtocolError, ReadTimeoutError while streaming a body
@@ -90,10 +95,11 @@ class OciStore:
 
     # --- construction -------------------------------------------------------------------------------
 
-    def __init__(self, config_path: str | None, profile: str = "DEFAULT", endpoint: str | None = None, *,
-                 namespace: str | None = None, transfer: StoreTransfer, allow_non_loopback: bool = True) -> None:
-        """Uses all of ``transfer``: parts of ``part_size``, ``parts_in_flight`` at once per object, and a
-        requests pool of ``max_pool_connections`` (at least two per part in flight)."""
+    def __init__(self, config: Mapping[str, Any], endpoint: str | None = None, *, namespace: str | None = None,
+                 transfer: StoreTransfer, allow_non_loopback: bool = True) -> None:
+        """``config``: the OCI SDK config of one profile, as ``migrator.oci_config.load`` returns it (checked,
+        its key loadable). Uses all of ``transfer``: parts of ``part_size``, ``parts_in_flight`` at once per
+        object, and a requests pool of ``max_pool_connections`` (at least two per part in flight)."""
         if not allow_non_loopback:
             require_loopback(endpoint, "OCI store")
         if transfer.part_size <= 0:
@@ -106,17 +112,26 @@ class OciStore:
         self.part_size = transfer.part_size
         self.multipart_threshold = transfer.multipart_threshold
         self.parts_in_flight = transfer.parts_in_flight
-        config = oci_config.load(config_path, profile)
-        kwargs: dict[str, Any] = {"retry_strategy": oci.retry.NoneRetryStrategy(), "timeout": _TIMEOUT}
+        # Neither the SDK's retries nor its circuit breaker: after a few failures the breaker would fail
+        # calls locally for a while ("please contact Oracle support"), a second policy under ours.
+        kwargs: dict[str, Any] = {"retry_strategy": oci.retry.NoneRetryStrategy(), "timeout": _TIMEOUT,
+                                  "circuit_breaker_strategy": oci.circuit_breaker.NoCircuitBreakerStrategy()}
         if endpoint is not None:
             kwargs["service_endpoint"] = endpoint
-        self._client = oci_config.guard(oci_config.where(config_path, profile),
-                                        lambda: oci.object_storage.ObjectStorageClient(config, **kwargs))
+        self._client = oci.object_storage.ObjectStorageClient(dict(config), **kwargs)
         size = max(transfer.max_pool_connections, transfer.parts_in_flight * 2)
         for prefix in ("http://", "https://"):
             self._client.base_client.session.mount(prefix, HTTPAdapter(pool_connections=4, pool_maxsize=size))
         self._namespace = namespace
         self._ns_lock = threading.Lock()
+        self.features = Features(
+            conditional_write=True,        # if-none-match: * on put and commit
+            conditional_delete=True,       # if-match on the ETag, and version ids
+            batch_delete_max=1,            # OCI's BatchDeleteObjects takes no version ids
+            reports_protection=False,      # retention rules are per bucket; objects do not say they are held
+            one_request_limit=self.multipart_threshold,
+            uploads=Uploads(list=self.list_uploads, abort=self.abort_upload),
+            replication_targets=self.replication_targets)
 
     @property
     def client(self) -> Any:
@@ -136,7 +151,7 @@ class OciStore:
             raise InputError(f"not an oci:// URI: {uri}")
         return uri.namespace or self.namespace
 
-    # --- capabilities -------------------------------------------------------------------------------
+    # --- optional features and bucket facts ---------------------------------------------------------
 
     def replication_targets(self, bucket: str) -> list[str]:
         """Destination buckets of the bucket's replication policies (another region, same namespace)."""
@@ -146,25 +161,15 @@ class OciStore:
         names = {str(getattr(p, "destination_bucket_name", "") or "") for p in policies or []}
         return sorted(f"oci://{ns}/{name}" for name in names if name)
 
-    def capabilities(self, bucket: str) -> Capabilities:
+    def bucket_facts(self, bucket: str) -> BucketFacts:
         ns = self.namespace
         where = f"oci://{ns}/{bucket}"
         data = _call(lambda: self._client.get_bucket(ns, bucket).data, where)
         rules = _call(lambda: self._client.list_retention_rules(ns, bucket).data, where)
         # Suspended still keeps the versions made while enabled: list them like a versioned bucket.
         versioning = (getattr(data, "versioning", None) or "Disabled") != "Disabled"
-        return Capabilities(
-            versioning=versioning,
-            conditional_write=True,        # if-none-match: * on put and commit
-            conditional_delete=True,       # if-match on the ETag, and version ids
-            additional_checksums=True,     # opc-content-crc32c (and SHA-256/384)
-            batch_delete=False,            # OCI's BatchDeleteObjects takes no version ids
-            batch_delete_max=1,
-            soft_delete=False,
-            soft_delete_seconds=0,
-            retention=bool(getattr(rules, "items", None)),
-            server_side_copy=False,
-        )
+        return BucketFacts(versioning=versioning, retention=bool(getattr(rules, "items", None)),
+                           soft_delete_seconds=0)   # OCI has no soft delete
 
     # --- reads --------------------------------------------------------------------------------------
 
@@ -339,7 +344,8 @@ class OciStore:
                     except BaseException:
                         slots.release()
                         raise
-                    fut = pool.submit(self._upload_part, ns, uri, upload_id, num, data)
+                    # carry: the part belongs to the caller's operation, whose retry owns the attempts
+                    fut = pool.submit(retry.carry(self._upload_part), ns, uri, upload_id, num, data)
                     del data  # the pool holds it now; keeps memory at parts_in_flight parts
                     fut.add_done_callback(lambda _f: slots.release())
                     futures.append(fut)
@@ -369,7 +375,8 @@ class OciStore:
 
     def _abort_quietly(self, ns: str, uri: ObjectURI, upload_id: str) -> None:
         try:
-            self.abort_upload(uri.bucket, uri.key, upload_id, namespace=ns)
+            # Its own attempts: a retry of the failed operation starts a new upload and would not redo this.
+            retry.separately(lambda: self.abort_upload(uri.bucket, uri.key, upload_id, namespace=ns))
         except MigratorError:
             pass  # the original error matters more; list_uploads finds what is left
 
@@ -455,7 +462,8 @@ class OciStore:
         """One request per target: OCI's BatchDeleteObjects cannot name version ids."""
         ns = self.namespace
         return delete_each(targets, lambda key: ObjectURI("oci", bucket, key, ns),
-                           lambda uri, version, etag: self.delete_version(uri, version, if_match=etag))
+                           lambda uri, version, etag: self.delete_version(uri, version, if_match=etag),
+                           gone=_GONE_CODES, changed=_CHANGED_CODES)
 
 
 # --- translation: SDK headers, listings and errors ----------------------------------------------------
@@ -576,15 +584,10 @@ def _entries(run: list[Any]) -> list[VersionEntry]:
     return out
 
 
-def _status_error(status: int | None, code: str | None, message: str) -> StoreError:
-    if code in _PRECONDITION_CODES or status == 412:
-        return PreconditionFailed(message, status=status, code=code or "PreconditionFailed")
-    if status == 404:
-        return NotFound(message, status=status, code=code or "NotFound")
-    if status in (401, 403):
-        return AccessDenied(message, status=status, code=code or "AccessDenied")
-    return StoreError(message, status=status, code=code or (f"HTTP{status}" if status else None),
-                      retryable=retry.classify_status(status))
+def _status_error(status: int | None, code: str | None, message: str,
+                  request_id: str | None = None) -> StoreError:
+    """An error answer, through the one table (``migrator.stores.errors``)."""
+    return store_errors.to_error(store_errors.Failure(message, status=status, code=code, request_id=request_id))
 
 
 def translate(exc: BaseException, where: str) -> MigratorError:
@@ -593,11 +596,15 @@ def translate(exc: BaseException, where: str) -> MigratorError:
         return exc
     if isinstance(exc, oci.exceptions.ServiceError):
         status = exc.status if isinstance(exc.status, int) and exc.status > 0 else None
-        return _status_error(status, exc.code, f"{where}: {exc.status} {exc.code}: {exc.message}")
+        request_id = getattr(exc, "request_id", None)
+        return _status_error(status, exc.code, f"{where}: {exc.status} {exc.code}: {exc.message}",
+                             str(request_id) if request_id else None)
     if isinstance(exc, _CONNECTION_ERRORS):
-        return StoreError(f"{where}: connection failed: {type(exc).__name__}: {exc}",
-                          code="ConnectionError", retryable=True)
-    return StoreError(f"{where}: {type(exc).__name__}: {exc}", code=type(exc).__name__)
+        return store_errors.to_error(store_errors.Failure(
+            f"{where}: connection failed: {type(exc).__name__}: {exc}", code="ConnectionError",
+            cause=store_errors.Cause.NO_ANSWER))
+    return store_errors.to_error(store_errors.Failure(f"{where}: {type(exc).__name__}: {exc}",
+                                                      code=type(exc).__name__, cause=store_errors.Cause.CLIENT))
 
 
 def _call(fn: Callable[[], T], where: str) -> T:

@@ -36,7 +36,7 @@ def _oci(s: StoreSettings) -> ObjectStore:
     from migrator.stores.oci import OciStore
 
     e = s.endpoints
-    return OciStore(e.oci_config, e.oci_profile, e.oci_endpoint, transfer=s.transfer,
+    return OciStore(s.load_oci_config(e.oci_config, e.oci_profile), e.oci_endpoint, transfer=s.transfer,
                     allow_non_loopback=not e.sandbox)
 
 

@@ -1,7 +1,7 @@
 """Amazon S3 (and S3-compatible endpoints such as moto) through boto3.
 
 Sections, in the order every adapter follows: construction and endpoint safety, error translation,
-reading (stat, part_sizes, open_read), writing (put), listing, deleting, capabilities.
+reading (stat, part_sizes, open_read), writing (put), listing, deleting, optional features and bucket facts.
 
 One boto3 client is shared by all threads (clients are thread-safe). botocore's own retries are off
 (``total_max_attempts=1``): every call goes through ``migrator.retry.call``. botocore's checksum
@@ -64,17 +64,22 @@ from migrator.errors import (
     StoreError,
     UnsafeEndpointError,
 )
+from migrator.stores import errors as store_errors
 from migrator.stores.base import (
-    Capabilities,
+    BucketFacts,
+    DeleteOutcome,
     DeleteResult,
     DeleteTarget,
+    Features,
     ObjectInfo,
     PutRequest,
     PutResult,
     UploadInfo,
+    Uploads,
     VersionEntry,
 )
-from migrator.stores.common import expect_eof, read_exactly
+from migrator.stores.common import expect_eof, outcome_of, read_exactly
+from migrator.stores.protection import protection_from_extra
 from migrator.stores.settings import StoreTransfer
 from migrator.uri import ObjectURI
 
@@ -84,6 +89,12 @@ MIN_PART_SIZE = 5 * 1024 * 1024          # S3 rejects smaller parts (except the 
 MAX_PART_SIZE = 5 * 1024 * 1024 * 1024
 MAX_PARTS = 10_000
 BATCH_DELETE_MAX = 1000
+# S3's id of the one version an unversioned bucket holds (and of objects written before versioning was
+# enabled). It stays inside this adapter: the protocol says version=None, pinned by the ETag.
+NULL_VERSION = "null"
+# DeleteObjects error codes: nothing there any more, and the pinned ETag no longer matches.
+_GONE_CODES = frozenset({"NoSuchKey", "NoSuchVersion"})
+_CHANGED_CODES = frozenset({"PreconditionFailed"})
 
 # ---------------------------------------------------------------------------------------------------------
 # Construction and endpoint safety
@@ -139,8 +150,12 @@ class S3Store:
             self._client.meta.events.register("before-send.s3", _refuse_non_loopback_send)
         self._client.meta.events.register("before-call.s3.GetObject", _skip_sdk_response_validation)
         self._client.meta.events.register("before-parse.s3.ListObjectVersions", _record_version_order)
-        self._caps: dict[str, Capabilities] = {}
-        self._caps_lock = threading.Lock()
+        self.features = Features(
+            conditional_write=True, conditional_delete=True, batch_delete_max=BATCH_DELETE_MAX,
+            reports_protection=True,   # Object Lock and replication status come with every HEAD
+            one_request_limit=self.multipart_threshold,
+            uploads=Uploads(list=self.list_uploads, abort=self.abort_upload),
+            part_sizes=self.part_sizes, replication_targets=self.replication_targets)
 
     def _make_client(self, endpoint_url: str | None, *, path_style: bool) -> Any:
         config = Config(
@@ -206,7 +221,8 @@ class S3Store:
         if parts == 1:
             return [one(1)]
         with ThreadPoolExecutor(max_workers=min(parts, 8)) as pool:
-            return list(pool.map(one, range(1, parts + 1)))
+            # carry: each HEAD belongs to the caller's operation, whose retry owns the attempts
+            return list(pool.map(retry.carry(one), range(1, parts + 1)))
 
     def open_read(self, uri: ObjectURI, version: str | None = None,
                   byte_range: tuple[int, int] | None = None) -> S3ReadStream:
@@ -371,7 +387,8 @@ class S3Store:
                 whole = int(crt_checksums.crc32c(data, whole))
                 md5 = hashlib.md5(data).digest()
                 md5s.append(md5)
-                futures.append(pool.submit(upload, number, data, md5))
+                # carry: the part belongs to the caller's operation, whose retry owns the attempts
+                futures.append(pool.submit(retry.carry(upload), number, data, md5))
                 del data
         parts = [f.result() for f in futures]  # re-raises the first failure in part order
         return parts, md5s, whole.to_bytes(4, "big")
@@ -379,8 +396,7 @@ class S3Store:
     def _reconcile(self, uri: ObjectURI, etag: str, crc: bytes | None, version: str | None, size: int,
                    parts: int | None) -> PutResult:
         """HEAD pinned to our ETag (and version): the destination's own report of what it stores."""
-        # "null" is the current version right after our write; moto refuses it on unversioned buckets.
-        kwargs = _target(uri, None if version == "null" else version)
+        kwargs = _target(uri, version)   # None right after our write is the current version
         kwargs["IfMatch"] = etag
         resp = self._call(f"HEAD {uri} after write",
                           lambda: self._client.head_object(**kwargs, ChecksumMode="ENABLED"))
@@ -400,7 +416,8 @@ class S3Store:
 
     def _abort_quietly(self, uri: ObjectURI, upload_id: str) -> None:
         try:
-            self.abort_upload(uri.bucket, uri.key, upload_id)
+            # Its own attempts: a retry of the failed operation starts a new upload and would not redo this.
+            retry.separately(lambda: self.abort_upload(uri.bucket, uri.key, upload_id))
         except StoreError:
             pass  # the original failure matters more; list_uploads finds the leftover
 
@@ -465,11 +482,12 @@ class S3Store:
     # -----------------------------------------------------------------------------------------------------
 
     def delete_version(self, uri: ObjectURI, version: str | None, *, if_match: str | None = None) -> None:
+        """Delete one version. An unversioned object (``version=None``) is deleted as S3's "null" version
+        under its ETag: without a version id, a versioned or suspended bucket would only add a delete
+        marker and keep the bytes."""
         if version is None and if_match is None:
             raise InputError(f"refusing an unpinned delete of {uri}: name a version or an ETag")
-        kwargs: dict[str, Any] = {"Bucket": uri.bucket, "Key": uri.key}
-        if version is not None:
-            kwargs["VersionId"] = version
+        kwargs: dict[str, Any] = {"Bucket": uri.bucket, "Key": uri.key, "VersionId": version or NULL_VERSION}
         if if_match is not None:
             kwargs["IfMatch"] = if_match
         self._call(f"DELETE {_show(uri, version)}", lambda: self._client.delete_object(**kwargs))
@@ -477,7 +495,7 @@ class S3Store:
     def delete_versions(self, bucket: str, targets: Sequence[DeleteTarget]) -> list[DeleteResult]:
         """DeleteObjects in batches of 1,000; one result per target, in the order given."""
         for t in targets:
-            if t.version is None and t.if_match is None:
+            if t.version is None and t.if_match is None and not t.delete_marker:
                 raise InputError(f"refusing an unpinned delete of s3://{bucket}/{t.key}")
         results: list[DeleteResult] = []
         for start in range(0, len(targets), BATCH_DELETE_MAX):
@@ -487,9 +505,8 @@ class S3Store:
     def _delete_batch(self, bucket: str, batch: Sequence[DeleteTarget]) -> list[DeleteResult]:
         objects = []
         for t in batch:
-            obj: dict[str, str] = {"Key": t.key}
-            if t.version is not None:
-                obj["VersionId"] = t.version
+            # Always a version id ("null" for an unversioned object): a delete never adds a marker.
+            obj: dict[str, str] = {"Key": t.key, "VersionId": t.version or NULL_VERSION}
             if t.if_match is not None:
                 obj["ETag"] = t.if_match  # per-key condition of DeleteObjects (ObjectIdentifier.ETag)
             objects.append(obj)
@@ -503,26 +520,29 @@ class S3Store:
         errors = {(e.get("Key"), e.get("VersionId")): e for e in resp.get("Errors", []) or []}
         out = []
         for t in batch:
-            err = errors.get((t.key, t.version))
-            d = deleted.get((t.key, t.version))
+            wire = t.version or NULL_VERSION
+            err = errors.get((t.key, wire))
+            d = deleted.get((t.key, wire)) or deleted.get((t.key, None))
             if err is None and d is None:
                 err = errors.get((t.key, None))  # moto omits VersionId from Errors: fail every such target
             if err is not None:
-                out.append(DeleteResult(t, ok=False, code=err.get("Code"), message=err.get("Message")))
+                code = err.get("Code")
+                out.append(DeleteResult(t, outcome_of(code, _GONE_CODES, _CHANGED_CODES), code=code,
+                                        message=err.get("Message")))
                 continue
             if d is None:
-                out.append(DeleteResult(t, ok=False, code="NoResult",
+                out.append(DeleteResult(t, DeleteOutcome.REFUSED, code="NoResult",
                                         message="S3 reported nothing for this target"))
-            elif t.version is None and d.get("DeleteMarker"):
-                # An ETag-only target on a versioned bucket adds a marker: it removed no version.
-                out.append(DeleteResult(t, ok=True, code="DeleteMarkerCreated",
+            elif d.get("DeleteMarker") and d.get("DeleteMarkerVersionId") not in (None, wire):
+                # A marker was added instead of the pinned version removed: the bytes are still there.
+                out.append(DeleteResult(t, DeleteOutcome.REFUSED, code="DeleteMarkerCreated",
                                         message=f"delete marker {d.get('DeleteMarkerVersionId')} added"))
             else:
-                out.append(DeleteResult(t, ok=True))
+                out.append(DeleteResult(t, DeleteOutcome.DELETED))
         return out
 
     # -----------------------------------------------------------------------------------------------------
-    # Capabilities, discovered once per bucket
+    # Optional features (replication) and bucket facts
     # -----------------------------------------------------------------------------------------------------
 
     def replication_targets(self, bucket: str) -> list[str]:
@@ -544,11 +564,7 @@ class S3Store:
                 targets.append(f"s3://{name}")
         return sorted(set(targets))
 
-    def capabilities(self, bucket: str) -> Capabilities:
-        with self._caps_lock:
-            cached = self._caps.get(bucket)
-        if cached is not None:
-            return cached
+    def bucket_facts(self, bucket: str) -> BucketFacts:
         versioning = self._call(f"get versioning of s3://{bucket}",
                                 lambda: self._client.get_bucket_versioning(Bucket=bucket))
         # Suspended buckets still hold the versions written while enabled: they must be listed and removed.
@@ -561,12 +577,7 @@ class S3Store:
             retention = False  # ObjectLockConfigurationNotFoundError
         except AccessDenied:
             retention = True   # cannot tell: assume a lock may apply, removal checks every version
-        caps = Capabilities(versioning=versioned, conditional_write=True, conditional_delete=True,
-                            additional_checksums=True, batch_delete=True, batch_delete_max=BATCH_DELETE_MAX,
-                            soft_delete=False, retention=retention, server_side_copy=True)
-        with self._caps_lock:
-            self._caps[bucket] = caps
-        return caps
+        return BucketFacts(versioning=versioned, retention=retention, soft_delete_seconds=0)  # S3 has none
 
 
 class S3ReadStream:
@@ -598,13 +609,8 @@ class S3ReadStream:
 # Helpers: translation, mapping responses to values
 # ---------------------------------------------------------------------------------------------------------
 
-_NOT_FOUND_CODES = frozenset({"NoSuchKey", "NoSuchVersion", "NoSuchBucket", "NoSuchUpload", "NotFound",
-                              "ObjectLockConfigurationNotFoundError"})
-# Transient by code even where the status alone would not say so.
-_RETRYABLE_CODES = frozenset({"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable",
-                              "ConditionalRequestConflict", "BadDigest", "XAmzContentSHA256Mismatch",
-                              "RequestTimeTooSkewed"})
-_RETRYABLE_BOTO: tuple[type[BaseException], ...] = (
+# Connection-level failures: no usable answer came, so the request may be asked again.
+_NO_ANSWER_BOTO: tuple[type[BaseException], ...] = (
     EndpointConnectionError, ConnectionClosedError, ReadTimeoutError, IncompleteReadError,
     ResponseStreamingError, BotoConnectionError, FlexibleChecksumError)
 
@@ -617,28 +623,30 @@ def _guard(what: str, fn: Callable[[], T]) -> T:
 
 
 def _translate(what: str, exc: BaseException) -> StoreError:
+    return store_errors.to_error(_failure(what, exc))
+
+
+def _failure(what: str, exc: BaseException) -> store_errors.Failure:
+    """What botocore's exception says; ``migrator.stores.errors`` decides what it means."""
     if isinstance(exc, ClientError):
         err = exc.response.get("Error", {}) or {}
         meta = exc.response.get("ResponseMetadata", {}) or {}
         headers = meta.get("HTTPHeaders", {}) or {}
         status = meta.get("HTTPStatusCode")
+        request_id = meta.get("RequestId") or headers.get("x-amz-request-id")
         code = str(err.get("Code") or status or "Unknown")
-        message = f"{what}: {code} (HTTP {status})"
-        if status == 404 or code in _NOT_FOUND_CODES:
-            return NotFound(message, status=status, code=code)
-        if status == 405 and headers.get("x-amz-delete-marker") == "true":
-            return NotFound(f"{what}: the version is a delete marker", status=status, code="DeleteMarker")
-        if status == 412 or code == "PreconditionFailed":
-            return PreconditionFailed(message, status=status, code=code)
-        if status == 403 or code == "AccessDenied":
-            return AccessDenied(message, status=status, code=code)
-        return StoreError(message, status=status, code=code,
-                          retryable=retry.classify_status(status) or code in _RETRYABLE_CODES)
+        if status == 405 and headers.get("x-amz-delete-marker") == "true" and code not in \
+                store_errors.NOT_FOUND_CODES:
+            return store_errors.Failure(f"{what}: the version is a delete marker", status=status,
+                                        code="DeleteMarker", request_id=request_id)
+        return store_errors.Failure(f"{what}: {code} (HTTP {status})", status=status, code=code,
+                                    request_id=request_id)
     if isinstance(exc, SSLError):
-        return StoreError(f"{what}: TLS failure: {exc}", code="SSLError", retryable=False)
-    if isinstance(exc, (*_RETRYABLE_BOTO, *retry.RETRYABLE_EXCEPTIONS)):
-        return StoreError(f"{what}: {type(exc).__name__}: {exc}", code=type(exc).__name__, retryable=True)
-    return StoreError(f"{what}: {type(exc).__name__}: {exc}", code=type(exc).__name__, retryable=False)
+        return store_errors.Failure(f"{what}: TLS failure: {exc}", code="SSLError", cause=store_errors.Cause.CLIENT)
+    name = type(exc).__name__
+    no_answer = isinstance(exc, (*_NO_ANSWER_BOTO, *store_errors.NO_ANSWER_EXCEPTIONS))
+    cause = store_errors.Cause.NO_ANSWER if no_answer else store_errors.Cause.CLIENT
+    return store_errors.Failure(f"{what}: {name}: {exc}", code=name, cause=cause)
 
 
 def _refuse_non_loopback_send(request: Any, **_: Any) -> None:
@@ -689,8 +697,13 @@ def _page_entries(page: Mapping[str, Any]) -> list[VersionEntry]:
     return merged
 
 
+def _version(value: Any) -> str | None:
+    """S3's version id as the protocol speaks it: "null" (an unversioned object) is None."""
+    return None if value is None or str(value) == NULL_VERSION else str(value)
+
+
 def _entry(raw: Mapping[str, Any], *, marker: bool) -> VersionEntry:
-    return VersionEntry(key=raw["Key"], version=raw.get("VersionId"), is_delete_marker=marker,
+    return VersionEntry(key=raw["Key"], version=_version(raw.get("VersionId")), is_delete_marker=marker,
                         is_latest=bool(raw.get("IsLatest")), size=0 if marker else int(raw.get("Size", 0)),
                         etag=None if marker else raw.get("ETag"), last_modified=raw.get("LastModified"),
                         storage_class=None if marker else raw.get("StorageClass"))
@@ -698,8 +711,9 @@ def _entry(raw: Mapping[str, Any], *, marker: bool) -> VersionEntry:
 
 def _target(uri: ObjectURI, version: str | None) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"Bucket": uri.bucket, "Key": uri.key}
-    # "null" names the one object of an unversioned bucket; callers pin it by ETag instead.
-    if version is not None and version != "null":
+    # No id reads the current object. "null" (in records written before the protocol said None) is
+    # dropped too: moto refuses it on unversioned buckets.
+    if version is not None and version != NULL_VERSION:
         kwargs["VersionId"] = version
     return kwargs
 
@@ -826,20 +840,18 @@ def _object_info(uri: ObjectURI, resp: Mapping[str, Any]) -> ObjectInfo:
     if resp.get("ObjectLockRetainUntilDate"):
         extra["object_lock_retain_until"] = _iso(resp["ObjectLockRetainUntilDate"])
     checksums = _checksums(resp, Provenance.SOURCE, multipart_parts, extra)
-    version = resp.get("VersionId")
     return ObjectInfo(
-        uri=uri, size=size, version=str(version) if version is not None else None,
+        uri=uri, size=size, version=_version(resp.get("VersionId")),
         etag=str(etag) if etag else None, checksums=tuple(checksums),
         storage_class=str(resp.get("StorageClass") or "STANDARD"), encryption=_encryption(resp),
         content_type=resp.get("ContentType"), content_encoding=resp.get("ContentEncoding"),
         metadata=dict(resp.get("Metadata") or {}), last_modified=resp.get("LastModified"),
-        multipart_parts=multipart_parts, extra=extra)
+        multipart_parts=multipart_parts, protection=protection_from_extra(extra), extra=extra)
 
 
 def _put_result(resp: Mapping[str, Any], size: int, *, parts: int | None) -> PutResult:
     extra: dict[str, str] = {}
     checksums = _checksums(resp, Provenance.DESTINATION, parts, extra)
-    version = resp.get("VersionId")
     etag = resp.get("ETag")
-    return PutResult(version=str(version) if version is not None else None, etag=str(etag) if etag else None,
+    return PutResult(version=_version(resp.get("VersionId")), etag=str(etag) if etag else None,
                      checksums=tuple(checksums), size=size, parts=parts)

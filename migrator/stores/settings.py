@@ -1,14 +1,21 @@
 """What the store registry needs to build an adapter: where each cloud is, and what its SDK client may use.
 
 These are values, resolved above the store layer (``migrator.config`` builds them from flags, the wave file
-and the environment); nothing in ``migrator.stores`` reads the environment or knows the wave file. The
-transfer knobs carry no defaults here: the defaults and the memory formula live in one place,
-``migrator.config.TransferSettings``.
+and the environment); nothing in ``migrator.stores`` reads the environment, the wave file or the OCI SDK's
+config file. The transfer knobs carry no defaults here: the defaults and the memory formula live in one
+place, ``migrator.config.TransferSettings``. The OCI config is read by the application's one reader
+(``migrator.oci_config.load``, which the Vault signer uses too), handed in as ``load_oci_config`` and
+called only when an ``oci://`` store is first needed: a wave that names no OCI location needs no config.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
+
+# (config file or None for the SDK's default, profile) -> that profile's OCI SDK config, checked.
+OciConfigLoader = Callable[[str | None, str], Mapping[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -47,3 +54,4 @@ class StoreSettings:
 
     endpoints: EndpointSettings
     transfer: StoreTransfer
+    load_oci_config: OciConfigLoader   # reads endpoints.oci_config's oci_profile (migrator.oci_config.load)

@@ -204,3 +204,20 @@ def test_auditor_session_proofs_subjects_cosign_threshold(demo: tuple[Path, subp
     untrusted = _run("audit", "verify", str(att), "--key", pub, "--key", str(other / "signing.pub"),
                      "--threshold", "2")
     assert untrusted.returncode == 3
+
+
+def test_audit_verify_says_what_its_flags_left_unchecked(demo: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    where, _ = demo
+    d = where / ".demo"
+    att, pub = str(d / "state" / "attestation.json"), str(d / "keys" / "signing.pub")
+    alone = _run("audit", "verify", att, "--key", pub)
+    assert alone.returncode == 0, alone.stdout + alone.stderr
+    assert "(records not checked: pass --records)" in alone.stdout
+    assert "manifest not checked: pass --manifest" in alone.stdout
+    assert "subject index not checked: pass --subjects" in alone.stdout
+    # The subject key's hashes are checked against the records' subjects: without --records, it says so.
+    index = _run("audit", "verify", att, "--key", pub, "--subjects", str(d / "state" / "subjects.jsonl"),
+                 "--subject-key", str(d / "custodian" / "subject.key"))
+    assert index.returncode == 0, index.stdout + index.stderr
+    assert "subject hashes not checked against the subject key: pass --records" in index.stdout
+    assert "subject index not checked" not in index.stdout and index.stdout.endswith("verified\n")

@@ -31,8 +31,8 @@ from migrator.errors import (
     StoreError,
     UnsafeEndpointError,
 )
-from migrator.sandbox.gcs_emulator import GcsEmulator
-from migrator.stores.base import DeleteTarget, ObjectStore, PutRequest
+from migrator.sandbox.gcs.server import GcsEmulator
+from migrator.stores.base import DeleteOutcome, DeleteTarget, ObjectStore, PutRequest
 from migrator.stores.gcs import GcsStore, translate
 from migrator.uri import ObjectURI
 from tests.conftest import PutOptions, store_transfer
@@ -258,7 +258,7 @@ def test_versions_listing_and_pinned_reads(store: GcsStore, vbucket: str) -> Non
     old = store.stat(uri, versions[0])
     assert not old.is_latest and "timeDeleted" in old.extra
     assert _read_all(store, uri, versions[0]) == b"one"
-    assert store.capabilities(vbucket).versioning
+    assert store.bucket_facts(vbucket).versioning
     with pytest.raises(NotFound):
         store.stat(uri, "1")
 
@@ -300,23 +300,24 @@ def test_delete_versions_reports_each_target(store: GcsStore, bucket: str) -> No
                                              DeleteTarget("c", "123"), DeleteTarget("b", None)])
     assert [(r.ok, r.code) for r in results] == [(True, None), (True, None), (False, "NotFound"),
                                                  (False, "InvalidTarget")]
+    assert [r.outcome for r in results] == [DeleteOutcome.DELETED, DeleteOutcome.DELETED, DeleteOutcome.ABSENT,
+                                            DeleteOutcome.REFUSED]
     assert list(store.list_versions(bucket, "")) == []
 
 
-def test_uploads_are_not_listable(store: GcsStore, bucket: str) -> None:
-    assert list(store.list_uploads(bucket, "")) == []
-    store.abort_upload(bucket, "k", "id")  # documented no-op
+def test_uploads_are_not_a_feature(store: GcsStore) -> None:
+    assert store.features.uploads is None   # the JSON API cannot list incomplete resumable uploads
 
 
-def test_capabilities_match_what_gcs_offers_and_a_missing_bucket_is_not_found(store: GcsStore,
-                                                                              bucket: str) -> None:
-    caps = store.capabilities(bucket)
-    assert not caps.versioning and caps.conditional_write and caps.conditional_delete
-    assert not caps.batch_delete and not caps.retention
+def test_features_and_bucket_facts_match_what_gcs_offers_and_a_missing_bucket_is_not_found(
+        store: GcsStore, bucket: str) -> None:
+    facts, features = store.bucket_facts(bucket), store.features
+    assert not facts.versioning and features.conditional_write and features.conditional_delete
+    assert features.batch_delete_max == 1 and not facts.retention
     # A bucket created without a policy gets GCS's default 7-day soft delete.
-    assert caps.soft_delete and caps.soft_delete_seconds == 7 * 24 * 3600
+    assert features.soft_deleted is not None and facts.soft_delete_seconds == 7 * 24 * 3600
     with pytest.raises(NotFound):
-        store.capabilities("no-such-bucket-here")
+        store.bucket_facts("no-such-bucket-here")
 
 
 def test_missing_object_and_bucket(store: GcsStore, bucket: str) -> None:
@@ -437,6 +438,7 @@ def test_soft_deleted_generations_are_listed(store: GcsStore, bucket: str) -> No
     version, _ = _put(store, uri, b"x")
     store.delete_version(uri, version)
     assert [(e.key, e.version) for e in store.list_soft_deleted(bucket, "soft")] == [("soft", version)]
+    assert store.features.soft_deleted == store.list_soft_deleted
 
 
 def test_sdk_client_is_exposed_for_setup(store: GcsStore) -> None:

@@ -26,6 +26,7 @@ from securesystemslib.signer import SSlibKey
 from migrator.attest import keys
 from migrator.attest.cosign import cosign
 from migrator.attest.kms import AwsKmsSigner, OciKmsSigner
+from migrator.attest.policy import AllOf, Inputs, RequireManifest, RequireRecords, Threshold
 from migrator.attest.signers import SignerSettings, load_signer_spec
 from migrator.attest.verify import verify_attestation
 from migrator.config import load_wave
@@ -120,8 +121,9 @@ def test_aws_kms_signs_dsse_that_pem_public_keys_verify(aws_env: MotoKms, tmp_pa
     assert signer.keyid == __import__("hashlib").sha256(der).hexdigest()     # keyid = SHA-256 of the SPKI
     w = make_wave(4, signers=[signer])
     (tmp_path / "signing.pub").write_bytes(signer.public_key_pem())
-    v = verify_attestation(w.envelope, [keys.load_public_key(tmp_path / "signing.pub")], records=w.records,
-                           manifest=w.manifest)
+    v = verify_attestation(w.envelope, Inputs(records=w.records, manifest=w.manifest),
+                           AllOf(Threshold([keys.load_public_key(tmp_path / "signing.pub")]), RequireRecords(),
+                                 RequireManifest()))
     assert v.signed_by == (signer.keyid,)
     assert aws_env["seen"] == [("DIGEST", 32)]                  # SHA-256(PAE), never the PAE itself
     theirs = SslibEnvelope.from_dict(json.loads(w.envelope))
@@ -151,8 +153,8 @@ def test_aws_kms_cosigns_a_file_key_attestation(aws_env: MotoKms) -> None:
     operator = keys.FileSigner(keys.new_private_key("ed25519"))
     w = make_wave(3, signers=[operator])
     custodian = AwsKmsSigner(_key(aws_env["client"])["Arn"])
-    both = cosign(w.envelope, custodian, [operator.public_key])
-    v = verify_attestation(both, [operator.public_key, custodian.public_key], threshold=2)
+    both = cosign(w.envelope, custodian, Threshold([operator.public_key]))
+    v = verify_attestation(both, Inputs(), Threshold([operator.public_key, custodian.public_key], 2))
     assert set(v.signed_by) == {operator.keyid, custodian.keyid}
 
 
@@ -227,7 +229,8 @@ def test_oci_kms_signs_dsse_that_pem_public_keys_verify(oci_vault: OciVault) -> 
     signer = load_signer_spec(f"ocikms:{key_id}@{oci_vault['url']}", _signers())   # MIGRATOR_OCI_CONFIG
     public = keys.load_public_key_pem(signer.public_key_pem())
     w = make_wave(4, signers=[signer])
-    assert verify_attestation(w.envelope, [public], records=w.records).signed_by == (signer.keyid,)
+    assert verify_attestation(w.envelope, Inputs(records=w.records),
+                              AllOf(Threshold([public]), RequireRecords())).signed_by == (signer.keyid,)
     theirs = SslibEnvelope.from_dict(json.loads(w.envelope))
     assert list(theirs.verify([SSlibKey.from_crypto(public, keyid=signer.keyid)], 1)) == [signer.keyid]
 
@@ -239,7 +242,7 @@ def test_oci_kms_signatures_stay_pinned_to_the_version_read(oci_vault: OciVault)
     after = _oci_signer(oci_vault, key_id)
     assert before.keyid != after.keyid
     w = make_wave(2, signers=[before, after])                     # both versions sign; both verify
-    v = verify_attestation(w.envelope, [before.public_key, after.public_key], threshold=2)
+    v = verify_attestation(w.envelope, Inputs(), Threshold([before.public_key, after.public_key], 2))
     assert set(v.signed_by) == {before.keyid, after.keyid}
 
 
@@ -247,8 +250,8 @@ def test_oci_kms_cosigns_and_refuses_other_curves(oci_vault: OciVault) -> None:
     operator = keys.FileSigner(keys.new_private_key("ecdsa-p256"))
     w = make_wave(3, signers=[operator])
     custodian = _oci_signer(oci_vault, oci_vault["new_key"]())
-    both = cosign(w.envelope, custodian, [operator.public_key])
-    verify_attestation(both, [operator.public_key, custodian.public_key], threshold=2)
+    both = cosign(w.envelope, custodian, Threshold([operator.public_key]))
+    verify_attestation(both, Inputs(), Threshold([operator.public_key, custodian.public_key], 2))
     with pytest.raises(InputError, match="NIST_P256"):
         _oci_signer(oci_vault, oci_vault["new_key"]("NIST_P384", 48))
     with pytest.raises(InputError):
@@ -260,7 +263,8 @@ def test_oci_kms_failures_go_through_the_one_retry_policy(oci_vault: OciVault) -
     from migrator.errors import StoreError
     from migrator.sandbox.faults import FaultPlan, clear_faults, get_faults, set_faults
 
-    signer = _oci_signer(oci_vault, oci_vault["new_key"]())
+    # The signer takes the retry it is given: here the stores' policy, whose back-off tests switch off.
+    signer = OciKmsSigner(oci_vault["new_key"](), oci_vault["url"], config=oci_vault["config"], retry=retry.call)
     before = get_faults(oci_vault["url"])["requests"].get("Sign", 0)
     set_faults(oci_vault["url"], FaultPlan(rate=1.0, kinds=frozenset({"503-slowdown"}),
                                            operations=frozenset({"Sign"})))
@@ -272,3 +276,32 @@ def test_oci_kms_failures_go_through_the_one_retry_policy(oci_vault: OciVault) -
     finally:
         clear_faults(oci_vault["url"])
     make_wave(1, signers=[signer])
+
+
+# ---- the signers' own retry (the default: attest/ imports nothing of the stores' policy) ---------------------
+
+def test_kms_signers_retry_what_is_retryable_and_nothing_else() -> None:
+    from migrator.attest import kms
+    from migrator.errors import StoreError
+
+    waits: list[float] = []
+    calls = {"n": 0}
+
+    def flaky(fails: int, error: StoreError) -> Any:
+        def call() -> str:
+            calls["n"] += 1
+            if calls["n"] <= fails:
+                raise error
+            return "signed"
+        return call
+
+    assert kms.retry_call(flaky(2, StoreError("503", status=503, retryable=True)), sleep=waits.append) == "signed"
+    assert calls["n"] == 3 and len(waits) == 2 and all(0 <= w <= 10 for w in waits)
+    calls["n"], waits[:] = 0, []
+    with pytest.raises(StoreError) as caught:
+        kms.retry_call(flaky(99, StoreError("503", status=503, retryable=True)), sleep=waits.append)
+    assert caught.value.status == 503 and calls["n"] == kms.ATTEMPTS and len(waits) == kms.ATTEMPTS - 1
+    calls["n"] = 0
+    with pytest.raises(StoreError):
+        kms.retry_call(flaky(99, StoreError("400", status=400)), sleep=waits.append)
+    assert calls["n"] == 1                                     # not retryable: raised at once

@@ -20,21 +20,24 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from migrator import logstore
 from migrator.attest import notes, tlog
 from migrator.attest.canonical import canonical_json
 from migrator.attest.dsse import sign_envelope
 from migrator.attest.keys import PublicKey, generate_keypair, load_public_key, load_signer
 from migrator.attest.live import Finding, LiveReport, ObjectResult, check_live, sample_rows
+from migrator.attest.policy import Threshold
 from migrator.attest.statement import PAYLOAD_TYPE
 from migrator.config import load_wave
 from migrator.errors import MigratorError, VerificationError
+from migrator.live_stores import reach_scope
 from migrator.runner import run_wave
 from migrator.sandbox.buckets import create_bucket, gcs_client, oci_client, s3_client
 from migrator.sandbox.control import SandboxState
-from migrator.stores.base import PutRequest
+from migrator.stores.base import ObjectStore, PutRequest
 from migrator.stores.registry import Stores
 from migrator.stores.settings import EndpointSettings
-from migrator.uri import parse_uri
+from migrator.uri import ObjectURI, parse_uri
 from tests.conftest import unique, wave_settings
 
 SIZE = 3000
@@ -63,8 +66,8 @@ class Wave:
         return (self.state / "records.jsonl").read_bytes()
 
     def check(self, stores: Stores, *, download: bool = False, sample: int = 50, seed: int = 1) -> LiveReport:
-        return check_live(self.attestation, self.records, [self.pub], stores, sample=sample, seed=seed,
-                          download=download)
+        return check_live(self.attestation, self.records, Threshold([self.pub]), stores.for_uri, sample=sample,
+                          seed=seed, download=download)
 
 
 @pytest.fixture(scope="module")
@@ -370,13 +373,15 @@ def test_pending_soft_delete_holds_until_restored(sandbox: SandboxState, stores:
                       wave_settings(soft_delete="attest-pending"))
     assert result.held == 1 and "soft-deleted, pending hard deletion" in result.exceptions
     att, records = (state / "attestation.json").read_bytes(), (state / "records.jsonl").read_bytes()
-    report = check_live(att, records, [load_public_key(pub)], stores, sample=1, seed=0, download=True)
+    report = check_live(att, records, Threshold([load_public_key(pub)]), stores.for_uri, sample=1, seed=0,
+                        download=True)
     assert report.ok, problems(report.results[0])
     details = " | ".join(f.detail for f in report.results[0].findings)
     assert "soft-deleted generation(s) remain" in details and "restorable" in details
     [deleted] = json.loads(records)["deletions"]
     restored = gcs.bucket(src).restore_blob("u/s", generation=int(deleted["version"]))
-    row = check_live(att, records, [load_public_key(pub)], stores, sample=1, seed=0, download=False).results[0]
+    row = check_live(att, records, Threshold([load_public_key(pub)]), stores.for_uri, sample=1, seed=0,
+                     download=False).results[0]
     assert not row.ok
     [bad] = row.problems
     assert bad.check == "source" and bad.uri == f"gs://{src}/u/s"
@@ -398,7 +403,25 @@ def test_sample_is_reproducible_and_documented(wave: Wave, stores: Stores) -> No
 def test_attestation_must_verify_first(wave: Wave, stores: Stores) -> None:
     records = wave.records.replace(b'"REMOVED"', b'"HELD"', 1)
     with pytest.raises(VerificationError, match="subject records"):
-        check_live(wave.attestation, records, [wave.pub], stores, sample=5, seed=1, download=False)
+        check_live(wave.attestation, records, Threshold([wave.pub]), stores.for_uri, sample=5, seed=1, download=False)
+
+
+def test_every_cloud_of_the_scope_is_reached_before_sampling(wave: Wave) -> None:
+    class Recording:
+        def __init__(self) -> None:
+            self.asked: list[str] = []
+
+        def get(self, scheme: str) -> None:
+            self.asked.append(scheme)
+
+        def for_uri(self, uri: ObjectURI) -> ObjectStore:
+            raise AssertionError("nothing is read before the check")
+
+    stores = Recording()
+    store_for = reach_scope(wave.attestation, stores)  # type: ignore[arg-type]
+    scope = json.loads(base64.b64decode(json.loads(wave.attestation)["payload"]))["predicate"]["scope"]
+    assert {u.partition("://")[0] for u in scope} == {"s3", "gs"}
+    assert stores.asked == ["gs", "oci", "s3"] and store_for == stores.for_uri
 
 
 # ---- the attestation log in an OCI bucket --------------------------------------------------------------
@@ -407,7 +430,7 @@ def test_log_in_an_oci_bucket(wave: Wave, stores: Stores, sandbox: SandboxState,
     bucket = unique("llog")
     create_bucket(sandbox, "oci", bucket)
     loc = f"oci://{wave.ns}/{bucket}/audit/log"
-    log = tlog.open_log(loc, stores.get("oci"))
+    log = logstore.open_log(loc, stores.get("oci"))
     signer = load_signer(wave.keys / "signing.key")
     origin = "migrator.example/oci-log"
     first = tlog.append(log, wave.attestation, signer, origin)

@@ -14,7 +14,7 @@ from typing import Unpack
 import oci
 import pytest
 
-from migrator import retry
+from migrator import oci_config, retry
 from migrator.checksum import Algorithm, MultiHasher, Provenance, find
 from migrator.errors import (
     AccessDenied,
@@ -24,10 +24,12 @@ from migrator.errors import (
     StoreError,
     UnsafeEndpointError,
 )
+from migrator.sandbox.oci.server import OciEmulator
 from migrator.sandbox.oci_auth import OciSandboxCredentials, write_sandbox_config
-from migrator.sandbox.oci_emulator import OciEmulator
-from migrator.stores.base import DeleteTarget, ObjectStore, PutRequest, PutResult
+from migrator.stores.base import DeleteOutcome, DeleteTarget, ObjectStore, PutRequest, PutResult
 from migrator.stores.oci import OciStore
+from migrator.stores.registry import Stores
+from migrator.stores.settings import EndpointSettings, StoreSettings
 from migrator.uri import ObjectURI
 from tests.conftest import PutOptions, found, store_transfer
 
@@ -35,6 +37,11 @@ NAMESPACE = "sandboxns"
 MiB = 1024 * 1024
 PART = 8 * MiB
 EDGE_KEYS = ["sp ace.txt", "pct%41", "plus+sign", "q?x#y", "a/../b", "/leading", "ünï/çødé.bin"]
+
+
+def _config(creds: OciSandboxCredentials) -> dict[str, object]:
+    """The profile's SDK config, read as the store registry reads it."""
+    return dict(oci_config.load(str(creds.config_path), "DEFAULT"))
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +58,7 @@ def emulator(creds: OciSandboxCredentials) -> Iterator[OciEmulator]:
 
 @pytest.fixture(scope="module")
 def store(creds: OciSandboxCredentials, emulator: OciEmulator) -> OciStore:
-    return OciStore(str(creds.config_path), "DEFAULT", emulator.url, allow_non_loopback=False,
+    return OciStore(_config(creds), emulator.url, allow_non_loopback=False,
                     transfer=store_transfer(part_size=PART, multipart_threshold=2 * PART, parts_in_flight=3))
 
 
@@ -228,19 +235,22 @@ def test_conditional_deletes(store: OciStore, bucket: str) -> None:
     results = store.delete_versions(bucket, [DeleteTarget("cond", None, if_match="stale-etag"),
                                              DeleteTarget("cond", None)])
     assert [(r.ok, r.code) for r in results] == [(False, "IfMatchFailed"), (False, "InvalidTarget")]
+    assert [r.outcome for r in results] == [DeleteOutcome.CHANGED, DeleteOutcome.REFUSED]
     store.delete_version(u, None, if_match=res.etag)
     with pytest.raises(NotFound):
         store.stat(u)
 
 
-def test_capabilities_match_what_oci_offers_and_a_missing_bucket_is_not_found(store: OciStore, bucket: str,
-                                                                              vbucket: str) -> None:
-    plain, versioned = store.capabilities(bucket), store.capabilities(vbucket)
+def test_features_and_bucket_facts_match_what_oci_offers_and_a_missing_bucket_is_not_found(
+        store: OciStore, bucket: str, vbucket: str) -> None:
+    plain, versioned = store.bucket_facts(bucket), store.bucket_facts(vbucket)
     assert not plain.versioning and versioned.versioning
-    assert plain.conditional_write and plain.conditional_delete and plain.additional_checksums
-    assert not plain.batch_delete and not plain.retention and not plain.soft_delete
+    features = store.features
+    assert features.conditional_write and features.conditional_delete and not features.reports_protection
+    assert features.batch_delete_max == 1 and not plain.retention and plain.soft_delete_seconds == 0
+    assert features.soft_deleted is None and features.part_sizes is None and features.uploads is not None
     with pytest.raises(NotFound):
-        store.capabilities("no-such-bucket")
+        store.bucket_facts("no-such-bucket")
 
 
 def test_uploads_list_and_abort(store: OciStore, bucket: str) -> None:
@@ -265,7 +275,7 @@ def test_errors_translate(tmp_path: Path, store: OciStore, emulator: OciEmulator
     with pytest.raises(NotFound):
         store.stat(uri("no-such-bucket", "k"))
     other = write_sandbox_config(tmp_path, NAMESPACE)  # a key the emulator does not know
-    stranger = OciStore(str(other.config_path), endpoint=emulator.url, namespace=NAMESPACE, transfer=store_transfer())
+    stranger = OciStore(_config(other), endpoint=emulator.url, namespace=NAMESPACE, transfer=store_transfer())
     with pytest.raises(AccessDenied):
         stranger.stat(uri(bucket, "k"))
 
@@ -275,7 +285,7 @@ def test_connection_failure_is_retryable(creds: OciSandboxCredentials) -> None:
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     sock.close()  # nothing listens there now
-    dead = OciStore(str(creds.config_path), endpoint=f"http://127.0.0.1:{port}", namespace=NAMESPACE,
+    dead = OciStore(_config(creds), endpoint=f"http://127.0.0.1:{port}", namespace=NAMESPACE,
                     transfer=store_transfer())
     counts = dict(retry.retry_counts)
     with pytest.raises(StoreError) as info:
@@ -287,11 +297,14 @@ def test_connection_failure_is_retryable(creds: OciSandboxCredentials) -> None:
 def test_refuses_non_loopback_endpoint(creds: OciSandboxCredentials) -> None:
     for endpoint in ("https://objectstorage.us-ashburn-1.oraclecloud.com", "http://10.0.0.5:8080", None):
         with pytest.raises(UnsafeEndpointError):
-            OciStore(str(creds.config_path), endpoint=endpoint, allow_non_loopback=False, transfer=store_transfer())
+            OciStore(_config(creds), endpoint=endpoint, allow_non_loopback=False, transfer=store_transfer())
     for endpoint in ("http://localhost:1", "http://127.0.0.2:1", "http://[::1]:1"):
-        OciStore(str(creds.config_path), endpoint=endpoint, allow_non_loopback=False, transfer=store_transfer())
+        OciStore(_config(creds), endpoint=endpoint, allow_non_loopback=False, transfer=store_transfer())
 
 
 def test_bad_config_is_input_error(tmp_path: Path) -> None:
+    # The store takes a config read above it: the registry reads the file when an oci:// store is first needed.
+    endpoints = EndpointSettings(oci_endpoint="http://127.0.0.1:1", oci_config=str(tmp_path / "no-such-config"))
+    stores = Stores(StoreSettings(endpoints, store_transfer(), oci_config.load))
     with pytest.raises(InputError):
-        OciStore(str(tmp_path / "no-such-config"), endpoint="http://127.0.0.1:1", transfer=store_transfer())
+        stores.get("oci")

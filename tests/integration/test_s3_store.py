@@ -24,7 +24,7 @@ from migrator.errors import (
     StoreError,
     UnsafeEndpointError,
 )
-from migrator.stores.base import DeleteTarget, ObjectStore, PutRequest, PutResult
+from migrator.stores.base import DeleteOutcome, DeleteTarget, ObjectStore, PutRequest, PutResult
 from migrator.stores.s3 import S3Store
 from migrator.uri import ObjectURI
 from tests.conftest import PutOptions, store_transfer
@@ -349,14 +349,15 @@ def test_uploads_list_and_abort(endpoint: str) -> None:
         store.abort_upload(bucket, "up/0", next(iter(ids)))
 
 
-def test_object_lock_capabilities_and_batch_errors(store: S3Store, vbucket: str, ubucket: str) -> None:
-    assert store.capabilities(vbucket).versioning is True
-    caps = store.capabilities(ubucket)
-    assert caps.versioning is False and caps.retention is False
-    assert caps.batch_delete and caps.batch_delete_max == 1000 and caps.conditional_delete
+def test_object_lock_facts_features_and_batch_errors(store: S3Store, vbucket: str, ubucket: str) -> None:
+    assert store.bucket_facts(vbucket).versioning is True
+    facts = store.bucket_facts(ubucket)
+    assert facts.versioning is False and facts.retention is False and facts.soft_delete_seconds == 0
+    features = store.features
+    assert features.batch_delete_max == 1000 and features.conditional_delete and features.soft_deleted is None
     locked = _bucket(store, "lock", versioned=True, lock=True)
-    caps = store.capabilities(locked)
-    assert caps.versioning and caps.retention
+    facts = store.bucket_facts(locked)
+    assert facts.versioning and facts.retention
     target = uri(locked, "held.txt")
     version = put_bytes(store, target, b"held").version
     free = put_bytes(store, uri(locked, "free.txt"), b"free").version
@@ -364,11 +365,13 @@ def test_object_lock_capabilities_and_batch_errors(store: S3Store, vbucket: str,
                                        LegalHold={"Status": "ON"})
     info = store.stat(target, version)
     assert info.extra.get("object_lock_legal_hold") == "ON"
+    assert info.protection.legal_hold and info.protection.blocking_reason() == "S3 Object Lock legal hold"
     with pytest.raises(AccessDenied):
         store.delete_version(target, version)
     results = store.delete_versions(locked, [DeleteTarget("held.txt", version), DeleteTarget("free.txt", free)])
     assert [r.ok for r in results] == [False, True]
     assert results[0].code == "AccessDenied"
+    assert [r.outcome for r in results] == [DeleteOutcome.REFUSED, DeleteOutcome.DELETED]
     store.client.put_object_legal_hold(Bucket=locked, Key="held.txt", VersionId=version,
                                        LegalHold={"Status": "OFF"})
     store.delete_version(target, version)
@@ -480,6 +483,6 @@ def test_interleaved_listing_like_real_s3(endpoint: str) -> None:
         server.server_close()
     assert [(e.key, e.version, e.is_delete_marker) for e in entries] == [
         ("a+b", "v1", False), ("a+b", "v2", True), ("a+b", "v3", False), ("a+b", "m4", True),
-        ("c", "null", False)]
+        ("c", None, False)]   # S3's "null" version id: an unversioned object, version None
     assert [e.is_latest for e in entries] == [False, False, False, True, True]
     assert seen[1]["key-marker"] == ["a+b"] and seen[1]["version-id-marker"] == ["v2"]

@@ -15,6 +15,7 @@ from typing import Any, BinaryIO
 import pytest
 
 from migrator.attest.keys import generate_keypair, load_public_key, load_signer
+from migrator.attest.policy import AllOf, Inputs, RequireManifest, RequireRecords, Threshold
 from migrator.attest.verify import verify_attestation
 from migrator.config import TransferSettings, WavePolicy
 from migrator.errors import StateError
@@ -58,8 +59,9 @@ def _versions(sandbox: SandboxState, bucket: str) -> list[dict[str, Any]]:
 
 
 def _verify(state: Path, manifest: Path, pub: Path) -> dict[str, Any]:
-    v = verify_attestation((state / "attestation.json").read_bytes(), [load_public_key(pub)],
-                           records=(state / "records.jsonl").read_bytes(), manifest=manifest.read_bytes())
+    v = verify_attestation((state / "attestation.json").read_bytes(),
+                           Inputs(records=(state / "records.jsonl").read_bytes(), manifest=manifest.read_bytes()),
+                           AllOf(Threshold([load_public_key(pub)]), RequireRecords(), RequireManifest()))
     return v.predicate
 
 
@@ -332,7 +334,7 @@ def test_bytes_damaged_on_the_way_are_refused_and_sent_again(sandbox: SandboxSta
     always = _FaultyStore(real, corrupt_puts=1000, keep_digests=True)
     result = _run_with(_Stores({"s3": always}), _manifest(tmp_path / "m.csv", src, dst, 1), tmp_path / "s", keys[0])
     assert (result.removed, result.held) == (0, 1)
-    assert "destination evidence failed" in result.held_rows[0][2] and "BadDigest" in result.held_rows[0][2]
+    assert "destination refused the bytes" in result.held_rows[0][2] and "BadDigest" in result.held_rows[0][2]
     assert len(_versions(sandbox, src)) == 1
     assert s3_client(sandbox).list_object_versions(Bucket=dst).get("Versions", []) == []
     # Damaged once: the second write lands and verifies.

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from migrator.attest.keys import generate_keypair, load_public_key
+from migrator.attest.policy import AllOf, Inputs, RequireManifest, RequireRecords, Threshold
 from migrator.attest.verify import verify_attestation
 from migrator.sandbox.buckets import create_bucket
 from migrator.sandbox.control import SandboxState
@@ -77,8 +78,10 @@ def seed_wave(sandbox: SandboxState, clouds: Clouds, tmp: Path, scheme: str | tu
 
 def verify_state(state: Path, manifest: Path, pub: Path) -> dict[str, Any]:
     """Verify the attestation offline against its records and manifest; return the predicate."""
-    verified = verify_attestation((state / "attestation.json").read_bytes(), [load_public_key(pub)],
-                                  records=(state / "records.jsonl").read_bytes(), manifest=manifest.read_bytes())
+    verified = verify_attestation((state / "attestation.json").read_bytes(),
+                                  Inputs(records=(state / "records.jsonl").read_bytes(),
+                                         manifest=manifest.read_bytes()),
+                                  AllOf(Threshold([load_public_key(pub)]), RequireRecords(), RequireManifest()))
     return dict(verified.predicate)
 
 

@@ -233,6 +233,37 @@ def test_corruption_is_never_accepted_whatever_the_evidence_tier(kind: str, sand
     assert verify_state(state, wave.manifest, keys[1])["complete"] is True
 
 
+def test_bytes_the_destination_refuses_are_sent_twice_then_held_as_refused(
+        sandbox: SandboxState, clouds: Clouds, faults: Faults, tmp_path: Path, keys: tuple[Path, Path]) -> None:
+    # Every PUT body flipped on the way: OCI checks the digests sent with it and refuses (UnmatchedContentMD5).
+    wave = seed_tiers(sandbox, clouds, tmp_path, random.Random(5), copies=1, multipart=False)
+    faults.set({"oci": {"rate": 1.0, "kinds": ["flip-put"], "operations": ["PutObject"]}})
+    state = tmp_path / "state"
+    result = run_wave(wave.manifest, state, load_signer(keys[0]), wave_settings(concurrency=4))
+    injected = faults.injected()
+    faults.clear()
+    rows = len(wave.tiers)
+    # A refusal is said as what it is, never as an unreadable source; each row's bytes went out twice in all.
+    assert result.exceptions == {"destination refused the bytes": rows}, result.held_rows
+    assert injected["flip-put"] == 2 * rows, injected
+    check(wave.snap, clouds, state).assert_ok("after refused writes")
+    _destination_holds_only_true_bytes(clouds, wave.snap)
+
+
+def test_a_destination_that_answers_503_to_every_write_costs_6_attempts_a_row_then_fails_it(
+        sandbox: SandboxState, clouds: Clouds, faults: Faults, tmp_path: Path, keys: tuple[Path, Path]) -> None:
+    wave = seed_tiers(sandbox, clouds, tmp_path, random.Random(6), copies=1, multipart=False)
+    faults.set({"oci": {"rate": 1.0, "kinds": ["503-slowdown"], "operations": ["PutObject"]}})
+    result = run_wave(wave.manifest, tmp_path / "state", load_signer(keys[0]), wave_settings(concurrency=4))
+    injected = faults.injected()
+    faults.clear()
+    rows = len(wave.tiers)
+    # One retry layer: the pipeline's copy owns the attempts, the store's PUT inside it does not multiply them.
+    assert injected["503-slowdown"] == 6 * rows, (injected, result.held_rows)
+    assert (result.removed, result.failed) == (0, rows) and set(result.exceptions) == {"cloud error"}
+    check(wave.snap, clouds, tmp_path / "state").assert_ok("after a destination that refused every write")
+
+
 def test_every_fault_kind_together_loses_nothing(sandbox: SandboxState, clouds: Clouds, faults: Faults,
                                                  tmp_path: Path, keys: tuple[Path, Path]) -> None:
     wave = seed_tiers(sandbox, clouds, tmp_path, random.Random(9), copies=3)

@@ -27,7 +27,7 @@ from google.api_core import exceptions as gexc
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
-from migrator.sandbox.gcs_emulator import GcsEmulator, main
+from migrator.sandbox.gcs.server import GcsEmulator, main
 
 MiB = 1024 * 1024
 SEVEN_DAYS = 7 * 24 * 3600

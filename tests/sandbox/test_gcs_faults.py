@@ -23,7 +23,7 @@ from google.cloud import storage
 from google.cloud.storage.exceptions import DataCorruption
 
 from migrator.sandbox.faults import FaultPlan, clear_faults, get_faults, set_faults
-from migrator.sandbox.gcs_emulator import GcsEmulator
+from migrator.sandbox.gcs.server import GcsEmulator
 
 _names = itertools.count()
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))

@@ -18,8 +18,8 @@ import google_crc32c
 import oci
 import pytest
 
+from migrator.sandbox.oci.server import OciEmulator, main
 from migrator.sandbox.oci_auth import OciSandboxCredentials, write_sandbox_config
-from migrator.sandbox.oci_emulator import OciEmulator, main
 
 if TYPE_CHECKING:
     # The OCI SDK ships no annotations (to mypy this is Any): the name tells the reader what a value is.

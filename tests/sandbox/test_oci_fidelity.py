@@ -23,8 +23,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from oci._vendor.requests.exceptions import ChunkedEncodingError
 
 from migrator.sandbox.faults import FaultPlan, clear_faults, get_faults, set_faults
+from migrator.sandbox.oci.server import OciEmulator
 from migrator.sandbox.oci_auth import OciSandboxCredentials, write_sandbox_config
-from migrator.sandbox.oci_emulator import OciEmulator
 
 if TYPE_CHECKING:
     # The OCI SDK ships no annotations (to mypy these are Any): the names tell the reader what a value is.

@@ -22,7 +22,8 @@ from botocore.config import Config
 
 from migrator.sandbox.control import SandboxState
 from migrator.sandbox.faults import FaultPlan, clear_faults, set_faults
-from migrator.sandbox.s3_server import S3Layer, S3Server, make_server
+from migrator.sandbox.s3.http import S3Layer
+from migrator.sandbox.s3.server import S3Server, make_server
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment

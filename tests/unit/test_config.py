@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from migrator import oci_config
 from migrator.attest.signers import SignerSettings
 from migrator.config import TransferSettings, WavePolicy, WaveSettings, load_wave
 from migrator.errors import InputError
@@ -134,9 +135,11 @@ def test_the_environment_gives_endpoints_and_sdk_config_to_stores_and_signers_al
                                  oci_endpoint="http://127.0.0.1:3", oci_config="/x/oci.conf", oci_profile="P",
                                  aws_region="eu-west-1", sandbox=True)
     assert settings.stores == StoreSettings(endpoints=endpoints, transfer=StoreTransfer(
-        part_size=8 * MiB, multipart_threshold=64 * MiB, parts_in_flight=4, max_pool_connections=64))
+        part_size=8 * MiB, multipart_threshold=64 * MiB, parts_in_flight=4, max_pool_connections=64),
+        load_oci_config=oci_config.load)
     assert settings.signers == SignerSettings(oci_config="/x/oci.conf", oci_profile="P",
-                                              oci_kms_management_endpoint="http://127.0.0.1:4", aws_region="eu-west-1")
+                                              oci_kms_management_endpoint="http://127.0.0.1:4", aws_region="eu-west-1",
+                                              load_oci_config=oci_config.load)   # one reader for both
     assert settings.transfer == TransferSettings()   # the environment never sets transfer or policy
 
 

@@ -10,6 +10,7 @@ from securesystemslib.signer import SSlibKey
 
 from migrator.attest import dsse, keys
 from migrator.attest.cosign import cosign
+from migrator.attest.policy import AllOf, Inputs, RequireManifest, RequireRecords, Threshold
 from migrator.attest.verify import verify_attestation
 from migrator.errors import InputError, VerificationError
 from tests.unit.test_proofs import Wave, make_wave
@@ -31,50 +32,52 @@ def wave(operator: keys.FileSigner) -> Wave:
 
 def test_cosign_then_threshold_two(wave: Wave, operator: keys.FileSigner) -> None:
     custodian = new("ecdsa-p256")
-    both = cosign(wave.envelope, custodian, [operator.public_key])
+    both = cosign(wave.envelope, custodian, Threshold([operator.public_key]))
     assert dsse.parse_envelope_strict(both).payload == dsse.parse_envelope_strict(wave.envelope).payload
-    v = verify_attestation(both, [operator.public_key, custodian.public_key], threshold=2,
-                           records=wave.records, manifest=wave.manifest)
+    v = verify_attestation(both, Inputs(records=wave.records, manifest=wave.manifest),
+                           AllOf(Threshold([operator.public_key, custodian.public_key], 2), RequireRecords(),
+                                 RequireManifest()))
     assert set(v.signed_by) == {operator.keyid, custodian.keyid}
     # One key alone cannot meet a threshold of two, however often it is listed.
     with pytest.raises(VerificationError, match=r"^signature: 1 valid"):
-        verify_attestation(wave.envelope, [operator.public_key, custodian.public_key], threshold=2)
+        verify_attestation(wave.envelope, Inputs(), Threshold([operator.public_key, custodian.public_key], 2))
     with pytest.raises(InputError, match="distinct trusted keys"):
-        verify_attestation(both, [operator.public_key, operator.public_key], threshold=2)
+        verify_attestation(both, Inputs(), Threshold([operator.public_key, operator.public_key], 2))
     # A third, untrusted signature is ignored: it never counts.
-    three = cosign(both, new(), [operator.public_key])
+    three = cosign(both, new(), Threshold([operator.public_key]))
     with pytest.raises(VerificationError, match=r"^signature: 1 valid"):
-        verify_attestation(three, [operator.public_key, new().public_key], threshold=2)
-    assert len(verify_attestation(three, [operator.public_key, custodian.public_key], threshold=2).signed_by) == 2
+        verify_attestation(three, Inputs(), Threshold([operator.public_key, new().public_key], 2))
+    assert len(verify_attestation(three, Inputs(),
+                                  Threshold([operator.public_key, custodian.public_key], 2)).signed_by) == 2
 
 
 def test_cosign_refuses_what_does_not_verify(wave: Wave, operator: keys.FileSigner) -> None:
     custodian = new()
     with pytest.raises(VerificationError, match=r"^signature"):
-        cosign(wave.envelope, custodian, [new().public_key])               # not the operator's key
+        cosign(wave.envelope, custodian, Threshold([new().public_key]))     # not the operator's key
     obj = json.loads(wave.envelope)
     obj["payload"] = obj["payload"][:-4] + "AAA="
     with pytest.raises(VerificationError):
-        cosign(dsse.Envelope(b"x", "t", ()).to_bytes(), custodian, [operator.public_key])
+        cosign(dsse.Envelope(b"x", "t", ()).to_bytes(), custodian, Threshold([operator.public_key]))
     with pytest.raises(InputError, match="already signed"):
-        cosign(wave.envelope, operator, [operator.public_key])
+        cosign(wave.envelope, operator, Threshold([operator.public_key]))
     with pytest.raises(InputError, match="public keys"):
-        cosign(wave.envelope, custodian, [])
+        cosign(wave.envelope, custodian, Threshold([]))
 
 
 def test_cosign_can_demand_a_threshold_first(wave: Wave, operator: keys.FileSigner) -> None:
     second = new()
     with pytest.raises(VerificationError, match=r"^signature"):
-        cosign(wave.envelope, new(), [operator.public_key, second.public_key], threshold=2)
-    both = cosign(wave.envelope, second, [operator.public_key])
-    cosign(both, new(), [operator.public_key, second.public_key], threshold=2)
+        cosign(wave.envelope, new(), Threshold([operator.public_key, second.public_key], 2))
+    both = cosign(wave.envelope, second, Threshold([operator.public_key]))
+    cosign(both, new(), Threshold([operator.public_key, second.public_key], 2))
 
 
 @pytest.mark.parametrize("alg", ["ed25519", "ecdsa-p256"])
 def test_securesystemslib_verifies_cosigned_envelopes(wave: Wave, operator: keys.FileSigner,
                                                       alg: keys.KeyAlgorithm) -> None:
     custodian = new(alg)
-    both = cosign(wave.envelope, custodian, [operator.public_key])
+    both = cosign(wave.envelope, custodian, Threshold([operator.public_key]))
     theirs = SslibEnvelope.from_dict(json.loads(both))
     accepted = theirs.verify([SSlibKey.from_crypto(s.public_key, keyid=s.keyid) for s in (operator, custodian)], 2)
     assert set(accepted) == {operator.keyid, custodian.keyid}
@@ -91,38 +94,38 @@ def _every_byte_changed(env: bytes) -> list[bytes]:
 def test_every_single_byte_change_of_an_envelope_is_detected(wave: Wave, operator: keys.FileSigner) -> None:
     for bad in _every_byte_changed(wave.envelope):
         with pytest.raises(VerificationError):
-            verify_attestation(bad, [operator.public_key])
+            verify_attestation(bad, Inputs(), Threshold([operator.public_key]))
 
 
 def test_every_single_byte_change_of_a_cosigned_envelope_is_detected(wave: Wave, operator: keys.FileSigner) -> None:
     # Every signature must count (threshold = signatures): a signature the verifier does not require is
     # ignored, and so are changes to it (DSSE's rule for untrusted keyids).
     custodian = new("ecdsa-p256")
-    env = cosign(wave.envelope, custodian, [operator.public_key])
+    env = cosign(wave.envelope, custodian, Threshold([operator.public_key]))
     assert len(env) < 4000
     for bad in _every_byte_changed(env):
         with pytest.raises(VerificationError):
-            verify_attestation(bad, [operator.public_key, custodian.public_key], threshold=2)
+            verify_attestation(bad, Inputs(), Threshold([operator.public_key, custodian.public_key], 2))
 
 
 def test_dropped_or_added_bytes_are_detected(wave: Wave, operator: keys.FileSigner) -> None:
     env = wave.envelope
     for bad in (env + b"\n", b" " + env, env[:-1], env.replace(b",", b", ", 1)):
         with pytest.raises(VerificationError, match=r"^envelope form"):
-            verify_attestation(bad, [operator.public_key])
+            verify_attestation(bad, Inputs(), Threshold([operator.public_key]))
 
 
 def test_a_signature_by_an_untrusted_key_is_not_enough(wave: Wave) -> None:
     stranger = new()
     forged = make_wave(5, signers=[stranger])
     with pytest.raises(VerificationError, match=r"^signature: 0 valid"):
-        verify_attestation(forged.envelope, wave.pubs)
+        verify_attestation(forged.envelope, Inputs(), Threshold(wave.pubs))
     # Naming a trusted key's keyid does not help a signature made by another key.
     obj = json.loads(forged.envelope)
     obj["signatures"][0]["keyid"] = wave.signers[0].keyid
     relabelled = json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
     with pytest.raises(VerificationError, match=r"^signature: signature with trusted keyid .* does not verify"):
-        verify_attestation(relabelled, wave.pubs)
+        verify_attestation(relabelled, Inputs(), Threshold(wave.pubs))
 
 
 def test_an_attestation_presented_with_another_waves_manifest_fails(wave: Wave, operator: keys.FileSigner) -> None:
@@ -131,6 +134,8 @@ def test_an_attestation_presented_with_another_waves_manifest_fails(wave: Wave, 
                             for i, line in enumerate(wave.records.splitlines())])
     assert other.manifest != wave.manifest
     with pytest.raises(VerificationError, match=r"^subject manifest"):
-        verify_attestation(wave.envelope, [operator.public_key], manifest=other.manifest)
+        verify_attestation(wave.envelope, Inputs(manifest=other.manifest),
+                           AllOf(Threshold([operator.public_key]), RequireManifest()))
     with pytest.raises(VerificationError, match=r"^subject records"):
-        verify_attestation(wave.envelope, [operator.public_key], records=other.records)
+        verify_attestation(wave.envelope, Inputs(records=other.records),
+                           AllOf(Threshold([operator.public_key]), RequireRecords()))

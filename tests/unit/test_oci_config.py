@@ -1,5 +1,6 @@
 """One OCI config loader for the store and the Vault signer: errors name file, profile, field or line, never
-what the file holds."""
+what the file holds. The store and the signer take the config it reads; the entry point's settings hand the
+loader to the store registry and to the signer spec alike."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from migrator import oci_config
-from migrator.attest.kms import OciKmsSigner
+from migrator.attest.signers import load_signer_spec
+from migrator.config import WaveSettings, load_wave
 from migrator.errors import InputError
 from migrator.sandbox.oci_auth import write_sandbox_config
-from migrator.stores.oci import OciStore
-from tests.conftest import store_transfer
+from migrator.stores.registry import Stores
 
 CANARY = "pass_phrase_SECRET_9f2c"
 
@@ -27,6 +28,20 @@ def _error(path: Path, profile: str = "DEFAULT") -> InputError:
 
 def _config(tmp_path: Path) -> Path:
     return write_sandbox_config(tmp_path / "oci", "ns").config_path
+
+
+def _settings(config: str) -> WaveSettings:
+    """As the CLI resolves them, with this OCI config file (nothing listens at the endpoints)."""
+    return load_wave(None, {}, {"MIGRATOR_OCI_CONFIG": config, "MIGRATOR_OCI_ENDPOINT": "http://127.0.0.1:1"})
+
+
+def _store_and_signer_errors(config: str) -> tuple[InputError, InputError]:
+    settings = _settings(config)
+    with pytest.raises(InputError) as store_err:
+        Stores(settings.stores).get("oci")
+    with pytest.raises(InputError) as signer_err:
+        load_signer_spec("ocikms:ocid1.key.oc1..k@http://127.0.0.1:1", settings.signers)
+    return store_err.value, signer_err.value
 
 
 def test_a_missing_file_is_named(tmp_path: Path) -> None:
@@ -73,23 +88,17 @@ def test_a_key_file_that_is_not_a_file_is_named(tmp_path: Path) -> None:
 def test_the_store_and_the_signer_report_a_bad_key_alike_and_never_quote_it(tmp_path: Path) -> None:
     path = _config(tmp_path)
     (path.parent / "oci_api_key.pem").write_text(f"-----BEGIN PRIVATE KEY-----\n{CANARY}\n-----END PRIVATE KEY-----\n")
-    with pytest.raises(InputError) as store_err:
-        OciStore(str(path), endpoint="http://127.0.0.1:1", transfer=store_transfer())
-    with pytest.raises(InputError) as signer_err:
-        OciKmsSigner("ocid1.key.oc1..k", "http://127.0.0.1:1", config_path=str(path))
-    assert str(store_err.value) == str(signer_err.value)
-    assert str(store_err.value).endswith("field key_file is not a usable private key (or pass_phrase is wrong)")
-    for err in (store_err.value, signer_err.value):
+    store_err, signer_err = _store_and_signer_errors(str(path))
+    assert str(store_err) == str(signer_err)
+    assert str(store_err).endswith("field key_file is not a usable private key (or pass_phrase is wrong)")
+    for err in (store_err, signer_err):
         assert CANARY not in str(err) and err.__cause__ is None and err.field == "oci_config"
 
 
 def test_the_store_and_the_signer_report_a_missing_config_alike(tmp_path: Path) -> None:
     missing = str(tmp_path / "nope")
-    with pytest.raises(InputError) as store_err:
-        OciStore(missing, endpoint="http://127.0.0.1:1", transfer=store_transfer())
-    with pytest.raises(InputError) as signer_err:
-        OciKmsSigner("ocid1.key.oc1..k", "http://127.0.0.1:1", config_path=missing, profile="DEFAULT")
-    assert str(store_err.value) == str(signer_err.value) == f"OCI config {missing} (profile DEFAULT): no such file"
+    store_err, signer_err = _store_and_signer_errors(missing)
+    assert str(store_err) == str(signer_err) == f"OCI config {missing} (profile DEFAULT): no such file"
 
 
 def test_a_good_config_loads(tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ from migrator.attest.canonical import (
     loads_canonical,
     record_line,
 )
+from migrator.attest.policy import AllOf, Inputs, RequireManifest, RequireRecords, Threshold
 from migrator.attest.proofs import RECORD_PROOF_TYPE, Lines, prove_record, record_uris, verify_proof
 from migrator.attest.statement import (
     PAYLOAD_TYPE,
@@ -235,7 +236,7 @@ def test_prove_and_verify_by_source_destination_and_replica(wave: Wave) -> None:
         assert proof["type"] == RECORD_PROOF_TYPE and proof["leaf_index"] == row - 1 and proof["tree_size"] == 13
         assert proof["line"].encode() + b"\n" == wave.records.splitlines(keepends=True)[row - 1]
         text = json.dumps(proof)                             # what `audit prove` prints
-        v = verify_proof(text, wave.envelope, wave.pubs)     # no records needed
+        v = verify_proof(text, wave.envelope, Threshold(wave.pubs))     # no records needed
         assert v.record["row"] == row and uri in record_uris(v.record) and v.object_uri == uri
 
 
@@ -293,7 +294,7 @@ def test_tampered_proofs_fail(wave: Wave) -> None:
     }
     for name, proof in bad.items():
         with pytest.raises(VerificationError):
-            verify_proof(proof, wave.envelope, wave.pubs)
+            verify_proof(proof, wave.envelope, Threshold(wave.pubs))
         assert name
 
 
@@ -301,17 +302,17 @@ def test_a_proof_for_a_different_root_fails(wave: Wave) -> None:
     other = make_wave(13, signers=wave.signers)     # same keys, same shape, different wave
     uri = json.loads(other.records.splitlines()[2])["destination"]
     theirs = prove_record(other.envelope, other.records, uri)
-    verify_proof(theirs, other.envelope, wave.pubs)
+    verify_proof(theirs, other.envelope, Threshold(wave.pubs))
     with pytest.raises(VerificationError, match="another attestation"):
-        verify_proof(theirs, wave.envelope, wave.pubs)
+        verify_proof(theirs, wave.envelope, Threshold(wave.pubs))
     # Even claiming this attestation's payload digest, the root (and then the path) give it away.
-    ours = verify_attestation(wave.envelope, wave.pubs).payload_sha256
+    ours = verify_attestation(wave.envelope, Inputs(), Threshold(wave.pubs)).payload_sha256
     with pytest.raises(VerificationError, match="different root"):
-        verify_proof(_tampered(theirs, payload_sha256=ours), wave.envelope, wave.pubs)
+        verify_proof(_tampered(theirs, payload_sha256=ours), wave.envelope, Threshold(wave.pubs))
     with pytest.raises(VerificationError, match=r"^inclusion"):
         verify_proof(_tampered(theirs, payload_sha256=ours, root=wave.records and
-                               verify_attestation(wave.envelope, wave.pubs).merkle_root.hex()),
-                     wave.envelope, wave.pubs)
+                               verify_attestation(wave.envelope, Inputs(), Threshold(wave.pubs)).merkle_root.hex()),
+                     wave.envelope, Threshold(wave.pubs))
 
 
 def test_a_proof_needs_a_trusted_signature(wave: Wave) -> None:
@@ -319,7 +320,7 @@ def test_a_proof_needs_a_trusted_signature(wave: Wave) -> None:
     proof = prove_record(wave.envelope, wave.records, uri)
     stranger = keys.FileSigner(keys.new_private_key("ed25519"))
     with pytest.raises(VerificationError, match=r"^signature"):
-        verify_proof(proof, wave.envelope, [stranger.public_key])
+        verify_proof(proof, wave.envelope, Threshold([stranger.public_key]))
 
 
 # ---- records tampering (verify with the records) ------------------------------------------------------------
@@ -336,21 +337,24 @@ def test_changed_removed_duplicated_reordered_records_are_detected(wave: Wave, h
     else:
         lines[2], lines[3] = lines[3], lines[2]
     with pytest.raises(VerificationError, match=r"^subject records"):
-        verify_attestation(wave.envelope, wave.pubs, records=b"".join(lines))
+        verify_attestation(wave.envelope, Inputs(records=b"".join(lines)),
+                           AllOf(Threshold(wave.pubs), RequireRecords()))
 
 
 def test_records_from_a_path_verify_like_bytes(wave: Wave, tmp_path: Path) -> None:
     (tmp_path / "r.jsonl").write_bytes(wave.records)
     (tmp_path / "m.csv").write_bytes(wave.manifest)
-    v = verify_attestation(wave.envelope, wave.pubs, records=tmp_path / "r.jsonl", manifest=tmp_path / "m.csv")
+    v = verify_attestation(wave.envelope, Inputs(records=tmp_path / "r.jsonl", manifest=tmp_path / "m.csv"),
+                           AllOf(Threshold(wave.pubs), RequireRecords(), RequireManifest()))
     assert v.records_checked and v.manifest_checked and v.predicate_type == PREDICATE_TYPE_V2
 
 
 # ---- the verifier side imports only the formats ----------------------------------------------------------
 
 VERIFIER = ("migrator.attest.verify", "migrator.attest.proofs", "migrator.attest.subjects")
-ALLOWED = {"migrator", "migrator.errors", "migrator.records", "migrator.attest", *(f"migrator.attest.{m}" for m in (
-    "canonical", "dsse", "keys", "merkle", "statement", "verify", "scan", "subjects", "proofs"))}
+ALLOWED = {"migrator", "migrator.errors", "migrator.files", "migrator.manifest_rows", "migrator.records",
+           "migrator.attest", *(f"migrator.attest.{m}" for m in (
+               "canonical", "dsse", "keys", "merkle", "statement", "verify", "scan", "subjects", "proofs", "policy"))}
 
 
 def test_verifier_imports_nothing_of_the_operator_side() -> None:

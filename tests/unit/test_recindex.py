@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from migrator import manifest_rows
 from migrator.attest import merkle, recindex, scan, verify
+from migrator.attest.policy import AllOf, Inputs, RequireManifest, RequireRecords, Threshold
 from migrator.attest.proofs import prove_record, verify_proof
 from migrator.attest.recindex import RecordIndex, index_path, prove_record_file, write_index
 from migrator.errors import InputError, VerificationError
@@ -56,7 +58,7 @@ def test_sidecar_proofs_equal_proofs_from_the_records(tmp_path: Path, wave: Wave
             got = prove_record_file(wave.envelope, path, uri, row=row if uri == shared else None,
                                     use_index=use_index)
             assert got == expected
-        assert verify_proof(json.dumps(expected), wave.envelope, wave.pubs).record["row"] == row
+        assert verify_proof(json.dumps(expected), wave.envelope, Threshold(wave.pubs)).record["row"] == row
 
 
 def test_refusals_are_the_same_with_and_without_the_sidecar(tmp_path: Path, wave: Wave) -> None:
@@ -183,17 +185,17 @@ def test_streamed_manifest_counts_equal_the_whole_file_counts(tmp_path: Path,
                 b"\xef\xbb\xbf", b"\x1c"]
     path = tmp_path / "m"
     for _ in range(1500):
-        monkeypatch.setattr(verify, "_PIECE", rng.randint(1, 9))
+        monkeypatch.setattr(manifest_rows, "_PIECE", rng.randint(1, 9))
         pool = alphabet if rng.random() < 0.5 else alphabet[:5]
         data = b"".join(rng.choice(pool) for _ in range(rng.randint(0, 40)))
         path.write_bytes(data)
         for name in ("m.csv", "m.jsonl", "m"):
             expected: int | str
             try:
-                expected = verify.count_manifest_rows(data, name)
+                expected = manifest_rows.count_manifest_rows(data, name)
             except VerificationError as exc:
                 expected = str(exc)
-            digest, got = verify._manifest_facts(path, name)
+            digest, got = manifest_rows.manifest_facts(path, name)
             assert digest == hashlib.sha256(data).hexdigest()
             assert (str(got) if isinstance(got, VerificationError) else got) == expected, (name, data)
 
@@ -201,12 +203,13 @@ def test_streamed_manifest_counts_equal_the_whole_file_counts(tmp_path: Path,
 def test_verify_with_a_manifest_file_equals_verify_with_its_bytes(tmp_path: Path, wave: Wave) -> None:
     (tmp_path / "manifest.csv").write_bytes(wave.manifest)
     path = files(tmp_path, wave, sidecar=False)
-    by_file = verify.verify_attestation(wave.envelope, wave.pubs, records=path, manifest=tmp_path / "manifest.csv")
-    by_bytes = verify.verify_attestation(wave.envelope, wave.pubs, records=wave.records, manifest=wave.manifest)
+    policy = AllOf(Threshold(wave.pubs), RequireRecords(), RequireManifest())
+    by_file = verify.verify_attestation(wave.envelope, Inputs(records=path, manifest=tmp_path / "manifest.csv"), policy)
+    by_bytes = verify.verify_attestation(wave.envelope, Inputs(records=wave.records, manifest=wave.manifest), policy)
     assert by_file == by_bytes and by_file.manifest_checked
     (tmp_path / "manifest.csv").write_bytes(wave.manifest + b"s3://a/b,oci://n/b/k,\n")
     with pytest.raises(VerificationError, match="subject manifest"):
-        verify.verify_attestation(wave.envelope, wave.pubs, records=path, manifest=tmp_path / "manifest.csv")
+        verify.verify_attestation(wave.envelope, Inputs(records=path, manifest=tmp_path / "manifest.csv"), policy)
 
 
 def test_every_damaged_byte_of_the_sidecar_gives_the_scans_answer(tmp_path: Path, wave: Wave) -> None:
@@ -235,4 +238,4 @@ def test_every_damaged_byte_of_the_sidecar_gives_the_scans_answer(tmp_path: Path
                     # The one allowed difference: an entry hidden by the damage leaves one record where the
                     # scan finds two and asks for --row. The proof given must still check and name the URI.
                     assert isinstance(want, tuple) and "2 records name" in want[1], f"byte {at} ^ {flip:#x}"
-                    assert isinstance(got, dict) and verify_proof(json.dumps(got), wave.envelope, wave.pubs)
+                    assert isinstance(got, dict) and verify_proof(json.dumps(got), wave.envelope, Threshold(wave.pubs))

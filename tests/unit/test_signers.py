@@ -11,6 +11,7 @@ from migrator.attest import keys
 from migrator.attest.dsse import sign_envelope
 from migrator.attest.keys import load_public_key
 from migrator.attest.kms import management_endpoint_for
+from migrator.attest.policy import AllOf, Inputs, RequireManifest, RequireRecords, Threshold
 from migrator.attest.signers import load_signer_spec
 from migrator.attest.statement import PAYLOAD_TYPE
 from migrator.attest.verify import verify_attestation
@@ -25,7 +26,8 @@ def test_file_specs_sign_verifiable_envelopes(tmp_path: Path, alg: keys.KeyAlgor
         signer = load_signer_spec(spec)
         assert signer.keyid == keys.keyid(load_public_key(pub))
         w = make_wave(3, signers=[signer])
-        verify_attestation(w.envelope, [load_public_key(pub)], records=w.records, manifest=w.manifest)
+        verify_attestation(w.envelope, Inputs(records=w.records, manifest=w.manifest),
+                           AllOf(Threshold([load_public_key(pub)]), RequireRecords(), RequireManifest()))
 
 
 def test_a_path_with_a_colon_is_a_path(tmp_path: Path) -> None:

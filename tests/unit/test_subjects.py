@@ -16,6 +16,7 @@ import pytest
 from migrator.attest import dsse
 from migrator.attest.canonical import canonical_json, loads_canonical
 from migrator.attest.merkle import MerkleBuilder
+from migrator.attest.policy import AllOf, Inputs, RequireManifest, RequireRecords, RequireSubjectIndex, Threshold
 from migrator.attest.proofs import (
     SUBJECT_PROOF_TYPE,
     VerifiedProof,
@@ -103,7 +104,7 @@ def test_index_format(wave: Wave) -> None:
         assert by_hash[wave.subject_key.hash(subject)]["leaves"] == [r - 1 for r in rows_of(subject)]
     idx, root = build_subject_index((json.loads(x) for x in wave.records.splitlines()), wave.subject_key)
     assert b"".join(idx) == wave.index
-    v = verify_attestation(wave.envelope, wave.pubs)
+    v = verify_attestation(wave.envelope, Inputs(), Threshold(wave.pubs))
     m = v.predicate["subjects"]
     assert m["merkle"]["root"] == root.hex() and m["entries"] == 3 and m["records"] == 16
     assert m["key_id"] == wave.subject_key.key_id and m["hash"] == "hmac-sha256"
@@ -111,22 +112,24 @@ def test_index_format(wave: Wave) -> None:
 
 
 def test_full_verification_with_records_index_and_key(wave: Wave) -> None:
-    v = verify_attestation(wave.envelope, wave.pubs, records=wave.records, manifest=wave.manifest,
-                           subjects=wave.index, subject_key=wave.subject_key)
+    v = verify_attestation(wave.envelope, Inputs(records=wave.records, manifest=wave.manifest, subjects=wave.index),
+                           AllOf(Threshold(wave.pubs), RequireRecords(), RequireManifest(),
+                                 RequireSubjectIndex(wave.subject_key)))
     assert v.subjects_checked and v.records_checked
 
 
 def test_a_wave_without_subjects_commits_no_index() -> None:
     w = make_wave(recs=[record(i) for i in range(1, 4)])
-    v = verify_attestation(w.envelope, w.pubs, records=w.records)
+    v = verify_attestation(w.envelope, Inputs(records=w.records), AllOf(Threshold(w.pubs), RequireRecords()))
     assert v.predicate["subjects"] is None and SUBJECTS_SUBJECT not in v.subjects
     with pytest.raises(VerificationError, match=r"^subject index"):
-        verify_attestation(w.envelope, w.pubs, subjects=b"")
+        verify_attestation(w.envelope, Inputs(subjects=b""), AllOf(Threshold(w.pubs), RequireSubjectIndex()))
 
 
 def test_v1_attestations_still_verify() -> None:
     w = make_wave(6, v1=True)
-    v = verify_attestation(w.envelope, w.pubs, records=w.records, manifest=w.manifest)
+    v = verify_attestation(w.envelope, Inputs(records=w.records, manifest=w.manifest),
+                           AllOf(Threshold(w.pubs), RequireRecords(), RequireManifest()))
     assert v.predicate_type == PREDICATE_TYPE_V1 and "subjects" not in v.predicate
 
 
@@ -160,9 +163,11 @@ def _omit_row(row: int) -> RecordsEdit:
 
 def test_an_index_that_omits_a_record_is_detected(wave: Wave) -> None:
     bad = _index_with(wave, _omit_row(rows_of("user-1")[1]))
-    verify_attestation(bad.envelope, bad.pubs, subjects=bad.index)       # well-formed on its own
+    # Well-formed on its own:
+    verify_attestation(bad.envelope, Inputs(subjects=bad.index), AllOf(Threshold(bad.pubs), RequireSubjectIndex()))
     with pytest.raises(VerificationError, match=r"subject index: .*records are missing"):
-        verify_attestation(bad.envelope, bad.pubs, records=bad.records, subjects=bad.index)
+        verify_attestation(bad.envelope, Inputs(records=bad.records, subjects=bad.index),
+                           AllOf(Threshold(bad.pubs), RequireRecords(), RequireSubjectIndex()))
     # ... and the prover refuses to claim completeness for that subject.
     with pytest.raises(VerificationError, match=r"^subject index"):
         prove_subject(bad.envelope, bad.records, bad.index, "user-1", bad.subject_key)
@@ -174,7 +179,8 @@ def test_an_index_that_splits_or_mislabels_a_subject_is_detected(wave: Wave) -> 
         return recs
     bad = _index_with(wave, split)
     with pytest.raises(VerificationError, match="split over two entries"):
-        verify_attestation(bad.envelope, bad.pubs, records=bad.records, subjects=bad.index)
+        verify_attestation(bad.envelope, Inputs(records=bad.records, subjects=bad.index),
+                           AllOf(Threshold(bad.pubs), RequireRecords(), RequireSubjectIndex()))
 
     def relabel(recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for r in recs:
@@ -182,15 +188,17 @@ def test_an_index_that_splits_or_mislabels_a_subject_is_detected(wave: Wave) -> 
                 r["subject"] = "user-9"
         return recs
     bad = _index_with(wave, relabel)
-    verify_attestation(bad.envelope, bad.pubs, records=bad.records, subjects=bad.index)  # partition holds
+    # The partition holds:
+    verify_attestation(bad.envelope, Inputs(records=bad.records, subjects=bad.index),
+                       AllOf(Threshold(bad.pubs), RequireRecords(), RequireSubjectIndex()))
     with pytest.raises(VerificationError, match="not the keyed hash"):
-        verify_attestation(bad.envelope, bad.pubs, records=bad.records, subjects=bad.index,
-                           subject_key=bad.subject_key)
+        verify_attestation(bad.envelope, Inputs(records=bad.records, subjects=bad.index),
+                           AllOf(Threshold(bad.pubs), RequireRecords(), RequireSubjectIndex(bad.subject_key)))
 
 
 @pytest.mark.parametrize("how", ["unsorted", "dup leaf", "count", "dropped line", "changed byte"])
 def test_malformed_index_is_detected(wave: Wave, how: str) -> None:
-    v = verify_attestation(wave.envelope, wave.pubs)
+    v = verify_attestation(wave.envelope, Inputs(), Threshold(wave.pubs))
     member = v.predicate["subjects"]
     lines = wave.index.splitlines(keepends=True)
     if how == "unsorted":
@@ -211,13 +219,15 @@ def test_malformed_index_is_detected(wave: Wave, how: str) -> None:
     with pytest.raises(VerificationError, match=r"^subject index"):
         check_subject_index(b"".join(lines), member, v.tree_size)
     with pytest.raises(VerificationError, match=r"^subject index"):
-        verify_attestation(wave.envelope, wave.pubs, subjects=b"".join(lines))
+        verify_attestation(wave.envelope, Inputs(subjects=b"".join(lines)),
+                           AllOf(Threshold(wave.pubs), RequireSubjectIndex()))
 
 
 def test_a_wrong_subject_key_is_named(wave: Wave) -> None:
     other = SubjectKey(bytes(32))
     with pytest.raises(VerificationError, match="key_id differs"):
-        verify_attestation(wave.envelope, wave.pubs, records=wave.records, subjects=wave.index, subject_key=other)
+        verify_attestation(wave.envelope, Inputs(records=wave.records, subjects=wave.index),
+                           AllOf(Threshold(wave.pubs), RequireRecords(), RequireSubjectIndex(other)))
     with pytest.raises(InputError, match="key_id differs"):
         prove_subject(wave.envelope, wave.records, wave.index, "user-1", other)
 
@@ -228,21 +238,21 @@ def test_a_wrong_subject_key_is_named(wave: Wave) -> None:
 def test_subject_proof_shows_all_records_and_no_others(wave: Wave, subject: str) -> None:
     proof = prove_subject(wave.envelope, wave.records, wave.index, subject, wave.subject_key)
     assert proof["type"] == SUBJECT_PROOF_TYPE and proof["subject"] == subject
-    v = verify_subject_proof(json.dumps(proof), wave.envelope, wave.pubs, subject_key=wave.subject_key)
+    v = verify_subject_proof(json.dumps(proof), wave.envelope, Threshold(wave.pubs), subject_key=wave.subject_key)
     assert v.keyed and v.count == len(rows_of(subject))
     assert [r["row"] for r in v.records] == rows_of(subject)
     assert all(r["subject"] == subject for r in v.records)
     # Without the key the records still check, but the link from the id to the hash is not shown.
-    assert not verify_subject_proof(proof, wave.envelope, wave.pubs).keyed
+    assert not verify_subject_proof(proof, wave.envelope, Threshold(wave.pubs)).keyed
 
 
 def test_a_subject_with_no_records_is_shown_to_have_none(wave: Wave) -> None:
     proof = prove_subject(wave.envelope, wave.records, wave.index, "nobody-here", wave.subject_key)
     assert proof["entry"] is None and proof["records"] == []
-    v = verify_subject_proof(proof, wave.envelope, wave.pubs, subject_key=wave.subject_key)
+    v = verify_subject_proof(proof, wave.envelope, Threshold(wave.pubs), subject_key=wave.subject_key)
     assert v.count == 0
     with pytest.raises(VerificationError, match="needs the subject key"):
-        verify_subject_proof(proof, wave.envelope, wave.pubs)
+        verify_subject_proof(proof, wave.envelope, Threshold(wave.pubs))
 
 
 def test_tampered_subject_proofs_fail(wave: Wave) -> None:
@@ -259,13 +269,13 @@ def test_tampered_subject_proofs_fail(wave: Wave) -> None:
     }
     for name, p in bad.items():
         with pytest.raises(VerificationError):
-            verify_subject_proof(p, wave.envelope, wave.pubs, subject_key=wave.subject_key)
+            verify_subject_proof(p, wave.envelope, Threshold(wave.pubs), subject_key=wave.subject_key)
         assert name
     # A proof made against another wave (same keys) fails against this one.
     w2 = make_wave(20, signers=wave.signers, subject_key=wave.subject_key, wave_id="wave-2")
     theirs = prove_subject(w2.envelope, w2.records, w2.index, "user-1", w2.subject_key)
     with pytest.raises(VerificationError, match="another attestation"):
-        verify_subject_proof(theirs, wave.envelope, wave.pubs, subject_key=wave.subject_key)
+        verify_subject_proof(theirs, wave.envelope, Threshold(wave.pubs), subject_key=wave.subject_key)
 
 
 def test_subject_proofs_need_an_index() -> None:
@@ -277,9 +287,9 @@ def test_subject_proofs_need_an_index() -> None:
 def test_verify_any_proof_tells_the_kinds_apart(wave: Wave) -> None:
     subject_proof = prove_subject(wave.envelope, wave.records, wave.index, "user-2", wave.subject_key)
     record_proof = prove_record(wave.envelope, wave.records, json.loads(wave.records.splitlines()[0])["source"])
-    assert isinstance(verify_any_proof(json.dumps(subject_proof), wave.envelope, wave.pubs,
+    assert isinstance(verify_any_proof(json.dumps(subject_proof), wave.envelope, Threshold(wave.pubs),
                                        subject_key=wave.subject_key), VerifiedSubjectProof)
-    assert isinstance(verify_any_proof(json.dumps(record_proof), wave.envelope, wave.pubs), VerifiedProof)
+    assert isinstance(verify_any_proof(json.dumps(record_proof), wave.envelope, Threshold(wave.pubs)), VerifiedProof)
 
 
 def test_records_with_subjects_need_an_index(wave: Wave) -> None:
@@ -288,7 +298,7 @@ def test_records_with_subjects_need_an_index(wave: Wave) -> None:
     st["predicate"]["subjects"] = None
     st["subject"] = [s for s in st["subject"] if s["name"] != SUBJECTS_SUBJECT]
     env = dsse.sign_envelope(canonical_json(st), PAYLOAD_TYPE, wave.signers)
-    verify_attestation(env, wave.pubs)                 # the claims alone are consistent
+    verify_attestation(env, Inputs(), Threshold(wave.pubs))                 # the claims alone are consistent
     with pytest.raises(VerificationError, match="records name subjects"):
-        verify_attestation(env, wave.pubs, records=wave.records)
+        verify_attestation(env, Inputs(records=wave.records), AllOf(Threshold(wave.pubs), RequireRecords()))
     assert len(recs) == 20

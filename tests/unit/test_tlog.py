@@ -14,12 +14,14 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
+from migrator import logstore
 from migrator.attest import notes, tlog
 from migrator.attest.canonical import canonical_json
 from migrator.attest.dsse import add_signature, sign_envelope
 from migrator.attest.keys import FileSigner, KeyAlgorithm, new_private_key
 from migrator.attest.statement import PAYLOAD_TYPE
 from migrator.errors import InputError, StateError, VerificationError
+from migrator.logstore import DirectoryLog
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "merkle-rfc9162.json"
 ORIGIN = "migrator.example/log-test"
@@ -66,7 +68,7 @@ def payload_digest(envelope: bytes) -> bytes:
 def build(path: Path, signer: FileSigner, waves: list[tuple[str, int]]) -> list[bytes]:
     atts = [attestation(w, n, signer) for w, n in waves]
     for a in atts:
-        tlog.append(path, a, signer, ORIGIN)
+        tlog.append(DirectoryLog(path), a, signer, ORIGIN)
     return atts
 
 
@@ -108,7 +110,7 @@ def test_consistency_against_vectors(vec: dict[str, Any]) -> None:
 def test_append_verify_prove(tmp_path: Path, signer: FileSigner, vkey: str) -> None:
     log = tmp_path / "log"
     atts = build(log, signer, [("wave-a", 1), ("wave-b", 1), ("wave-a", 2)])
-    state = tlog.verify_log(log, vkey)
+    state = tlog.verify_log(DirectoryLog(log), vkey)
     assert state.size == 3 and state.origin == ORIGIN
     assert [e.seq for e in state.entries] == [0, 1, 2]
     assert state.entries[2].supersedes == state.entries[0].payload_sha256
@@ -116,7 +118,7 @@ def test_append_verify_prove(tmp_path: Path, signer: FileSigner, vkey: str) -> N
     assert state.waves()["wave-a"].seq == 2
     # The leaf is SHA-256 of the payload, hashed as an RFC 9162 leaf.
     assert state.entries[1].leaf == payload_digest(atts[1])
-    proof = tlog.prove_wave(log, "wave-a")
+    proof = tlog.prove_wave(DirectoryLog(log), "wave-a")
     assert proof["leaf_index"] == 2 and proof["earlier_entries"] == [0] and proof["tree_size"] == 3
     json.dumps(proof)  # plain JSON
     assert tlog.verify_wave_proof(proof, vkey, atts[2]).wave_id == "wave-a"
@@ -126,26 +128,26 @@ def test_append_verify_prove(tmp_path: Path, signer: FileSigner, vkey: str) -> N
     with pytest.raises(VerificationError, match="inclusion"):
         tlog.verify_wave_proof(bad, vkey)
     with pytest.raises(InputError, match="no entry"):
-        tlog.prove_wave(log, "wave-z")
+        tlog.prove_wave(DirectoryLog(log), "wave-z")
 
 
 def test_cosigned_attestation_is_the_same_leaf(tmp_path: Path, signer: FileSigner, vkey: str) -> None:
     log = tmp_path / "log"
     att = build(log, signer, [("wave-a", 1)])[0]
-    before = tlog.checkpoint(log)
+    before = tlog.checkpoint(DirectoryLog(log))
     cosigned = add_signature(att, FileSigner(new_private_key("ecdsa-p256")))
-    entry = tlog.append(log, cosigned, signer, ORIGIN)
-    assert entry.seq == 0 and tlog.checkpoint(log) == before
-    assert tlog.verify_wave_proof(tlog.prove_wave(log, "wave-a"), vkey, cosigned).seq == 0
+    entry = tlog.append(DirectoryLog(log), cosigned, signer, ORIGIN)
+    assert entry.seq == 0 and tlog.checkpoint(DirectoryLog(log)) == before
+    assert tlog.verify_wave_proof(tlog.prove_wave(DirectoryLog(log), "wave-a"), vkey, cosigned).seq == 0
 
 
 def test_verify_since_saved_checkpoint(tmp_path: Path, signer: FileSigner, vkey: str) -> None:
     log = tmp_path / "log"
     build(log, signer, [("w1", 1), ("w2", 1)])
-    saved = tlog.checkpoint(log)
-    assert tlog.verify_log(log, vkey, saved).since_size == 2
+    saved = tlog.checkpoint(DirectoryLog(log))
+    assert tlog.verify_log(DirectoryLog(log), vkey, saved).since_size == 2
     build(log, signer, [("w3", 1), ("w4", 1), ("w5", 1)])
-    state = tlog.verify_log(log, vkey, saved)
+    state = tlog.verify_log(DirectoryLog(log), vkey, saved)
     assert (state.since_size, state.size) == (2, 5) and state.consistency_proof
 
 
@@ -155,9 +157,9 @@ def test_ecdsa_log_key(tmp_path: Path) -> None:
     build(log, ec_signer, [("w1", 1), ("w2", 1)])
     ec_vkey = notes.vkey(ORIGIN, ec_signer.public_key)
     assert base64.b64decode(ec_vkey.split("+", 2)[2])[0] == 0x02
-    assert tlog.verify_log(log, ec_vkey).size == 2
+    assert tlog.verify_log(DirectoryLog(log), ec_vkey).size == 2
     # By hand: key ID = SHA-256(SPKI DER)[:4]; ECDSA P-256 over SHA-256 of the note text.
-    note = tlog.checkpoint(log)
+    note = tlog.checkpoint(DirectoryLog(log))
     text, _, sig_line = note.decode().rpartition("\n\n")
     raw = base64.b64decode(sig_line.rstrip("\n").rsplit(" ", 1)[1])
     spki = ec_signer.public_key.public_bytes(serialization.Encoding.DER,
@@ -176,47 +178,47 @@ def test_rewritten_attestation_detected(tmp_path: Path, signer: FileSigner, vkey
     forged = attestation("w2", 99, signer)
     (log / tlog.attestation_name(1)).write_bytes(forged)
     with pytest.raises(VerificationError, match=r"entry 1.*rewritten"):
-        tlog.verify_log(log, vkey)
+        tlog.verify_log(DirectoryLog(log), vkey)
     # Rewriting the entry's digest too: the tree no longer hashes to the signed root.
     entry = json.loads((log / tlog.entry_name(1)).read_bytes())
     entry["payload_sha256"] = payload_digest(forged).hex()
     (log / tlog.entry_name(1)).write_bytes(canonical_json(entry))
     with pytest.raises(VerificationError, match="do not hash to the signed root"):
-        tlog.verify_log(log, vkey)
+        tlog.verify_log(DirectoryLog(log), vkey)
     with pytest.raises(StateError, match="does not match its signed checkpoint"):
-        tlog.append(log, attestation("w4", 1, signer), signer, ORIGIN)
+        tlog.append(DirectoryLog(log), attestation("w4", 1, signer), signer, ORIGIN)
 
 
 def test_rewritten_and_resigned_history_fails_since(tmp_path: Path, signer: FileSigner, vkey: str) -> None:
     log = tmp_path / "log"
     build(log, signer, [("w1", 1), ("w2", 1), ("w3", 1)])
-    saved = tlog.checkpoint(log)
+    saved = tlog.checkpoint(DirectoryLog(log))
     shutil.rmtree(log)  # the operator, holding the key, rebuilds the log with wave 2 rewritten
     build(log, signer, [("w1", 1), ("w2", 2), ("w3", 1), ("w4", 1)])
-    assert tlog.verify_log(log, vkey).size == 4  # alone, a re-signed log is self-consistent...
+    assert tlog.verify_log(DirectoryLog(log), vkey).size == 4  # alone, a re-signed log is self-consistent...
     with pytest.raises(VerificationError, match=r"consistency.*rewritten or forked"):
-        tlog.verify_log(log, vkey, saved)  # ...but not with what the auditor saw
+        tlog.verify_log(DirectoryLog(log), vkey, saved)  # ...but not with what the auditor saw
 
 
 def test_dropped_entry_detected(tmp_path: Path, signer: FileSigner, vkey: str) -> None:
     log = tmp_path / "log"
     build(log, signer, [("w1", 1), ("w2", 1), ("w3", 1)])
-    saved = tlog.checkpoint(log)
+    saved = tlog.checkpoint(DirectoryLog(log))
     middle = tmp_path / "middle"
     shutil.copytree(log, middle)
     (middle / tlog.entry_name(1)).unlink()
     (middle / tlog.attestation_name(1)).unlink()
     with pytest.raises(VerificationError, match="entry 1 is missing"):
-        tlog.verify_log(middle, vkey)
+        tlog.verify_log(DirectoryLog(middle), vkey)
     (log / tlog.entry_name(2)).unlink()
     with pytest.raises(VerificationError, match=r"covers 3 entries.*removed"):
-        tlog.verify_log(log, vkey)
+        tlog.verify_log(DirectoryLog(log), vkey)
     # Dropped and re-signed: only the saved checkpoint shows it.
     shutil.rmtree(log)
     build(log, signer, [("w1", 1), ("w3", 1)])
-    tlog.verify_log(log, vkey)
+    tlog.verify_log(DirectoryLog(log), vkey)
     with pytest.raises(VerificationError, match="shrank from 3 to 2"):
-        tlog.verify_log(log, vkey, saved)
+        tlog.verify_log(DirectoryLog(log), vkey, saved)
 
 
 def test_forked_checkpoint_detected(tmp_path: Path, signer: FileSigner, vkey: str) -> None:
@@ -225,45 +227,45 @@ def test_forked_checkpoint_detected(tmp_path: Path, signer: FileSigner, vkey: st
     shutil.copytree(a, b)
     build(a, signer, [("w2", 1)])
     build(b, signer, [("w2", 7)])  # same size, another history: a fork
-    seen_a = tlog.checkpoint(a)
+    seen_a = tlog.checkpoint(DirectoryLog(a))
     assert notes.parse_note(seen_a).text.split(b"\n")[1] == b"2"
     with pytest.raises(VerificationError, match="consistency"):
-        tlog.verify_log(b, vkey, seen_a)
+        tlog.verify_log(DirectoryLog(b), vkey, seen_a)
     build(b, signer, [("w3", 1)])  # a longer fork does not help
     with pytest.raises(VerificationError, match="consistency"):
-        tlog.verify_log(b, vkey, seen_a)
+        tlog.verify_log(DirectoryLog(b), vkey, seen_a)
     # Serving fork B's checkpoint over log A: the entries do not match it.
-    (a / tlog.CHECKPOINT_FILE).write_bytes(tlog.checkpoint(b))
+    (a / tlog.CHECKPOINT_FILE).write_bytes(tlog.checkpoint(DirectoryLog(b)))
     with pytest.raises(VerificationError, match=r"signed checkpoint|signed root"):
-        tlog.verify_log(a, vkey)
+        tlog.verify_log(DirectoryLog(a), vkey)
 
 
 def test_checkpoint_signature_and_key(tmp_path: Path, signer: FileSigner, vkey: str) -> None:
     log = tmp_path / "log"
     build(log, signer, [("w1", 1), ("w2", 1)])
-    note = tlog.checkpoint(log)
+    note = tlog.checkpoint(DirectoryLog(log))
     lines = note.split(b"\n")
     lines[1] = b"1"
     with pytest.raises(VerificationError, match="does not verify"):
-        tlog.verify_log(log, vkey, b"\n".join(lines))
+        tlog.verify_log(DirectoryLog(log), vkey, b"\n".join(lines))
     other = notes.vkey(ORIGIN, FileSigner(new_private_key()).public_key)
     with pytest.raises(VerificationError, match="no signature by a trusted key"):
-        tlog.verify_log(log, other)
+        tlog.verify_log(DirectoryLog(log), other)
     with pytest.raises(InputError, match="origin"):
-        tlog.append(log, attestation("w3", 1, signer), signer, "another.example/log")
+        tlog.append(DirectoryLog(log), attestation("w3", 1, signer), signer, "another.example/log")
 
 
 def test_store_errors_are_typed(tmp_path: Path, signer: FileSigner, vkey: str) -> None:
     with pytest.raises(VerificationError, match="not a log"):
-        tlog.verify_log(tmp_path / "none", vkey)
+        tlog.verify_log(DirectoryLog(tmp_path / "none"), vkey)
     with pytest.raises(StateError, match="no checkpoint"):
-        tlog.checkpoint(tmp_path / "none")
+        tlog.checkpoint(DirectoryLog(tmp_path / "none"))
     with pytest.raises(InputError, match="needs the OCI store"):
-        tlog.open_log("oci://ns/bucket/logs")
-    assert tlog.parse_location("oci://ns/bucket").key == ""
-    assert tlog.parse_location("oci://ns/bucket/a/b").key == "a/b"
+        logstore.open_log("oci://ns/bucket/logs")
+    assert logstore.parse_location("oci://ns/bucket").key == ""
+    assert logstore.parse_location("oci://ns/bucket/a/b").key == "a/b"
     with pytest.raises(InputError):
-        tlog.parse_location("s3://bucket/x")
+        logstore.parse_location("s3://bucket/x")
 
 
 # ---- checkpoints, notes and vkeys -----------------------------------------------------------------------
@@ -339,7 +341,7 @@ def test_signed_checkpoint_by_an_independent_reader(tmp_path: Path, signer: File
     """Parse the checkpoint by hand, as an auditor's own script would, and check it from first principles."""
     log = tmp_path / "log"
     atts = build(log, signer, [("w1", 1), ("w2", 1), ("w3", 1)])
-    note = tlog.checkpoint(log).decode("utf-8")
+    note = tlog.checkpoint(DirectoryLog(log)).decode("utf-8")
     body, sep, signatures = note.rpartition("\n\n")
     assert sep
     text = body + "\n"

@@ -16,6 +16,15 @@ from hypothesis import strategies as st
 
 from migrator.attest import dsse, keys, merkle
 from migrator.attest.canonical import NotCanonical, canonical_json, loads_canonical, record_line
+from migrator.attest.policy import (
+    AllOf,
+    Inputs,
+    Policy,
+    RequireManifest,
+    RequireRecords,
+    RequireRowCount,
+    Threshold,
+)
 from migrator.attest.statement import (
     PAYLOAD_TYPE,
     PREDICATE_TYPE_V1,
@@ -23,8 +32,9 @@ from migrator.attest.statement import (
     build_predicate,
     build_statement,
 )
-from migrator.attest.verify import count_manifest_rows, verify_attestation
+from migrator.attest.verify import verify_attestation
 from migrator.errors import InputError, VerificationError
+from migrator.manifest_rows import count_manifest_rows
 from migrator.records import Record
 
 
@@ -94,17 +104,26 @@ def pubs(w: Wave) -> list[keys.PublicKey]:
 
 
 def check_fails(check: str, w: Wave, **kw: object) -> None:
+    """Verify with all that is given (records and manifest unless set to None) demanded; it must fail."""
     args: dict[str, Any] = {"records": w.records, "manifest": w.manifest}
     args.update(kw)
     envelope = args.pop("envelope", w.envelope)
-    trusted = args.pop("keys", pubs(w))
+    demands: list[Policy] = [Threshold(args.pop("keys", pubs(w)), args.pop("threshold", 1))]
+    demands += [RequireRecords()] if args["records"] is not None else []
+    demands += [RequireManifest()] if args["manifest"] is not None else []
+    demands += [RequireRowCount(args.pop("manifest_rows"))] if "manifest_rows" in args else []
     with pytest.raises(VerificationError, match=rf"^{check}:"):
-        verify_attestation(envelope, trusted, **args)
+        verify_attestation(envelope, Inputs(**args), AllOf(*demands))
+
+
+def full(w: Wave) -> Policy:
+    """The wave's signer, its records and its manifest."""
+    return AllOf(Threshold(pubs(w)), RequireRecords(), RequireManifest())
 
 
 def test_good_attestation_verifies() -> None:
     w = make_wave(6, {2: ("HELD", "legal-hold"), 5: ("FAILED", "checksum-mismatch")})
-    v = verify_attestation(w.envelope, pubs(w), records=w.records, manifest=w.manifest)
+    v = verify_attestation(w.envelope, Inputs(records=w.records, manifest=w.manifest), full(w))
     assert v.signed_by == (w.signers[0].keyid,)
     assert v.records_checked and v.manifest_checked and v.manifest_subject == "manifest.csv"
     assert v.tree_size == 6
@@ -112,12 +131,12 @@ def test_good_attestation_verifies() -> None:
     assert v.predicate["exceptions"]["by_reason"] == {"checksum-mismatch": 1, "legal-hold": 1}
     assert v.predicate["complete"] is False
     # The envelope alone verifies too (signatures, statement, declared totals).
-    verify_attestation(w.envelope, pubs(w))
+    verify_attestation(w.envelope, Inputs(), Threshold(pubs(w)))
 
 
 def test_empty_wave_verifies() -> None:
     w = make_wave(0)
-    v = verify_attestation(w.envelope, pubs(w), records=w.records, manifest=w.manifest)
+    v = verify_attestation(w.envelope, Inputs(records=w.records, manifest=w.manifest), full(w))
     assert v.tree_size == 0 and v.merkle_root == merkle.EMPTY_ROOT and v.predicate["complete"] is True
 
 
@@ -130,13 +149,14 @@ def test_every_single_bit_flip_of_the_envelope_is_detected() -> None:
             bad = bytearray(env)
             bad[i] ^= 1 << bit
             with pytest.raises(VerificationError):
-                verify_attestation(bytes(bad), pubs(w))
+                verify_attestation(bytes(bad), Inputs(), Threshold(pubs(w)))
 
 
 @pytest.mark.parametrize("alg", ["ed25519", "ecdsa-p256"])
 def test_an_attestation_signed_with_either_key_type_verifies(alg: keys.KeyAlgorithm) -> None:
     w = make_wave(2, signers=[keys.FileSigner(keys.new_private_key(alg))])
-    assert verify_attestation(w.envelope, pubs(w), records=w.records).signed_by == (w.signers[0].keyid,)
+    assert verify_attestation(w.envelope, Inputs(records=w.records),
+                              AllOf(Threshold(pubs(w)), RequireRecords())).signed_by == (w.signers[0].keyid,)
 
 
 def test_changed_record_is_detected() -> None:
@@ -183,7 +203,8 @@ def test_totals_must_match_records() -> None:
         p["complete"] = True
     w = make_wave(3, {1: ("HELD", "retention")}, mutate_predicate=lie)
     check_fails("totals", w)
-    verify_attestation(w.envelope, pubs(w))  # self-consistent without records: only records reveal it
+    # Self-consistent without records: only records reveal it.
+    verify_attestation(w.envelope, Inputs(), Threshold(pubs(w)))
 
 
 def test_declared_totals_must_add_up() -> None:
@@ -204,7 +225,7 @@ def test_a_manifest_or_row_count_other_than_the_signed_one_is_refused() -> None:
     w = make_wave(3)
     check_fails("subject manifest", w, manifest=w.manifest + b"s3://x/y,oci://n/b/k,\n")
     check_fails("coverage", w, manifest=None, manifest_rows=4)
-    verify_attestation(w.envelope, pubs(w), manifest_rows=3)
+    verify_attestation(w.envelope, Inputs(), AllOf(Threshold(pubs(w)), RequireRowCount(3)))
 
 
 def test_manifest_row_count() -> None:
@@ -221,9 +242,10 @@ def test_jsonl_manifest_subject() -> None:
     manifest = b'{"source":"s3://a/1"}\n{"source":"s3://a/2"}\n'
     # Rebuild with the JSONL manifest's digest: only the subject digest differs.
     with pytest.raises(VerificationError, match=r"^subject manifest"):
-        verify_attestation(w.envelope, pubs(w), manifest=manifest)
+        verify_attestation(w.envelope, Inputs(manifest=manifest), AllOf(Threshold(pubs(w)), RequireManifest()))
     with pytest.raises(VerificationError, match=r"^subject manifest"):
-        verify_attestation(w.envelope, pubs(w), manifest=w.manifest, manifest_name="other.csv")
+        verify_attestation(w.envelope, Inputs(manifest=w.manifest),
+                           AllOf(Threshold(pubs(w)), RequireManifest("other.csv")))
 
 
 def test_untrusted_key_is_never_counted() -> None:
@@ -232,7 +254,7 @@ def test_untrusted_key_is_never_counted() -> None:
     check_fails("signature", w, keys=[stranger.public_key])
     # A stranger's co-signature is ignored, not an error.
     cosigned = dsse.add_signature(w.envelope, stranger)
-    verify_attestation(cosigned, pubs(w))
+    verify_attestation(cosigned, Inputs(), Threshold(pubs(w)))
 
 
 def test_keyid_must_be_the_fingerprint_of_the_verifying_key() -> None:
@@ -258,13 +280,14 @@ def test_threshold_two_with_two_keys() -> None:
     both = [a.public_key, b.public_key]
     check_fails("signature", w, keys=both, threshold=2)
     cosigned = dsse.add_signature(w.envelope, b)
-    v = verify_attestation(cosigned, both, threshold=2, records=w.records, manifest=w.manifest)
+    v = verify_attestation(cosigned, Inputs(records=w.records, manifest=w.manifest),
+                           AllOf(Threshold(both, 2), RequireRecords(), RequireManifest()))
     assert set(v.signed_by) == {a.keyid, b.keyid}
     # The same key listed twice is one key: threshold 2 cannot be met by it.
     with pytest.raises(InputError):
-        verify_attestation(cosigned, [a.public_key, a.public_key], threshold=2)
+        verify_attestation(cosigned, Inputs(), Threshold([a.public_key, a.public_key], 2))
     with pytest.raises(InputError):
-        verify_attestation(cosigned, both, threshold=0)
+        verify_attestation(cosigned, Inputs(), Threshold(both, 0))
 
 
 def test_a_signed_statement_of_the_wrong_form_is_refused() -> None:
@@ -288,14 +311,14 @@ def test_a_signed_statement_of_the_wrong_form_is_refused() -> None:
         edit(obj)
         env = dsse.sign_envelope(canonical_json(obj), PAYLOAD_TYPE, [a])
         with pytest.raises(VerificationError, match=r"^statement form:"):
-            verify_attestation(env, [a.public_key])
+            verify_attestation(env, Inputs(), Threshold([a.public_key]))
     # A non-canonical payload is refused even when it is signed.
     env = dsse.sign_envelope(json.dumps(st_obj).encode(), PAYLOAD_TYPE, [a])
     with pytest.raises(VerificationError, match=r"^statement form:"):
-        verify_attestation(env, [a.public_key])
+        verify_attestation(env, Inputs(), Threshold([a.public_key]))
     env = dsse.sign_envelope(canonical_json(st_obj), "application/json", [a])
     with pytest.raises(VerificationError, match=r"^envelope form:"):
-        verify_attestation(env, [a.public_key])
+        verify_attestation(env, Inputs(), Threshold([a.public_key]))
 
 
 json_values = st.recursive(
@@ -327,3 +350,103 @@ def test_loads_canonical_agrees_with_rfc8785(value: Any) -> None:
     except (rfc8785.CanonicalizationError, ValueError):
         return
     loads_canonical(canon)
+
+
+# ---- policies: stated up front, checked when made, demanded exactly ------------------------------------
+
+def test_a_policy_is_checked_when_it_is_made() -> None:
+    w = make_wave(1)
+    with pytest.raises(InputError, match="trivially invalid"):
+        AllOf()
+    with pytest.raises(InputError, match="at least 1"):
+        Threshold(pubs(w), 0)
+    with pytest.raises(InputError, match="public keys"):
+        Threshold([])
+    with pytest.raises(InputError, match="2 distinct trusted keys, got 1"):
+        Threshold([*pubs(w), *pubs(w)], 2)
+    with pytest.raises(InputError, match="at most one RequireManifest"):
+        AllOf(Threshold(pubs(w)), AllOf(RequireManifest(), RequireManifest("other.csv")))
+    with pytest.raises(TypeError):
+        AllOf([Threshold(pubs(w))])  # type: ignore[arg-type]
+
+
+def test_what_the_policy_demands_needs_its_input_and_nothing_goes_unread() -> None:
+    w = make_wave(3)
+    with pytest.raises(InputError, match="requires the records") as missing:
+        verify_attestation(w.envelope, Inputs(manifest=w.manifest), AllOf(Threshold(pubs(w)), RequireRecords(),
+                                                                          RequireManifest()))
+    assert missing.value.field == "records"
+    with pytest.raises(InputError, match="manifest given, but the policy does not require") as unread:
+        verify_attestation(w.envelope, Inputs(records=w.records, manifest=w.manifest),
+                           AllOf(Threshold(pubs(w)), RequireRecords()))
+    assert unread.value.field == "manifest"
+    with pytest.raises(InputError, match="no Threshold"):
+        verify_attestation(w.envelope, Inputs(records=w.records), RequireRecords())
+
+
+def test_the_result_says_what_was_demanded() -> None:
+    w = make_wave(3)
+    alone = verify_attestation(w.envelope, Inputs(), Threshold(pubs(w)))
+    assert not (alone.records_checked or alone.manifest_checked or alone.subjects_checked)
+    assert isinstance(alone.policy, Threshold)
+    policy = full(w)
+    both = verify_attestation(w.envelope, Inputs(records=w.records, manifest=w.manifest), policy)
+    assert both.policy is policy and both.records_checked and both.manifest_checked
+    # Only what is demanded is checked: a wrong row count fails only when a row count is demanded.
+    with pytest.raises(VerificationError, match=r"^coverage: the manifest has 4 rows"):
+        verify_attestation(w.envelope, Inputs(), AllOf(Threshold(pubs(w)), RequireRowCount(4)))
+
+
+def test_every_threshold_of_a_policy_must_hold() -> None:
+    a, b = keys.FileSigner(keys.new_private_key("ed25519")), keys.FileSigner(keys.new_private_key("ed25519"))
+    w = make_wave(2, signers=[a])
+    operator_and_custodian = AllOf(Threshold([a.public_key]), Threshold([b.public_key]))
+    with pytest.raises(VerificationError, match=r"^signature: 0 valid"):
+        verify_attestation(w.envelope, Inputs(), operator_and_custodian)
+    cosigned = dsse.add_signature(w.envelope, b)
+    v = verify_attestation(cosigned, Inputs(), operator_and_custodian)
+    assert v.signed_by == (a.keyid, b.keyid)
+
+
+# ---- attest/ stays free of the operator's side -----------------------------------------------------------
+
+FORBIDDEN = ("migrator.stores", "migrator.pipeline", "migrator.journal", "migrator.runner", "migrator.config",
+             "migrator.retry")
+EXCEPT = {("live.py", "migrator.stores.base")}   # the live check reads through the stores' protocol types
+
+
+def test_attest_imports_none_of_the_operator_side() -> None:
+    """Every import in attest/*.py, at module level or inside a function, checked by its AST."""
+    import ast
+    from pathlib import Path
+
+    found: list[str] = []
+    for path in sorted((Path(__file__).resolve().parents[2] / "migrator" / "attest").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not isinstance(node, ast.Import | ast.ImportFrom):
+                continue
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if node.level == 0 else [])
+            for name in names:
+                if (path.name, name) in EXCEPT:
+                    continue
+                if any(name == f or name.startswith(f + ".") for f in FORBIDDEN):
+                    found.append(f"{path.name}:{node.lineno} imports {name}")
+                if isinstance(node, ast.ImportFrom) and name == "migrator":
+                    found += [f"{path.name}:{node.lineno} imports migrator.{a.name}" for a in node.names
+                              if f"migrator.{a.name}" in FORBIDDEN]
+    assert found == []
+
+
+def test_importing_all_of_attest_loads_none_of_the_operator_side() -> None:
+    import subprocess
+    import sys
+
+    code = ("import importlib, pkgutil, sys, migrator.attest as a\n"
+            "for m in pkgutil.iter_modules(a.__path__): importlib.import_module('migrator.attest.' + m.name)\n"
+            "print('\\n'.join(sorted(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    loaded = set(out.split())
+    operator_side = {m for m in loaded for f in FORBIDDEN if m == f or m.startswith(f + ".")}
+    assert operator_side <= {"migrator.stores", "migrator.stores.base"}
+    assert "migrator.attest.live" in loaded and "migrator.attest.tlog" in loaded and "migrator.attest.kms" in loaded

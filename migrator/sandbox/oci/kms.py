@@ -1,4 +1,4 @@
-"""The OCI Vault (KMS) subset the auditor issues use, served by the OCI emulator on its own port.
+"""The OCI Vault (KMS) subset the auditor issues use, served by the OCI emulator on the same port.
 
 The ``oci`` SDK's ``KmsManagementClient`` and ``KmsCryptoClient`` take a ``service_endpoint`` per client, so
 both point at the emulator's URL and send these REST paths (API version ``20180608``):
@@ -23,6 +23,11 @@ which may be at most 4096 bytes as OCI documents. The algorithm must match the k
 (``ECDSA_SHA_256`` for P-256, ``ECDSA_SHA_384`` for P-384, ``ECDSA_SHA_512`` for P-521). Keys are
 ``ENABLED`` as soon as they are created (the real service passes through ``CREATING``). Requests are signed
 and checked by the emulator like every other path.
+
+One module holds the vault's keys (``Key``, ``KeyVersion``), its operations and their routing: the eight
+paths above are one table in ``KmsVault.route``, and each handler takes the request body and query and
+returns ``(status, JSON value, headers)`` for the emulator's HTTP side to write. Errors are the sandbox's
+one :class:`~migrator.sandbox.base.ApiError`, written as OCI's JSON error body.
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
+from migrator.sandbox.base import ApiError, iso_millis
+
 API_VERSION = "20180608"
 MAX_RAW_MESSAGE = 4096
 VAULT_ID = "ocid1.vault.oc1.sandbox.vault"
@@ -55,16 +62,6 @@ _CURVES: dict[str, tuple[int, type[ec.EllipticCurve], str]] = {
 _HASHES: dict[str, Callable[[], hashes.HashAlgorithm]] = {
     "ECDSA_SHA_256": hashes.SHA256, "ECDSA_SHA_384": hashes.SHA384, "ECDSA_SHA_512": hashes.SHA512,
 }
-
-
-class KmsError(Exception):
-    """An error answer of the vault: status, code and message go into OCI's JSON error body."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
 
 
 @dataclass
@@ -94,27 +91,24 @@ class Key:
         return self.versions[-1]
 
 
-def _iso(ts: datetime) -> str:
-    return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
-
-
-def _details(body: bytes) -> dict[str, Any]:
+def json_details(body: bytes) -> dict[str, Any]:
+    """An OCI request body: one JSON object (400 ``InvalidParameter`` otherwise); object storage's too."""
     try:
         value = json.loads(body or b"{}")
     except ValueError:
-        raise KmsError(400, "InvalidParameter", "request body is not valid JSON") from None
+        raise ApiError(400, "InvalidParameter", "request body is not valid JSON") from None
     if not isinstance(value, dict):
-        raise KmsError(400, "InvalidParameter", "request body must be a JSON object")
+        raise ApiError(400, "InvalidParameter", "request body must be a JSON object")
     return value
 
 
 def _b64decode(value: object, what: str) -> bytes:
     if not isinstance(value, str):
-        raise KmsError(400, "InvalidParameter", f"{what} is required (base64)")
+        raise ApiError(400, "InvalidParameter", f"{what} is required (base64)")
     try:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
-        raise KmsError(400, "InvalidParameter", f"{what} is not valid base64") from None
+        raise ApiError(400, "InvalidParameter", f"{what} is not valid base64") from None
 
 
 Response = tuple[int, Any, dict[str, str]]   # status, JSON value, extra headers
@@ -162,14 +156,14 @@ class KmsVault:
                     return "ListKeyVersions", lambda body, q: self._list_versions(key_id)
             if n == 4 and s[2] == "keyVersions" and method == "GET":
                 return "GetKeyVersion", lambda body, q: self._get_version(key_id, s[3])
-        raise KmsError(404, "NotFound", f"no vault operation for {method} {path}")
+        raise ApiError(404, "NotFound", f"no vault operation for {method} {path}")
 
     # -- management plane
 
     def _key(self, key_id: str) -> Key:
         key = self._keys.get(key_id)
         if key is None:
-            raise KmsError(404, "NotAuthorizedOrNotFound", f"key {key_id!r} was not found or is not authorized")
+            raise ApiError(404, "NotAuthorizedOrNotFound", f"key {key_id!r} was not found or is not authorized")
         return key
 
     def _key_json(self, key: Key) -> dict[str, Any]:
@@ -178,13 +172,13 @@ class KmsVault:
                 "definedTags": {}, "freeformTags": {}, "displayName": key.display_name, "id": key.key_id,
                 "keyShape": {"algorithm": "ECDSA", "length": length, "curveId": key.curve_id},
                 "protectionMode": key.protection_mode, "lifecycleState": "ENABLED",
-                "timeCreated": _iso(key.created), "vaultId": VAULT_ID, "isPrimary": True,
+                "timeCreated": iso_millis(key.created), "vaultId": VAULT_ID, "isPrimary": True,
                 "isAutoRotationEnabled": False}
 
     def _version_json(self, key: Key, v: KeyVersion) -> dict[str, Any]:
         return {"compartmentId": key.compartment_id, "id": v.version_id, "keyId": key.key_id,
                 "publicKey": v.public_pem(), "lifecycleState": "ENABLED", "origin": "INTERNAL",
-                "timeCreated": _iso(v.created), "vaultId": VAULT_ID, "isPrimary": True, "isAutoRotated": False}
+                "timeCreated": iso_millis(v.created), "vaultId": VAULT_ID, "isPrimary": True, "isAutoRotated": False}
 
     def _new_version(self, key: Key) -> KeyVersion:
         curve = _CURVES[key.curve_id][1]
@@ -195,24 +189,24 @@ class KmsVault:
         return v
 
     def _create_key(self, body: bytes, query: dict[str, str]) -> Response:
-        d = _details(body)
+        d = json_details(body)
         compartment, name, shape = d.get("compartmentId"), d.get("displayName"), d.get("keyShape")
         if not isinstance(compartment, str) or not compartment:
-            raise KmsError(400, "InvalidParameter", "compartmentId is required")
+            raise ApiError(400, "InvalidParameter", "compartmentId is required")
         if not isinstance(name, str) or not name:
-            raise KmsError(400, "InvalidParameter", "displayName is required")
+            raise ApiError(400, "InvalidParameter", "displayName is required")
         if not isinstance(shape, dict):
-            raise KmsError(400, "InvalidParameter", "keyShape is required")
+            raise ApiError(400, "InvalidParameter", "keyShape is required")
         if shape.get("algorithm") != "ECDSA":
-            raise KmsError(400, "InvalidParameter",
+            raise ApiError(400, "InvalidParameter",
                            f"the sandbox vault makes ECDSA keys only, not {shape.get('algorithm')!r}")
         curve_id = shape.get("curveId") or "NIST_P256"
         if curve_id not in _CURVES or shape.get("length") != _CURVES[curve_id][0]:
-            raise KmsError(400, "InvalidParameter",
+            raise ApiError(400, "InvalidParameter",
                            f"keyShape length {shape.get('length')!r} does not fit curve {curve_id!r}")
         mode = d.get("protectionMode") or "HSM"
         if mode not in ("HSM", "SOFTWARE"):
-            raise KmsError(400, "InvalidParameter", f"protectionMode {mode!r} is not supported")
+            raise ApiError(400, "InvalidParameter", f"protectionMode {mode!r} is not supported")
         key = Key(f"ocid1.key.oc1.sandbox.{uuid.uuid4().hex}", compartment, name, curve_id, mode, self._clock())
         with self._lock:
             self._new_version(key)
@@ -222,7 +216,7 @@ class KmsVault:
     def _list_keys(self, body: bytes, query: dict[str, str]) -> Response:
         compartment = query.get("compartmentId")
         if not compartment:
-            raise KmsError(400, "MissingParameter", "compartmentId is required")
+            raise ApiError(400, "MissingParameter", "compartmentId is required")
         with self._lock:
             keys = sorted((k for k in self._keys.values() if k.compartment_id == compartment),
                           key=lambda k: (k.created, k.key_id))
@@ -253,7 +247,7 @@ class KmsVault:
             key = self._key(key_id)
             v = next((x for x in key.versions if x.version_id == version_id), None)
             if v is None:
-                raise KmsError(404, "NotAuthorizedOrNotFound", f"key version {version_id!r} was not found")
+                raise ApiError(404, "NotAuthorizedOrNotFound", f"key version {version_id!r} was not found")
             return 200, self._version_json(key, v), {"etag": key.etag}
 
     # -- crypto plane
@@ -261,7 +255,7 @@ class KmsVault:
     def _signing_input(self, d: dict[str, Any]) -> tuple[Key, KeyVersion, str, bytes, ec.ECDSA]:
         key_id = d.get("keyId")
         if not isinstance(key_id, str):
-            raise KmsError(400, "InvalidParameter", "keyId is required")
+            raise ApiError(400, "InvalidParameter", "keyId is required")
         with self._lock:
             key = self._key(key_id)
             version_id = d.get("keyVersionId")
@@ -270,39 +264,39 @@ class KmsVault:
             else:
                 found = next((x for x in key.versions if x.version_id == version_id), None)
                 if found is None:
-                    raise KmsError(404, "NotAuthorizedOrNotFound", f"key version {version_id!r} was not found")
+                    raise ApiError(404, "NotAuthorizedOrNotFound", f"key version {version_id!r} was not found")
                 v = found
         algorithm = d.get("signingAlgorithm")
         if algorithm not in _HASHES:
-            raise KmsError(400, "InvalidParameter", f"signingAlgorithm {algorithm!r} is not an ECDSA algorithm")
+            raise ApiError(400, "InvalidParameter", f"signingAlgorithm {algorithm!r} is not an ECDSA algorithm")
         if algorithm != _CURVES[key.curve_id][2]:
-            raise KmsError(400, "InvalidParameter",
+            raise ApiError(400, "InvalidParameter",
                            f"signingAlgorithm {algorithm} does not match the key's curve {key.curve_id}")
         message = _b64decode(d.get("message"), "message")
         digest_alg = _HASHES[algorithm]()
         message_type = d.get("messageType") or "RAW"
         if message_type == "DIGEST":
             if len(message) != digest_alg.digest_size:
-                raise KmsError(400, "InvalidParameter",
+                raise ApiError(400, "InvalidParameter",
                                f"a {algorithm} digest has {digest_alg.digest_size} bytes, not {len(message)}")
             scheme = ec.ECDSA(Prehashed(digest_alg))
         elif message_type == "RAW":
             if len(message) > MAX_RAW_MESSAGE:
-                raise KmsError(400, "InvalidParameter",
+                raise ApiError(400, "InvalidParameter",
                                f"a RAW message is at most {MAX_RAW_MESSAGE} bytes; send a DIGEST instead")
             scheme = ec.ECDSA(digest_alg)
         else:
-            raise KmsError(400, "InvalidParameter", f"messageType must be RAW or DIGEST, not {message_type!r}")
+            raise ApiError(400, "InvalidParameter", f"messageType must be RAW or DIGEST, not {message_type!r}")
         return key, v, algorithm, message, scheme
 
     def _sign(self, body: bytes, query: dict[str, str]) -> Response:
-        key, v, algorithm, message, scheme = self._signing_input(_details(body))
+        key, v, algorithm, message, scheme = self._signing_input(json_details(body))
         signature = v.private_key.sign(message, scheme)
         return 200, {"keyId": key.key_id, "keyVersionId": v.version_id,
                      "signature": base64.b64encode(signature).decode("ascii"), "signingAlgorithm": algorithm}, {}
 
     def _verify(self, body: bytes, query: dict[str, str]) -> Response:
-        d = _details(body)
+        d = json_details(body)
         _key, v, _algorithm, message, scheme = self._signing_input(d)
         signature = _b64decode(d.get("signature"), "signature")
         try:
