@@ -82,6 +82,21 @@ class BucketChecks:
                     return Reason.UNLISTED_REPLICATION, f"{uri.location} replicates to {target}"
         return None
 
+    def row_hold(self, row: ManifestRow) -> tuple[Reason, str] | None:
+        """The first bucket-level reason to hold a row, in the one order the wave and the plan both use: the
+        destination's protection, then the source's bucket, then each replica's."""
+        unprotected = self.destination_unprotected(row)
+        if unprotected:
+            return Reason.DESTINATION_UNPROTECTED, unprotected
+        blocked = self.location_blocks(self.stores.for_uri(row.source), row.source, row)
+        if blocked:
+            return blocked
+        for replica in row.replicas:
+            rblock = self.location_blocks(self.stores.for_uri(replica), replica, row)
+            if rblock:
+                return rblock[0], f"replica {replica}: {rblock[1]}"
+        return None
+
     def destination_unprotected(self, row: ManifestRow) -> str | None:
         if not self.policy.require_destination_protection:
             return None

@@ -25,8 +25,11 @@ from migrator.records import Record, State, Transition
 __all__ = ["Entry", "Journal", "RunLock", "State", "now"]
 
 
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"   # every time the journal and the records write: UTC, microseconds
+
+
 def now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(UTC).strftime(TIME_FORMAT)
 
 
 _SCHEMA = """
@@ -93,12 +96,28 @@ class RunLock:
         self.release()
 
 
+def _private(path: Path) -> None:
+    """The journal holds every object's URIs and the wave's policy: 0600, like the keys. SQLite gives its
+    -wal and -shm files the database file's mode, so creating that one 0600 covers all three; a journal
+    from an older run is narrowed to 0600 too."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    for side in ("-wal", "-shm"):
+        other = path.with_name(path.name + side)
+        if other.exists():
+            other.chmod(0o600)
+
+
 class Journal:
     FILE = "journal.sqlite"
 
     def __init__(self, state_dir: Path) -> None:
-        state_dir.mkdir(parents=True, exist_ok=True)
+        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.path = state_dir / self.FILE
+        _private(self.path)
         self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._lock = threading.Lock()
         # Group commit (see submit): one writer thread commits whatever has queued up, in order.
@@ -128,6 +147,13 @@ class Journal:
         with self._lock:
             row = self._conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return None if row is None else str(row[0])
+
+    def started(self) -> datetime:
+        """When the wave's first run bound this folder to its manifest."""
+        text = self.get_meta("started")
+        if text is None:
+            raise StateError(f"state folder {self.path.parent} has no start time: it was never bound to a manifest")
+        return datetime.strptime(text, TIME_FORMAT).replace(tzinfo=UTC)
 
     def set_meta(self, key: str, value: str) -> None:
         with self._lock:

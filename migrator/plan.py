@@ -117,23 +117,13 @@ def _unreadable(checks: BucketChecks, stores: Stores, row: ManifestRow,
 
 
 def _bucket_hold(checks: BucketChecks, stores: Stores, row: ManifestRow) -> tuple[str, str] | None:
-    """The first bucket-level reason the wave would hold this row, as the wave checks them."""
+    """The first bucket-level reason the wave would hold this row (the wave asks the same checks)."""
     try:
-        unprotected = checks.destination_unprotected(row)
-        if unprotected:
-            return "destination unprotected", unprotected
-        blocked = checks.location_blocks(stores.for_uri(row.source), row.source, row)
-        if blocked:
-            return blocked
-        for replica in row.replicas:
-            rblock = checks.location_blocks(stores.for_uri(replica), replica, row)
-            if rblock:
-                return rblock[0], f"replica {replica}: {rblock[1]}"
+        return checks.row_hold(row)
     except NotFound as exc:
         return "bucket not found", str(exc)
     except StoreError as exc:
         return "bucket settings unreadable", f"{type(exc).__name__}: {exc}"
-    return None
 
 
 def _list_batch(plan: WavePlan, stores: Stores, batch: list[ManifestRow], held: set[int]) -> None:

@@ -71,16 +71,20 @@ def is_archived(storage_class: str | None) -> bool:
     return (storage_class or "").upper() in ARCHIVED_CLASSES
 
 
-def _hold_or_bypass(p: Protection, policy: WavePolicy) -> tuple[Reason | None, bool]:
-    """(why the version must be held, or None; whether its delete bypasses GOVERNANCE retention). Only
-    GOVERNANCE may be bypassed, only by explicit policy; legal holds, COMPLIANCE and the rest never."""
-    blocked = p.blocking_reason()
-    if blocked is None:
-        return None, False
-    if not policy.bypass_governance:
-        return blocked, False
-    still = p.blocking_reason(bypass_governance=True)
-    return still, still is None
+def _hold_or_bypass(protections: Sequence[Protection], policy: WavePolicy) -> tuple[Reason | None, bool]:
+    """(why the version must be held, or None; whether its delete bypasses GOVERNANCE retention), from every
+    account of its protection. Only GOVERNANCE may be bypassed, only by explicit policy; legal holds,
+    COMPLIANCE and the rest never."""
+    bypass = False
+    for p in protections:
+        blocked = p.blocking_reason()
+        if blocked is None:
+            continue
+        still = p.blocking_reason(bypass_governance=True) if policy.bypass_governance else blocked
+        if still is not None:
+            return still, False
+        bypass = True
+    return None, bypass
 
 
 # ---- 1. the plan -------------------------------------------------------------------------------------------
@@ -116,12 +120,9 @@ def plan_removal(row: ManifestRow, record: Record, listed: Listings, uploads: Up
     """What must be deleted for ``row`` to be removed, every delete pinned; raises Held when something
     keeps it. ``listed`` and ``uploads`` are fresh listings of the source and every replica."""
     src = store_for(row.source)
-    unprotected = checks.destination_unprotected(row)
-    if unprotected:
-        raise Held(Reason.DESTINATION_UNPROTECTED, unprotected)
-    blocked_here = checks.location_blocks(src, row.source, row)
-    if blocked_here:
-        raise Held(*blocked_here)
+    bucket_hold = checks.row_hold(row)   # the same checks, in the same order, as `migrator plan` reports
+    if bucket_hold:
+        raise Held(*bucket_hold)
     targets: list[Target] = []
     disposed: list[Disposal] = []
     entries = listed.get(row.source, [])
@@ -144,7 +145,8 @@ def plan_removal(row: ManifestRow, record: Record, listed: Listings, uploads: Up
                        "that this wave did not verify")
         # Lock and hold state as the verified read saw it (S3 lists none) and as the listing says (GCS);
         # one placed since then makes the pinned delete answer AccessDenied, which holds the object.
-        blocked, bypass = _hold_or_bypass(protection_from_extra({**copy.extra, **e.extra}), policy)
+        blocked, bypass = _hold_or_bypass(
+            (protection_from_extra({**copy.extra, **e.extra}), e.protection), policy)
         if blocked:
             raise Held(blocked, f"{row.source} version {e.version}")
         target = DeleteTarget.pinned(e)
@@ -155,9 +157,6 @@ def plan_removal(row: ManifestRow, record: Record, listed: Listings, uploads: Up
     replica_results: list[ReplicaResult] = []
     for ruri in row.replicas:
         rstore = store_for(ruri)
-        rblock = checks.location_blocks(rstore, ruri, row)
-        if rblock:
-            raise Held(rblock[0], f"replica {ruri}: {rblock[1]}")
         locations.append(ruri)
         rentries = listed.get(ruri, [])
         if not rentries:

@@ -39,15 +39,11 @@ class WaveResult:
     held_rows: list[tuple[int, str, str]]  # (row, state, reason) for held and failed rows
 
 
-def _started(journal: Journal) -> datetime:
-    return datetime.strptime(journal.get_meta("started") or "", "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
-
-
 def attest_journal(journal: Journal, state_dir: Path, manifest: Path, manifest_sha256: str, rows: int,
                    signer: Signer, policy: Mapping[str, Any], scope: list[str],
                    subject_hasher: SubjectHasher | None = None) -> WaveResult:
     """Attest a finished journal: its records, in row order, go to the producer."""
-    facts = WaveFacts(wave_id=journal.get_meta("wave_id") or "", started=_started(journal),
+    facts = WaveFacts(wave_id=journal.get_meta("wave_id") or "", started=journal.started(),
                       manifest_name=manifest.name, manifest_sha256=manifest_sha256, manifest_rows=rows,
                       policy=policy, scope=tuple(scope))
     out = write_attestation((e.record() for e in journal.entries()), state_dir, facts, signer, subject_hasher)
@@ -78,7 +74,7 @@ def run_wave(manifest: Path, state_dir: Path, signer: Signer, settings: WaveSett
                              "ask the custodian for hashes of every subject", file=str(manifest))
     if state_dir.exists() and not state_dir.is_dir():
         raise StateError(f"--state {state_dir} exists and is not a folder")
-    state_dir.mkdir(parents=True, exist_ok=True)
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)   # the wave's state is confidential
     policy = settings.policy.as_record()
     with RunLock(state_dir):
         journal = Journal(state_dir)

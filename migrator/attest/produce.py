@@ -8,8 +8,7 @@ It takes the records as values (from the journal, by the runner) and never touch
 from __future__ import annotations
 
 import hashlib
-import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,10 +31,14 @@ from migrator.attest.statement import (
 )
 from migrator.attest.subjects import SubjectHasher, SubjectIndexBuilder
 from migrator.errors import InputError, StateError
+from migrator.files import replace_atomically
 from migrator.records import SCHEMA, Record, State
 from migrator.uri import parse_uri
 
 ATTESTATION_FILE = "attestation.json"
+# Everything in the state folder is private to its owner, as the keys are: records and the subject index
+# name users' objects (docs/attestation.md §6); the attestation is published by copying it out.
+STATE_FILE_MODE = 0o600
 RECORDS_FILE = RECORDS_SUBJECT
 
 
@@ -59,15 +62,6 @@ class Produced:
     tally: RecordTally
     bytes: int
     held_rows: list[tuple[int, str, str]]  # (row, state, reason: detail) for held and failed rows
-
-
-def _atomic_write(path: Path, chunks: Callable[[IO[bytes]], object]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        chunks(fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def write_attestation(records: Iterable[Record], state_dir: Path, wave: WaveFacts, signer: Signer,
@@ -105,7 +99,7 @@ def write_attestation(records: Iterable[Record], state_dir: Path, wave: WaveFact
             if rec.state != State.REMOVED:
                 held_rows.append((rec.row, str(rec.state), rec.exception))
 
-    _atomic_write(records_path, write_records)
+    replace_atomically(records_path, write_records, mode=STATE_FILE_MODE)
     crashpoints.hit("during-attestation")
     if merkle.size != wave.manifest_rows:
         raise StateError(f"journal has {merkle.size} rows, manifest has {wave.manifest_rows}")
@@ -115,7 +109,7 @@ def write_attestation(records: Iterable[Record], state_dir: Path, wave: WaveFact
         index = subjects.finish()
         if index.records:
             data = index.to_bytes()
-            _atomic_write(state_dir / SUBJECTS_SUBJECT, lambda fh: fh.write(data))
+            replace_atomically(state_dir / SUBJECTS_SUBJECT, data, mode=STATE_FILE_MODE)
             statement_subjects.append((SUBJECTS_SUBJECT, index.sha256()))
             index_member = index.predicate_member()
     predicate = build_predicate(
@@ -127,6 +121,6 @@ def write_attestation(records: Iterable[Record], state_dir: Path, wave: WaveFact
     statement = build_statement(subjects=statement_subjects, predicate_type=PREDICATE_TYPE_V2, predicate=predicate)
     envelope = sign_envelope(canonical_json(statement), PAYLOAD_TYPE, [signer])
     att_path = state_dir / ATTESTATION_FILE
-    _atomic_write(att_path, lambda fh: fh.write(envelope))
+    replace_atomically(att_path, envelope, mode=STATE_FILE_MODE)
     write_index(records_path)   # records.idx: lets `audit prove` find a record without a scan (untrusted)
     return Produced(attestation=att_path, records=records_path, tally=tally, bytes=total_bytes, held_rows=held_rows)

@@ -144,6 +144,11 @@ def test_no_credential_or_key_material_is_written_anywhere(sandbox: SandboxState
         assert r.returncode == 1, r.stdout.decode() + r.stderr.decode()   # held and failed rows: exit 1
     assert b"S3 Object Lock legal hold" in runs[0].stdout and b"source not found" in runs[0].stdout
     check(snap, clouds, state).assert_ok()
+    # The state folder names users' objects: private to its owner, every file in it too.
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in state.iterdir()}
+    assert {"journal.sqlite", "records.jsonl", "attestation.json", "records.idx"} <= set(modes)
+    assert modes == dict.fromkeys(modes, 0o600), modes
     outputs: list[str | bytes] = [o for r in (made, hashed, *runs) for o in (r.stdout, r.stderr)]
     extra_files: list[Path] = [hashes]
     for args in (("status", "--state", str(state)), ("plan", str(manifest), "--json"), ("plan", str(manifest)),
