@@ -4,12 +4,15 @@ loader to the store registry and to the signer spec alike."""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from migrator import oci_config
-from migrator.attest.signers import load_signer_spec
+from migrator.attest.signers import SignerSettings, load_signer_spec
 from migrator.config import WaveSettings, load_wave
 from migrator.errors import InputError
 from migrator.sandbox.oci_auth import write_sandbox_config
@@ -112,3 +115,24 @@ def test_other_errors_are_not_taken_for_config_problems() -> None:
 
     with pytest.raises(KeyError):
         oci_config.guard("OCI config x (profile DEFAULT)", broken)
+
+
+def test_the_registry_reads_the_config_only_for_an_oci_store(tmp_path: Path) -> None:
+    reads: list[tuple[str | None, str]] = []
+
+    def counting(path: str | None, profile: str) -> Mapping[str, Any]:
+        reads.append((path, profile))
+        return oci_config.load(path, profile)
+
+    settings = _settings(str(tmp_path / "nope"))
+    stores = Stores(dataclasses.replace(settings.stores, load_oci_config=counting))
+    assert reads == []               # building the registry reads nothing: a wave with no OCI location needs none
+    with pytest.raises(InputError, match="no such file"):
+        stores.get("oci")
+    assert reads == [(str(tmp_path / "nope"), "DEFAULT")]
+
+
+def test_an_ocikms_spec_without_the_config_reader_is_refused() -> None:
+    with pytest.raises(InputError, match="no OCI config reader") as err:
+        load_signer_spec("ocikms:ocid1.key.oc1..k@http://127.0.0.1:1", SignerSettings())
+    assert err.value.field == "signing_key"
