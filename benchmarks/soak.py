@@ -76,12 +76,15 @@ def _kills(clouds: Clouds, sandbox: SandboxState, work: Path, keys: tuple[Path, 
 def _faults(clouds: Clouds, sandbox: SandboxState, work: Path, keys: tuple[Path, Path], args: argparse.Namespace,
             out: dict[str, Any]) -> None:
     from migrator import retry
-    from migrator.config import WavePolicy
+    from migrator.attest.keys import load_signer
+    from migrator.config import load_wave
     from migrator.runner import run_wave
     from tests.reliability.invariant import check
     from tests.reliability.test_faults import CORRUPTING, CORRUPTION_PLANS, RETRYABLE, Faults, seed_tiers
 
     faults = Faults(sandbox)
+    settings = load_wave(None, {"concurrency": 4}, os.environ)   # the sandbox's, set by main
+    signer = load_signer(keys[0])
     injected: Counter[str] = Counter()
     before = Counter(dict(retry.retry_counts))
     summary: Counter[str] = Counter()
@@ -96,13 +99,13 @@ def _faults(clouds: Clouds, sandbox: SandboxState, work: Path, keys: tuple[Path,
         state = work / f"faults-{i}-state"
         faults.set(plan)
         try:
-            faulted = run_wave(wave.manifest, state, keys[0], WavePolicy(concurrency=4))
+            faulted = run_wave(wave.manifest, state, signer, settings)
         finally:
             got = faults.injected()
             faults.clear()
         injected.update(got)
         during = check(wave.snap, clouds, state)
-        clean = run_wave(wave.manifest, state, keys[0], WavePolicy(concurrency=4))
+        clean = run_wave(wave.manifest, state, signer, settings)
         after = check(wave.snap, clouds, state)
         summary.update(waves=1, objects=len(wave.tiers), held_or_failed_under_faults=faulted.held + faulted.failed,
                        removed_under_faults=faulted.removed,

@@ -17,7 +17,9 @@ from migrator.files import read_input
 if TYPE_CHECKING:
     from migrator.attest.policy import Threshold
     from migrator.attest.tlog import LogStorage
+    from migrator.config import WaveSettings
     from migrator.runner import WaveResult
+    from migrator.stores.registry import Stores
 
 app = typer.Typer(help="Move regulated objects into OCI Object Storage and prove the sources are gone.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -151,26 +153,30 @@ def run(manifest: Annotated[Path, typer.Argument(help="The wave's manifest.")],
 
     Exit 0 when every row was removed, 1 when rows are held or failed, 2 on bad input or usage.
     """
-    from migrator.config import load_transfer_settings, load_wave_file
+    import os
+
+    from migrator.attest.signers import load_signer_spec
+    from migrator.attest.subjects import load_subject_hashes
+    from migrator.config import load_wave
     from migrator.runner import run_wave
 
-    policy = load_wave_file(wave, {
+    settings = load_wave(wave, {
         "versions": versions, "soft_delete": soft_delete, "second_read": second_read, "concurrency": concurrency,
         "require_destination_protection": False if allow_unprotected_destination else None,
-        "bypass_governance": True if bypass_governance else None})
+        "bypass_governance": True if bypass_governance else None}, os.environ)
     if log is not None and not log_origin:
         raise typer.BadParameter("--log needs --log-origin", param_hint="--log-origin")
-    from migrator.attest.subjects import load_subject_hashes
-
     hasher = load_subject_hashes(subject_hashes) if subject_hashes is not None else None
-    result = run_wave(manifest, state, signing_key, policy, transfer=load_transfer_settings(wave),
-                      subject_hasher=hasher)
+    # Once: a cloud signer makes its clients and fetches its public key when it is made.
+    signer = load_signer_spec(signing_key, settings.signers)
+    result = run_wave(manifest, state, signer, settings, subject_hasher=hasher)
     _print_wave(result)
     if log is not None and log_origin:
         from migrator.attest import tlog
-        from migrator.attest.signers import load_signer_spec
+        from migrator.stores.registry import Stores
 
-        entry = tlog.append(_open_log(log), result.attestation.read_bytes(), load_signer_spec(signing_key), log_origin)
+        log_stores = Stores(settings.stores) if log.startswith("oci://") else None
+        entry = tlog.append(_open_log(log, log_stores), result.attestation.read_bytes(), signer, log_origin)
         out.print(f"log entry {entry.seq} for {entry.wave_id}"
                   + (f" (supersedes {entry.supersedes[:16]}...)" if entry.supersedes else ""))
     raise typer.Exit(0 if result.complete else 1)
@@ -193,15 +199,15 @@ def plan(manifest: Annotated[Path, typer.Argument(help="The wave's manifest.")],
     2 on bad input.
     """
     import json as _json
+    import os
 
-    from migrator.config import EndpointSettings, load_transfer_settings, load_wave_file
+    from migrator.config import load_wave
     from migrator.plan import plan_wave
-    from migrator.stores.registry import Stores
 
-    policy = load_wave_file(wave, {"soft_delete": soft_delete,
-                                   "require_destination_protection": False if allow_unprotected_destination else None})
-    stores = Stores(EndpointSettings.from_env(), load_transfer_settings(wave))
-    result = plan_wave(manifest, stores, policy, list_objects=list_objects)
+    settings = load_wave(wave, {
+        "soft_delete": soft_delete,
+        "require_destination_protection": False if allow_unprotected_destination else None}, os.environ)
+    result = plan_wave(manifest, settings, list_objects=list_objects)
     if as_json:
         print(_json.dumps(result.as_record(), indent=2, sort_keys=True))
     else:
@@ -216,8 +222,8 @@ def plan(manifest: Annotated[Path, typer.Argument(help="The wave's manifest.")],
                     out.print(f"    {example}", markup=False)
         for location, entry in sorted(result.locations.items()):
             roles = ", ".join(f"{role} {n}" for role, n in sorted(entry["roles"].items()))
-            settings = ", ".join(f"{k} {v}" for k, v in sorted((entry.get("settings") or {}).items()))
-            out.print(f"  {location}: {roles}; {settings}", markup=False)
+            found = ", ".join(f"{k} {v}" for k, v in sorted((entry.get("settings") or {}).items()))
+            out.print(f"  {location}: {roles}; {found}", markup=False)
         for need in result.needs:
             out.print(f"  run will need {need}", markup=False)
         out.print("ready" if result.ready else "not ready: fix the above, or expect those rows to be held or failed")
@@ -226,7 +232,9 @@ def plan(manifest: Annotated[Path, typer.Argument(help="The wave's manifest.")],
 
 @app.command("status")
 def status(state: Annotated[Path, typer.Option("--state", help="State folder of a wave.")]) -> None:
-    """Counts of rows by state from the journal."""
+    """Counts of rows by state from the journal, and the policy the wave started with (resumes keep it)."""
+    import json as _json
+
     from migrator.errors import StateError
     from migrator.journal import Journal
 
@@ -235,6 +243,8 @@ def status(state: Annotated[Path, typer.Option("--state", help="State folder of 
     journal = Journal(state)
     try:
         out.print(f"wave {journal.get_meta('wave_id')} manifest sha256 {journal.get_meta('manifest_sha256')}")
+        policy = _json.loads(journal.get_meta("settings") or "{}")
+        out.print("  policy " + ", ".join(f"{k} {_json.dumps(v)}" for k, v in sorted(policy.items())), markup=False)
         for st, n in sorted(journal.counts().items()):
             out.print(f"  {st}: {n}")
     finally:
@@ -355,7 +365,7 @@ def audit_cosign(attestation: Annotated[Path, typer.Argument(help="attestation.j
     from migrator.attest.verify import parse_attestation
     from migrator.files import replace_atomically
 
-    signer = load_signer_spec(signing_key)
+    signer = load_signer_spec(signing_key, _env_settings().signers)
     envelope = read_input(attestation)
     signed = cosign(envelope, signer, _threshold(key, threshold))
     target = output or attestation
@@ -407,15 +417,26 @@ def _threshold(key: list[Path], threshold: int) -> Threshold:
     return Threshold([load_public_key(k) for k in key], threshold)
 
 
-def _open_log(loc: str) -> LogStorage:
+def _open_log(loc: str, stores: Stores | None = None) -> LogStorage:
+    """A log folder, or an oci:// log through ``stores`` (default: built from the environment)."""
     from migrator import logstore
 
     if loc.startswith("oci://"):
-        from migrator.config import EndpointSettings
-        from migrator.stores.registry import Stores
+        if stores is None:
+            from migrator.stores.registry import Stores
 
-        return logstore.open_log(loc, Stores(EndpointSettings.from_env()).get("oci"))
+            stores = Stores(_env_settings().stores)
+        return logstore.open_log(loc, stores.get("oci"))
     return logstore.open_log(Path(loc))
+
+
+def _env_settings() -> WaveSettings:
+    """For commands without a wave file: the defaults, and the environment's endpoints and SDK config."""
+    import os
+
+    from migrator.config import load_wave
+
+    return load_wave(None, {}, os.environ)
 
 
 @audit_app.command("check")
@@ -436,7 +457,6 @@ def audit_check(attestation: Annotated[Path, typer.Argument(help="attestation.js
     import secrets
 
     from migrator.attest.live import check_live
-    from migrator.config import EndpointSettings
     from migrator.errors import InputError
     from migrator.live_stores import reach_scope
     from migrator.stores.registry import Stores
@@ -445,7 +465,7 @@ def audit_check(attestation: Annotated[Path, typer.Argument(help="attestation.js
         raise InputError("audit check needs --live (offline checks are `audit verify`)")
     seed = secrets.randbelow(2**63) if seed is None else seed
     att = read_input(attestation)
-    store_for = reach_scope(att, Stores(EndpointSettings.from_env()))
+    store_for = reach_scope(att, Stores(_env_settings().stores))
     report = check_live(att, read_input(records or attestation.parent / "records.jsonl", "records"),
                         _threshold(key, threshold), store_for, sample=sample, seed=seed, download=download)
     if as_json:
@@ -553,6 +573,12 @@ def sandbox_faults(directory: DirOpt = Path(".migrator-sandbox"),
 
 
 def main() -> None:
+    import os
+
+    if os.environ.get("MIGRATOR_NO_BACKOFF") == "1":   # tests' CLI processes: retries do not sleep
+        from migrator import retry
+
+        retry.set_backoff(False)
     # Click handles usage errors (exit 2) and typer.Exit itself; migrator's own errors end here.
     try:
         app()

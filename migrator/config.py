@@ -1,55 +1,81 @@
-"""Settings resolved once (flags, wave file, environment) into frozen values."""
+"""Settings resolved once per entry point (flags, the wave file, the environment) into frozen values.
+
+``load_wave(path, flags, env) -> WaveSettings`` is the one reader: it opens and parses the wave file once,
+and the entry point (the CLI) passes the values it returns down. Nothing below the entry points reads
+the environment or the wave file: the store registry gets ``WaveSettings.stores`` (a value defined in
+``migrator.stores``), the signer spec gets ``WaveSettings.signers`` (defined in ``migrator.attest``).
+
+The rules:
+- A flag that is given (not None) beats the wave file, which beats the default. The environment gives
+  endpoints and SDK configuration only, never policy or transfer settings.
+- The wave file (TOML) has two tables. ``[policy]`` holds what ``WavePolicy`` names and, as it always has,
+  ``concurrency``, ``batch_rows`` and ``delete_batch`` (which are ``TransferSettings``); ``[transfer]``
+  holds the other transfer settings (sizes in bytes). Any other table or key is refused.
+- Types are checked against the dataclass fields, values by each dataclass; every error names the file
+  (when there is one) and the field.
+
+The environment: AWS_ENDPOINT_URL (S3), STORAGE_EMULATOR_HOST (GCS), MIGRATOR_OCI_ENDPOINT,
+MIGRATOR_OCI_CONFIG and MIGRATOR_OCI_PROFILE (the OCI SDK config, for the store and the Vault signer),
+MIGRATOR_OCI_KMS_MANAGEMENT_ENDPOINT, AWS_DEFAULT_REGION or AWS_REGION, and MIGRATOR_SANDBOX (every
+endpoint must be loopback).
+"""
 
 from __future__ import annotations
 
-import os
+import dataclasses
 import tomllib
+import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from migrator import oci_config
+from migrator.attest.signers import SignerSettings
 from migrator.errors import InputError
-from migrator.stores.base import DEFAULT_MULTIPART_THRESHOLD, DEFAULT_PART_SIZE, DEFAULT_PARTS_IN_FLIGHT
+from migrator.stores.settings import EndpointSettings, StoreSettings, StoreTransfer
 
+__all__ = ["EndpointSettings", "TransferSettings", "WavePolicy", "WaveSettings", "endpoints_from_env", "load_wave"]
 
-@dataclass(frozen=True)
-class EndpointSettings:
-    """Where each cloud is. None means the SDK's own default resolution (real clouds)."""
-
-    s3_endpoint: str | None
-    gcs_endpoint: str | None
-    oci_endpoint: str | None
-    oci_config: str | None
-    oci_profile: str
-    aws_region: str | None
-    sandbox: bool  # when true, every endpoint must be loopback
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> EndpointSettings:
-        e = os.environ if env is None else env
-        return cls(
-            s3_endpoint=e.get("AWS_ENDPOINT_URL") or None,
-            gcs_endpoint=e.get("STORAGE_EMULATOR_HOST") or None,
-            oci_endpoint=e.get("MIGRATOR_OCI_ENDPOINT") or None,
-            oci_config=e.get("MIGRATOR_OCI_CONFIG") or None,
-            oci_profile=e.get("MIGRATOR_OCI_PROFILE") or "DEFAULT",
-            aws_region=e.get("AWS_DEFAULT_REGION") or e.get("AWS_REGION") or None,
-            sandbox=bool(e.get("MIGRATOR_SANDBOX")),
-        )
+MiB = 1024 * 1024
+# TransferSettings fields that the wave file keeps in its [policy] table (where they have always been).
+_POLICY_TABLE = {"table": "policy"}
 
 
 @dataclass(frozen=True)
 class TransferSettings:
-    """How bytes move (the wave file's ``[transfer]`` table); none of it changes what is proven."""
+    """How bytes move; none of it changes what is proven.
 
-    part_size: int = DEFAULT_PART_SIZE                    # multipart writes: bytes per part
-    multipart_threshold: int = DEFAULT_MULTIPART_THRESHOLD  # objects up to this size go in one request
-    parts_in_flight: int = DEFAULT_PARTS_IN_FLIGHT        # per multipart object
-    max_pool_connections: int = 64
+    Memory. A wave's peak is about
+
+        buffer_memory + concurrency x part_size x parts_in_flight
+
+    - ``buffer_memory``: objects the destination takes in one request (up to ``multipart_threshold`` bytes)
+      are read whole before they are written, so the write carries digests hashed once. All of a wave's
+      workers share this budget and wait for room; an object larger than the budget goes alone, so
+      the term is really ``max(buffer_memory, multipart_threshold)``. While such an object is assembled
+      from several reads it is briefly held twice.
+    - ``concurrency x part_size x parts_in_flight``: larger objects stream through a multipart upload; at most
+      ``concurrency`` objects are in flight, each holding up to ``parts_in_flight`` parts (S3, OCI) or one
+      chunk (GCS: a resumable upload sends its chunks in order). Past 10,000 parts S3 and OCI grow the
+      part to size / 10,000, so a 1 TiB object holds parts of about 105 MiB each.
+    - Also counted, and small next to those: two batches of ``batch_rows`` rows with their listings, one
+      1 MiB read chunk per stream, and ``max_pool_connections`` connections per cloud client.
+
+    With the defaults: 256 MiB + 16 x 8 MiB x 4 = 768 MiB.
+    """
+
+    concurrency: int = field(default=16, metadata=_POLICY_TABLE)      # objects in flight
+    batch_rows: int = field(default=1000, metadata=_POLICY_TABLE)     # rows sharing listings, delete batches, commits
+    delete_batch: int = field(default=1000, metadata=_POLICY_TABLE)   # pinned targets per batch delete (S3's maximum)
+    part_size: int = 8 * MiB                 # multipart writes: bytes per part (GCS: per resumable chunk)
+    multipart_threshold: int = 64 * MiB      # objects up to this size go in one request (S3 takes 5 GiB, OCI 50)
+    parts_in_flight: int = 4                 # parts of one multipart object uploaded at once (S3, OCI)
+    max_pool_connections: int = 64           # HTTP connections kept per cloud client
+    buffer_memory: int = 256 * MiB           # bytes that one-request copies may hold at once, all workers together
 
     def __post_init__(self) -> None:
-        for name in ("part_size", "multipart_threshold", "parts_in_flight", "max_pool_connections"):
+        for name in ("part_size", "multipart_threshold", "parts_in_flight", "max_pool_connections", "buffer_memory"):
             if getattr(self, name) < 1:
                 raise InputError("must be at least 1", field=name)
         # Checked here, before a wave touches its state folder: S3 takes parts of 5 MiB to 5 GiB, and GCS
@@ -57,6 +83,17 @@ class TransferSettings:
         if not 5 * 2**20 <= self.part_size <= 5 * 2**30 or self.part_size % (256 * 1024):
             raise InputError(f"want a multiple of 256 KiB between 5 MiB and 5 GiB (S3's and GCS's limits), "
                              f"got {self.part_size}", field="part_size")
+        if not 1 <= self.concurrency <= 1024:
+            raise InputError("concurrency must be between 1 and 1024", field="concurrency")
+        if not 1 <= self.batch_rows <= 100_000:
+            raise InputError("batch_rows must be between 1 and 100000", field="batch_rows")
+        if not 1 <= self.delete_batch <= 1000:
+            raise InputError("delete_batch must be between 1 and 1000", field="delete_batch")
+
+    def for_stores(self) -> StoreTransfer:
+        """The part every store adapter receives."""
+        return StoreTransfer(part_size=self.part_size, multipart_threshold=self.multipart_threshold,
+                             parts_in_flight=self.parts_in_flight, max_pool_connections=self.max_pool_connections)
 
 
 VERSIONS_POLICIES = ("all", "current")
@@ -65,40 +102,101 @@ SOFT_DELETE_POLICIES = ("require-off", "attest-pending")
 
 @dataclass(frozen=True)
 class WavePolicy:
-    """What a wave may do. Every choice that weakens a default is named in the attestation's predicate."""
+    """What a wave may do: exactly what the attestation's predicate names. Every choice that weakens a default
+    is named there, and a state folder keeps the policy of its first run (a resume with another is refused)."""
 
     versions: str = "all"                    # "all": migrate every version; "current": dispose of noncurrent
     second_read: bool = True                 # evidence tier 4 allowed when nothing else proves the bytes
-    concurrency: int = 16
     soft_delete: str = "require-off"         # GCS: hold buckets with soft delete on, or delete and attest pending
     require_destination_protection: bool = True  # delete sources only into a versioned/retained destination
     bypass_governance: bool = False          # S3 Object Lock GOVERNANCE: bypass (logged) instead of hold
-    batch_rows: int = 1000                   # rows sharing listings, delete batches and group commits
-    delete_batch: int = 1000                 # pinned targets per batch delete request (S3's maximum)
 
     def __post_init__(self) -> None:
         if self.versions not in VERSIONS_POLICIES:
             raise InputError(f"versions must be one of {', '.join(VERSIONS_POLICIES)}", field="versions")
         if self.soft_delete not in SOFT_DELETE_POLICIES:
             raise InputError(f"soft_delete must be one of {', '.join(SOFT_DELETE_POLICIES)}", field="soft_delete")
-        if not 1 <= self.concurrency <= 1024:
-            raise InputError("concurrency must be between 1 and 1024", field="concurrency")
-        if not 1 <= self.batch_rows <= 100_000:
-            raise InputError("batch_rows must be between 1 and 100000", field="batch_rows")
-        if not 1 <= self.delete_batch <= 1000:
-            raise InputError("delete_batch must be between 1 and 1000", field="delete_batch")
 
     def as_record(self) -> dict[str, Any]:
-        return {"versions": self.versions, "second_read": self.second_read, "soft_delete": self.soft_delete,
-                "require_destination_protection": self.require_destination_protection,
-                "bypass_governance": self.bypass_governance}
+        return dataclasses.asdict(self)
 
 
-_WAVE_KEYS = {f.name: f.type for f in fields(WavePolicy)}
+@dataclass(frozen=True)
+class WaveSettings:
+    """Everything an entry point resolved, once: what the wave may do, how bytes move, where the clouds are."""
+
+    policy: WavePolicy = field(default_factory=WavePolicy)
+    transfer: TransferSettings = field(default_factory=TransferSettings)
+    endpoints: EndpointSettings = field(default_factory=EndpointSettings)
+    oci_kms_management_endpoint: str | None = None   # for an ocikms: signer; None = derived from its endpoint
+
+    @property
+    def stores(self) -> StoreSettings:
+        """For the store registry (``Stores``), with the one OCI config reader."""
+        return StoreSettings(endpoints=self.endpoints, transfer=self.transfer.for_stores(),
+                             load_oci_config=oci_config.load)
+
+    @property
+    def signers(self) -> SignerSettings:
+        """For ``load_signer_spec``: the same OCI config (and reader) and region as the stores."""
+        e = self.endpoints
+        return SignerSettings(oci_config=e.oci_config, oci_profile=e.oci_profile,
+                              oci_kms_management_endpoint=self.oci_kms_management_endpoint, aws_region=e.aws_region,
+                              load_oci_config=oci_config.load)
 
 
-def _wave_table(path: Path, name: str) -> dict[str, Any]:
-    """One table of a wave file (empty when absent), the file checked for unknown tables."""
+def endpoints_from_env(env: Mapping[str, str]) -> EndpointSettings:
+    return EndpointSettings(
+        s3_endpoint=env.get("AWS_ENDPOINT_URL") or None,
+        gcs_endpoint=env.get("STORAGE_EMULATOR_HOST") or None,
+        oci_endpoint=env.get("MIGRATOR_OCI_ENDPOINT") or None,
+        oci_config=env.get("MIGRATOR_OCI_CONFIG") or None,
+        oci_profile=env.get("MIGRATOR_OCI_PROFILE") or "DEFAULT",
+        aws_region=env.get("AWS_DEFAULT_REGION") or env.get("AWS_REGION") or None,
+        sandbox=bool(env.get("MIGRATOR_SANDBOX")),
+    )
+
+
+def _index() -> tuple[dict[str, tuple[type, type]], dict[str, list[str]]]:
+    """Each key's dataclass and type, and each table's keys in field order, from the dataclass fields."""
+    keys: dict[str, tuple[type, type]] = {}
+    tables: dict[str, list[str]] = {"policy": [], "transfer": []}
+    for cls in (WavePolicy, TransferSettings):
+        hints = typing.get_type_hints(cls)
+        for f in fields(cls):
+            keys[f.name] = (cls, hints[f.name])
+            tables["policy" if cls is WavePolicy else f.metadata.get("table", "transfer")].append(f.name)
+    return keys, tables
+
+
+_FIELDS, _TABLES = _index()
+# An int in [transfer] is a size in bytes or a count; the hint makes the type error say so.
+_TYPE_HINT = {"policy": "", "transfer": " (bytes or a count)"}
+
+
+def load_wave(path: Path | None, flags: Mapping[str, Any], env: Mapping[str, str]) -> WaveSettings:
+    """The wave file (read once; None = no file) with flag overrides (None = not given) and the environment."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        doc = _read(path)
+        for table in _TABLES:
+            values.update(_table(path, doc, table))
+    for key, value in flags.items():
+        if key not in _FIELDS:
+            raise InputError(f"unknown setting (known: {', '.join(sorted(_FIELDS))})", field=key)
+        if value is not None:
+            values[key] = value
+    where = str(path) if path else None
+    try:
+        policy = WavePolicy(**{k: v for k, v in values.items() if _FIELDS[k][0] is WavePolicy})
+        transfer = TransferSettings(**{k: v for k, v in values.items() if _FIELDS[k][0] is TransferSettings})
+    except InputError as exc:
+        raise InputError(str(exc.args[0]), file=where, field=exc.field) from None
+    return WaveSettings(policy=policy, transfer=transfer, endpoints=endpoints_from_env(env),
+                        oci_kms_management_endpoint=env.get("MIGRATOR_OCI_KMS_MANAGEMENT_ENDPOINT") or None)
+
+
+def _read(path: Path) -> dict[str, Any]:
     try:
         with open(path, "rb") as fh:
             doc = tomllib.load(fh)
@@ -106,53 +204,25 @@ def _wave_table(path: Path, name: str) -> dict[str, Any]:
         raise InputError(f"cannot read wave file: {exc.strerror}", file=str(path)) from None
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"not valid TOML: {exc}", file=str(path)) from None
-    unknown_tables = set(doc) - {"policy", "transfer"}
+    unknown_tables = set(doc) - set(_TABLES)
     if unknown_tables:
         raise InputError(f"unknown table(s) {sorted(unknown_tables)}; want [policy] or [transfer]", file=str(path))
+    return doc
+
+
+def _table(path: Path, doc: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """One table of the wave file (empty when absent), each key known to it and of its field's type."""
     table = doc.get(name, {})
     if not isinstance(table, dict):
         raise InputError(f"want a [{name}] table", file=str(path), field=name)
-    return table
-
-
-def load_wave_file(path: Path | None, overrides: Mapping[str, Any]) -> WavePolicy:
-    """A wave file (TOML, table ``[policy]``) resolved once with flag overrides (None = not given)."""
-    values: dict[str, Any] = {}
-    if path is not None:
-        for key, value in _wave_table(path, "policy").items():
-            if key not in _WAVE_KEYS:
-                raise InputError(f"unknown policy key (known: {', '.join(sorted(_WAVE_KEYS))})",
-                                 file=str(path), field=key)
-            want: type = str
-            if key in ("concurrency", "batch_rows", "delete_batch"):
-                want = int
-            elif _WAVE_KEYS[key] in (bool, "bool"):
-                want = bool
-            if type(value) is not want:
-                article = "an" if want.__name__[0] in "aeiou" else "a"
-                raise InputError(f"want {article} {want.__name__}, got {value!r}", file=str(path), field=key)
-            values[key] = value
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    try:
-        return WavePolicy(**values)
-    except InputError as exc:
-        raise InputError(str(exc.args[0]), file=str(path) if path else None, field=exc.field) from None
-
-
-_TRANSFER_KEYS = ("part_size", "multipart_threshold", "parts_in_flight", "max_pool_connections")
-
-
-def load_transfer_settings(path: Path | None) -> TransferSettings:
-    """The wave file's ``[transfer]`` table (sizes in bytes), defaults where absent."""
-    if path is None:
-        return TransferSettings()
-    table = _wave_table(path, "transfer")
+    known = _TABLES[name]
     for key, value in table.items():
-        if key not in _TRANSFER_KEYS:
-            raise InputError(f"unknown transfer key (known: {', '.join(_TRANSFER_KEYS)})", file=str(path), field=key)
-        if type(value) is not int:
-            raise InputError(f"want an int (bytes or a count), got {value!r}", file=str(path), field=key)
-    try:
-        return TransferSettings(**table)
-    except InputError as exc:
-        raise InputError(str(exc.args[0]), file=str(path), field=exc.field) from None
+        if key not in known:
+            listed = sorted(known) if name == "policy" else known
+            raise InputError(f"unknown {name} key (known: {', '.join(listed)})", file=str(path), field=key)
+        want = _FIELDS[key][1]
+        if type(value) is not want:   # exact: a TOML bool is not an int here
+            article = "an" if want.__name__[0] in "aeiou" else "a"
+            raise InputError(f"want {article} {want.__name__}{_TYPE_HINT[name]}, got {value!r}",
+                             file=str(path), field=key)
+    return dict(table)

@@ -12,7 +12,7 @@ from migrator.attest.keys import generate_keypair, load_public_key, load_signer
 from migrator.attest.policy import AllOf, Inputs, RequireManifest, RequireRecords, RequireSubjectIndex, Threshold
 from migrator.attest.subjects import generate_subject_key, load_subject_hashes, write_subject_hashes
 from migrator.attest.verify import verify_attestation
-from migrator.config import EndpointSettings, WavePolicy
+from migrator.config import load_wave
 from migrator.errors import VerificationError
 from migrator.logstore import DirectoryLog
 from migrator.manifest import iter_rows
@@ -61,12 +61,12 @@ def run_demo(directory: Path, manifest: Path = DEMO_MANIFEST, *, keep: bool = Fa
         hashes = custodian / "subject-hashes.jsonl"
         write_subject_hashes(subject_key, (r.subject for r in iter_rows(manifest) if r.subject), hashes)
         (state_dir / "subjects.jsonl").unlink(missing_ok=True)
-        wave = run_wave(manifest, state_dir, key_path, WavePolicy(),
-                        endpoints=EndpointSettings.from_env(state.env()),
-                        subject_hasher=load_subject_hashes(hashes))
+        settings = load_wave(None, {}, state.env())   # the default policy, against the sandbox only
+        signer = load_signer(key_path)
+        wave = run_wave(manifest, state_dir, signer, settings, subject_hasher=load_subject_hashes(hashes))
         log_dir = directory / "log"
         shutil.rmtree(log_dir, ignore_errors=True)
-        tlog.append(DirectoryLog(log_dir), wave.attestation.read_bytes(), load_signer(key_path), LOG_ORIGIN)
+        tlog.append(DirectoryLog(log_dir), wave.attestation.read_bytes(), signer, LOG_ORIGIN)
         try:
             verify_attestation(wave.attestation.read_bytes(),
                                Inputs(records=wave.records, manifest=manifest, subjects=state_dir / "subjects.jsonl"),

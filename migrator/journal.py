@@ -160,13 +160,23 @@ class Journal:
             self._conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
 
     def bind_manifest(self, sha256: str, wave_id: str, settings: Mapping[str, Any]) -> str:
-        """Pin this state folder to one manifest. Returns the wave id (the first run's)."""
+        """Pin this state folder to one manifest and one policy (``settings``, the first run's). Returns the
+        wave id (the first run's). A resume with another policy is refused, naming the keys that differ:
+        the attestation names one policy, and it must be true of every record of the wave."""
         existing = self.get_meta("manifest_sha256")
         if existing is not None and existing != sha256:
             raise StateError(
                 f"state folder {self.path.parent} belongs to another manifest (sha256 {existing[:16]}...); "
                 "use a new --state folder for a different manifest")
-        if existing is None:
+        if existing is not None:
+            first = json.loads(self.get_meta("settings") or "{}")
+            differ = sorted(k for k in {*first, *settings} if first.get(k) != settings.get(k))
+            if differ:
+                said = "; ".join(f"{k} {json.dumps(first.get(k))} (this run: {json.dumps(settings.get(k))})"
+                                 for k in differ)
+                raise StateError(f"state folder {self.path.parent} was started with another policy: {said}; "
+                                 "resume with the first run's policy, or use a new --state folder")
+        else:
             with self._lock:
                 self._conn.execute("BEGIN IMMEDIATE")
                 self._conn.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", [

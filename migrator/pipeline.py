@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 from migrator import crashpoints, removal, retry
 from migrator.bucket_checks import BucketChecks
 from migrator.checksum import Checksum, MultiHasher, Provenance
-from migrator.config import WavePolicy
+from migrator.config import TransferSettings, WavePolicy
 from migrator.errors import ChecksumError, DigestRefused, PreconditionFailed, SourceChanged, StoreError
 from migrator.evidence import destination_evidence, source_evidence
 from migrator.journal import Journal, now
@@ -46,7 +46,7 @@ from migrator.records import (
 )
 from migrator.stores.base import DeleteTarget, ObjectInfo, ObjectStore, VersionEntry
 from migrator.stores.registry import Stores
-from migrator.transfer import copy_version, sha256_of
+from migrator.transfer import BufferBudget, copy_version, sha256_of
 from migrator.uri import ObjectURI
 
 T = TypeVar("T")
@@ -72,11 +72,13 @@ class Work:
 class Wave:
     """Runs a wave's rows through the state machine, journaling each step before the next."""
 
-    def __init__(self, journal: Journal, stores: Stores, policy: WavePolicy,
+    def __init__(self, journal: Journal, stores: Stores, policy: WavePolicy, transfer: TransferSettings,
                  progress: Callable[[int, str], None] | None = None) -> None:
         self.journal = journal
         self.stores = stores
         self.policy = policy
+        self.transfer = transfer
+        self.buffers = BufferBudget(transfer.buffer_memory)   # shared by every copy of the wave
         self.progress = progress or (lambda row, state: None)
         self.checks = BucketChecks(stores, policy)
 
@@ -85,10 +87,10 @@ class Wave:
         """Process rows in batches on a bounded pool. One batch's removal (listings, deletes, proof: mostly
         round trips in turn) overlaps the next batch's copies, so the pool does not idle through it; at most
         two batches of rows are in memory. Batches are independent: a URI is in one row of a manifest."""
-        with ThreadPoolExecutor(max_workers=self.policy.concurrency, thread_name_prefix="wave") as pool, \
+        with ThreadPoolExecutor(max_workers=self.transfer.concurrency, thread_name_prefix="wave") as pool, \
                 ThreadPoolExecutor(max_workers=1, thread_name_prefix="removal") as remover:
             removing: Future[None] | None = None
-            for batch in batched(rows, self.policy.batch_rows):
+            for batch in batched(rows, self.transfer.batch_rows):
                 removing = self._next(batch, pool, remover, removing)
             if removing is not None:
                 removing.result()
@@ -179,7 +181,7 @@ class Wave:
     def _each(self, pool: ThreadPoolExecutor, work: list[Work], step: Callable[[Work], None]) -> None:
         """Run ``step`` for each row on the pool, at most ``concurrency`` queued at a time: the copy phase and
         the previous batch's removal share the pool, and neither may wait behind the other's whole batch."""
-        slots = threading.Semaphore(self.policy.concurrency)
+        slots = threading.Semaphore(self.transfer.concurrency)
         futures = []
         for w in work:
             if w.done:
@@ -249,7 +251,8 @@ class Wave:
                 # again from the start and an unfinished multipart upload was aborted by the store.
                 outcome = retry.call(functools.partial(
                     copy_version, src, row.source, e.version, dst, row.destination, expected_size=e.size,
-                    expected_etag=e.etag, overwrite_etag=overwrite, overwrite_version=overwrite_version))
+                    expected_etag=e.etag, overwrite_etag=overwrite, overwrite_version=overwrite_version,
+                    budget=self.buffers))
             except SourceChanged as exc:
                 raise Held(Reason.CHANGED_AT_SOURCE, str(exc)) from exc
             except PreconditionFailed:
@@ -370,7 +373,7 @@ class Wave:
                 deletion = removal.abort_upload(self.stores.for_uri(u), u, up, now())
                 w.record = replace(w.record, deletions=(*w.record.deletions, deletion))
         items = [(w, t) for w in planned if not w.done and w.plan is not None for t in w.plan.targets]
-        for batch in removal.delete_batches(items, self.stores.for_uri, self.policy.delete_batch,
+        for batch in removal.delete_batches(items, self.stores.for_uri, self.transfer.delete_batch,
                                             skip=lambda w: w.done):
             if batch.error is not None:
                 owners = {id(w): w for w, _ in batch.items}.values()

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from migrator.bucket_checks import BucketChecks
-from migrator.config import WavePolicy
+from migrator.config import WaveSettings
 from migrator.errors import NotFound, StoreError
 from migrator.listing import list_uploads_many, list_versions_many
 from migrator.manifest import ManifestRow, ManifestSummary, batched, iter_rows, validate
@@ -59,15 +59,18 @@ class WavePlan:
         }
 
 
-def plan_wave(manifest: Path, stores: Stores, policy: WavePolicy, *, list_objects: bool = True) -> WavePlan:
+def plan_wave(manifest: Path, settings: WaveSettings, *, list_objects: bool = True) -> WavePlan:
+    """``settings``: as ``run`` would resolve them (the policy decides the bucket holds, the transfer settings
+    the batches, the endpoints the stores: with ``sandbox`` set a non-loopback one is refused first)."""
+    stores = Stores(settings.stores)
     summary = validate(manifest)        # every row checked before a request is made
     plan = WavePlan(manifest=summary, listed=list_objects)
     if summary.subjects:
         plan.needs.append(f"--subject-hashes FILE from the custodian (rows name {summary.subjects} data subjects)")
-    checks = BucketChecks(stores, policy)
+    checks = BucketChecks(stores, settings.policy)
     unreadable: dict[Location, tuple[str, str]] = {}   # why a bucket's settings could not be read
     held: set[int] = set()                         # rows of this batch already held for a bucket
-    for batch in batched(iter_rows(manifest), policy.batch_rows):
+    for batch in batched(iter_rows(manifest), settings.transfer.batch_rows):
         for row in batch:
             _count_locations(plan, row)
             reason = _unreadable(checks, stores, row, unreadable) or _bucket_hold(checks, stores, row)

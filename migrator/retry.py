@@ -14,15 +14,15 @@ attempt (aborting its multipart upload) is an operation of its own too (:func:`s
 owner starts afresh and would not redo it. The owner is tracked in a ``contextvars`` variable, so it needs
 no parameter through the stores' signatures.
 
-Tests: :func:`set_backoff` switches the sleeps between attempts off (``MIGRATOR_NO_BACKOFF=1`` in the
-environment does the same for a child process, read at import); :func:`cap_attempts` caps every policy at
-fewer attempts.
+Back-off is on unless an entry point turns it off: :func:`set_backoff` switches the sleeps between attempts
+off (tests/conftest.py does, and ``cli.main`` does when MIGRATOR_NO_BACKOFF=1, the switch tests hand to the
+CLI processes they start); :func:`cap_attempts` caps every policy at fewer attempts. This module reads no
+environment.
 """
 
 from __future__ import annotations
 
 import contextvars
-import os
 import threading
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
@@ -42,7 +42,7 @@ __all__ = ["DEFAULT_ATTEMPTS", "RETRYABLE_EXCEPTIONS", "RETRYABLE_STATUS", "call
 RETRYABLE_EXCEPTIONS = NO_ANSWER_EXCEPTIONS
 
 DEFAULT_ATTEMPTS = 6
-_backoff = {"enabled": os.environ.get("MIGRATOR_NO_BACKOFF", "") != "1"}
+_backoff = {"enabled": True}
 _cap: dict[str, int | None] = {"attempts": None}
 _owner: contextvars.ContextVar[bool] = contextvars.ContextVar("migrator_retry_owner", default=False)
 _counts_lock = threading.Lock()

@@ -13,9 +13,8 @@ from typing import Any
 
 from migrator.attest.keys import Signer
 from migrator.attest.produce import ATTESTATION_FILE, RECORDS_FILE, WaveFacts, write_attestation
-from migrator.attest.signers import load_signer_spec
 from migrator.attest.subjects import SubjectHasher, missing_subjects
-from migrator.config import EndpointSettings, TransferSettings, WavePolicy
+from migrator.config import WaveSettings
 from migrator.errors import InputError, StateError
 from migrator.journal import Journal, RunLock
 from migrator.manifest import iter_rows, manifest_sha256, validate
@@ -55,15 +54,15 @@ def attest_journal(journal: Journal, state_dir: Path, manifest: Path, manifest_s
                       exceptions=out.tally.exceptions()["by_reason"], held_rows=out.held_rows)
 
 
-def run_wave(manifest: Path, state_dir: Path, signing_key: Path | str, policy: WavePolicy,
-             endpoints: EndpointSettings | None = None, transfer: TransferSettings | None = None,
+def run_wave(manifest: Path, state_dir: Path, signer: Signer, settings: WaveSettings, *,
              progress: Callable[[int, str], None] | None = None,
              subject_hasher: SubjectHasher | None = None) -> WaveResult:
-    """``signing_key``: a key file or a signer spec (file:PATH, awskms:KEY, ocikms:OCID@ENDPOINT).
+    """``signer``: resolved once by the caller (a bad or world-readable key is refused there, before any work).
+    ``settings``: the entry point's ``WaveSettings``; nothing here reads the environment or the wave file.
     ``subject_hasher``: the custodian's keyed hashes of the manifest's subjects (required when rows name
     subjects: the wave commits a per-subject index an auditor can prove completeness against)."""
-    signer = load_signer_spec(str(signing_key))  # refuse a bad or world-readable key before any work
-    summary = validate(manifest)                 # every row checked before anything is written
+    stores = Stores(settings.stores)   # with settings.endpoints.sandbox, a non-loopback endpoint stops here
+    summary = validate(manifest)       # every row checked before anything is written
     if summary.subjects:
         if subject_hasher is None:
             raise InputError("rows name data subjects: pass the custodian's --subject-hashes FILE "
@@ -76,18 +75,22 @@ def run_wave(manifest: Path, state_dir: Path, signing_key: Path | str, policy: W
     if state_dir.exists() and not state_dir.is_dir():
         raise StateError(f"--state {state_dir} exists and is not a folder")
     state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)   # the wave's state is confidential
+    policy = settings.policy.as_record()
     with RunLock(state_dir):
         journal = Journal(state_dir)
         try:
-            wave_id = "wave-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(4)
-            journal.bind_manifest(summary.sha256, wave_id, policy.as_record())
+            new_id = "wave-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(4)
+            # The first run's id, and a resume with another policy refused: the predicate names one policy.
+            wave_id = journal.bind_manifest(summary.sha256, new_id, policy)
             journal.ensure_rows(list(range(1, summary.rows + 1)))
-            stores = Stores(endpoints or EndpointSettings.from_env(), transfer)
-            Wave(journal, stores, policy, progress).run(iter_rows(manifest))
+            Wave(journal, stores, settings.policy, settings.transfer, progress).run(iter_rows(manifest))
             if manifest_sha256(manifest) != summary.sha256:
                 raise StateError(f"{manifest} changed while the wave ran; run it again to resume")
             scope = sorted(summary.sources_by_location)
-            return attest_journal(journal, state_dir, manifest, summary.sha256, summary.rows, signer,
-                                  policy.as_record(), scope, subject_hasher)
+            result = attest_journal(journal, state_dir, manifest, summary.sha256, summary.rows, signer, policy,
+                                    scope, subject_hasher)
         finally:
             journal.close()
+    if result.wave_id != wave_id:   # the attestation must name the wave this run bound itself to
+        raise StateError(f"the journal in {state_dir} names wave {result.wave_id}, bound as {wave_id}")
+    return result

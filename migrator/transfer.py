@@ -19,18 +19,18 @@ READ_CHUNK = 1024 * 1024
 META_SOURCE = "migrator-source"
 META_SOURCE_VERSION = "migrator-source-version"
 META_SHA256 = "migrator-sha256"
-BUFFER_MEMORY = 256 * 1024 * 1024
 
 
 class BufferBudget:
-    """Bytes that copies may hold in memory at once, shared by every worker of the process.
+    """Bytes that copies may hold in memory at once, shared by every worker of a wave.
 
     An object the destination takes in one request is read whole before it is written (so the write
     carries its digests and the destination's metadata its SHA-256). Without a budget, sixteen workers
     on 64 MiB objects would hold a gigabyte; with it, workers wait for room and memory stays flat.
+    ``total`` is the wave's ``TransferSettings.buffer_memory`` (its docstring has the whole memory formula).
     """
 
-    def __init__(self, total: int = BUFFER_MEMORY) -> None:
+    def __init__(self, total: int) -> None:
         self.total = total
         self._free = total
         self._cond = threading.Condition()
@@ -47,9 +47,6 @@ class BufferBudget:
             with self._cond:
                 self._free += want
                 self._cond.notify_all()
-
-
-BUFFERS = BufferBudget()
 
 
 class HashingReader:
@@ -84,7 +81,7 @@ class CopyOutcome:
 def copy_version(src: ObjectStore, src_uri: ObjectURI, version: str | None, dst: ObjectStore,
                  dst_uri: ObjectURI, *, expected_size: int, expected_etag: str | None = None,
                  overwrite_etag: str | None = None, overwrite_version: str | None = None,
-                 budget: BufferBudget = BUFFERS) -> CopyOutcome:
+                 budget: BufferBudget) -> CopyOutcome:
     """Copy the pinned source version to the destination.
 
     The write never overwrites a different object: it uses if-none-match: * (``overwrite_etag`` is only

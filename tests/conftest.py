@@ -6,26 +6,43 @@ with it off and leaves the switch as it found it, so no test module's setting re
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TypedDict
+from typing import Any, TypedDict
 
 import pytest
 
 from migrator import retry
 from migrator.checksum import Algorithm, Checksum, find
-from migrator.config import EndpointSettings, TransferSettings
+from migrator.config import TransferSettings, WaveSettings, load_wave
 from migrator.sandbox import control
 from migrator.sandbox.control import SandboxState
 from migrator.stores.registry import Stores
+from migrator.stores.settings import StoreTransfer
 
 # Copies of ../shared/vectors, so the suite runs from any checkout.
 VECTORS = Path(__file__).resolve().parent / "vectors"
 
+# The tests are an entry point: retries do not sleep here, nor in the CLI processes the tests start
+# (cli.main reads MIGRATOR_NO_BACKOFF; migrator.retry reads no environment).
 retry.set_backoff(False)
+os.environ["MIGRATOR_NO_BACKOFF"] = "1"
 _names = itertools.count()
+
+
+def wave_settings(**flags: Any) -> WaveSettings:
+    """Settings as `migrator run` resolves them, with these flags (policy or transfer keys), no wave file,
+    and this process's environment (the sandbox's endpoints once the ``sandbox`` fixture is up)."""
+    return load_wave(None, flags, os.environ)
+
+
+def store_transfer(**overrides: int) -> StoreTransfer:
+    """The default transfer knobs for an adapter built directly, with overrides. Not checked here: the
+    adapters check their own SDK's limits, and some tests want values the wave settings refuse."""
+    return dataclasses.replace(TransferSettings().for_stores(), **overrides)
 
 
 @pytest.fixture(autouse=True)
@@ -61,8 +78,8 @@ def sandbox_env(sandbox: SandboxState) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def stores(sandbox: SandboxState) -> Stores:
     # Small thresholds so that multipart paths run on modest objects.
-    return Stores(EndpointSettings.from_env(sandbox.env()),
-                  TransferSettings(part_size=8 * 1024 * 1024, multipart_threshold=16 * 1024 * 1024))
+    return Stores(load_wave(None, {"part_size": 8 * 1024 * 1024, "multipart_threshold": 16 * 1024 * 1024},
+                            sandbox.env()).stores)
 
 
 def unique(prefix: str) -> str:

@@ -17,11 +17,10 @@ from __future__ import annotations
 import abc
 import base64
 import hashlib
-import os
 import random
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol, TypeVar
 
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -139,11 +138,13 @@ class AwsKmsSigner(_KmsSigner):
     """An AWS KMS key of spec ECC_NIST_P256 and usage SIGN_VERIFY, by key id, ARN or alias.
 
     The endpoint and credentials come from boto3's own configuration (``AWS_ENDPOINT_URL_KMS`` or
-    ``AWS_ENDPOINT_URL``, ``AWS_DEFAULT_REGION`` or ``AWS_REGION``, ...); an ARN names its region.
+    ``AWS_ENDPOINT_URL``, ``AWS_DEFAULT_REGION``, ...). The region: ``region``, else the one an ARN names,
+    else boto3's, else ``default_region`` (the caller's resolved settings: boto3 does not read AWS_REGION).
     """
 
     def __init__(self, key_id: str, *, client: Any = None, region: str | None = None,
-                 endpoint_url: str | None = None, retry: RetryPolicy = retry_call) -> None:
+                 endpoint_url: str | None = None, default_region: str | None = None,
+                 retry: RetryPolicy = retry_call) -> None:
         if not key_id:
             raise InputError("awskms: a key id, ARN or alias is needed")
         if client is None:
@@ -152,9 +153,9 @@ class AwsKmsSigner(_KmsSigner):
 
             m = _AWS_ARN.fullmatch(key_id)
             session = boto3.session.Session(region_name=region or (m.group(1) if m else None))
-            if session.region_name is None and os.environ.get("AWS_REGION"):
-                session = boto3.session.Session(region_name=os.environ["AWS_REGION"])  # botocore reads only
-            if session.region_name is None:                                            # AWS_DEFAULT_REGION
+            if session.region_name is None and default_region:
+                session = boto3.session.Session(region_name=default_region)
+            if session.region_name is None:
                 raise InputError("awskms: no region; set AWS_DEFAULT_REGION or give the key's ARN")
             client = session.client("kms", endpoint_url=endpoint_url, config=Config(
                 retries={"total_max_attempts": 1, "mode": "standard"}, connect_timeout=_TIMEOUT[0],
@@ -211,30 +212,23 @@ class OciKmsSigner(_KmsSigner):
     """An OCI Vault ECDSA key (curve NIST_P256), signing through ``KmsCryptoClient.sign``.
 
     The public key comes from the vault's management endpoint (``get_key`` then ``get_key_version`` of the
-    current version); signatures are pinned to that key version. ``config`` is an OCI SDK config dict;
-    otherwise ``config_path``/``profile`` are read (always passed explicitly: the SDK ignores
-    OCI_CONFIG_FILE when ~/.oci/config exists).
+    current version); signatures are pinned to that key version. ``config`` is the OCI SDK config of one
+    profile, read and checked by the caller (the entry point's loader, ``migrator.oci_config.load``, which
+    reports a bad file or key without quoting it; attest/ reads no config file of its own).
     """
 
-    def __init__(self, key_id: str, crypto_endpoint: str, *, management_endpoint: str | None = None,
-                 config: dict[str, Any] | None = None, config_path: str | None = None,
-                 profile: str = "DEFAULT", retry: RetryPolicy = retry_call) -> None:
+    def __init__(self, key_id: str, crypto_endpoint: str, *, config: Mapping[str, Any],
+                 management_endpoint: str | None = None, retry: RetryPolicy = retry_call) -> None:
         import oci
 
         if not key_id or not crypto_endpoint:
             raise InputError("ocikms: a key OCID and the vault's crypto endpoint are needed")
-        if config is None:
-            try:
-                config = oci.config.from_file(config_path or oci.config.DEFAULT_LOCATION, profile)
-            except (oci.exceptions.ClientError, OSError, ValueError) as exc:
-                raise InputError(f"OCI config {config_path or oci.config.DEFAULT_LOCATION} (profile {profile}): "
-                                 f"{type(exc).__name__}", field="oci_config") from None
         # The signer's own retry is the policy: neither the SDK's retries nor its circuit breaker.
         kwargs: dict[str, Any] = {"retry_strategy": oci.retry.NoneRetryStrategy(), "timeout": _TIMEOUT,
                                   "circuit_breaker_strategy": oci.circuit_breaker.NoCircuitBreakerStrategy()}
-        self._crypto = oci.key_management.KmsCryptoClient(config, crypto_endpoint, **kwargs)
+        self._crypto = oci.key_management.KmsCryptoClient(dict(config), crypto_endpoint, **kwargs)
         mgmt = oci.key_management.KmsManagementClient(
-            config, management_endpoint or management_endpoint_for(crypto_endpoint), **kwargs)
+            dict(config), management_endpoint or management_endpoint_for(crypto_endpoint), **kwargs)
         what = f"ocikms {key_id}"
         self._retry = retry
         key = _oci_call(f"{what}: GetKey", lambda: mgmt.get_key(key_id).data, retry)

@@ -1,27 +1,50 @@
 """Signer specs, as the CLI takes them (``run --signing-key``, ``audit cosign --signing-key``).
 
     file:PATH  or a plain PATH          a PKCS#8 PEM private key file, mode 0600 (Ed25519 or ECDSA P-256)
-    awskms:KEY_ID_OR_ARN_OR_ALIAS       an AWS KMS ECC_NIST_P256 key (boto3's endpoint, region, credentials)
-    ocikms:KEY_OCID@CRYPTO_ENDPOINT     an OCI Vault ECDSA P-256 key; the OCI config comes from
-                                        MIGRATOR_OCI_CONFIG / MIGRATOR_OCI_PROFILE (or the SDK default);
-                                        the management endpoint from MIGRATOR_OCI_KMS_MANAGEMENT_ENDPOINT,
-                                        else derived from the crypto endpoint ("-crypto." -> "-management.")
+    awskms:KEY_ID_OR_ARN_OR_ALIAS       an AWS KMS ECC_NIST_P256 key (boto3's endpoint, region, credentials;
+                                        ``SignerSettings.aws_region`` when neither the ARN nor boto3 names one)
+    ocikms:KEY_OCID@CRYPTO_ENDPOINT     an OCI Vault ECDSA P-256 key; the OCI config file and profile from
+                                        ``SignerSettings`` (or the SDK default), read by its
+                                        ``load_oci_config``; the management endpoint from
+                                        ``SignerSettings.oci_kms_management_endpoint``, else derived from the
+                                        crypto endpoint ("-crypto." -> "-management.")
+
+A spec is resolved once per process, by the entry point, and the ``Signer`` is passed down as a value: a cloud
+signer makes its clients and fetches its public key when it is made. Nothing here reads the environment
+or a config file: the caller resolves ``SignerSettings`` (``migrator.config`` does, from MIGRATOR_OCI_CONFIG
+and the rest) and hands in the application's one OCI config reader (``migrator.oci_config.load``, which the
+store registry uses too), so that attest/ imports nothing above it.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from migrator.attest.keys import Signer, load_signer
 from migrator.errors import InputError
 
 SCHEMES = ("file", "awskms", "ocikms")
 
+# (config file or None for the SDK's default, profile) -> that profile's OCI SDK config, checked.
+OciConfigLoader = Callable[[str | None, str], Mapping[str, Any]]
 
-def load_signer_spec(spec: str, *, env: Mapping[str, str] | None = None) -> Signer:
+
+@dataclass(frozen=True)
+class SignerSettings:
+    """What cloud signers need besides their spec. The defaults are the SDKs' own."""
+
+    oci_config: str | None = None                   # the OCI SDK config file; None = the SDK's default location
+    oci_profile: str = "DEFAULT"
+    oci_kms_management_endpoint: str | None = None  # None = derived from the crypto endpoint
+    aws_region: str | None = None                   # the last resort for awskms: key ids and aliases name none
+    load_oci_config: OciConfigLoader | None = None  # for ocikms: migrator.oci_config.load (the entry point's)
+
+
+def load_signer_spec(spec: str, settings: SignerSettings | None = None) -> Signer:
     """Resolve a signer spec. Cloud signers fetch their public key now, so a bad key fails before any work."""
-    e = os.environ if env is None else env
+    s = settings or SignerSettings()
     scheme, sep, rest = spec.partition(":")
     if not sep or scheme not in SCHEMES:
         # A plain path (also one with a colon in it, such as C:\\keys or ./a:b, when no scheme matches).
@@ -31,12 +54,14 @@ def load_signer_spec(spec: str, *, env: Mapping[str, str] | None = None) -> Sign
     if scheme == "awskms":
         from migrator.attest.kms import AwsKmsSigner
 
-        return AwsKmsSigner(rest)
+        return AwsKmsSigner(rest, default_region=s.aws_region)
     key_id, at, endpoint = rest.partition("@")
     if not at or not key_id or not endpoint:
         raise InputError("want ocikms:KEY_OCID@CRYPTO_ENDPOINT", field="signing_key")
+    if s.load_oci_config is None:
+        raise InputError("ocikms: no OCI config reader was given (SignerSettings.load_oci_config)",
+                         field="signing_key")
     from migrator.attest.kms import OciKmsSigner
 
-    return OciKmsSigner(key_id, endpoint, management_endpoint=e.get("MIGRATOR_OCI_KMS_MANAGEMENT_ENDPOINT") or None,
-                        config_path=e.get("MIGRATOR_OCI_CONFIG") or None,
-                        profile=e.get("MIGRATOR_OCI_PROFILE") or "DEFAULT")
+    return OciKmsSigner(key_id, endpoint, config=s.load_oci_config(s.oci_config, s.oci_profile),
+                        management_endpoint=s.oci_kms_management_endpoint)

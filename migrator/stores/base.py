@@ -28,10 +28,6 @@ from migrator.checksum import Checksum
 from migrator.records import Reason
 from migrator.uri import Location, ObjectURI
 
-DEFAULT_PART_SIZE = 8 * 1024 * 1024
-DEFAULT_MULTIPART_THRESHOLD = 64 * 1024 * 1024   # one request below this (S3 takes 5 GiB, OCI 50 GiB)
-DEFAULT_PARTS_IN_FLIGHT = 4
-
 # A retention date that could not be read counts as this one: still retained (fail closed).
 FOREVER = datetime.max.replace(tzinfo=UTC)
 

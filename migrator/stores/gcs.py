@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import http.client
 import io
-import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from email.utils import parsedate_to_datetime
@@ -26,6 +25,7 @@ from google.api_core import exceptions as gexc
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 from google.cloud.storage.exceptions import DataCorruption, InvalidResponse
+from requests.adapters import HTTPAdapter
 
 from migrator import retry
 from migrator.checksum import (
@@ -47,8 +47,6 @@ from migrator.errors import (
 )
 from migrator.stores import errors as store_errors
 from migrator.stores.base import (
-    DEFAULT_MULTIPART_THRESHOLD,
-    DEFAULT_PART_SIZE,
     BucketFacts,
     DeleteResult,
     DeleteTarget,
@@ -60,6 +58,7 @@ from migrator.stores.base import (
 )
 from migrator.stores.common import RawBodyStream, delete_each, own_bucket
 from migrator.stores.protection import protection_from_extra
+from migrator.stores.settings import StoreTransfer
 from migrator.uri import Location, ObjectURI
 
 T = TypeVar("T")
@@ -83,42 +82,51 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 
 class GcsStore:
     """ObjectStore for ``gs://``. One client, shared by threads (requests sessions are thread-safe
-    enough for independent requests; the SDK documents Client as usable across threads)."""
+    enough for independent requests; the SDK documents Client as usable across threads).
+
+    Uses ``transfer.part_size`` (the resumable upload's chunk: memory per upload is one chunk),
+    ``multipart_threshold`` and ``max_pool_connections`` (the client's requests pool). Not
+    ``parts_in_flight``: a resumable upload sends its chunks one after another, in order.
+    ``endpoint`` None means the SDK's own resolution (which honours STORAGE_EMULATOR_HOST); with
+    ``allow_non_loopback`` off an explicit loopback endpoint is required.
+    """
 
     scheme = "gs"
 
     # --- construction -------------------------------------------------------------------------------
 
-    def __init__(self, *, endpoint: str | None = None, project: str | None = None,
-                 part_size: int = DEFAULT_PART_SIZE,
-                 multipart_threshold: int = DEFAULT_MULTIPART_THRESHOLD,
+    def __init__(self, *, endpoint: str | None = None, project: str | None = None, transfer: StoreTransfer,
                  allow_non_loopback: bool = True) -> None:
-        endpoint = endpoint or os.environ.get("STORAGE_EMULATOR_HOST") or None
         if endpoint is not None and "://" not in endpoint:
             endpoint = "http://" + endpoint
         if not allow_non_loopback:
             require_loopback(endpoint, "GCS store")
-        if part_size <= 0 or part_size % _CHUNK_ALIGN:
-            raise InputError(f"GCS part size {part_size} must be a positive multiple of 256 KiB",
+        if transfer.part_size <= 0 or transfer.part_size % _CHUNK_ALIGN:
+            raise InputError(f"GCS part size {transfer.part_size} must be a positive multiple of 256 KiB",
                              field="part_size")
-        if multipart_threshold < 0:
+        if transfer.multipart_threshold < 0:
             raise InputError("multipart threshold must not be negative", field="multipart_threshold")
         self.endpoint = endpoint
-        self.part_size = part_size
-        self.multipart_threshold = multipart_threshold
+        self.part_size = transfer.part_size
+        self.multipart_threshold = transfer.multipart_threshold
         if endpoint is not None:
             self._client = storage.Client(project=project or "migrator-local",
                                           credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
                                           client_options={"api_endpoint": endpoint})
         else:
             self._client = storage.Client(project=project)
+        # The client's session (also used by resumable uploads) would keep requests' default of 10
+        # connections: fewer than a wave's workers, so the rest would reconnect for every request.
+        pool = HTTPAdapter(pool_connections=4, pool_maxsize=transfer.max_pool_connections)
+        for prefix in ("http://", "https://"):
+            self._client._http.mount(prefix, pool)
         # No uploads feature: the JSON API cannot list incomplete resumable uploads (they expire after a
         # week and hold no readable object); XML-API multipart uploads are not used.
         self.features = Features(
             conditional_write=True, conditional_delete=True,
             batch_delete_max=1,            # JSON batch requests: later
             reports_protection=True,       # holds and retention come with every object resource
-            one_request_limit=multipart_threshold, soft_deleted=self.list_soft_deleted)
+            one_request_limit=self.multipart_threshold, soft_deleted=self.list_soft_deleted)
 
     @property
     def client(self) -> storage.Client:

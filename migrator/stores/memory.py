@@ -42,8 +42,6 @@ from typing import BinaryIO
 from migrator.checksum import Algorithm, Checksum, Provenance, crc32c_bytes, multipart_md5
 from migrator.errors import AccessDenied, ChecksumError, InputError, NotFound, PreconditionFailed, StoreError
 from migrator.stores.base import (
-    DEFAULT_MULTIPART_THRESHOLD,
-    DEFAULT_PART_SIZE,
     NO_PROTECTION,
     BucketFacts,
     DeleteOutcome,
@@ -60,6 +58,7 @@ from migrator.stores.base import (
 )
 from migrator.stores.common import expect_eof, own_bucket, read_exactly
 from migrator.stores.protection import protection_extra
+from migrator.stores.settings import StoreTransfer
 from migrator.uri import Location, ObjectURI
 
 WHOLE_OBJECT = frozenset({Algorithm.MD5, Algorithm.CRC32C, Algorithm.SHA256})
@@ -104,12 +103,16 @@ class _Bucket:
 
 
 class MemoryStore:
-    """ObjectStore held in memory. ``scheme`` lets it stand in for a cloud's URIs (``s3``, ``gs``, ``oci``)."""
+    """ObjectStore held in memory. ``scheme`` lets it stand in for a cloud's URIs (``s3``, ``gs``, ``oci``).
 
-    def __init__(self, scheme: str = "memory", *, part_size: int = DEFAULT_PART_SIZE,
-                 multipart_threshold: int = DEFAULT_MULTIPART_THRESHOLD, list_page_size: int = 1000,
+    Takes the same ``StoreTransfer`` as every adapter and uses ``part_size`` and ``multipart_threshold``
+    (a multipart write's parts are cut in order; there is no connection pool).
+    """
+
+    def __init__(self, scheme: str = "memory", *, transfer: StoreTransfer, list_page_size: int = 1000,
                  batch_delete_max: int = BATCH_DELETE_MAX, reports: frozenset[Algorithm] = WHOLE_OBJECT,
                  clock: Callable[[], datetime] | None = None) -> None:
+        part_size, multipart_threshold = transfer.part_size, transfer.multipart_threshold
         if part_size < 1 or list_page_size < 1 or batch_delete_max < 1 or multipart_threshold < 0:
             raise InputError("memory store sizes must be positive")
         self.scheme = scheme

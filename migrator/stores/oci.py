@@ -7,8 +7,9 @@ Every request goes to the namespace its URI or location names; the store's own n
 the service once) only stands in where one names none.
 
 The SDK's own retries and circuit breaker are off; ``migrator.retry.call`` is the one policy.
-The config file is always passed to ``oci.config.from_file`` explicitly: the SDK reads
-``OCI_CONFIG_FILE`` only when ``~/.oci/config`` does not exist, so relying on it is a trap.
+The store takes the OCI SDK config as a value, read and checked above the store layer by
+``migrator.oci_config.load`` (the registry calls the loader its ``StoreSettings`` carries): that reader
+passes the file's path to the SDK explicitly, and reports a bad file or key without quoting it.
 
 Checksums from ``stat``/``open_read`` carry ``Provenance.SOURCE`` ("reported by the store for the bytes
 it holds"); a caller using OCI as a destination re-labels them. ``put`` reports ``DESTINATION``.
@@ -55,9 +56,6 @@ from migrator.errors import (
 )
 from migrator.stores import errors as store_errors
 from migrator.stores.base import (
-    DEFAULT_MULTIPART_THRESHOLD,
-    DEFAULT_PART_SIZE,
-    DEFAULT_PARTS_IN_FLIGHT,
     BucketFacts,
     DeleteResult,
     DeleteTarget,
@@ -70,6 +68,7 @@ from migrator.stores.base import (
     VersionEntry,
 )
 from migrator.stores.common import RawBodyStream, delete_each, expect_eof, own_bucket, read_exactly
+from migrator.stores.settings import StoreTransfer
 from migrator.uri import Location, ObjectURI
 
 T = TypeVar("T")
@@ -99,38 +98,31 @@ class OciStore:
 
     # --- construction -------------------------------------------------------------------------------
 
-    def __init__(self, config_path: str | None, profile: str = "DEFAULT", endpoint: str | None = None, *,
-                 namespace: str | None = None,
-                 part_size: int = DEFAULT_PART_SIZE,
-                 multipart_threshold: int = DEFAULT_MULTIPART_THRESHOLD,
-                 parts_in_flight: int = DEFAULT_PARTS_IN_FLIGHT,
-                 allow_non_loopback: bool = True,
-                 pool_size: int = 32) -> None:
+    def __init__(self, config: Mapping[str, Any], endpoint: str | None = None, *, namespace: str | None = None,
+                 transfer: StoreTransfer, allow_non_loopback: bool = True) -> None:
+        """``config``: the OCI SDK config of one profile, as ``migrator.oci_config.load`` returns it (checked,
+        its key loadable). Uses all of ``transfer``: parts of ``part_size``, ``parts_in_flight`` at once per
+        object, and a requests pool of ``max_pool_connections`` (at least two per part in flight)."""
         if not allow_non_loopback:
             require_loopback(endpoint, "OCI store")
-        if part_size <= 0:
+        if transfer.part_size <= 0:
             raise InputError("part size must be positive", field="part_size")
-        if multipart_threshold < 0:
+        if transfer.multipart_threshold < 0:
             raise InputError("multipart threshold must not be negative", field="multipart_threshold")
-        if parts_in_flight < 1:
+        if transfer.parts_in_flight < 1:
             raise InputError("parts in flight must be at least 1", field="parts_in_flight")
         self.endpoint = endpoint
-        self.part_size = part_size
-        self.multipart_threshold = multipart_threshold
-        self.parts_in_flight = parts_in_flight
-        try:
-            config = oci.config.from_file(config_path or oci.config.DEFAULT_LOCATION, profile)
-        except (oci.exceptions.ClientError, OSError, ValueError) as exc:
-            raise InputError(f"OCI config {config_path or oci.config.DEFAULT_LOCATION} "
-                             f"(profile {profile}): {exc}", field="oci_config") from exc
+        self.part_size = transfer.part_size
+        self.multipart_threshold = transfer.multipart_threshold
+        self.parts_in_flight = transfer.parts_in_flight
         # Neither the SDK's retries nor its circuit breaker: after a few failures the breaker would fail
         # calls locally for a while ("please contact Oracle support"), a second policy under ours.
         kwargs: dict[str, Any] = {"retry_strategy": oci.retry.NoneRetryStrategy(), "timeout": _TIMEOUT,
                                   "circuit_breaker_strategy": oci.circuit_breaker.NoCircuitBreakerStrategy()}
         if endpoint is not None:
             kwargs["service_endpoint"] = endpoint
-        self._client = oci.object_storage.ObjectStorageClient(config, **kwargs)
-        size = max(pool_size, parts_in_flight * 2)
+        self._client = oci.object_storage.ObjectStorageClient(dict(config), **kwargs)
+        size = max(transfer.max_pool_connections, transfer.parts_in_flight * 2)
         for prefix in ("http://", "https://"):
             self._client.base_client.session.mount(prefix, HTTPAdapter(pool_connections=4, pool_maxsize=size))
         self._namespace = namespace
@@ -140,7 +132,7 @@ class OciStore:
             conditional_delete=True,       # if-match on the ETag, and version ids
             batch_delete_max=1,            # OCI's BatchDeleteObjects takes no version ids
             reports_protection=False,      # retention rules are per bucket; objects do not say they are held
-            one_request_limit=multipart_threshold,
+            one_request_limit=self.multipart_threshold,
             uploads=Uploads(list=self.list_uploads, abort=self.abort_upload),
             replication_targets=self.replication_targets)
 

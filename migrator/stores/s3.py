@@ -66,9 +66,6 @@ from migrator.errors import (
 )
 from migrator.stores import errors as store_errors
 from migrator.stores.base import (
-    DEFAULT_MULTIPART_THRESHOLD,
-    DEFAULT_PART_SIZE,
-    DEFAULT_PARTS_IN_FLIGHT,
     BucketFacts,
     DeleteOutcome,
     DeleteResult,
@@ -83,6 +80,7 @@ from migrator.stores.base import (
 )
 from migrator.stores.common import expect_eof, outcome_of, own_bucket, read_exactly
 from migrator.stores.protection import protection_from_extra
+from migrator.stores.settings import StoreTransfer
 from migrator.uri import Location, ObjectURI
 
 T = TypeVar("T")
@@ -113,32 +111,31 @@ def _require_loopback(url: str | None) -> None:
 class S3Store:
     """ObjectStore for ``s3://bucket/key``.
 
-    Memory for a multipart put is bounded by ``part_size x parts_in_flight``.
+    Uses all of ``transfer``: memory for a multipart put is bounded by ``part_size x parts_in_flight``,
+    and botocore keeps ``max_pool_connections`` connections.
     """
 
     scheme = "s3"
 
-    def __init__(self, *, endpoint_url: str | None = None, region: str | None = None,
-                 part_size: int = DEFAULT_PART_SIZE, multipart_threshold: int = DEFAULT_MULTIPART_THRESHOLD,
-                 parts_in_flight: int = DEFAULT_PARTS_IN_FLIGHT, max_pool_connections: int = 64,
+    def __init__(self, *, endpoint_url: str | None = None, region: str | None = None, transfer: StoreTransfer,
                  allow_non_loopback: bool = True, list_page_size: int = 1000) -> None:
-        if not MIN_PART_SIZE <= part_size <= MAX_PART_SIZE:
-            raise InputError(f"S3 part size must be between 5 MiB and 5 GiB, got {part_size}")
-        if parts_in_flight < 1:
+        if not MIN_PART_SIZE <= transfer.part_size <= MAX_PART_SIZE:
+            raise InputError(f"S3 part size must be between 5 MiB and 5 GiB, got {transfer.part_size}")
+        if transfer.parts_in_flight < 1:
             raise InputError("parts_in_flight must be at least 1")
-        if multipart_threshold < 1:
+        if transfer.multipart_threshold < 1:
             raise InputError("multipart_threshold must be at least 1")
         if not allow_non_loopback and endpoint_url is not None:
             _require_loopback(endpoint_url)  # refuse before any client (or env lookup) exists
-        self.part_size = part_size
-        self.multipart_threshold = multipart_threshold
-        self.parts_in_flight = parts_in_flight
+        self.part_size = transfer.part_size
+        self.multipart_threshold = transfer.multipart_threshold
+        self.parts_in_flight = transfer.parts_in_flight
         self.list_page_size = list_page_size  # S3's maximum; smaller only to exercise paging in tests
         core = botocore.session.get_session()
         # botocore parses every Last-Modified through dateutil: a tenth of a small object's client CPU.
         core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=_parse_timestamp)
         self._session = boto3.session.Session(region_name=region, botocore_session=core)
-        self._max_pool = max_pool_connections
+        self._max_pool = transfer.max_pool_connections
         self._client = self._make_client(endpoint_url, path_style=False)
         # Resolved endpoint: the explicit one, or boto3's own AWS_ENDPOINT_URL[_S3] / config handling.
         resolved = str(self._client.meta.endpoint_url)
@@ -156,7 +153,7 @@ class S3Store:
         self.features = Features(
             conditional_write=True, conditional_delete=True, batch_delete_max=BATCH_DELETE_MAX,
             reports_protection=True,   # Object Lock and replication status come with every HEAD
-            one_request_limit=multipart_threshold,
+            one_request_limit=self.multipart_threshold,
             uploads=Uploads(list=self.list_uploads, abort=self.abort_upload),
             part_sizes=self.part_sizes, replication_targets=self.replication_targets)
 

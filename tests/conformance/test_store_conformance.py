@@ -30,7 +30,7 @@ from migrator.stores.base import (
 )
 from migrator.stores.memory import MemoryStore
 from migrator.uri import Location, ObjectURI, parse_location
-from tests.conftest import PutOptions, found, unique
+from tests.conftest import PutOptions, found, store_transfer, unique
 
 CLOUD_SCHEMES = ["s3", "gs", "oci"]
 SCHEMES = [*CLOUD_SCHEMES, "memory"]
@@ -58,7 +58,7 @@ class Backend:
 
 
 def _memory() -> Backend:
-    store = MemoryStore(part_size=8 * MIB, multipart_threshold=ONE_REQUEST)
+    store = MemoryStore(transfer=store_transfer(part_size=8 * MIB, multipart_threshold=ONE_REQUEST))
 
     def make_bucket(*, versioned: bool = False, soft_delete_seconds: int = 0, lock: bool = False) -> str:
         name = unique("mem")
@@ -501,7 +501,7 @@ def test_replication_targets_are_reported(backend: Backend, store: ObjectStore, 
 
 @pytest.mark.parametrize("scheme", CLOUD_SCHEMES)
 def test_sandbox_refuses_non_loopback(request: pytest.FixtureRequest, scheme: str) -> None:
-    from migrator.config import EndpointSettings
+    from migrator.config import load_wave
     from migrator.sandbox.control import SandboxState
     from migrator.stores.registry import Stores
 
@@ -510,4 +510,4 @@ def test_sandbox_refuses_non_loopback(request: pytest.FixtureRequest, scheme: st
     key = {"s3": "AWS_ENDPOINT_URL", "gs": "STORAGE_EMULATOR_HOST", "oci": "MIGRATOR_OCI_ENDPOINT"}[scheme]
     env[key] = "https://storage.example.com"
     with pytest.raises(UnsafeEndpointError):
-        Stores(EndpointSettings.from_env(env)).get(scheme)
+        Stores(load_wave(None, {}, env).stores).get(scheme)

@@ -14,13 +14,14 @@ from collections.abc import Iterator
 import pytest
 
 from migrator import retry
+from migrator.config import TransferSettings
 from migrator.errors import DigestRefused, StoreError
 from migrator.sandbox.buckets import create_bucket
 from migrator.sandbox.control import SandboxState
 from migrator.sandbox.faults import FaultPlan, clear_faults, get_faults, set_faults
 from migrator.stores.base import PutRequest
 from migrator.stores.registry import Stores
-from migrator.transfer import copy_version
+from migrator.transfer import BufferBudget, copy_version
 from migrator.uri import ObjectURI
 from tests.conftest import unique
 
@@ -114,6 +115,7 @@ def test_the_pipelines_retried_copy_makes_six_requests_in_all(target: tuple[Obje
     with pytest.raises(StoreError) as err:
         # As pipeline._copy_one calls it: the outer retry owns the attempts, the store's own does not retry.
         retry.call(functools.partial(copy_version, src, src_uri, info.version, stores.for_uri(dst_uri), dst_uri,
-                                     expected_size=len(DATA), expected_etag=info.etag))
+                                     expected_size=len(DATA), expected_etag=info.etag,
+                                     budget=BufferBudget(TransferSettings().buffer_memory)))
     assert err.value.retryable
     assert faults.requests == 6   # was 6 x 6

@@ -35,7 +35,7 @@ from migrator.sandbox.gcs.server import GcsEmulator
 from migrator.stores.base import DeleteOutcome, DeleteTarget, ObjectStore, PutRequest
 from migrator.stores.gcs import GcsStore, translate
 from migrator.uri import Location, ObjectURI
-from tests.conftest import PutOptions
+from tests.conftest import PutOptions, store_transfer
 
 MiB = 1024 * 1024
 EDGE_KEYS = ["sp ace.txt", "pct%41", "plus+sign", "q?x#y", "a/../b", "/leading", "ünï/çødé.bin"]
@@ -58,7 +58,7 @@ def endpoint() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def store(endpoint: str) -> GcsStore:
-    return GcsStore(endpoint=endpoint, multipart_threshold=16 * MiB, allow_non_loopback=False)
+    return GcsStore(endpoint=endpoint, allow_non_loopback=False, transfer=store_transfer(multipart_threshold=16 * MiB))
 
 
 def _bucket(store: GcsStore, *, versioned: bool = False) -> str:
@@ -168,7 +168,8 @@ def test_large_object_streams_through_resumable_upload(store: GcsStore, bucket: 
 
 def test_large_put_refuses_to_overwrite(store: GcsStore, bucket: str) -> None:
     uri = ObjectURI("gs", bucket, "large-twice.bin")
-    small = GcsStore(endpoint=store.endpoint, part_size=256 * 1024, multipart_threshold=256 * 1024)
+    small = GcsStore(endpoint=store.endpoint,
+                     transfer=store_transfer(part_size=256 * 1024, multipart_threshold=256 * 1024))
     data = b"z" * (600 * 1024)
     _put(small, uri, data)
     with pytest.raises(PreconditionFailed):
@@ -334,7 +335,7 @@ def test_missing_object_and_bucket(store: GcsStore, bucket: str) -> None:
 
 
 def test_connection_failures_are_retryable(bucket: str) -> None:
-    dead = GcsStore(endpoint=f"http://127.0.0.1:{_free_port()}", allow_non_loopback=False)
+    dead = GcsStore(endpoint=f"http://127.0.0.1:{_free_port()}", allow_non_loopback=False, transfer=store_transfer())
     with pytest.raises(StoreError) as err:
         dead.stat(ObjectURI("gs", bucket, "x"))
     assert err.value.retryable and err.value.code == "ConnectionError"
@@ -396,19 +397,19 @@ def test_non_loopback_endpoints_refused(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
     for url in ("http://10.1.2.3:4443", "https://storage.googleapis.com", "http://127.example.com:80"):
         with pytest.raises(UnsafeEndpointError):
-            GcsStore(endpoint=url, allow_non_loopback=False)
+            GcsStore(endpoint=url, allow_non_loopback=False, transfer=store_transfer())
     with pytest.raises(UnsafeEndpointError):
-        GcsStore(allow_non_loopback=False)
+        GcsStore(allow_non_loopback=False, transfer=store_transfer())
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", "http://192.168.1.1:9000")
     with pytest.raises(UnsafeEndpointError):
-        GcsStore(allow_non_loopback=False)
+        GcsStore(allow_non_loopback=False, transfer=store_transfer())
     for url in ("http://localhost:1", "http://127.0.0.2:1", "http://[::1]:1"):
-        GcsStore(endpoint=url, allow_non_loopback=False)  # constructing makes no request
+        GcsStore(endpoint=url, allow_non_loopback=False, transfer=store_transfer())  # constructing makes no request
 
 
 def test_part_size_must_be_chunk_aligned() -> None:
     with pytest.raises(InputError):
-        GcsStore(endpoint="http://127.0.0.1:1", part_size=5 * MiB + 1)
+        GcsStore(endpoint="http://127.0.0.1:1", transfer=store_transfer(part_size=5 * MiB + 1))
 
 
 # --- documented GCS behaviour that fake-gcs-server lacked ---------------------------------------------

@@ -8,6 +8,7 @@ documents; everything else is moto's own.
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,8 +27,9 @@ from migrator.attest import keys
 from migrator.attest.cosign import cosign
 from migrator.attest.kms import AwsKmsSigner, OciKmsSigner
 from migrator.attest.policy import AllOf, Inputs, RequireManifest, RequireRecords, Threshold
-from migrator.attest.signers import load_signer_spec
+from migrator.attest.signers import SignerSettings, load_signer_spec
 from migrator.attest.verify import verify_attestation
+from migrator.config import load_wave
 from migrator.errors import InputError, VerificationError
 from migrator.sandbox.control import SandboxState
 from tests.unit.test_proofs import make_wave
@@ -94,9 +96,15 @@ def aws_env(moto_kms: MotoKms, monkeypatch: pytest.MonkeyPatch) -> MotoKms:
     monkeypatch.setenv("AWS_ENDPOINT_URL_KMS", moto_kms["url"])
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
-    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")   # boto3's own; AWS_REGION goes through the settings
+    monkeypatch.delenv("AWS_REGION", raising=False)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     return moto_kms
+
+
+def _signers() -> SignerSettings:
+    """As the CLI resolves them: from this process's environment."""
+    return load_wave(None, {}, os.environ).signers
 
 
 def _key(client: Any, spec: str = "ECC_NIST_P256", usage: str = "SIGN_VERIFY") -> dict[str, Any]:
@@ -107,7 +115,7 @@ def _key(client: Any, spec: str = "ECC_NIST_P256", usage: str = "SIGN_VERIFY") -
 def test_aws_kms_signs_dsse_that_pem_public_keys_verify(aws_env: MotoKms, tmp_path: Path) -> None:
     meta = _key(aws_env["client"])
     aws_env["seen"].clear()
-    signer = load_signer_spec(f"awskms:{meta['Arn']}")
+    signer = load_signer_spec(f"awskms:{meta['Arn']}", _signers())
     public = keys.load_public_key_pem(signer.public_key_pem())
     der = aws_env["client"].get_public_key(KeyId=meta["KeyId"])["PublicKey"]
     assert signer.keyid == __import__("hashlib").sha256(der).hexdigest()     # keyid = SHA-256 of the SPKI
@@ -126,8 +134,19 @@ def test_aws_kms_by_key_id_and_alias(aws_env: MotoKms) -> None:
     meta = _key(aws_env["client"])
     aws_env["client"].create_alias(AliasName="alias/migrator-attest", TargetKeyId=meta["KeyId"])
     by_id = AwsKmsSigner(meta["KeyId"])
-    by_alias = load_signer_spec("awskms:alias/migrator-attest")
+    by_alias = load_signer_spec("awskms:alias/migrator-attest", _signers())
     assert by_id.keyid == by_alias.keyid
+
+
+def test_aws_region_reaches_the_kms_signer_through_the_settings(aws_env: dict[str, Any],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # boto3 reads AWS_DEFAULT_REGION only; the CLI's settings take AWS_REGION too and hand it to the signer.
+    meta = _key(aws_env["client"])
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    with pytest.raises(InputError, match="no region"):
+        load_signer_spec(f"awskms:{meta['KeyId']}")
+    assert load_signer_spec(f"awskms:{meta['KeyId']}", _signers()).keyid == AwsKmsSigner(meta["Arn"]).keyid
 
 
 def test_aws_kms_cosigns_a_file_key_attestation(aws_env: MotoKms) -> None:
@@ -207,7 +226,7 @@ def _oci_signer(vault: OciVault, key_id: str) -> OciKmsSigner:
 
 def test_oci_kms_signs_dsse_that_pem_public_keys_verify(oci_vault: OciVault) -> None:
     key_id = oci_vault["new_key"]()
-    signer = load_signer_spec(f"ocikms:{key_id}@{oci_vault['url']}")   # config from MIGRATOR_OCI_CONFIG
+    signer = load_signer_spec(f"ocikms:{key_id}@{oci_vault['url']}", _signers())   # MIGRATOR_OCI_CONFIG
     public = keys.load_public_key_pem(signer.public_key_pem())
     w = make_wave(4, signers=[signer])
     assert verify_attestation(w.envelope, Inputs(records=w.records),

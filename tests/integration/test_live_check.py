@@ -5,6 +5,7 @@ no write (proved through endpoints that refuse every write); the attestation log
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import http.client
 import io
@@ -27,7 +28,7 @@ from migrator.attest.keys import PublicKey, generate_keypair, load_public_key, l
 from migrator.attest.live import Finding, LiveReport, ObjectResult, check_live, sample_rows
 from migrator.attest.policy import Threshold
 from migrator.attest.statement import PAYLOAD_TYPE
-from migrator.config import EndpointSettings, WavePolicy
+from migrator.config import load_wave
 from migrator.errors import MigratorError, VerificationError
 from migrator.live_stores import reach_scope
 from migrator.runner import run_wave
@@ -35,8 +36,9 @@ from migrator.sandbox.buckets import create_bucket, gcs_client, oci_client, s3_c
 from migrator.sandbox.control import SandboxState
 from migrator.stores.base import ObjectStore, PutRequest
 from migrator.stores.registry import Stores
+from migrator.stores.settings import EndpointSettings
 from migrator.uri import ObjectURI, parse_uri
-from tests.conftest import unique
+from tests.conftest import unique, wave_settings
 
 SIZE = 3000
 PRISTINE = (1, 2, 3, 4, 5)  # rows no test changes; every other row belongs to exactly one test
@@ -115,7 +117,7 @@ def wave(sandbox: SandboxState, tmp_path_factory: pytest.TempPathFactory) -> Wav
     s3_row("u/l", bucket=w.locked)                 # 12 HELD, then its source vanishes
     manifest = tmp / "m.jsonl"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    result = run_wave(manifest, w.state, w.keys / "signing.key", WavePolicy(concurrency=8))
+    result = run_wave(manifest, w.state, load_signer(w.keys / "signing.key"), wave_settings(concurrency=8))
     assert (result.removed, result.held, result.failed) == (10, 2, 0)
     return w
 
@@ -307,10 +309,11 @@ def proxies(sandbox: SandboxState) -> Iterator[dict[str, ReadOnlyProxy]]:
 
 
 def proxied_stores(sandbox: SandboxState, ps: dict[str, ReadOnlyProxy]) -> Stores:
-    base = EndpointSettings.from_env(sandbox.env())
-    return Stores(EndpointSettings(s3_endpoint=ps["s3"].url, gcs_endpoint=ps["gs"].url, oci_endpoint=ps["oci"].url,
-                                   oci_config=base.oci_config, oci_profile=base.oci_profile,
-                                   aws_region=base.aws_region, sandbox=True))
+    base = load_wave(None, {}, sandbox.env())
+    return Stores(dataclasses.replace(base.stores, endpoints=EndpointSettings(
+        s3_endpoint=ps["s3"].url, gcs_endpoint=ps["gs"].url, oci_endpoint=ps["oci"].url,
+        oci_config=base.endpoints.oci_config, oci_profile=base.endpoints.oci_profile,
+        aws_region=base.endpoints.aws_region, sandbox=True)))
 
 
 def test_check_makes_no_write(wave: Wave, sandbox: SandboxState, proxies: dict[str, ReadOnlyProxy]) -> None:
@@ -366,7 +369,8 @@ def test_pending_soft_delete_holds_until_restored(sandbox: SandboxState, stores:
                                     "destination": f"oci://{sandbox.oci_namespace}/{dst}/u/s"}) + "\n")
     _, pub = generate_keypair(tmp_path / "keys")
     state = tmp_path / "state"
-    result = run_wave(manifest, state, tmp_path / "keys" / "signing.key", WavePolicy(soft_delete="attest-pending"))
+    result = run_wave(manifest, state, load_signer(tmp_path / "keys" / "signing.key"),
+                      wave_settings(soft_delete="attest-pending"))
     assert result.held == 1 and "soft-deleted, pending hard deletion" in result.exceptions
     att, records = (state / "attestation.json").read_bytes(), (state / "records.jsonl").read_bytes()
     report = check_live(att, records, Threshold([load_public_key(pub)]), stores.for_uri, sample=1, seed=0,

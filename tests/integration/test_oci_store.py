@@ -14,7 +14,7 @@ from typing import Unpack
 import oci
 import pytest
 
-from migrator import retry
+from migrator import oci_config, retry
 from migrator.checksum import Algorithm, MultiHasher, Provenance, find
 from migrator.errors import (
     AccessDenied,
@@ -28,13 +28,20 @@ from migrator.sandbox.oci.server import OciEmulator
 from migrator.sandbox.oci_auth import OciSandboxCredentials, write_sandbox_config
 from migrator.stores.base import DeleteOutcome, DeleteTarget, ObjectStore, PutRequest, PutResult
 from migrator.stores.oci import OciStore
+from migrator.stores.registry import Stores
+from migrator.stores.settings import EndpointSettings, StoreSettings
 from migrator.uri import Location, ObjectURI
-from tests.conftest import PutOptions, found
+from tests.conftest import PutOptions, found, store_transfer
 
 NAMESPACE = "sandboxns"
 MiB = 1024 * 1024
 PART = 8 * MiB
 EDGE_KEYS = ["sp ace.txt", "pct%41", "plus+sign", "q?x#y", "a/../b", "/leading", "ünï/çødé.bin"]
+
+
+def _config(creds: OciSandboxCredentials) -> dict[str, object]:
+    """The profile's SDK config, read as the store registry reads it."""
+    return dict(oci_config.load(str(creds.config_path), "DEFAULT"))
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +58,8 @@ def emulator(creds: OciSandboxCredentials) -> Iterator[OciEmulator]:
 
 @pytest.fixture(scope="module")
 def store(creds: OciSandboxCredentials, emulator: OciEmulator) -> OciStore:
-    return OciStore(str(creds.config_path), "DEFAULT", emulator.url, part_size=PART,
-                    multipart_threshold=2 * PART, parts_in_flight=3, allow_non_loopback=False)
+    return OciStore(_config(creds), emulator.url, allow_non_loopback=False,
+                    transfer=store_transfer(part_size=PART, multipart_threshold=2 * PART, parts_in_flight=3))
 
 
 def _bucket(store: OciStore, versioning: str) -> str:
@@ -262,7 +269,7 @@ def test_bucket_level_calls_go_to_the_namespace_the_location_names(
     put(store, uri(vbucket, "doc"), b"v1")
     store.client.create_multipart_upload(NAMESPACE, vbucket,
                                          oci.object_storage.models.CreateMultipartUploadDetails(object="doc"))
-    elsewhere = OciStore(str(creds.config_path), endpoint=emulator.url, namespace="othertenancy")
+    elsewhere = OciStore(_config(creds), endpoint=emulator.url, namespace="othertenancy", transfer=store_transfer())
     assert elsewhere.namespace == "othertenancy"
     assert elsewhere.bucket_facts(here).versioning
     assert elsewhere.replication_targets(here) == []
@@ -311,7 +318,7 @@ def test_errors_translate(tmp_path: Path, store: OciStore, emulator: OciEmulator
     with pytest.raises(NotFound):
         store.stat(uri("no-such-bucket", "k"))
     other = write_sandbox_config(tmp_path, NAMESPACE)  # a key the emulator does not know
-    stranger = OciStore(str(other.config_path), endpoint=emulator.url, namespace=NAMESPACE)
+    stranger = OciStore(_config(other), endpoint=emulator.url, namespace=NAMESPACE, transfer=store_transfer())
     with pytest.raises(AccessDenied):
         stranger.stat(uri(bucket, "k"))
 
@@ -321,7 +328,8 @@ def test_connection_failure_is_retryable(creds: OciSandboxCredentials) -> None:
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     sock.close()  # nothing listens there now
-    dead = OciStore(str(creds.config_path), endpoint=f"http://127.0.0.1:{port}", namespace=NAMESPACE)
+    dead = OciStore(_config(creds), endpoint=f"http://127.0.0.1:{port}", namespace=NAMESPACE,
+                    transfer=store_transfer())
     counts = dict(retry.retry_counts)
     with pytest.raises(StoreError) as info:
         dead.stat(uri("b", "k"))
@@ -332,11 +340,14 @@ def test_connection_failure_is_retryable(creds: OciSandboxCredentials) -> None:
 def test_refuses_non_loopback_endpoint(creds: OciSandboxCredentials) -> None:
     for endpoint in ("https://objectstorage.us-ashburn-1.oraclecloud.com", "http://10.0.0.5:8080", None):
         with pytest.raises(UnsafeEndpointError):
-            OciStore(str(creds.config_path), endpoint=endpoint, allow_non_loopback=False)
+            OciStore(_config(creds), endpoint=endpoint, allow_non_loopback=False, transfer=store_transfer())
     for endpoint in ("http://localhost:1", "http://127.0.0.2:1", "http://[::1]:1"):
-        OciStore(str(creds.config_path), endpoint=endpoint, allow_non_loopback=False)
+        OciStore(_config(creds), endpoint=endpoint, allow_non_loopback=False, transfer=store_transfer())
 
 
 def test_bad_config_is_input_error(tmp_path: Path) -> None:
+    # The store takes a config read above it: the registry reads the file when an oci:// store is first needed.
+    endpoints = EndpointSettings(oci_endpoint="http://127.0.0.1:1", oci_config=str(tmp_path / "no-such-config"))
+    stores = Stores(StoreSettings(endpoints, store_transfer(), oci_config.load))
     with pytest.raises(InputError):
-        OciStore(str(tmp_path / "no-such-config"), endpoint="http://127.0.0.1:1")
+        stores.get("oci")

@@ -7,12 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from migrator.config import EndpointSettings, WavePolicy
 from migrator.plan import plan_wave
 from migrator.sandbox.buckets import create_bucket, gcs_client, s3_client
 from migrator.sandbox.control import SandboxState
-from migrator.stores.registry import Stores
-from tests.conftest import unique
+from tests.conftest import unique, wave_settings
 
 
 def _setup(sandbox: SandboxState, tmp_path: Path) -> tuple[Path, dict[str, str]]:
@@ -49,7 +47,7 @@ def _s3_state(sandbox: SandboxState, bucket: str) -> list[tuple[str, str]]:
 def test_plan_counts_what_is_there_and_what_would_be_held(sandbox: SandboxState, tmp_path: Path) -> None:
     manifest, names = _setup(sandbox, tmp_path)
     before = _s3_state(sandbox, names["src"])
-    plan = plan_wave(manifest, Stores(EndpointSettings.from_env()), WavePolicy())
+    plan = plan_wave(manifest, wave_settings())
     assert not plan.ready
     assert plan.found["sources found"] == 4 and plan.found["sources missing"] == 1
     assert plan.found["source versions"] == 5 and plan.found["source bytes"] == 3 + 4 + 5 + 4 + 3
@@ -65,8 +63,7 @@ def test_plan_counts_what_is_there_and_what_would_be_held(sandbox: SandboxState,
     assert _s3_state(sandbox, names["src"]) == before
     assert s3_client(sandbox).list_multipart_uploads(Bucket=names["src"]).get("Uploads")
     # Without listings only the buckets are checked; the policy's opt-outs are honoured.
-    quick = plan_wave(manifest, Stores(EndpointSettings.from_env()),
-                      WavePolicy(require_destination_protection=False, soft_delete="attest-pending"),
+    quick = plan_wave(manifest, wave_settings(require_destination_protection=False, soft_delete="attest-pending"),
                       list_objects=False)
     assert quick.ready and not quick.found
 
@@ -96,6 +93,6 @@ def test_a_row_is_counted_under_one_reason(sandbox: SandboxState, tmp_path: Path
     manifest = tmp_path / "m.jsonl"
     manifest.write_text(json.dumps({"source": f"s3://{unique('nosrc')}/a",
                                     "destination": f"oci://{sandbox.oci_namespace}/{unique('nodst')}/a"}) + "\n")
-    plan = plan_wave(manifest, Stores(EndpointSettings.from_env()), WavePolicy())
+    plan = plan_wave(manifest, wave_settings())
     assert plan.rows_held == {"bucket not found": 1} and not plan.rows_failing
     assert plan.found["sources missing"] == 1 and not plan.ready

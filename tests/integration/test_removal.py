@@ -11,12 +11,11 @@ from typing import Any
 
 import pytest
 
-from migrator.attest.keys import generate_keypair
-from migrator.config import WavePolicy
+from migrator.attest.keys import generate_keypair, load_signer
 from migrator.runner import WaveResult, run_wave
 from migrator.sandbox.buckets import create_bucket, gcs_client, oci_client, s3_client
 from migrator.sandbox.control import SandboxState
-from tests.conftest import unique
+from tests.conftest import unique, wave_settings
 
 
 @pytest.fixture
@@ -39,7 +38,7 @@ def _wave(tmp_path: Path, key: Path, rows: list[dict[str, Any]],
           **policy: Any) -> tuple[WaveResult, list[dict[str, Any]]]:
     manifest = tmp_path / "m.jsonl"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    result = run_wave(manifest, tmp_path / "state", key, WavePolicy(**policy))
+    result = run_wave(manifest, tmp_path / "state", load_signer(key), wave_settings(**policy))
     records = [json.loads(line) for line in (tmp_path / "state" / "records.jsonl").read_text().splitlines()]
     return result, records
 

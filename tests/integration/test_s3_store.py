@@ -27,7 +27,7 @@ from migrator.errors import (
 from migrator.stores.base import DeleteOutcome, DeleteTarget, ObjectStore, PutRequest, PutResult
 from migrator.stores.s3 import S3Store
 from migrator.uri import Location, ObjectURI
-from tests.conftest import PutOptions
+from tests.conftest import PutOptions, store_transfer
 
 MIB = 1024 * 1024
 VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "checksums.json"
@@ -68,7 +68,8 @@ def endpoint() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def store(endpoint: str) -> S3Store:
-    return S3Store(endpoint_url=endpoint, multipart_threshold=16 * MIB, allow_non_loopback=False)
+    return S3Store(endpoint_url=endpoint, allow_non_loopback=False,
+                   transfer=store_transfer(multipart_threshold=16 * MIB))
 
 
 def _bucket(store: S3Store, kind: str, *, versioned: bool, lock: bool = False) -> str:
@@ -190,8 +191,8 @@ def test_multipart_24mib_checksums_and_part_sizes(store: S3Store, vbucket: str) 
 
 def test_multipart_matches_vector_etag(endpoint: str, ubucket: str) -> None:
     vector = next(o for o in json.loads(VECTORS.read_text())["objects"] if o["name"] == "det-20MiB-8MiB-parts")
-    store = S3Store(endpoint_url=endpoint, part_size=vector["part_size"], multipart_threshold=16 * MIB,
-                    allow_non_loopback=False)
+    store = S3Store(endpoint_url=endpoint, allow_non_loopback=False,
+                    transfer=store_transfer(part_size=vector["part_size"], multipart_threshold=16 * MIB))
     target = uri(ubucket, "vector/20mib.bin")
     result = put_bytes(store, target, det_bytes(vector["size"]))
     assert result.etag == vector["s3_multipart_etag"]
@@ -204,8 +205,8 @@ def test_multipart_matches_vector_etag(endpoint: str, ubucket: str) -> None:
 
 
 def test_multipart_memory_is_bounded(endpoint: str, ubucket: str) -> None:
-    store = S3Store(endpoint_url=endpoint, part_size=5 * MIB, multipart_threshold=5 * MIB, parts_in_flight=2,
-                    allow_non_loopback=False)
+    store = S3Store(endpoint_url=endpoint, allow_non_loopback=False,
+                    transfer=store_transfer(part_size=5 * MIB, multipart_threshold=5 * MIB, parts_in_flight=2))
     lock = threading.Lock()
     state = {"read": 0, "done": 0, "peak_ahead": 0, "in_flight": 0, "peak_in_flight": 0}
 
@@ -275,7 +276,7 @@ def test_edge_keys(store: S3Store, vbucket: str, key: str) -> None:
 
 
 def test_versions_and_markers_oldest_first_across_pages(endpoint: str) -> None:
-    store = S3Store(endpoint_url=endpoint, allow_non_loopback=False, list_page_size=2)
+    store = S3Store(endpoint_url=endpoint, allow_non_loopback=False, list_page_size=2, transfer=store_transfer())
     bucket = _bucket(store, "vlist", versioned=True)
     key = uri(bucket, "doc")
     v1 = put_bytes(store, key, b"one", if_none_match=False).version
@@ -339,7 +340,7 @@ def test_conditional_delete_and_write(store: S3Store, ubucket: str, vbucket: str
 
 
 def test_uploads_list_and_abort(endpoint: str) -> None:
-    store = S3Store(endpoint_url=endpoint, allow_non_loopback=False, list_page_size=1)
+    store = S3Store(endpoint_url=endpoint, allow_non_loopback=False, list_page_size=1, transfer=store_transfer())
     bucket = _bucket(store, "upl", versioned=False)
     ids = {store.client.create_multipart_upload(Bucket=bucket, Key=f"up/{i}")["UploadId"]: f"up/{i}"
            for i in range(3)}
@@ -402,7 +403,7 @@ def test_connection_refused_is_retryable(endpoint: str) -> None:
     with socket.socket() as s:  # a port with nothing listening
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    store = S3Store(endpoint_url=f"http://127.0.0.1:{port}", allow_non_loopback=False)
+    store = S3Store(endpoint_url=f"http://127.0.0.1:{port}", allow_non_loopback=False, transfer=store_transfer())
     with pytest.raises(StoreError) as info:
         store.stat(uri("some-bucket", "k"))
     assert info.value.retryable and info.value.code == "EndpointConnectionError"
@@ -413,19 +414,19 @@ def test_connection_refused_is_retryable(endpoint: str) -> None:
 def test_non_loopback_endpoint_refused(endpoint: str, url: str) -> None:
     assert not is_loopback_url(url)
     with pytest.raises(UnsafeEndpointError):
-        S3Store(endpoint_url=url, allow_non_loopback=False)
+        S3Store(endpoint_url=url, allow_non_loopback=False, transfer=store_transfer())
 
 
 def test_loopback_endpoints_and_env(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
     for url in ("http://127.0.0.1:1", "http://127.9.9.9:1", "http://localhost:1", "http://[::1]:1"):
         assert is_loopback_url(url)
     with pytest.raises(UnsafeEndpointError):
-        S3Store(allow_non_loopback=False)  # no endpoint at all: boto3 would go to AWS
+        S3Store(allow_non_loopback=False, transfer=store_transfer())  # no endpoint at all: boto3 would go to AWS
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://10.1.2.3:9000")
     with pytest.raises(UnsafeEndpointError):
-        S3Store(allow_non_loopback=False)
+        S3Store(allow_non_loopback=False, transfer=store_transfer())
     monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
-    store = S3Store(allow_non_loopback=False)  # boto3's own AWS_ENDPOINT_URL handling
+    store = S3Store(allow_non_loopback=False, transfer=store_transfer())  # boto3's own AWS_ENDPOINT_URL handling
     assert store.endpoint_url == endpoint
     bucket = _bucket(store, "env", versioned=False)
     put_bytes(store, uri(bucket, "k"), b"via env")
@@ -480,7 +481,7 @@ def test_interleaved_listing_like_real_s3(endpoint: str) -> None:
     thread.start()
     try:
         store = S3Store(endpoint_url=f"http://127.0.0.1:{server.server_address[1]}", allow_non_loopback=False,
-                        list_page_size=3)
+                        list_page_size=3, transfer=store_transfer())
         entries = list(store.list_versions(at("b"), ""))
     finally:
         server.shutdown()

@@ -14,10 +14,10 @@ from typing import Any, BinaryIO
 
 import pytest
 
-from migrator.attest.keys import generate_keypair, load_public_key
+from migrator.attest.keys import generate_keypair, load_public_key, load_signer
 from migrator.attest.policy import AllOf, Inputs, RequireManifest, RequireRecords, Threshold
 from migrator.attest.verify import verify_attestation
-from migrator.config import EndpointSettings, WavePolicy
+from migrator.config import TransferSettings, WavePolicy
 from migrator.errors import StateError
 from migrator.journal import Journal, RunLock
 from migrator.runner import WaveResult, run_wave
@@ -26,7 +26,7 @@ from migrator.sandbox.control import SandboxState
 from migrator.stores.base import ObjectStore, PutRequest, PutResult, ReadStream
 from migrator.stores.registry import Stores
 from migrator.uri import ObjectURI
-from tests.conftest import unique
+from tests.conftest import unique, wave_settings
 
 
 @pytest.fixture
@@ -69,7 +69,7 @@ def test_wave_copies_every_version_then_removes_and_attests(sandbox: SandboxStat
                                                            keys: tuple[Path, Path]) -> None:
     src, dst, bodies = _seed(sandbox, 4, versions=2)
     manifest = _manifest(tmp_path / "m.csv", src, dst, 4)
-    result = run_wave(manifest, tmp_path / "state", keys[0], WavePolicy(concurrency=4))
+    result = run_wave(manifest, tmp_path / "state", load_signer(keys[0]), wave_settings(concurrency=4))
     assert (result.rows, result.removed, result.held, result.failed) == (4, 4, 0, 0)
     assert result.complete
     assert _versions(sandbox, src) == []
@@ -92,8 +92,8 @@ def test_batches_overlap_removal_with_the_next_copies(sandbox: SandboxState, tmp
     # Batches of 2 rows: each batch's removal runs while the next batch copies, on the same pool.
     src, dst, bodies = _seed(sandbox, 9, versions=2)
     manifest = _manifest(tmp_path / "m.csv", src, dst, 9)
-    policy = WavePolicy(concurrency=3, batch_rows=2, delete_batch=3)
-    result = run_wave(manifest, tmp_path / "state", keys[0], policy)
+    settings = wave_settings(concurrency=3, batch_rows=2, delete_batch=3)
+    result = run_wave(manifest, tmp_path / "state", load_signer(keys[0]), settings)
     assert (result.rows, result.removed, result.held, result.failed) == (9, 9, 0, 0)
     assert _versions(sandbox, src) == []
     s3 = s3_client(sandbox)
@@ -117,8 +117,8 @@ def test_second_run_resumes_and_changes_nothing(sandbox: SandboxState, tmp_path:
                                                 keys: tuple[Path, Path]) -> None:
     src, dst, _ = _seed(sandbox, 3)
     manifest = _manifest(tmp_path / "m.csv", src, dst, 3)
-    first = run_wave(manifest, tmp_path / "state", keys[0], WavePolicy())
-    again = run_wave(manifest, tmp_path / "state", keys[0], WavePolicy())
+    first = run_wave(manifest, tmp_path / "state", load_signer(keys[0]), wave_settings())
+    again = run_wave(manifest, tmp_path / "state", load_signer(keys[0]), wave_settings())
     assert again.wave_id == first.wave_id and again.removed == 3
     _verify(tmp_path / "state", manifest, keys[1])
 
@@ -126,10 +126,10 @@ def test_second_run_resumes_and_changes_nothing(sandbox: SandboxState, tmp_path:
 def test_other_manifest_on_same_state_is_refused(sandbox: SandboxState, tmp_path: Path,
                                                  keys: tuple[Path, Path]) -> None:
     src, dst, _ = _seed(sandbox, 2)
-    run_wave(_manifest(tmp_path / "a.csv", src, dst, 2), tmp_path / "state", keys[0], WavePolicy())
+    run_wave(_manifest(tmp_path / "a.csv", src, dst, 2), tmp_path / "state", load_signer(keys[0]), wave_settings())
     other = _manifest(tmp_path / "b.csv", src, dst, 1)
     with pytest.raises(StateError, match="another manifest"):
-        run_wave(other, tmp_path / "state", keys[0], WavePolicy())
+        run_wave(other, tmp_path / "state", load_signer(keys[0]), wave_settings())
 
 
 def test_a_running_wave_locks_its_state(tmp_path: Path) -> None:
@@ -227,12 +227,11 @@ class _FaultyStore:
 
 class _Stores(Stores):
     def __init__(self, wrap: dict[str, _FaultyStore]) -> None:
-        super().__init__(EndpointSettings.from_env())
+        super().__init__(wave_settings().stores)
         self._stores.update(wrap)
 
 
 def _run_with(stores: Stores, manifest: Path, state: Path, key: Path) -> WaveResult:
-    from migrator.attest.keys import load_signer
     from migrator.manifest import iter_rows, validate
     from migrator.pipeline import Wave
     from migrator.runner import attest_journal
@@ -241,7 +240,7 @@ def _run_with(stores: Stores, manifest: Path, state: Path, key: Path) -> WaveRes
     journal = Journal(state)
     journal.bind_manifest(summary.sha256, "wave-test", {})
     journal.ensure_rows(list(range(1, summary.rows + 1)))
-    Wave(journal, stores, WavePolicy(second_read=False)).run(iter_rows(manifest))
+    Wave(journal, stores, WavePolicy(second_read=False), TransferSettings()).run(iter_rows(manifest))
     return attest_journal(journal, state, manifest, summary.sha256, summary.rows, load_signer(key), {}, [])
 
 
@@ -275,7 +274,7 @@ def test_each_version_is_on_record_before_the_next_is_written(sandbox: SandboxSt
     # version there while the journal lacks the older one (it would hold the row as a different object).
     src, dst, _ = _seed(sandbox, 2, versions=3)
     manifest = _manifest(tmp_path / "m.csv", src, dst, 2)
-    real = Stores(EndpointSettings.from_env()).get("s3")
+    real = Stores(wave_settings().stores).get("s3")
     watching = _JournalWatchingStore(real, tmp_path / "state" / "journal.sqlite")
     # The journal's writer holds each commit until the next write starts (or 0.3 s pass), so a wave that
     # wrote a version before its predecessor was on record would be caught every time, not by chance.
@@ -297,7 +296,7 @@ def test_corrupt_source_read_is_retried_never_verified(sandbox: SandboxState, tm
                                                        keys: tuple[Path, Path]) -> None:
     src, dst, _ = _seed(sandbox, 1)
     manifest = _manifest(tmp_path / "m.csv", src, dst, 1)
-    real = Stores(EndpointSettings.from_env()).get("s3")
+    real = Stores(wave_settings().stores).get("s3")
     # Every read corrupt: the object must end HELD with its source intact and no copy left behind.
     always = _FaultyStore(real, corrupt_reads=10)
     result = _run_with(_Stores({"s3": always}), manifest, tmp_path / "state", keys[0])
@@ -318,7 +317,7 @@ def test_destination_mismatch_never_leads_to_delete(sandbox: SandboxState, tmp_p
                                                     keys: tuple[Path, Path]) -> None:
     src, dst, _ = _seed(sandbox, 1)
     manifest = _manifest(tmp_path / "m.csv", src, dst, 1)
-    real = Stores(EndpointSettings.from_env()).get("s3")
+    real = Stores(wave_settings().stores).get("s3")
     bad = _FaultyStore(real, corrupt_puts=10)
     result = _run_with(_Stores({"s3": bad}), manifest, tmp_path / "state", keys[0])
     assert (result.removed, result.held) == (0, 1)
@@ -330,7 +329,7 @@ def test_destination_mismatch_never_leads_to_delete(sandbox: SandboxState, tmp_p
 def test_bytes_damaged_on_the_way_are_refused_and_sent_again(sandbox: SandboxState, tmp_path: Path,
                                                              keys: tuple[Path, Path]) -> None:
     src, dst, _ = _seed(sandbox, 1)
-    real = Stores(EndpointSettings.from_env()).get("s3")
+    real = Stores(wave_settings().stores).get("s3")
     # Damaged every time: the destination refuses each write (BadDigest); held, nothing stored or deleted.
     always = _FaultyStore(real, corrupt_puts=1000, keep_digests=True)
     result = _run_with(_Stores({"s3": always}), _manifest(tmp_path / "m.csv", src, dst, 1), tmp_path / "s", keys[0])
@@ -351,7 +350,7 @@ def test_source_changed_after_verify_is_held_not_deleted(sandbox: SandboxState, 
                                                          keys: tuple[Path, Path]) -> None:
     src, dst, _ = _seed(sandbox, 1)
     manifest = _manifest(tmp_path / "m.csv", src, dst, 1)
-    real = Stores(EndpointSettings.from_env()).get("s3")
+    real = Stores(wave_settings().stores).get("s3")
 
     class _Overwriting(_FaultyStore):
         def put(self, uri: ObjectURI, body: BinaryIO, request: PutRequest) -> PutResult:

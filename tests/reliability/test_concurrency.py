@@ -23,13 +23,14 @@ from typing import Any
 import pytest
 
 from migrator import runner
-from migrator.config import EndpointSettings, TransferSettings, WavePolicy
+from migrator.attest.keys import load_signer
 from migrator.sandbox.buckets import create_bucket
 from migrator.sandbox.control import SandboxState
 from migrator.stores.base import DeleteResult, DeleteTarget, ObjectStore
 from migrator.stores.registry import Stores
+from migrator.stores.settings import StoreSettings
 from migrator.uri import Location, ObjectURI
-from tests.conftest import unique
+from tests.conftest import unique, wave_settings
 from tests.reliability.conftest import SeededWave, make_objects, verify_state
 from tests.reliability.invariant import Clouds, check, child_env, run_command, snapshot, write_manifest
 
@@ -61,8 +62,8 @@ class _OverwriteBeforeDelete:
 
 
 def _wrapping_stores(scheme: str, key: str, overwrite: Callable[[], None]) -> Callable[..., Stores]:
-    def make(endpoints: EndpointSettings, transfer: TransferSettings | None = None) -> Stores:
-        stores = Stores(endpoints, transfer)
+    def make(settings: StoreSettings) -> Stores:
+        stores = Stores(settings)
         wrapped: ObjectStore = _OverwriteBeforeDelete(stores.get(scheme), key, overwrite)  # by delegation
         stores._stores[scheme] = wrapped
         return stores
@@ -94,7 +95,7 @@ def test_unversioned_source_overwritten_before_its_delete_is_held_not_deleted(
     snap = snapshot(clouds, manifest)
     monkeypatch.setattr(runner, "Stores", _wrapping_stores(scheme, "changing", lambda: put("changing", newer)))
     state = tmp_path / "state"
-    result = runner.run_wave(manifest, state, keys[0], WavePolicy(concurrency=2))
+    result = runner.run_wave(manifest, state, load_signer(keys[0]), wave_settings(concurrency=2))
 
     assert (result.removed, result.held, result.failed) == (1, 1, 0), result.held_rows
     row, st, reason = result.held_rows[0]

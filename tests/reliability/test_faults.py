@@ -26,12 +26,12 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from migrator import retry
-from migrator.config import WavePolicy
+from migrator.attest.keys import load_signer
 from migrator.errors import SandboxError
 from migrator.runner import WaveResult, run_wave
 from migrator.sandbox.buckets import create_bucket
 from migrator.sandbox.control import AWS_ACCESS_KEY_ID, AWS_REGION, AWS_SECRET_ACCESS_KEY, SandboxState
-from tests.conftest import unique
+from tests.conftest import unique, wave_settings
 from tests.reliability.conftest import verify_state
 from tests.reliability.invariant import Clouds, Snapshot, check, journal_claims, snapshot, write_manifest
 
@@ -182,7 +182,7 @@ def test_retryable_faults_are_retried_and_the_wave_completes(sandbox: SandboxSta
     before = _retries()
     faults.set({"s3": plan, "gs": plan, "oci": plan})
     state = tmp_path / "state"
-    result = run_wave(wave.manifest, state, keys[0], WavePolicy(concurrency=4))
+    result = run_wave(wave.manifest, state, load_signer(keys[0]), wave_settings(concurrency=4))
     injected = faults.injected()
     faults.clear()
     retries = _retries() - before
@@ -212,7 +212,7 @@ def test_corruption_is_never_accepted_whatever_the_evidence_tier(kind: str, sand
     wave = seed_tiers(sandbox, clouds, tmp_path, random.Random(kind), copies=1)
     faults.set(CORRUPTION_PLANS[kind])
     state = tmp_path / "state"
-    result = run_wave(wave.manifest, state, keys[0], WavePolicy(concurrency=4))
+    result = run_wave(wave.manifest, state, load_signer(keys[0]), wave_settings(concurrency=4))
     injected = faults.injected()
     faults.clear()
     _report(f"{kind} on every eligible request", injected, Counter(), result)
@@ -226,7 +226,7 @@ def test_corruption_is_never_accepted_whatever_the_evidence_tier(kind: str, sand
     assert all(not c.data.get("versions") for c in journal_claims(state)), "a corrupted copy was verified"
     _destination_holds_only_true_bytes(clouds, wave.snap)
     # Clean again: the same command resumes and completes, with the tier each row was meant to use.
-    again = run_wave(wave.manifest, state, keys[0], WavePolicy(concurrency=4))
+    again = run_wave(wave.manifest, state, load_signer(keys[0]), wave_settings(concurrency=4))
     assert again.complete, again.held_rows
     check(wave.snap, clouds, state).assert_ok("after the clean resume")
     assert _tiers(state) == wave.tiers
@@ -239,7 +239,7 @@ def test_bytes_the_destination_refuses_are_sent_twice_then_held_as_refused(
     wave = seed_tiers(sandbox, clouds, tmp_path, random.Random(5), copies=1, multipart=False)
     faults.set({"oci": {"rate": 1.0, "kinds": ["flip-put"], "operations": ["PutObject"]}})
     state = tmp_path / "state"
-    result = run_wave(wave.manifest, state, keys[0], WavePolicy(concurrency=4))
+    result = run_wave(wave.manifest, state, load_signer(keys[0]), wave_settings(concurrency=4))
     injected = faults.injected()
     faults.clear()
     rows = len(wave.tiers)
@@ -254,7 +254,7 @@ def test_a_destination_that_answers_503_to_every_write_costs_6_attempts_a_row_th
         sandbox: SandboxState, clouds: Clouds, faults: Faults, tmp_path: Path, keys: tuple[Path, Path]) -> None:
     wave = seed_tiers(sandbox, clouds, tmp_path, random.Random(6), copies=1, multipart=False)
     faults.set({"oci": {"rate": 1.0, "kinds": ["503-slowdown"], "operations": ["PutObject"]}})
-    result = run_wave(wave.manifest, tmp_path / "state", keys[0], WavePolicy(concurrency=4))
+    result = run_wave(wave.manifest, tmp_path / "state", load_signer(keys[0]), wave_settings(concurrency=4))
     injected = faults.injected()
     faults.clear()
     rows = len(wave.tiers)
@@ -273,7 +273,7 @@ def test_every_fault_kind_together_loses_nothing(sandbox: SandboxState, clouds: 
     before = _retries()
     faults.set({"s3": plan, "gs": plan, "oci": plan})
     state = tmp_path / "state"
-    result = run_wave(wave.manifest, state, keys[0], WavePolicy(concurrency=1))
+    result = run_wave(wave.manifest, state, load_signer(keys[0]), wave_settings(concurrency=1))
     injected = faults.injected()
     faults.clear()
     retries = _retries() - before
@@ -282,7 +282,7 @@ def test_every_fault_kind_together_loses_nothing(sandbox: SandboxState, clouds: 
     assert all(reason for _, _, reason in result.held_rows)
     check(wave.snap, clouds, state).assert_ok("under faults")
     _destination_holds_only_true_bytes(clouds, wave.snap)
-    again = run_wave(wave.manifest, state, keys[0], WavePolicy(concurrency=4))
+    again = run_wave(wave.manifest, state, load_signer(keys[0]), wave_settings(concurrency=4))
     assert again.complete, again.held_rows
     report = check(wave.snap, clouds, state)
     report.assert_ok("after the clean resume")

@@ -12,6 +12,7 @@ from migrator.manifest import ManifestRow
 from migrator.stores.base import ObjectStore
 from migrator.stores.memory import MemoryStore
 from migrator.uri import Location, ObjectURI
+from tests.conftest import store_transfer
 
 
 class _Stores:
@@ -33,7 +34,7 @@ def _row(source: ObjectURI, destination: ObjectURI, *replicas: ObjectURI) -> Man
 
 
 def _pair() -> tuple[MemoryStore, MemoryStore]:
-    src, dst = MemoryStore("gs"), MemoryStore("oci")
+    src, dst = MemoryStore("gs", transfer=store_transfer()), MemoryStore("oci", transfer=store_transfer())
     dst.create_bucket("dst", versioned=True)
     return src, dst
 
@@ -50,7 +51,7 @@ def test_soft_delete_on_or_unknown_holds_unless_the_policy_attests_it() -> None:
     assert _checks(src, dst, soft_delete="attest-pending").location_blocks(src, SRC, _row(SRC, DST)) is None
     src.configure_bucket("src", soft_delete_seconds=0)
     assert _checks(src, dst).location_blocks(src, SRC, _row(SRC, DST)) is None
-    unknown = MemoryStore("gs")
+    unknown = MemoryStore("gs", transfer=store_transfer())
     unknown.create_bucket("src", soft_delete_seconds=None)
     assert _checks(unknown, dst).soft_delete_blocks(unknown, SRC) == (
         "GCS soft delete unknown", "gs://src: set its soft-delete retention to 0 (gcloud storage buckets update "

@@ -11,6 +11,7 @@ from migrator.listing import _budget, list_soft_deleted_many, list_uploads_many,
 from migrator.stores.base import DeleteTarget, ObjectStore, PutRequest
 from migrator.stores.memory import MemoryStore
 from migrator.uri import ObjectURI
+from tests.conftest import store_transfer
 
 
 def _put(store: MemoryStore, bucket: str, key: str, data: bytes = b"x", **kw: object) -> None:
@@ -30,7 +31,7 @@ def _truth(store: MemoryStore, uri: ObjectURI) -> list[tuple[str | None, bool]]:
 
 
 def test_dense_batch_is_one_listing_and_exact_keys_only() -> None:
-    store = MemoryStore("s3")
+    store = MemoryStore("s3", transfer=store_transfer())
     store.create_bucket("b", versioned=True)
     for key in ("k/1", "k/10", "k/2", "k/3"):
         _put(store, "b", key)
@@ -46,7 +47,7 @@ def test_dense_batch_is_one_listing_and_exact_keys_only() -> None:
 
 
 def test_sparse_batch_falls_back_to_one_listing_per_key_after_the_budget() -> None:
-    store = MemoryStore("s3", list_page_size=100)
+    store = MemoryStore("s3", transfer=store_transfer(), list_page_size=100)
     store.create_bucket("b")
     keys = ["k/a", "k/m", "k/z"]
     for key in keys:
@@ -66,7 +67,7 @@ def test_sparse_batch_falls_back_to_one_listing_per_key_after_the_budget() -> No
 
 
 def test_proof_listing_without_start_marker_reads_from_the_prefix_and_still_falls_back() -> None:
-    store = MemoryStore("s3", list_page_size=500)
+    store = MemoryStore("s3", transfer=store_transfer(), list_page_size=500)
     store.create_bucket("b")
     for i in range(3000):                    # before the batch's first key, under its common prefix
         _put(store, "b", f"k/0{i:05d}")
@@ -80,7 +81,7 @@ def test_proof_listing_without_start_marker_reads_from_the_prefix_and_still_fall
 
 
 def test_single_key_and_missing_bucket() -> None:
-    store = MemoryStore("s3")
+    store = MemoryStore("s3", transfer=store_transfer())
     store.create_bucket("b")
     _put(store, "b", "solo")
     _put(store, "b", "solo2")
@@ -90,7 +91,7 @@ def test_single_key_and_missing_bucket() -> None:
 
 
 def test_uploads_per_key_with_budget_fallback_and_stores_without_uploads() -> None:
-    store = MemoryStore("s3")
+    store = MemoryStore("s3", transfer=store_transfer())
     store.create_bucket("b")
     mine = {key: store.begin_upload("b", key) for key in ("u/a", "u/z")}
     for i in range(_budget(2) + 10):          # other keys' uploads under the same prefix
@@ -98,7 +99,7 @@ def test_uploads_per_key_with_budget_fallback_and_stores_without_uploads() -> No
     found = list_uploads_many(_one(store), _uris("b", "u/a", "u/z", "u/none"))
     assert {u.key: [x.upload_id for x in ups] for u, ups in found.items()} == {
         "u/a": [mine["u/a"]], "u/z": [mine["u/z"]], "u/none": []}
-    without = MemoryStore("s3")
+    without = MemoryStore("s3", transfer=store_transfer())
     without.create_bucket("b")
     without.begin_upload("b", "u/a")
     without.features = dataclasses.replace(without.features, uploads=None)
@@ -106,7 +107,7 @@ def test_uploads_per_key_with_budget_fallback_and_stores_without_uploads() -> No
 
 
 def test_soft_deleted_only_where_the_store_has_soft_delete() -> None:
-    store = MemoryStore("gs")
+    store = MemoryStore("gs", transfer=store_transfer())
     store.create_bucket("b", soft_delete_seconds=3600)
     uri = ObjectURI("gs", "b", "k")
     store.put(uri, io.BytesIO(b"x"), PutRequest(size=1))

@@ -22,6 +22,7 @@ from migrator.stores.base import (
 from migrator.stores.memory import MemoryStore
 from migrator.stores.protection import protection_from_extra
 from migrator.uri import Location, ObjectURI
+from tests.conftest import store_transfer
 
 MIB = 1024 * 1024
 
@@ -36,7 +37,7 @@ def at(store: MemoryStore, bucket: str) -> Location:
 
 
 def _store(**kw: object) -> MemoryStore:
-    store = MemoryStore("s3", **kw)  # type: ignore[arg-type]
+    store = MemoryStore("s3", **{"transfer": store_transfer(), **kw})  # type: ignore[arg-type]
     store.create_bucket("plain")
     store.create_bucket("ver", versioned=True)
     return store
@@ -61,7 +62,7 @@ def test_reports_the_checksums_it_is_told_to() -> None:
 
 
 def test_multipart_write_reports_the_s3_etag_and_part_sizes() -> None:
-    store = _store(part_size=5 * MIB, multipart_threshold=6 * MIB)
+    store = _store(transfer=store_transfer(part_size=5 * MIB, multipart_threshold=6 * MIB))
     uri = ObjectURI("s3", "plain", "big")
     data = bytes(range(256)) * (12 * MIB // 256) + b"tail"
     put = _put(store, uri, data)
@@ -89,7 +90,7 @@ def test_a_body_that_fails_its_declared_digest_is_refused_and_nothing_kept() -> 
 
 
 def test_a_failed_multipart_write_is_aborted() -> None:
-    store = _store(part_size=5 * MIB, multipart_threshold=5 * MIB)
+    store = _store(transfer=store_transfer(part_size=5 * MIB, multipart_threshold=5 * MIB))
     with pytest.raises(InputError):   # the body ends before its declared size
         store.put(ObjectURI("s3", "plain", "short"), io.BytesIO(b"x" * (6 * MIB)), PutRequest(size=7 * MIB))
     assert not list(store.list_uploads(at(store, "plain"), ""))
@@ -167,7 +168,7 @@ def test_protection_refuses_deletes_except_a_bypassed_governance_retention() -> 
 
 def test_soft_deleted_versions_stay_listed_until_their_time() -> None:
     now = [datetime(2026, 1, 1, tzinfo=UTC)]
-    store = MemoryStore("gs", clock=lambda: now[0])
+    store = MemoryStore("gs", transfer=store_transfer(), clock=lambda: now[0])
     store.create_bucket("soft", soft_delete_seconds=3600)
     uri = ObjectURI("gs", "soft", "k")
     _put(store, uri, b"x")

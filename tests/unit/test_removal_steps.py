@@ -28,6 +28,7 @@ from migrator.stores.base import (
 )
 from migrator.stores.memory import MemoryStore
 from migrator.uri import ObjectURI
+from tests.conftest import store_transfer
 
 NOW = "2026-01-01T00:00:00.000000Z"
 SRC = ObjectURI("s3", "src", "users/1/a.bin")
@@ -45,7 +46,7 @@ class _Stores:
 
 class World:
     def __init__(self, **policy: Any) -> None:
-        self.s3, self.gs, self.oci = MemoryStore("s3"), MemoryStore("gs"), MemoryStore("oci")
+        self.s3, self.gs, self.oci = (MemoryStore(scheme, transfer=store_transfer()) for scheme in ("s3", "gs", "oci"))
         self.s3.create_bucket("src", versioned=True)
         self.gs.create_bucket("backup", versioned=True, soft_delete_seconds=0)
         self.oci.create_bucket("dst", versioned=True)
@@ -233,7 +234,7 @@ def test_deletes_go_out_in_batches_and_each_batch_is_seen_before_the_next_is_sen
 
 def test_an_upload_the_store_cannot_abort_is_an_error_not_a_silent_success() -> None:
     w = World()
-    store = MemoryStore("gs")
+    store = MemoryStore("gs", transfer=store_transfer())
     store.features = dataclasses.replace(store.features, uploads=None)
     with pytest.raises(StateError):
         removal.abort_upload(store, REPLICA, UploadInfo(REPLICA.key, "u1"), NOW)

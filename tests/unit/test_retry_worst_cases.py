@@ -27,14 +27,17 @@ from google.api_core import exceptions as gexc
 from google.cloud import storage
 
 from migrator import retry
+from migrator.config import TransferSettings
 from migrator.errors import DigestRefused, StoreError
+from migrator.oci_config import load as load_oci_config
 from migrator.sandbox.oci_auth import write_sandbox_config
 from migrator.stores.base import Features, ObjectInfo, ObjectStore
 from migrator.stores.gcs import GcsStore
 from migrator.stores.oci import OciStore
 from migrator.stores.s3 import S3Store
-from migrator.transfer import CopyOutcome, copy_version
+from migrator.transfer import BufferBudget, CopyOutcome, copy_version
 from migrator.uri import ObjectURI
+from tests.conftest import store_transfer
 
 MiB = 1024 * 1024
 NOWHERE = "http://127.0.0.1:1"  # never contacted: every request goes to a fake client
@@ -82,7 +85,8 @@ def copy_as_the_pipeline_does(src: Source, dst: Any, dst_uri: ObjectURI) -> Copy
     source = ObjectURI("s3", "src", "k")
     # Source serves reads only: the copy reads it through the protocol's open_read and nothing else.
     return retry.call(functools.partial(copy_version, cast(ObjectStore, src), source, "v1", dst, dst_uri,
-                                        expected_size=len(src.data), expected_etag='"e"'))
+                                        expected_size=len(src.data), expected_etag='"e"',
+                                        budget=BufferBudget(TransferSettings().buffer_memory)))
 
 
 class Requests:
@@ -145,8 +149,8 @@ class FakeS3:
 
 
 def s3_store(fake: FakeS3, *, parts_in_flight: int = 2) -> S3Store:
-    store = S3Store(endpoint_url=NOWHERE, region="us-east-1", part_size=5 * MiB, multipart_threshold=5 * MiB,
-                    parts_in_flight=parts_in_flight, allow_non_loopback=False)
+    store = S3Store(endpoint_url=NOWHERE, region="us-east-1", allow_non_loopback=False, transfer=store_transfer(
+        part_size=5 * MiB, multipart_threshold=5 * MiB, parts_in_flight=parts_in_flight))
     store._client = fake
     return store
 
@@ -253,8 +257,9 @@ def oci_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def oci_store(config: Path, fake: FakeOci, *, parts_in_flight: int = 2) -> OciStore:
-    store = OciStore(str(config), "DEFAULT", NOWHERE, namespace="ns", part_size=1 * MiB,
-                     multipart_threshold=1 * MiB, parts_in_flight=parts_in_flight, allow_non_loopback=False)
+    store = OciStore(load_oci_config(str(config), "DEFAULT"), NOWHERE, namespace="ns", allow_non_loopback=False,
+                     transfer=store_transfer(part_size=1 * MiB, multipart_threshold=1 * MiB,
+                                             parts_in_flight=parts_in_flight))
     store._client = fake
     return store
 
@@ -327,7 +332,8 @@ def gcs_uploads(monkeypatch: pytest.MonkeyPatch) -> Uploads:
 
 
 def gcs_store() -> GcsStore:
-    return GcsStore(endpoint=NOWHERE, part_size=256 * 1024, multipart_threshold=1 * MiB, allow_non_loopback=False)
+    return GcsStore(endpoint=NOWHERE, allow_non_loopback=False,
+                    transfer=store_transfer(part_size=256 * 1024, multipart_threshold=1 * MiB))
 
 
 DST_GCS = ObjectURI("gs", "dst", "k")
