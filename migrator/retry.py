@@ -4,15 +4,18 @@ Adapters translate SDK exceptions through the one table (``migrator.stores.error
 subclasses with ``retryable`` set; this module retries those and nothing else. SDK-internal retries are
 switched off in the adapters so that this is the only policy.
 
-**The outermost call owns the attempts.** A ``call`` made while another ``call`` is running in the same
-logical operation runs its function once and lets its error go up: the owner decides whether the whole
-operation runs again. So a persistent failure costs ``DEFAULT_ATTEMPTS`` attempts in all, however deep the
-store call sits (a store call inside the pipeline's retried copy makes 6 requests, not 6 x 6). "The same
-logical operation" is the same thread, or a thread whose work was wrapped with :func:`carry` (the parts of
-a multipart upload); a thread started plainly begins operations of its own. Clean-up after a failed
-attempt (aborting its multipart upload) is an operation of its own too (:func:`separately`): a retry of the
-owner starts afresh and would not redo it. The owner is tracked in a ``contextvars`` variable, so it needs
-no parameter through the stores' signatures.
+**One budget of attempts per operation.** The outermost ``call`` opens a budget of ``DEFAULT_ATTEMPTS``
+failed attempts; every ``call`` nested in it, at any depth, retries from that same budget rather than from a
+fresh one. So a persistent failure costs ``DEFAULT_ATTEMPTS`` attempts in all, however deep the store call
+sits (a store call inside the pipeline's retried copy makes 6 requests, not 6 x 6), while a transient one is
+retried where it happened: one part of a multipart upload is sent again, not the whole object. Only a
+failure outside every nested call (a stream cut while the copy reads) runs the owner's function again.
+"The same logical operation" is the same thread, or a thread whose work was wrapped with :func:`carry`
+(the parts of a multipart upload, which share the budget: parts already in flight when it runs out still
+finish their attempt, so up to ``parts in flight - 1`` more); a thread started plainly begins operations
+of its own. Clean-up after a failed attempt (aborting its multipart upload) is an operation of its own too
+(:func:`separately`). The budget travels in a ``contextvars`` variable, so it needs no parameter through
+the stores' signatures.
 
 Back-off is on unless an entry point turns it off: :func:`set_backoff` switches the sleeps between attempts
 off (tests/conftest.py does, and ``cli.main`` does when MIGRATOR_NO_BACKOFF=1, the switch tests hand to the
@@ -44,7 +47,23 @@ RETRYABLE_EXCEPTIONS = NO_ANSWER_EXCEPTIONS
 DEFAULT_ATTEMPTS = 6
 _backoff = {"enabled": True}
 _cap: dict[str, int | None] = {"attempts": None}
-_owner: contextvars.ContextVar[bool] = contextvars.ContextVar("migrator_retry_owner", default=False)
+
+
+class _Budget:
+    """Failed attempts one operation may still make; shared by the threads carried into it."""
+
+    def __init__(self, attempts: int) -> None:
+        self._left = attempts
+        self._lock = threading.Lock()
+
+    def spend(self) -> bool:
+        """Count one failed attempt; True while another may follow."""
+        with self._lock:
+            self._left -= 1
+            return self._left > 0
+
+
+_budget: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("migrator_retry_budget", default=None)
 _counts_lock = threading.Lock()
 retry_counts: dict[str, int] = {}
 
@@ -68,8 +87,8 @@ def classify_status(status: int | None) -> bool:
 
 
 def owned() -> bool:
-    """True inside a ``call``'s function (or a thread carried into one): a nested ``call`` does not retry."""
-    return _owner.get()
+    """True inside a ``call``'s function (or a thread carried into one): a nested ``call`` spends its budget."""
+    return _budget.get() is not None
 
 
 def carry(fn: Callable[P, T]) -> Callable[P, T]:
@@ -89,11 +108,11 @@ def carry(fn: Callable[P, T]) -> Callable[P, T]:
 def separately(fn: Callable[[], T]) -> T:
     """Run ``fn`` as an operation of its own, with its own attempts, even inside a ``call``: for clean-up
     after a failed attempt (aborting its multipart upload), which a retry of the owner would not redo."""
-    token = _owner.set(False)
+    token = _budget.set(None)
     try:
         return fn()
     finally:
-        _owner.reset(token)
+        _budget.reset(token)
 
 
 def _is_retryable(exc: BaseException) -> bool:
@@ -114,22 +133,27 @@ def _count(retry_state: tenacity.RetryCallState) -> None:
 
 
 def call(fn: Callable[[], T], *, attempts: int = DEFAULT_ATTEMPTS) -> T:
-    """Run ``fn`` under the policy; re-raises the last error when attempts run out.
+    """Run ``fn`` under the policy; re-raises the last error when the operation's attempts run out.
 
-    Nested in another ``call`` (see the module docstring), ``fn`` runs once and ``attempts`` is not used.
+    Nested in another ``call`` (see the module docstring), ``fn`` retries from the outer call's budget and
+    ``attempts`` is not used.
     """
-    if _owner.get():
-        return fn()
-    cap = _cap["attempts"]
+    budget = _budget.get()
+    token = None
+    if budget is None:
+        cap = _cap["attempts"]
+        budget = _Budget(max(1, attempts if cap is None else min(attempts, cap)))
+        token = _budget.set(budget)
+    spend = budget.spend
     retrying = tenacity.Retrying(
         retry=tenacity.retry_if_exception(_is_retryable),
-        stop=tenacity.stop_after_attempt(max(1, attempts if cap is None else min(attempts, cap))),
+        stop=lambda _: not spend(),   # asked once per retryable failure
         wait=_wait,
         before_sleep=_count,
         reraise=True,
     )
-    token = _owner.set(True)
     try:
         return retrying(fn)
     finally:
-        _owner.reset(token)
+        if token is not None:
+            _budget.reset(token)

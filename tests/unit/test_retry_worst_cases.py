@@ -164,7 +164,7 @@ def test_s3_one_request_copy_under_a_persistent_503_makes_6_requests() -> None:
     with pytest.raises(StoreError) as err:
         copy_as_the_pipeline_does(src, s3_store(fake), DST_S3)
     assert err.value.retryable and err.value.status == 503
-    assert fake.requests.ops == {"PutObject": 6} and src.reads == 6
+    assert fake.requests.ops == {"PutObject": 6} and src.reads == 1   # the bytes read once, sent 6 times
 
 
 @pytest.mark.parametrize("parts_in_flight", [1, 3])
@@ -174,9 +174,10 @@ def test_s3_multipart_copy_under_a_persistent_503_on_parts(parts_in_flight: int)
     with pytest.raises(StoreError):
         copy_as_the_pipeline_does(src, s3_store(fake, parts_in_flight=parts_in_flight), DST_S3)
     ops = fake.requests.ops
-    assert ops["CreateMultipartUpload"] == 6 and ops["AbortMultipartUpload"] == 6 and src.reads == 6
-    assert max(fake.requests.parts.values()) <= 6           # no part retried on its own
-    assert ops["UploadPart"] <= 6 * parts_in_flight
+    # One upload, its parts retried where they failed, from one budget of 6 failed attempts for the copy
+    # (parts already in flight when it runs out still finish theirs).
+    assert ops["CreateMultipartUpload"] == 1 and ops["AbortMultipartUpload"] == 1 and src.reads == 1
+    assert 6 <= ops["UploadPart"] <= 6 + parts_in_flight - 1
     if parts_in_flight == 1:
         assert fake.requests.parts == {1: 6}                 # was 6 x 6 = 36 sends of part 1
 
@@ -187,7 +188,7 @@ def test_s3_multipart_copy_under_a_persistent_503_on_completion() -> None:
     with pytest.raises(StoreError):
         copy_as_the_pipeline_does(src, s3_store(fake), DST_S3)
     assert fake.requests.ops["CompleteMultipartUpload"] == 6
-    assert fake.requests.parts == {1: 6, 2: 6, 3: 6}
+    assert fake.requests.parts == {1: 1, 2: 1, 3: 1}          # the parts were sent once: only completion retried
 
 
 def test_s3_abort_after_a_failed_attempt_has_retries_of_its_own() -> None:
@@ -273,7 +274,7 @@ def test_oci_one_request_copy_under_a_persistent_503_makes_6_requests(oci_config
     with pytest.raises(StoreError) as err:
         copy_as_the_pipeline_does(src, oci_store(oci_config, fake), DST_OCI)
     assert err.value.retryable and err.value.status == 503
-    assert fake.requests.ops == {"PutObject": 6} and src.reads == 6
+    assert fake.requests.ops == {"PutObject": 6} and src.reads == 1   # the bytes read once, sent 6 times
 
 
 @pytest.mark.parametrize("parts_in_flight", [1, 3])
@@ -283,9 +284,8 @@ def test_oci_multipart_copy_under_a_persistent_503_on_parts(oci_config: Path, pa
     with pytest.raises(StoreError):
         copy_as_the_pipeline_does(src, oci_store(oci_config, fake, parts_in_flight=parts_in_flight), DST_OCI)
     ops = fake.requests.ops
-    assert ops["CreateMultipartUpload"] == 6 and ops["AbortMultipartUpload"] == 6 and src.reads == 6
-    assert max(fake.requests.parts.values()) <= 6
-    assert ops["UploadPart"] <= 6 * (parts_in_flight + 1)  # OCI reads one part ahead of a failure it sees
+    assert ops["CreateMultipartUpload"] == 1 and ops["AbortMultipartUpload"] == 1 and src.reads == 1
+    assert 6 <= ops["UploadPart"] <= 6 + parts_in_flight   # OCI reads one part ahead of a failure it sees
     if parts_in_flight == 1:
         assert fake.requests.parts[1] == 6
 
@@ -296,7 +296,7 @@ def test_oci_multipart_copy_under_a_persistent_503_on_commit(oci_config: Path) -
     with pytest.raises(StoreError):
         copy_as_the_pipeline_does(src, oci_store(oci_config, fake), DST_OCI)
     assert fake.requests.ops["CommitMultipartUpload"] == 6
-    assert fake.requests.parts == {1: 6, 2: 6, 3: 6, 4: 6}
+    assert fake.requests.parts == {1: 1, 2: 1, 3: 1, 4: 1}    # the parts were sent once: only the commit retried
 
 
 @pytest.mark.parametrize("code", ["UnmatchedContentMD5", "UnmatchedContentCRC32C"])
@@ -345,7 +345,8 @@ def test_gcs_copy_under_a_persistent_503_makes_6_uploads(gcs_uploads: Uploads, s
     with pytest.raises(StoreError) as err:
         copy_as_the_pipeline_does(src, gcs_store(), DST_GCS)
     assert err.value.retryable and err.value.status == 503
-    assert gcs_uploads.sent == 6 and src.reads == 6
+    # A one-request upload sends its buffered bytes again; a resumable one streams, so the copy reads again.
+    assert gcs_uploads.sent == 6 and src.reads == (1 if size < 1 * MiB else 6)
 
 
 @pytest.mark.parametrize("size", [512 * 1024, 2 * MiB], ids=["one-request", "resumable"])
