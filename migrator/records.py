@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from migrator.errors import ChecksumError, InputError
@@ -39,6 +40,7 @@ SCHEMAS = frozenset({1})
 """Every schema number a reader accepts."""
 
 JSON = dict[str, Any]
+_EMPTY: Mapping[str, Any] = MappingProxyType({})   # the unknown members of most values: none, shared
 
 
 class RecordError(InputError):
@@ -171,9 +173,10 @@ def _uri_text(value: Any, where: str) -> str:
     raise RecordError(f"{where} names no URI")
 
 
-def _unknown(obj: Mapping[str, Any], known: Iterable[str]) -> JSON:
+def _unknown(obj: Mapping[str, Any], known: Iterable[str]) -> Mapping[str, Any]:
     names = set(known)
-    return {k: v for k, v in obj.items() if k not in names}
+    extra = {k: v for k, v in obj.items() if k not in names}
+    return extra or _EMPTY
 
 
 def _with_unknown(out: JSON, unknown: Mapping[str, Any]) -> JSON:
@@ -184,7 +187,7 @@ def _with_unknown(out: JSON, unknown: Mapping[str, Any]) -> JSON:
 
 # ---- values ------------------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Digest:
     """One digest as recorded: ``algorithm``, ``hex``, ``provenance`` and, for composite ones, ``parts``."""
 
@@ -192,7 +195,7 @@ class Digest:
     hex: str
     provenance: str
     parts: int | None = None
-    unknown: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    unknown: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, compare=False)
 
     _MEMBERS = ("algorithm", "hex", "provenance", "parts")
 
@@ -243,14 +246,14 @@ def checksums_of(digests: Iterable[Digest], provenance: Provenance | None = None
     return out
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Evidence:
     """Which evidence proved a copy: the source tier, and the values compared at the source and destination."""
 
     source_tier: str
     source: tuple[str, ...]
     destination: tuple[str, ...]
-    unknown: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    unknown: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, compare=False)
 
     @classmethod
     def from_json(cls, value: Any, where: str = "evidence") -> Evidence:
@@ -268,7 +271,7 @@ class Evidence:
                               "destination": list(self.destination)}, self.unknown)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class VersionCopy:
     """One source version copied and verified: what was read, what the destination stored, and the proof."""
 
@@ -283,7 +286,7 @@ class VersionCopy:
     encryption: str | None
     extra: Mapping[str, str]
     verified_at: str
-    unknown: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    unknown: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, compare=False)
 
     _MEMBERS = ("version", "etag", "size", "destination_version", "destination_etag", "digests", "evidence",
                 "storage_class", "encryption", "extra", "verified_at")
@@ -335,7 +338,7 @@ class DeletionKind(StrEnum):
     UPLOAD = "upload"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Deletion:
     """One thing deleted (or confirmed gone), pinned: a version, a delete marker, or an incomplete upload."""
 
@@ -347,7 +350,7 @@ class Deletion:
     if_match: str | None = None          # the ETag an unversioned object's delete was conditional on
     governance_bypassed: bool = False    # written only when true
     upload_id: str | None = None         # for an upload
-    unknown: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    unknown: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, compare=False)
 
     _MEMBERS = ("uri", "kind", "at", "result", "version", "if_match", "governance_bypassed", "upload_id")
 
@@ -381,12 +384,12 @@ class Deletion:
         return _with_unknown(out, self.unknown)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ReplicaVersion:
     version: str | None
     etag: str | None
     matched: str                          # how it was shown to hold verified bytes
-    unknown: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    unknown: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, compare=False)
 
     @classmethod
     def from_json(cls, value: Any, where: str = "replica version") -> ReplicaVersion:
@@ -398,7 +401,7 @@ class ReplicaVersion:
         return _with_unknown({"version": self.version, "etag": self.etag, "matched": self.matched}, self.unknown)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ReplicaResult:
     """What a replica held before the deletes: ``absent`` (with the listing that showed it) or ``matched``."""
 
@@ -407,7 +410,7 @@ class ReplicaResult:
     versions: tuple[ReplicaVersion, ...] | None = None   # for "matched"
     listed_at: str | None = None                        # for "absent"
     listing: str | None = None
-    unknown: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    unknown: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, compare=False)
 
     _MEMBERS = ("uri", "result", "versions", "listed_at", "listing")
 
@@ -432,7 +435,7 @@ class ReplicaResult:
         return _with_unknown(out, self.unknown)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RemovalProof:
     """The final listing of every location after the deletes: what, if anything, was left."""
 
@@ -442,7 +445,7 @@ class RemovalProof:
     soft_deleted: tuple[str, ...] = ()   # restorable until their hard-deletion time: not removed yet
     listed: tuple[str, ...] = LISTED
     empty_member: bool | None = None     # as read; None means "as the lists say"
-    unknown: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    unknown: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, compare=False)
 
     _MEMBERS = ("listed_at", "locations", "empty", "leftovers", "soft_deleted", "listed")
 
@@ -469,7 +472,7 @@ class RemovalProof:
                               "listed": list(self.listed)}, self.unknown)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Disposal:
     """A noncurrent version disposed of by the wave's explicit policy (never copied), recorded one by one."""
 
@@ -478,7 +481,7 @@ class Disposal:
     size: int
     etag: str | None
     digests: tuple[Digest, ...]
-    unknown: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    unknown: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, compare=False)
 
     @classmethod
     def from_json(cls, value: Any, where: str = "disposed") -> Disposal:
@@ -493,14 +496,14 @@ class Disposal:
                               "digests": [d.to_json() for d in self.digests]}, self.unknown)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class UploadAbort:
     """An incomplete upload this wave began at the destination and aborted on resume."""
 
     uri: str
     upload_id: str
     at: str
-    unknown: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    unknown: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, compare=False)
 
     @classmethod
     def from_json(cls, value: Any, where: str = "aborted upload") -> UploadAbort:
@@ -514,14 +517,14 @@ class UploadAbort:
 
 # ---- working members: in the journal, never in a record ------------------------------------------------------
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PendingCopy:
     version: str | None
     etag: str | None
     size: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Copying:
     """Versions a copy was under way for: a resumed run cleans up what an interrupted copy left."""
 
@@ -541,7 +544,7 @@ class Copying:
                 "at": self.at}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PlannedStep:
     """One pinned delete (or upload abort) a plan will make."""
 
@@ -572,7 +575,7 @@ _WORKING_MEMBERS = ("copying", "plan")
 _COLUMNS = ("schema", "row", "state", "reason")   # the journal keeps these outside the payload
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Record:
     """What became of one manifest row. Members that are None are absent from the JSON."""
 
@@ -592,7 +595,7 @@ class Record:
     residency: str | None = None
     destination_uploads_aborted: tuple[UploadAbort, ...] | None = None
     schema: int | None = SCHEMA          # None: a hand-written record without the member (read as 1)
-    unknown: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    unknown: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, compare=False)
     # Working members, kept in the journal between steps and never written to records.jsonl.
     copying: Copying | None = None
     plan: tuple[PlannedStep, ...] | None = None
@@ -719,7 +722,7 @@ class Record:
         return out
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Transition:
     """One journal write: a row's new state, its record as it now stands, and what the event log notes."""
 
