@@ -169,14 +169,17 @@ def run(manifest: Annotated[Path, typer.Argument(help="The wave's manifest.")],
     hasher = load_subject_hashes(subject_hashes) if subject_hashes is not None else None
     # Once: a cloud signer makes its clients and fetches its public key when it is made.
     signer = load_signer_spec(signing_key, settings.signers)
-    result = run_wave(manifest, state, signer, settings, subject_hasher=hasher)
-    _print_wave(result)
+    log_storage = None
     if log is not None and log_origin:
         from migrator.attest import tlog
         from migrator.stores.registry import Stores
 
-        log_stores = Stores(settings.stores) if log.startswith("oci://") else None
-        entry = tlog.append(_open_log(log, log_stores), result.attestation.read_bytes(), signer, log_origin)
+        log_storage = _open_log(log, Stores(settings.stores) if log.startswith("oci://") else None)
+        tlog.check_appendable(log_storage, log_origin)   # before any copy or delete, not after the wave
+    result = run_wave(manifest, state, signer, settings, subject_hasher=hasher)
+    _print_wave(result)
+    if log_storage is not None and log_origin:
+        entry = tlog.append(log_storage, result.attestation.read_bytes(), signer, log_origin)
         out.print(f"log entry {entry.seq} for {entry.wave_id}"
                   + (f" (supersedes {entry.supersedes[:16]}...)" if entry.supersedes else ""))
     raise typer.Exit(0 if result.complete else 1)

@@ -204,6 +204,9 @@ def _read(path: Path) -> dict[str, Any]:
         raise InputError(f"cannot read wave file: {exc.strerror}", file=str(path)) from None
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"not valid TOML: {exc}", file=str(path)) from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not valid UTF-8 (byte {exc.start + 1} of the file); TOML is UTF-8",
+                         file=str(path)) from None
     unknown_tables = set(doc) - set(_TABLES)
     if unknown_tables:
         raise InputError(f"unknown table(s) {sorted(unknown_tables)}; want [policy] or [transfer]", file=str(path))

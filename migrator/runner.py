@@ -74,7 +74,10 @@ def run_wave(manifest: Path, state_dir: Path, signer: Signer, settings: WaveSett
                              "ask the custodian for hashes of every subject", file=str(manifest))
     if state_dir.exists() and not state_dir.is_dir():
         raise StateError(f"--state {state_dir} exists and is not a folder")
-    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)   # the wave's state is confidential
+    try:
+        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)   # the wave's state is confidential
+    except OSError as exc:
+        raise StateError(f"--state {state_dir}: cannot create the folder: {exc.strerror}") from None
     policy = settings.policy.as_record()
     with RunLock(state_dir):
         journal = Journal(state_dir)

@@ -82,6 +82,10 @@ def generate_subject_key(path: Path | str) -> SubjectKey:
     path = Path(path)
     key = secrets.token_bytes(KEY_BYTES)
     try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)   # as `keys generate` makes its folder
+    except OSError as exc:
+        raise InputError(f"cannot create the folder for {path}: {exc.strerror}", file=str(path)) from None
+    try:
         create_exclusive(path, key.hex().encode("ascii") + b"\n", mode=0o600)
     except FileExistsError:
         raise InputError(f"{path} already exists; refusing to overwrite a key", file=str(path)) from None

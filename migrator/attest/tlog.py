@@ -266,6 +266,15 @@ def _root(entries: Sequence[Entry], size: int | None = None) -> bytes:
 
 # ---- append ----------------------------------------------------------------------------------------------
 
+def check_appendable(log: LogStorage, origin: str) -> None:
+    """Refuse, before a wave does any work, a log that ``append`` would refuse afterwards: a malformed
+    origin, or a log that already has another one."""
+    check_key_name(origin)
+    stored_origin = _read_origin(log)
+    if stored_origin is not None and stored_origin != origin:
+        raise InputError(f"the log at {log.describe()} has origin {stored_origin!r}, not {origin!r}")
+
+
 def append(log: LogStorage, attestation_bytes: bytes, signer: Signer, origin: str) -> Entry:
     """Add an attestation to the log and sign a new checkpoint; return its entry.
 

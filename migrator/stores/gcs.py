@@ -114,7 +114,13 @@ class GcsStore:
                                           credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
                                           client_options={"api_endpoint": endpoint})
         else:
-            self._client = storage.Client(project=project)
+            try:
+                self._client = storage.Client(project=project)
+            except google.auth.exceptions.DefaultCredentialsError:
+                # Said without the SDK's text, which may name files that hold credentials.
+                raise InputError("no Google credentials found: set GOOGLE_APPLICATION_CREDENTIALS or run "
+                                 "`gcloud auth application-default login` (for the sandbox, "
+                                 "`eval \"$(migrator sandbox env)\"`)", field="gcs credentials") from None
         # The client's session (also used by resumable uploads) would keep requests' default of 10
         # connections: fewer than a wave's workers, so the rest would reconnect for every request.
         pool = HTTPAdapter(pool_connections=4, pool_maxsize=transfer.max_pool_connections)

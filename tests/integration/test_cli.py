@@ -221,3 +221,31 @@ def test_audit_verify_says_what_its_flags_left_unchecked(demo: tuple[Path, subpr
     assert index.returncode == 0, index.stdout + index.stderr
     assert "subject hashes not checked against the subject key: pass --records" in index.stdout
     assert "subject index not checked" not in index.stdout and index.stdout.endswith("verified\n")
+
+
+def test_bad_places_and_files_are_clear_errors_that_write_nothing(tmp_path: Path) -> None:
+    # Found by a new-user trial: each was a traceback (exit 1), or an error only after the wave had run.
+    keys = tmp_path / "keys"
+    assert _run("keys", "generate", "--out", str(keys)).returncode == 0
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text('{"source":"s3://bucket-a/k","destination":"oci://ns/bucket-b/k"}\n')
+    (tmp_path / "file").write_text("x")
+    under_a_file = _run("run", str(manifest), "--state", str(tmp_path / "file" / "st"), "--signing-key",
+                        str(keys / "signing.key"))
+    assert under_a_file.returncode == 2 and "cannot create the folder" in under_a_file.stderr
+    not_utf8 = tmp_path / "wave.toml"
+    not_utf8.write_bytes(b"\xff\xfe[policy]\n")
+    bad_wave = _run("plan", str(manifest), "--wave", str(not_utf8))
+    assert bad_wave.returncode == 2 and "not valid UTF-8" in bad_wave.stderr
+    log = tmp_path / "log"
+    log.mkdir()
+    (log / "log.json").write_bytes(b'{"format":"migrator-tlog/v1","origin":"one.invalid/waves"}')
+    state = tmp_path / "state"
+    other_origin = _run("run", str(manifest), "--state", str(state), "--signing-key", str(keys / "signing.key"),
+                        "--log", str(log), "--log-origin", "other.invalid/waves")
+    assert other_origin.returncode == 2 and "has origin 'one.invalid/waves'" in other_origin.stderr
+    assert not state.exists(), "the wave ran before the log was checked"
+    for proc in (under_a_file, bad_wave, other_origin):
+        assert "Traceback" not in proc.stderr
+    key = _run("subjects", "key", "--out", str(tmp_path / "custodian" / "subject.key"))
+    assert key.returncode == 0 and (tmp_path / "custodian" / "subject.key").exists()
