@@ -52,14 +52,18 @@ def _root(version: Annotated[bool, typer.Option("--version", help="Print the ver
 
 
 @sandbox_app.command("up")
-def sandbox_up(directory: DirOpt = Path(".migrator-sandbox")) -> None:
-    """Start the three endpoints in the background and record them."""
+def sandbox_up(directory: DirOpt = Path(".migrator-sandbox"),
+               http: Annotated[bool, typer.Option("--http", help="Plain HTTP instead of HTTPS.")] = False) -> None:
+    """Start the three endpoints in the background and record them. They speak HTTPS with a certificate
+    from the sandbox's own CA (in the state folder); `sandbox env` exports what the SDKs need to trust it."""
     from migrator.sandbox import control
 
-    state = control.up(directory)
+    state = control.up(directory, tls=not http)
     out.print(f"S3  (moto)            {state.s3.url}")
     out.print(f"GCS (migrator)        {state.gcs.url}")
     out.print(f"OCI (migrator)        {state.oci.url}  namespace {state.oci_namespace}")
+    if state.ca_file is not None:
+        out.print(f"CA bundle             {state.ca_file}")
     out.print(f"state in {state.directory}; `eval \"$(migrator sandbox env --dir {directory})\"` to use it")
 
 
@@ -571,7 +575,7 @@ def sandbox_faults(directory: DirOpt = Path(".migrator-sandbox"),
     plan = None if off else FaultPlan(latency_ms=latency_ms, rate=rate, seed=seed,
                                       kinds=frozenset(k for k in kinds.split(",") if k))
     for ep in (state.s3, state.gcs, state.oci):
-        snap = get_faults(ep.url) if show else set_faults(ep.url, plan)
+        snap = get_faults(ep.url, ca_file=state.ca_file) if show else set_faults(ep.url, plan, ca_file=state.ca_file)
         out.print(f"{ep.name}: {_json.dumps(snap, sort_keys=True)}", markup=False)
 
 

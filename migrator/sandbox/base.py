@@ -25,6 +25,7 @@ The S3 endpoint is moto behind a WSGI layer: it shares the error type and the fa
 from __future__ import annotations
 
 import base64
+import ssl
 import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -184,6 +185,11 @@ class EmulatorHandler(BaseHTTPRequestHandler):
 
     def version_string(self) -> str:
         return self.server_version
+
+    @property
+    def scheme(self) -> str:
+        """How the client reached us, for the URLs an answer names (a resumable upload's Location)."""
+        return "https" if isinstance(self.connection, ssl.SSLSocket) else "http"
 
     def read_body(self) -> bytes:
         """The request body, Content-Length or chunked framing."""

@@ -1,4 +1,9 @@
-"""Create buckets on the sandbox's clouds (tests and the demo). Loopback endpoints only."""
+"""Create buckets on the sandbox's clouds (tests and the demo). Loopback endpoints only.
+
+The clients trust the sandbox's CA explicitly (``state.ca_file``), whatever this process's environment
+says: requests lets ``REQUESTS_CA_BUNDLE`` override a session's own ``verify``, so the GCS and OCI sessions
+here do not read the environment at all (loopback needs no proxy either).
+"""
 
 from __future__ import annotations
 
@@ -13,15 +18,25 @@ def s3_client(state: SandboxState) -> Any:
 
     return boto3.client("s3", endpoint_url=require_loopback(state.s3.url, "sandbox S3"),
                         aws_access_key_id=AWS_ACCESS_KEY_ID, aws_secret_access_key=AWS_SECRET_ACCESS_KEY,
-                        region_name=AWS_REGION)
+                        region_name=AWS_REGION, verify=state.ca_file)
 
 
 def gcs_client(state: SandboxState) -> Any:
     from google.auth.credentials import AnonymousCredentials
+    from google.auth.transport.requests import AuthorizedSession
     from google.cloud import storage
 
-    return storage.Client(project="sandbox", credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+    credentials = AnonymousCredentials()  # type: ignore[no-untyped-call]
+    session = AuthorizedSession(credentials)  # type: ignore[no-untyped-call]
+    _trust(session, state)
+    return storage.Client(project="sandbox", credentials=credentials, _http=session,
                           client_options={"api_endpoint": require_loopback(state.gcs.url, "sandbox GCS")})
+
+
+def _trust(session: Any, state: SandboxState) -> None:
+    session.trust_env = False
+    if state.ca_file is not None:
+        session.verify = state.ca_file
 
 
 def oci_client(state: SandboxState) -> tuple[Any, dict[str, Any]]:
@@ -31,6 +46,7 @@ def oci_client(state: SandboxState) -> tuple[Any, dict[str, Any]]:
     client = oci.object_storage.ObjectStorageClient(
         config, service_endpoint=require_loopback(state.oci.url, "sandbox OCI"),
         retry_strategy=oci.retry.NoneRetryStrategy())
+    _trust(client.base_client.session, state)
     return client, config
 
 

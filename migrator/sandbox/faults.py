@@ -47,6 +47,7 @@ from __future__ import annotations
 import json
 import random
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -314,11 +315,18 @@ def _control_url(endpoint_url: str) -> str:
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never through a proxy
 
 
-def _call(url: str, data: bytes | None) -> dict[str, Any]:
+def _opener(ca_file: str | None) -> urllib.request.OpenerDirector:
+    if ca_file is None:
+        return _OPENER
+    context = ssl.create_default_context(cafile=ca_file)
+    return urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context))
+
+
+def _call(url: str, data: bytes | None, ca_file: str | None) -> dict[str, Any]:
     req = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET",  # noqa: S310 - http(s) loopback, checked
                                  headers={"Content-Type": "application/json"})
     try:
-        with _OPENER.open(req, timeout=10) as resp:
+        with _opener(ca_file).open(req, timeout=10) as resp:
             payload = json.loads(resp.read() or b"{}")
     except OSError as exc:  # URLError and HTTPError are OSErrors
         raise SandboxError(f"fault control at {url} failed: {exc}") from None
@@ -327,16 +335,17 @@ def _call(url: str, data: bytes | None) -> dict[str, Any]:
     return payload
 
 
-def set_faults(endpoint_url: str, plan: FaultPlan | None) -> dict[str, Any]:
-    """Install ``plan`` on one sandbox endpoint (None: faults off). Returns the endpoint's snapshot."""
+def set_faults(endpoint_url: str, plan: FaultPlan | None, *, ca_file: str | None = None) -> dict[str, Any]:
+    """Install ``plan`` on one sandbox endpoint (None: faults off). Returns the endpoint's snapshot.
+    ``ca_file``: what to trust over HTTPS (``SandboxState.ca_file``); None: this process's defaults."""
     body = json.dumps(plan.to_json() if plan is not None else {}).encode()
-    return _call(_control_url(endpoint_url), body)
+    return _call(_control_url(endpoint_url), body, ca_file)
 
 
-def clear_faults(endpoint_url: str) -> dict[str, Any]:
-    return set_faults(endpoint_url, None)
+def clear_faults(endpoint_url: str, *, ca_file: str | None = None) -> dict[str, Any]:
+    return set_faults(endpoint_url, None, ca_file=ca_file)
 
 
-def get_faults(endpoint_url: str) -> dict[str, Any]:
+def get_faults(endpoint_url: str, *, ca_file: str | None = None) -> dict[str, Any]:
     """The endpoint's plan, injected counts by kind and request counts by operation."""
-    return _call(_control_url(endpoint_url), None)
+    return _call(_control_url(endpoint_url), None, ca_file)

@@ -752,7 +752,7 @@ class GcsHandler(EmulatorHandler):
         query = {k: v[-1] for k, v in parse_qs(raw_query, keep_blank_values=True).items()}
         headers = {k.lower(): v for k, v in self.headers.items()}
         host = headers.get("host") or "127.0.0.1"
-        req = Request(self.command, path, query, headers, body, f"http://{host}")
+        req = Request(self.command, path, query, headers, body, f"{self.scheme}://{host}")
         op: str | None = None
         action: Action | None = None
         try:

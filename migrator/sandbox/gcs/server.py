@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import ssl
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from migrator.endpoints import is_loopback_host
 from migrator.sandbox.base import Emulator
 from migrator.sandbox.gcs.http import GcsHandler, Router
 from migrator.sandbox.gcs.service import GcsService
+from migrator.sandbox.serve import add_tls_arguments, tls_from_arguments
 
 
 class GcsEmulator(Emulator):
@@ -24,10 +26,10 @@ class GcsEmulator(Emulator):
     name = "gcs-emulator"
     _service: GcsService
 
-    def __init__(self, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, tls: ssl.SSLContext | None = None) -> None:
         self._service = GcsService()
         handler = type("_BoundHandler", (GcsHandler,), {"router": Router(self._service)})
-        self._bind(host, port, handler)
+        self._bind(host, port, handler, tls)
 
     def iter_generations(self, bucket: str) -> Iterator[tuple[str, str, int]]:
         """(state, name, generation) of every stored generation, for tests that inspect the server side."""
@@ -47,9 +49,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--ready-file", type=Path, help="the bound port is written here once listening")
+    add_tls_arguments(parser)
     args = parser.parse_args(argv)
     if not is_loopback_host(args.host):
         parser.exit(2, f"refusing to listen on non-loopback host {args.host!r}\n")
-    emulator = GcsEmulator(host=args.host, port=args.port)
+    emulator = GcsEmulator(host=args.host, port=args.port, tls=tls_from_arguments(parser, args))
 
     return emulator.run_until_signalled(args.ready_file)

@@ -9,6 +9,7 @@ runs (``migrator sandbox up`` starts it so): it refuses a non-loopback host, wri
 from __future__ import annotations
 
 import argparse
+import ssl
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from migrator.sandbox.oci.http import OciHandler
 from migrator.sandbox.oci.model import ObjectVersion
 from migrator.sandbox.oci.service import OciService
 from migrator.sandbox.oci.signature import SignatureVerifier
+from migrator.sandbox.serve import add_tls_arguments, tls_from_arguments
 
 
 class OciEmulator(Emulator):
@@ -30,7 +32,8 @@ class OciEmulator(Emulator):
     _service: OciService
 
     def __init__(self, *, public_key_pem: bytes, namespace: str, host: str = "127.0.0.1", port: int = 0,
-                 min_part_size: int = 0, region: str = "us-ashburn-1") -> None:
+                 min_part_size: int = 0, region: str = "us-ashburn-1",
+                 tls: ssl.SSLContext | None = None) -> None:
         key = serialization.load_pem_public_key(public_key_pem)
         if not isinstance(key, rsa.RSAPublicKey):
             raise ValueError("the OCI emulator needs an RSA public key")
@@ -38,7 +41,7 @@ class OciEmulator(Emulator):
         self._service = OciService(namespace, min_part_size, region)
         handler = type("_BoundHandler", (OciHandler,),
                        {"service": self._service, "verifier": SignatureVerifier(key)})
-        self._bind(host, port, handler)
+        self._bind(host, port, handler, tls)
 
     def set_replication_paused(self, paused: bool) -> None:
         """Paused: replication queues up, as a lagging destination; resumed: the queue runs in order."""
@@ -62,11 +65,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--ready-file", type=Path, help="the bound port is written here once listening")
     parser.add_argument("--min-part-size", type=int, default=0)
     parser.add_argument("--region", default="us-ashburn-1", help="the region this endpoint plays")
+    add_tls_arguments(parser)
     args = parser.parse_args(argv)
     if not is_loopback_host(args.host):
         parser.exit(2, f"refusing to listen on non-loopback host {args.host!r}\n")
     emulator = OciEmulator(public_key_pem=args.public_key.read_bytes(), namespace=args.namespace,
                            host=args.host, port=args.port, min_part_size=args.min_part_size,
-                           region=args.region)
+                           region=args.region, tls=tls_from_arguments(parser, args))
 
     return emulator.run_until_signalled(args.ready_file)

@@ -14,6 +14,7 @@ import contextlib
 import io
 import signal
 import socket
+import ssl
 import sys
 import threading
 import traceback
@@ -27,7 +28,7 @@ from migrator.endpoints import is_loopback_host
 from migrator.sandbox.faults import FaultInjector
 from migrator.sandbox.s3.http import S3Layer
 from migrator.sandbox.s3.model import apply_patches
-from migrator.sandbox.serve import write_ready
+from migrator.sandbox.serve import TlsServerMixin, add_tls_arguments, tls_from_arguments, write_ready
 
 # ------------------------------------------------------------------------------------- server
 
@@ -274,7 +275,7 @@ class _KeepAliveHandler(WSGIRequestHandler):
                     answer.write(error)
 
 
-class S3Server(ThreadedWSGIServer):
+class S3Server(TlsServerMixin, ThreadedWSGIServer):
     """The threaded werkzeug server with keep-alive connections.
 
     ``accepted`` counts TCP connections accepted. ``shutdown()`` and ``server_close()`` also end the
@@ -328,8 +329,10 @@ def _end(conn: socket.socket) -> None:
         conn.shutdown(socket.SHUT_RDWR)
 
 
-def make_server(host: str = "127.0.0.1", port: int = 0, app: S3Layer | None = None) -> S3Server:
-    """A threaded werkzeug server for the layer, loopback only (``serve_forever``/``shutdown``), keep-alive."""
+def make_server(host: str = "127.0.0.1", port: int = 0, app: S3Layer | None = None,
+                tls: ssl.SSLContext | None = None) -> S3Server:
+    """A threaded werkzeug server for the layer, loopback only (``serve_forever``/``shutdown``), keep-alive;
+    HTTPS with ``tls``."""
     if not is_loopback_host(host):
         raise ValueError(f"the S3 endpoint listens on loopback only, not {host!r}")
     import logging
@@ -340,7 +343,9 @@ def make_server(host: str = "127.0.0.1", port: int = 0, app: S3Layer | None = No
         pass
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no per-request log lines
-    return S3Server(host, port, app or build_app(), Handler)
+    server = S3Server(host, port, app or build_app(), Handler)
+    server.ssl_context = tls  # after werkzeug's __init__, which would wrap the listening socket instead
+    return server
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -348,11 +353,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--ready-file", type=Path, required=True)
+    add_tls_arguments(parser)
     args = parser.parse_args(argv)
     if not is_loopback_host(args.host):
         print(f"refusing non-loopback host {args.host}", file=sys.stderr)
         return 2
-    server = make_server(args.host, args.port)
+    server = make_server(args.host, args.port, tls=tls_from_arguments(parser, args))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     write_ready(args.ready_file, int(server.server_address[1]))
     try:
