@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import statistics
 import subprocess
 import sys
@@ -55,6 +56,7 @@ class Settings:
     latency_ms: int = 20               # case 7
     latency_concurrency: int = 4       # case 7: low enough that latency, not the emulator, is the bound
     quick: bool = False
+    tls: bool = True                   # the sandbox over HTTPS, as the clouds are (--http: plain)
     log: Callable[[str], None] = print
 
     def count(self, full: int, minimum: int = 1) -> int:
@@ -252,10 +254,13 @@ def _proc_cpu(pid: int) -> float:
 class Box:
     """A fresh sandbox for one case, its request counters and its servers' CPU time."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, tls: bool = True) -> None:
         self.directory = directory
         control.down(directory, missing_ok=True)
-        self.state = control.up(directory)
+        self.state = control.up(directory, tls=tls)
+        self._opener = _OPENER if self.state.ca_file is None else urllib.request.build_opener(
+            urllib.request.ProxyHandler({}),
+            urllib.request.HTTPSHandler(context=ssl.create_default_context(cafile=self.state.ca_file)))
         self.env = {**os.environ, **self.state.env()}
         self.endpoints = {"s3": self.state.s3, "gcs": self.state.gcs, "oci": self.state.oci}
         self.server_stats = {name: self._stats(name) is not None for name in self.endpoints}
@@ -275,7 +280,7 @@ class Box:
         url = self.endpoints[name].url
         for path in ("/_emulator/stats", "/_emulator/faults"):
             try:
-                with _OPENER.open(url + path, timeout=10) as resp:
+                with self._opener.open(url + path, timeout=10) as resp:
                     raw = json.loads(resp.read())
             except (urllib.error.URLError, OSError, ValueError):
                 continue
@@ -289,7 +294,7 @@ class Box:
         return counts, cpu
 
     def port_names(self) -> dict[str, str]:
-        return {ep.url.removeprefix("http://"): name for name, ep in self.endpoints.items()}
+        return {ep.url.split("://", 1)[1]: name for name, ep in self.endpoints.items()}
 
     # Seeding and checking go through the sandbox's own clients, outside every measured window.
     def s3(self) -> S3Client:
@@ -516,7 +521,7 @@ def compare_s3(s: Settings, case: str, title: str, n: int, size: int, variants: 
         s.log("  rclone is not installed: skipping it (benchmarks/install_rclone.sh)")
         peer_names = [p for p in peer_names if p != "rclone"]
     keys = object_keys(n)
-    with Box(s.workdir / f"case{case}-sandbox") as box:
+    with Box(s.workdir / f"case{case}-sandbox", tls=s.tls) as box:
         run = Runner(box, s, f"case{case}")
         for variant in variants:
             versioned = variant == "versioned"
@@ -621,7 +626,7 @@ def _into_oci(s: Settings, run: Runner, box: Box, row: Row, source: str, keys: S
 def case3(s: Settings) -> list[Row]:
     rows: list[Row] = []
     shapes = [("small", s.count(2000, 20), 4 * KiB), ("large", s.count(20, 2), 16 * MiB)]
-    with Box(s.workdir / "case3-sandbox") as box:
+    with Box(s.workdir / "case3-sandbox", tls=s.tls) as box:
         run = Runner(box, s, "case3")
         for shape, n, size in shapes:
             keys = object_keys(n)
@@ -639,7 +644,7 @@ def case3(s: Settings) -> list[Row]:
 
 def case4(s: Settings) -> list[Row]:
     size = s.big_size
-    with Box(s.workdir / "case4-sandbox") as box:
+    with Box(s.workdir / "case4-sandbox", tls=s.tls) as box:
         run = Runner(box, s, "case4")
         row = Row("4", f"1 x {size // MiB} MiB S3 -> OCI", "multipart source", "migrator", 1, size)
         for rep_no in range(s.reps):
@@ -709,7 +714,7 @@ def case5(s: Settings) -> list[Row]:
 
 def _plan(s: Settings, manifest: Path, n: int) -> Row:
     row = Row("5", f"manifest of {n:,} rows", "plan", "migrator", 0, manifest.stat().st_size)
-    with Box(s.workdir / "case5-sandbox") as box:
+    with Box(s.workdir / "case5-sandbox", tls=s.tls) as box:
         for rep_no in range(s.reps):
             run_dir = s.workdir / "case5" / f"plan-r{rep_no}"
             before, cpu0 = box.snapshot()
@@ -939,7 +944,7 @@ def set_latency(box: Box, ms: float, names: Sequence[str]) -> list[str]:
     accepted = []
     for name in names:
         try:
-            set_faults(box.endpoints[name].url, FaultPlan(latency_ms=ms) if ms else None)
+            set_faults(box.endpoints[name].url, FaultPlan(latency_ms=ms) if ms else None, ca_file=box.state.ca_file)
         except SandboxError:
             continue
         accepted.append(name)
@@ -954,7 +959,7 @@ def case7(s: Settings) -> list[Row]:
     keys = object_keys(n)
     c = s.latency_concurrency
     rows: list[Row] = []
-    with Box(s.workdir / "case7-sandbox") as box:
+    with Box(s.workdir / "case7-sandbox", tls=s.tls) as box:
         run = Runner(box, s, "case7")
         if not set_latency(box, 0, ["s3"]):
             row = Row("7", f"{n:,} x 4 KiB S3 -> S3, {s.latency_ms} ms per request", "latency", "migrator", n,

@@ -195,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS, help="JSON results file")
     parser.add_argument("--workdir", type=Path, default=None, help="scratch folder (default: a temp folder)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
+    parser.add_argument("--http", action="store_true",
+                        help="run the sandbox over plain HTTP (default HTTPS, as the clouds are)")
     args = parser.parse_args(argv)
 
     wanted = [c.strip() for c in args.cases.split(",") if c.strip()]
@@ -208,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     settings = Settings(workdir=workdir.resolve(), reps=reps, scale=scale, concurrency=args.concurrency,
                         big_size=big, quick=args.quick, latency_concurrency=args.latency_concurrency,
+                        tls=not args.http,
                         log=lambda msg: print(msg, file=sys.stderr, flush=True))
     # SIGTERM ends the run through the finally blocks, so each case's sandbox is stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -233,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         "generated": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "finished": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "command": "python -m benchmarks.run " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "settings": {"quick": args.quick, "reps": reps, "scale": scale, "concurrency": args.concurrency,
+        "settings": {"transport": "http" if args.http else "https", "quick": args.quick, "reps": reps, "scale": scale, "concurrency": args.concurrency,
                      "big_object_mib": big // MiB, "latency_ms": settings.latency_ms,
                      "latency_concurrency": settings.latency_concurrency, "cases": wanted},
         "machine": machine(),

@@ -141,7 +141,8 @@ def test_auditor_session_live_checks_and_log(demo: tuple[Path, subprocess.Comple
     import boto3
 
     s3 = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1",
-                      aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
+                      aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+                      verify=env["AWS_CA_BUNDLE"])   # the demo's sandbox has its own CA
     s3.create_bucket(Bucket="second-wave")
     s3.put_bucket_versioning(Bucket="second-wave", VersioningConfiguration={"Status": "Enabled"})
     s3.put_object(Bucket="second-wave", Key="users/us-0999/a.txt", Body=b"second")

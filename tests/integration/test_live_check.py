@@ -11,6 +11,7 @@ import http.client
 import io
 import json
 import os
+import ssl
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -220,9 +221,11 @@ class ReadOnlyProxy:
     headers): a store that serves other bytes than its metadata describes.
     """
 
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, ca_file: str | None = None) -> None:
         parts = urlsplit(target if "://" in target else "http://" + target)
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
+        # The proxy itself speaks plain HTTP; it reaches an HTTPS sandbox endpoint over TLS.
+        self.tls = ssl.create_default_context(cafile=ca_file) if parts.scheme == "https" else None
         assert self.host in ("127.0.0.1", "localhost")
         self.reads: list[str] = []
         self.writes: list[str] = []
@@ -263,7 +266,8 @@ class ReadOnlyProxy:
             def _forward(self) -> None:
                 with proxy._lock:
                     proxy.reads.append(f"{self.command} {self.path}")
-                conn = http.client.HTTPConnection(proxy.host, proxy.port, timeout=30)
+                conn = http.client.HTTPConnection(proxy.host, proxy.port, timeout=30) if proxy.tls is None else \
+                    http.client.HTTPSConnection(proxy.host, proxy.port, timeout=30, context=proxy.tls)
                 try:
                     conn.request(self.command, self.path, headers=dict(self.headers.items()))
                     resp = conn.getresponse()
@@ -299,8 +303,8 @@ class ReadOnlyProxy:
 
 @pytest.fixture
 def proxies(sandbox: SandboxState) -> Iterator[dict[str, ReadOnlyProxy]]:
-    ps = {"s3": ReadOnlyProxy(sandbox.s3.url), "gs": ReadOnlyProxy(sandbox.gcs.url),
-          "oci": ReadOnlyProxy(sandbox.oci.url)}
+    ps = {"s3": ReadOnlyProxy(sandbox.s3.url, sandbox.ca_file), "gs": ReadOnlyProxy(sandbox.gcs.url, sandbox.ca_file),
+          "oci": ReadOnlyProxy(sandbox.oci.url, sandbox.ca_file)}
     try:
         yield ps
     finally:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import itertools
 import socket
+import ssl
 import threading
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, TypedDict
@@ -120,8 +121,11 @@ def test_every_kind_of_request_shares_one_connection(server: S3Server) -> None:
 
 def test_raw_client_sends_two_requests_on_one_socket(sandbox: SandboxState) -> None:
     """The sandbox's own S3 process; the second request carries a body the endpoint never reads."""
-    host, port = sandbox.s3.url.removeprefix("http://").split(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    scheme, _, where = sandbox.s3.url.partition("://")
+    host, port = where.split(":")
+    conn = http.client.HTTPSConnection(host, int(port), timeout=10,
+                                       context=ssl.create_default_context(cafile=sandbox.ca_file)) \
+        if scheme == "https" else http.client.HTTPConnection(host, int(port), timeout=10)
     try:
         conn.request("GET", "/_emulator/stats")
         first = conn.getresponse()
