@@ -137,18 +137,13 @@ class OciService(EmulatorService):
         self.replication_paused = False
         self._pending: list[Callable[[], None]] = []   # replication work held while paused, in order
 
-    def advance_clock(self, seconds: float) -> None:
-        if seconds < 0:
-            raise ApiError(400, "InvalidParameter", "the clock only moves forward")
-        super().advance_clock(seconds)
-
     def reset(self) -> None:
-        """Buckets, the replication queue, the clock, the vault's keys, counts and the fault plan."""
+        """Buckets, the replication queue, the vault's keys, counts and the fault plan (the clock keeps its
+        offset, as every emulator's does: it never goes back)."""
         with self.lock:
             self.buckets.clear()
             self._pending.clear()
             self.replication_paused = False
-            self.clock.reset()
         self.vault.reset()
         super().reset()
 
