@@ -120,6 +120,19 @@ def test_multipart_preamble_epilogue_padding_and_quoted_boundary(emulator: GcsEm
     assert media(emulator.url, bucket, name) == TRICKY
 
 
+@pytest.mark.parametrize("eol", [b"\n", b"\r\n"], ids=["gcsfs", "python-sdk"])
+def test_multipart_as_gcsfs_and_the_python_sdk_lay_it_out(emulator: GcsEmulator, bucket: str, eol: bytes) -> None:
+    # gcsfs frames with bare LF, google-resumable-media with CRLF; both quote the boundary "==0==" and end
+    # the body right after the closing delimiter.
+    name = f"obj-{next(_names)}"
+    body = (b"--==0==" + eol + b"Content-Type: application/json; charset=UTF-8" + eol + eol
+            + json.dumps({"name": name}).encode() + eol + b"--==0==" + eol
+            + b"Content-Type: application/octet-stream" + eol + eol + TRICKY + eol + b"--==0==--")
+    status, obj = insert_multipart(emulator.url, bucket, body, 'multipart/related; boundary="==0=="')
+    assert status == 200, obj
+    assert media(emulator.url, bucket, name) == TRICKY
+
+
 @pytest.mark.parametrize("body", [
     b"--B\r\nContent-Type: application/json\r\n\r\n{}\r\n--B\r\n\r\nno closing delimiter",
     b"--B\r\n\r\n{}\r\n--B--\r\n",
