@@ -206,33 +206,27 @@ def test_list_buckets_answers_what_it_read_under_the_lock(wire: Wire, hook: Rele
     assert set(names) <= set(listed)   # the snapshot it took, whole
 
 
-def test_upload_part_racing_an_abort_is_not_stored(wire: Wire, hook: ReleaseHook,
-                                                   emulator: tuple[OciEmulator, Wire]) -> None:
+@pytest.mark.parametrize(("race", "status", "code"), [("abort", 404, "NoSuchUpload"),
+                                                     ("replication", 403, "BucketIsReadonly")])
+def test_upload_part_racing_a_change_is_refused_and_not_stored(wire: Wire, hook: ReleaseHook,
+                                                               emulator: tuple[OciEmulator, Wire], race: str,
+                                                               status: int, code: str) -> None:
     service = emulator[0]._service
     bucket = new_bucket(wire)
-    status, _, body = wire.json("POST", f"/n/{NAMESPACE}/b/{bucket}/u", {"object": "raced"})
+    _, _, body = wire.json("POST", f"/n/{NAMESPACE}/b/{bucket}/u", {"object": "raced"})
     upload_id = json.loads(body)["uploadId"]
-    # The upload is aborted just after UploadPart first looked it up.
-    hook.action = lambda: service.buckets[bucket].uploads.pop(upload_id)
-    status, _, body = wire.call("PUT", f"/n/{NAMESPACE}/b/{bucket}/u/raced?uploadId={upload_id}&uploadPartNum=1",
-                                b"lost")
+    b = service.buckets[bucket]
+    up = b.uploads[upload_id]
+
+    # Just after UploadPart first looked the upload up: an abort, or a policy making the bucket a destination.
+    def change() -> None:
+        if race == "abort":
+            b.uploads.pop(upload_id)
+        else:
+            b.read_only = True
+
+    hook.action = change
+    answer = wire.call("PUT", f"/n/{NAMESPACE}/b/{bucket}/u/raced?uploadId={upload_id}&uploadPartNum=1", b"late")
     assert hook.fired.is_set()
-    assert status == 404 and json.loads(body)["code"] == "NoSuchUpload"
-
-
-def test_upload_part_racing_a_replication_policy_is_refused(wire: Wire, hook: ReleaseHook,
-                                                            emulator: tuple[OciEmulator, Wire]) -> None:
-    service = emulator[0]._service
-    bucket = new_bucket(wire)
-    status, _, body = wire.json("POST", f"/n/{NAMESPACE}/b/{bucket}/u", {"object": "raced"})
-    upload_id = json.loads(body)["uploadId"]
-
-    def becomes_destination() -> None:
-        service.buckets[bucket].read_only = True
-
-    hook.action = becomes_destination
-    status, _, body = wire.call("PUT", f"/n/{NAMESPACE}/b/{bucket}/u/raced?uploadId={upload_id}&uploadPartNum=1",
-                                b"late")
-    assert hook.fired.is_set()
-    assert status == 403 and json.loads(body)["code"] == "BucketIsReadonly"
-    assert service.buckets[bucket].uploads[upload_id].parts == {}
+    assert (answer[0], json.loads(answer[2])["code"]) == (status, code)
+    assert up.parts == {}
