@@ -16,7 +16,13 @@ few patches to moto's models where the state lives) adds:
   ``POST /_emulator/replication-status`` seeds a status and ``POST /_emulator/replicate`` copies an object to
   its rules' destination buckets (same version id, ``REPLICA``) and marks the source ``COMPLETED``;
 - archived storage classes: GET answers 403 InvalidObjectState until RestoreObject (moto; restores complete at
-  once), RestoreObject honours ``versionId``, HEAD reports ``x-amz-restore``;
+  once), RestoreObject honours ``versionId`` and needs an integer ``Days``, HEAD reports ``x-amz-restore``;
+- checksums read back: HEAD (``ChecksumMode=ENABLED``) and CompleteMultipartUpload answer a composite checksum
+  with its ``-N`` and ``ChecksumType``, as GET does;
+- delete markers: Object Lock and tagging calls on one answer 405 ``MethodNotAllowed``; deleting one by version
+  id reports ``DeleteMarker``; unknown versions and uploads are ``NoSuchVersion``/``NoSuchUpload``;
+- malformed requests (:mod:`migrator.sandbox.s3.checks`: XML bodies, integer parameters, copy sources,
+  continuation tokens, conditional dates) answer S3's 400s where moto answered 500;
 - SSE-C: objects written with a customer key answer GET/HEAD (and copies from them) with 400 without the key
   and 403 with a different key, echo the key's MD5, and get an ETag that is not the MD5 of the bytes;
 - the sandbox's fault hook (:mod:`migrator.sandbox.faults`) and request counts per operation (API names such
@@ -30,8 +36,8 @@ Two speed-ups change no behaviour: moto's dispatcher lists its own package on ev
 ListObjectVersions deep-copied every version in the bucket on every call.
 
 The modules, as for every emulator (see :mod:`migrator.sandbox.base`), though moto keeps the state: ``model``
-(moto's models, patched, and the layer's attributes on them), ``service`` (the rules above), ``http`` (the
-WSGI layer and the control paths), ``server`` (``build_app``, the keep-alive server, ``main``). The S3
-endpoint shares the sandbox's one error type and fault errors; its request counts are the fault hook's, and
-it has no clock of its own (Object Lock runs on real time).
+(moto's models, patched, and the layer's attributes on them), ``service`` (the rules above), ``checks``
+(malformed requests), ``http`` (the WSGI layer and the control paths), ``server`` (``build_app``, the keep-alive
+server, ``main``). The S3 endpoint shares the sandbox's one error type and fault errors; its request counts are
+the fault hook's, and it has no clock of its own (Object Lock runs on real time).
 """

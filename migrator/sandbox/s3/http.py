@@ -3,10 +3,12 @@
 Per request, in order: the control paths (``/_emulator/...``) are answered here, and moto's own
 ``/moto-api/`` passes through; every other request is classified into its S3 API operation (the names the
 stats count and the fault hook is keyed by: ``GetObject``, ``PutObject``, ``UploadPart``,
-``DeleteObjects``, ``ListObjectVersions``, ...), the fault hook has its say first, the rules of
-:mod:`migrator.sandbox.s3.service` run (a flipped PUT body meets the checksum check), and moto answers.
-The layer reads a request body only when a checksum, a fault or a DeleteObjects ETag needs it; ``aws-chunked``
-bodies are decoded to check a header or trailer checksum and passed on unchanged. An
+``DeleteObjects``, ``ListObjectVersions``, ...), the fault hook has its say first, the checks of
+:mod:`migrator.sandbox.s3.checks` and the rules of :mod:`migrator.sandbox.s3.service` run (a flipped PUT body
+meets the checksum check), and moto answers; HEAD with ``ChecksumMode=ENABLED`` and CompleteMultipartUpload
+answers are then put right. The layer reads a request body only when a checksum, a fault or an XML document's
+checks need it; ``aws-chunked`` bodies are decoded to check a header or trailer checksum and passed on
+unchanged. An
 :class:`~migrator.sandbox.base.ApiError` becomes S3's XML ``<Error>`` (no body for HEAD).
 
 Control paths (unsigned): ``GET /_emulator/stats`` (requests per operation, from the fault hook),
@@ -29,7 +31,8 @@ from xml.sax.saxutils import escape
 
 from migrator.sandbox.base import ApiError, FaultErrors, fault_error
 from migrator.sandbox.faults import CONTROL_PATH, Action, FaultInjector, abort_connection
-from migrator.sandbox.s3 import model, service
+from migrator.sandbox.s3 import checks, model, service
+from migrator.sandbox.s3.checks import child_text, local, xml_root
 from migrator.sandbox.s3.model import LayerState, lookup, request_local
 from migrator.sandbox.s3.service import CHECKSUM_ALGORITHMS
 
@@ -62,6 +65,11 @@ _KEY_PUT = {"retention": "PutObjectRetention", "legal-hold": "PutObjectLegalHold
 _DATA_IN = frozenset({"PutObject", "UploadPart"})
 _READS = frozenset({"GetObject", "HeadObject", "GetObjectAttributes"})
 _NO_BODY_CHECKSUM = frozenset({"CompleteMultipartUpload", "CopyObject", "UploadPartCopy"})
+_UPLOADS = frozenset({"UploadPart", "UploadPartCopy", "CompleteMultipartUpload"})
+# calls about one object version, which S3 refuses on a delete marker: operation -> the method S3 names
+_ON_VERSION = {"PutObjectLegalHold": "PUT", "GetObjectLegalHold": "GET", "PutObjectRetention": "PUT",
+               "GetObjectRetention": "GET", "PutObjectTagging": "PUT", "GetObjectTagging": "GET",
+               "DeleteObjectTagging": "DELETE"}
 
 
 def _first(query: dict[str, list[str]], name: str) -> str | None:
@@ -159,6 +167,8 @@ def _error_response(err: ApiError, method: str, start_response: StartResponse) -
             f"<Message>{escape(err.message)}</Message>{extra}<RequestId>{rid}</RequestId>"
             f"<HostId>{rid}</HostId></Error>").encode()
     headers = [("Content-Type", "application/xml"), ("x-amz-request-id", rid)]
+    if isinstance(err, service.DeleteMarkerError):
+        headers.extend(err.headers.items())
     if method == "HEAD":  # HEAD answers carry no body
         body = b""
     headers.append(("Content-Length", str(len(body))))
@@ -222,27 +232,6 @@ def _encode_aws_chunked(data: bytes, trailers: dict[str, str]) -> bytes:
     return head + b"0\r\n" + tail + b"\r\n"
 
 
-def _xml_root(body: bytes) -> Any:
-    import xml.etree.ElementTree as ET
-
-    try:
-        return ET.fromstring(body)  # noqa: S314 - loopback-only emulator, trusted local clients
-    except ET.ParseError:
-        raise ApiError(400, "MalformedXML", "The XML you provided was not well-formed or did not validate "
-                                           "against our published schema") from None
-
-
-def _local(tag: str) -> str:
-    return tag.rpartition("}")[2]
-
-
-def _child_text(elem: Any, name: str) -> str | None:
-    for child in elem:
-        if _local(child.tag) == name:
-            return str(child.text or "")
-    return None
-
-
 def _json_object(body: bytes) -> dict[str, Any]:
     try:
         data = json.loads(body or b"{}")
@@ -285,13 +274,16 @@ class S3Layer:
             return _error_response(err, req.method, start_response)
         if req.op == "DeleteObjects":
             return self._delete_objects(req, environ, start_response, action)
-        if action.kind is None and ssec_md5 is None:
+        amend = self._amends(req, environ)
+        if action.kind is None and ssec_md5 is None and not amend:
             return self.app(environ, start_response)  # the fast path: most requests
         request_local.ssec = ssec_md5
         try:
             status, headers, body = self._call(environ)
         finally:
             request_local.ssec = None
+        if amend and status.startswith("2"):
+            headers, body = self._amend(req, headers, body)
         return self._finish(environ, action, status, headers, body, start_response)
 
     # -- faults
@@ -331,6 +323,32 @@ class S3Layer:
         start_response(status, headers)
         return [body]
 
+    # -- answers moto gets wrong, put right after it
+
+    @staticmethod
+    def _amends(req: _Request, environ: dict[str, Any]) -> bool:
+        """HEAD with ChecksumMode ENABLED and CompleteMultipartUpload: their checksums are put right."""
+        if req.op == "CompleteMultipartUpload":
+            return True
+        return (req.op == "HeadObject" and "partNumber" not in req.query
+                and str(environ.get("HTTP_X_AMZ_CHECKSUM_MODE", "")).upper() == "ENABLED")
+
+    @staticmethod
+    def _amend(req: _Request, headers: list[tuple[str, str]], body: bytes) -> tuple[list[tuple[str, str]], bytes]:
+        version = next((v for k, v in headers if k.lower() == "x-amz-version-id"), None)
+        key = lookup(req.bucket, req.key, version if req.op == "CompleteMultipartUpload" else req.param("versionId"))
+        if key is None:
+            return headers, body
+        if req.op == "HeadObject":  # as GET answers: a composite checksum with its -N, and its type
+            fixed = service.checksum_headers(key)
+            return [(k, v) for k, v in headers if k.lower() not in fixed] + list(fixed.items()), body
+        closing = b"</CompleteMultipartUploadResult>"
+        if b"<Checksum" in body or closing not in body:
+            return headers, body
+        body = body.replace(closing, service.completion_checksum_xml(key).encode() + closing)
+        return [(k, v) for k, v in headers if k.lower() != "content-length"] + [("Content-Length", str(len(body)))], \
+            body
+
     # -- checks before moto
 
     def _prepare(self, req: _Request, environ: dict[str, Any], action: Action,
@@ -340,17 +358,28 @@ class S3Layer:
             self._flip_put(environ, action)
         if op not in _NO_BODY_CHECKSUM:
             self._check_digests(environ, op)
+        checks.check_parameters(op, req.bucket, req.query, environ)
+        document = checks.check_document(op, self._xml_body(environ)) if op in checks.DOCUMENTS else None
         if LayerState.ssec_seen:
             self._check_ssec_read(req, environ)
+        if op in _UPLOADS:
+            service.check_upload(req.bucket, req.key, req.param("uploadId") or "", op == "CompleteMultipartUpload")
         if op == "CompleteMultipartUpload" and environ.get("HTTP_IF_MATCH"):
             service.check_complete_if_match(req.bucket, req.key, str(environ["HTTP_IF_MATCH"]))
+        version = service.object_version(req.bucket, req.key, req.param("versionId"), _ON_VERSION[op]) \
+            if op in _ON_VERSION else None
         if op == "PutObjectRetention":
-            self._check_retention_change(req, environ)
+            self._check_retention_change(req, environ, document)
         if op == "GetObjectRetention":
-            return self._get_retention(req, start_response)
-        if op == "RestoreObject" and req.param("versionId"):
-            return self._restore_version(req, environ, start_response)
+            return self._get_retention(req, version, start_response)
+        if op == "RestoreObject":
+            return self._restore(req, document, start_response)
         return None
+
+    @staticmethod
+    def _xml_body(environ: dict[str, Any]) -> bytes:
+        raw = _read_body(environ)
+        return _decode_aws_chunked(raw)[0] if _is_aws_chunked(environ) else raw
 
     def _flip_put(self, environ: dict[str, Any], action: Action) -> None:
         raw = _read_body(environ)
@@ -415,33 +444,33 @@ class S3Layer:
 
     # -- Object Lock
 
-    def _check_retention_change(self, req: _Request, environ: dict[str, Any]) -> None:
+    @staticmethod
+    def _check_retention_change(req: _Request, environ: dict[str, Any], root: Any) -> None:
         in_force = service.retention_in_force(req.bucket, req.key, req.param("versionId"))
-        if in_force is None:
+        if in_force is None or root is None:
             return  # nothing to weaken: the body is left to moto
         key, old_until = in_force
-        root = _xml_root(_read_body(environ))
         bypass = str(environ.get("HTTP_X_AMZ_BYPASS_GOVERNANCE_RETENTION", "")).lower() == "true"
-        service.check_retention_change(key, old_until, _child_text(root, "Mode"),
-                                       _child_text(root, "RetainUntilDate"), bypass)
+        service.check_retention_change(key, old_until, child_text(root, "Mode"),
+                                       child_text(root, "RetainUntilDate"), bypass)
 
     @staticmethod
-    def _get_retention(req: _Request, start_response: StartResponse) -> list[bytes]:
+    def _get_retention(req: _Request, key: Any, start_response: StartResponse) -> list[bytes]:
         """GetObjectRetention, which moto lacks."""
-        mode, stamp = service.retention(req.bucket, req.key, req.param("versionId"))
+        mode, stamp = service.retention(req.bucket, key)
         body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Retention xmlns="{S3_NS}"><Mode>{escape(mode)}'
                 f"</Mode><RetainUntilDate>{stamp}</RetainUntilDate></Retention>").encode()
         start_response("200 OK", [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))])
         return [body]
 
-    # -- archive restore of a named version (moto restores the current one whatever the versionId)
+    # -- archive restores (moto restores the current version whatever the versionId, and fails with a 500 on
+    #    a malformed request)
 
-    def _restore_version(self, req: _Request, environ: dict[str, Any],
-                         start_response: StartResponse) -> list[bytes]:
+    @staticmethod
+    def _restore(req: _Request, document: Any, start_response: StartResponse) -> list[bytes]:
+        days = checks.restore_days(document)
         key = service.restorable_version(req.bucket, req.key, req.param("versionId"))
-        body = _read_body(environ)
-        days_text = _child_text(_xml_root(body), "Days") if body.strip() else None
-        restored_before = service.restore(key, int(days_text or 1))
+        restored_before = service.restore(key, days)
         start_response("200 OK" if restored_before else "202 Accepted", [("Content-Length", "0")])
         return [b""]
 
@@ -453,20 +482,20 @@ class S3Layer:
             body = _read_body(environ)
             if b"ETag>" not in body:
                 return self._passthrough(environ, action, start_response)
-            root = _xml_root(body)
+            root = xml_root(body)
             kept: list[tuple[str, str | None]] = []
             errors: list[str] = []
             quiet = False
             for elem in root:
-                name = _local(elem.tag)
+                name = local(elem.tag)
                 if name == "Quiet":
                     quiet = (elem.text or "").strip().lower() == "true"
                     continue
                 if name != "Object":
                     continue
-                key = _child_text(elem, "Key") or ""
-                version = _child_text(elem, "VersionId")
-                etag = _child_text(elem, "ETag")
+                key = child_text(elem, "Key") or ""
+                version = child_text(elem, "VersionId")
+                etag = child_text(elem, "ETag")
                 failure = service.etag_failure(req.bucket, key, etag) if etag is not None else None
                 if failure is None:
                     kept.append((key, version))

@@ -9,10 +9,13 @@ moto holds every bucket, version and upload, process-wide; nothing here is HTTP.
   then; ``request_local.ssec``: the key MD5 of the object the current request is about to make;
 - patches (:func:`apply_patches`, once per process): PutObject and multipart completion tag SSE-C keys and
   mark keys under an enabled replication rule ``PENDING``; a locked bucket's default retention can change
-  while it holds objects; PutBucketReplication needs versioning on the source and the destination; and two
-  speed-ups that change no behaviour (moto's module list cached, ListObjectVersions without its deep copy,
-  with moto's KeyMarker handling fixed);
-- readers of the replication rules (which keys a rule covers, where it replicates to) and of moto's objects.
+  while it holds objects; PutBucketReplication needs versioning on the source and the destination;
+  deleting a delete marker by version id reports it (``x-amz-delete-marker``, and ``DeleteMarker`` with
+  ``DeleteMarkerVersionId`` in DeleteObjects), as S3 does; and two speed-ups that change no behaviour
+  (moto's module list cached, ListObjectVersions without its deep copy, with moto's KeyMarker handling
+  fixed);
+- readers of the replication rules (which keys a rule covers, where it replicates to) and of moto's objects
+  (buckets, versions and delete markers, uploads, continuation tokens).
 """
 
 from __future__ import annotations
@@ -73,6 +76,46 @@ def lookup(bucket: str, key: str, version_id: str | None) -> Any:
         return backend().get_object(bucket, key, version_id=version_id)
     except Exception:  # noqa: BLE001 - moto raises its own errors for a missing bucket; moto answers those
         return None
+
+
+def find_bucket(name: str) -> Any:
+    """moto's bucket, or None."""
+    return backend().buckets.get(name)
+
+
+def find_version(bucket: Any, key: str, version_id: str | None) -> Any:
+    """The version of ``key`` in moto's ``bucket`` (the current one when ``version_id`` is None), delete
+    markers included; None when there is none."""
+    if version_id is None:
+        return bucket.keys.get(key)
+    for version in bucket.keys.getlist(key, []):
+        if str(version.version_id) == str(version_id):
+            return version
+    return None
+
+
+def is_delete_marker(version: Any) -> bool:
+    from moto.s3.models import FakeDeleteMarker
+
+    return isinstance(version, FakeDeleteMarker)
+
+
+def find_upload(bucket: Any, upload_id: str) -> Any:
+    """The multipart upload ``upload_id`` of moto's ``bucket``, or None."""
+    return bucket.multiparts.get(upload_id)
+
+
+def completed_by(bucket: Any, key: str, upload_id: str) -> bool:
+    """Whether the current version of ``key`` is the object that upload ``upload_id`` completed (moto answers
+    a repeated CompleteMultipartUpload again, as S3 does)."""
+    current = bucket.keys.get(key)
+    multipart = getattr(current, "multipart", None)
+    return multipart is not None and multipart.id == upload_id
+
+
+def known_continuation_token(token: str) -> bool:
+    """Whether moto issued this ListObjectsV2 continuation token (moto fails with a 500 on any other)."""
+    return token in backend()._pagination_tokens
 
 
 # ------------------------------------------------------------------------------------- moto patches
@@ -293,3 +336,39 @@ def _patch_models() -> None:
         put_replication(self, bucket_name, replication)
 
     models.S3Backend.put_bucket_replication = put_bucket_replication  # type: ignore[method-assign]
+    _report_deleted_markers(models)
+
+
+def _report_deleted_markers(models: Any) -> None:
+    """Deleting a delete marker by its version id: S3 answers ``x-amz-delete-marker: true`` (DeleteObject) and
+    ``DeleteMarker``/``DeleteMarkerVersionId`` in the ``<Deleted>`` entry (DeleteObjects). moto says so only for
+    a marker stacked on another marker, and never in DeleteObjects."""
+
+    def marker_versions(backend: Any, bucket_name: str, entries: Iterable[tuple[str, str | None]]) -> set[str]:
+        bucket = backend.get_bucket(bucket_name)
+        return {str(version) for key, version in entries
+                if version is not None and is_delete_marker(find_version(bucket, key, version))}
+
+    delete_object = models.S3Backend.delete_object
+
+    @functools.wraps(delete_object)
+    def delete_one(self: Any, bucket_name: str, key_name: str, version_id: str | None = None,
+                   bypass: bool = False) -> tuple[bool, dict[str, Any]]:
+        marker = bool(marker_versions(self, bucket_name, [(key_name, version_id)]))
+        done, meta = delete_object(self, bucket_name, key_name, version_id=version_id, bypass=bypass)
+        if marker:
+            meta["delete-marker"] = "true"
+        return done, meta
+
+    delete_objects = models.S3Backend.delete_objects
+
+    @functools.wraps(delete_objects)
+    def delete_many(self: Any, bucket_name: str, objects: list[dict[str, Any]], bypass_retention: bool = False
+                    ) -> tuple[list[tuple[str, str | None, str | None]], list[str]]:
+        markers = marker_versions(self, bucket_name, [(o["Key"], o.get("VersionId")) for o in objects])
+        deleted, errors = delete_objects(self, bucket_name, objects, bypass_retention)
+        # moto writes DeleteMarker=true and DeleteMarkerVersionId from the third field
+        return [(k, v, v if v is not None and str(v) in markers else dv) for k, v, dv in deleted], errors
+
+    models.S3Backend.delete_object = delete_one
+    models.S3Backend.delete_objects = delete_many

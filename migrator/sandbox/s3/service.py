@@ -7,8 +7,13 @@ The layer (:mod:`migrator.sandbox.s3.http`) calls these before or instead of mot
   bytes (400 ``BadDigest``; a malformed ``Content-MD5`` is ``InvalidDigest``);
 - SSE-C: a customer key is AES256, 32 bytes, with its MD5; an SSE-C object is read (or copied from) only
   with its key (400 ``InvalidRequest`` without, 403 with another), and its upload's parts need the key;
+- versions and uploads: an Object Lock or tagging call on a delete marker (named, or current) is 405
+  ``MethodNotAllowed``, on a missing version ``NoSuchVersion``; an unknown upload id is ``NoSuchUpload``
+  (moto: 500s);
 - conditions: CompleteMultipartUpload ``If-Match`` holds only over the current object with that ETag, and a
   DeleteObjects entry's ``ETag`` is evaluated against the current version;
+- checksums read back: HEAD and CompleteMultipartUpload answer an object's checksum as GET does (a composite
+  one with its ``-N`` part count, and its ``ChecksumType``);
 - Object Lock: an unexpired COMPLIANCE retention is neither shortened nor weakened, a GOVERNANCE one only
   with ``x-amz-bypass-governance-retention`` (403); GetObjectRetention, which moto lacks;
 - archives: RestoreObject restores the named version (moto restores the current one);
@@ -30,8 +35,13 @@ from migrator.sandbox.base import ApiError
 from migrator.sandbox.s3.model import (
     SSEC_MD5,
     backend,
+    completed_by,
     destination_bucket,
     extra,
+    find_bucket,
+    find_upload,
+    find_version,
+    is_delete_marker,
     lookup,
     matching_rules,
 )
@@ -80,12 +90,90 @@ def verify_checksums(data: bytes, declared: dict[str, str], content_md5: str | N
                            f"The {alg.upper()} you specified did not match the calculated checksum.")
 
 
+# ------------------------------------------------------------------------------------- versions and uploads
+
+class DeleteMarkerError(ApiError):
+    """A call that needs an object version met a delete marker: 405, with the marker's headers."""
+
+    def __init__(self, method: str, version_id: str) -> None:
+        super().__init__(405, "MethodNotAllowed", "The specified method is not allowed against this resource.",
+                         Method=method, ResourceType="DeleteMarker")
+        self.headers = {"x-amz-delete-marker": "true", "x-amz-version-id": version_id, "Allow": "DELETE"}
+
+
+def bucket_named(name: str) -> Any:
+    """moto's bucket ``name``; 404 ``NoSuchBucket`` when there is none."""
+    bucket = find_bucket(name)
+    if bucket is None:
+        raise ApiError(404, "NoSuchBucket", "The specified bucket does not exist", BucketName=name)
+    return bucket
+
+
+def object_version(bucket_name: str, key: str, version_id: str | None, method: str) -> Any:
+    """The version an Object Lock or tagging call is about (the current one without ``version_id``). A delete
+    marker there is 405 ``MethodNotAllowed``, as S3 answers these calls (moto: 500 or 404)."""
+    found = find_version(bucket_named(bucket_name), key, version_id)
+    if found is None:
+        if version_id is not None:
+            raise ApiError(404, "NoSuchVersion", "The specified version does not exist.", Key=key,
+                           VersionId=version_id)
+        raise ApiError(404, "NoSuchKey", "The specified key does not exist.", Key=key)
+    if is_delete_marker(found):
+        raise DeleteMarkerError(method, str(found.version_id))
+    return found
+
+
+def check_upload(bucket_name: str, key: str, upload_id: str, completing: bool) -> None:
+    """A part or a completion names an upload that exists (moto: 500); completing again the upload that made
+    the current object is answered again, as moto and S3 do."""
+    bucket = bucket_named(bucket_name)
+    if find_upload(bucket, upload_id) is None and not (completing and completed_by(bucket, key, upload_id)):
+        raise ApiError(404, "NoSuchUpload", "The specified upload does not exist. The upload ID may be invalid, "
+                                            "or the upload may have been aborted or completed.", UploadId=upload_id)
+
+
+# ------------------------------------------------------------------------------------- checksums read back
+
+def stored_checksum(key: Any) -> tuple[str, str, str] | None:
+    """(algorithm, value, type) as GET answers them: a composite checksum carries ``-`` and its part count."""
+    algorithm, value = getattr(key, "checksum_algorithm", None), getattr(key, "checksum_value", None)
+    if not algorithm or not value:
+        return None
+    kind = str(getattr(key, "checksum_type", None) or "")
+    if kind == "COMPOSITE" and getattr(key, "checksum_parts", None):
+        value = f"{value}-{key.checksum_parts}"
+    return str(algorithm), str(value), kind
+
+
+def checksum_headers(key: Any) -> dict[str, str]:
+    """The checksum headers of a read with ChecksumMode ENABLED (moto's HEAD leaves off a composite checksum's
+    ``-N`` and, when the upload did not name it, ``x-amz-checksum-type``; its GET has both)."""
+    found = stored_checksum(key)
+    if found is None:
+        return {}
+    algorithm, value, kind = found
+    headers = {f"x-amz-checksum-{algorithm.lower()}": value}
+    if kind:
+        headers["x-amz-checksum-type"] = kind
+    return headers
+
+
+def completion_checksum_xml(key: Any) -> str:
+    """The checksum elements of a CompleteMultipartUploadResult, which moto leaves out."""
+    found = stored_checksum(key)
+    if found is None:
+        return ""
+    algorithm, value, kind = found
+    return f"<Checksum{algorithm}>{value}</Checksum{algorithm}>" + (f"<ChecksumType>{kind}</ChecksumType>"
+                                                                   if kind else "")
+
+
 # ------------------------------------------------------------------------------------- conditions
 
 def check_complete_if_match(bucket: str, key: str, if_match: str) -> None:
     """CompleteMultipartUpload with If-Match (moto ignores it): only over the current object with that
     ETag; 404 when there is none, as S3 answers."""
-    current = backend().get_object(bucket, key)
+    current = lookup(bucket_named(bucket).name, key, None)
     if current is None:
         raise ApiError(404, "NoSuchKey", "The specified key does not exist.", Key=key)
     if if_match.replace('"', "") != current.etag.replace('"', ""):
@@ -208,11 +296,10 @@ def check_retention_change(key: Any, old_until: datetime, mode: str | None, new_
         raise ApiError(403, "AccessDenied", LOCKED_MESSAGE)
 
 
-def retention(bucket: str, key_name: str, version_id: str | None) -> tuple[str, str]:
-    """GetObjectRetention, which moto lacks: the mode and the retain-until stamp."""
-    key = lookup(bucket, key_name, version_id)
-    if key is None:
-        raise ApiError(404, "NoSuchKey", "The specified key does not exist.")
+def retention(bucket: str, key: Any) -> tuple[str, str]:
+    """GetObjectRetention, which moto lacks: the mode and the retain-until stamp of version ``key``."""
+    if not bucket_named(bucket).object_lock_enabled:
+        raise ApiError(400, "InvalidRequest", "Bucket is missing ObjectLockConfiguration")
     if not key.lock_mode or not key.lock_until:
         raise ApiError(404, "NoSuchObjectLockConfiguration",
                        "The specified object does not have a ObjectLock configuration")
@@ -224,12 +311,15 @@ def retention(bucket: str, key_name: str, version_id: str | None) -> tuple[str, 
 # ------------------------------------------------------------------------------------- archives
 
 def restorable_version(bucket: str, key_name: str, version_id: str | None) -> Any:
-    """The named version, if it is in an archive storage class (moto restores the current one)."""
+    """The named (or current) version, if it is in an archive storage class (moto restores the current one
+    whatever the version id)."""
     from moto.s3.utils import ARCHIVE_STORAGE_CLASSES
 
-    key = lookup(bucket, key_name, version_id)
+    key = lookup(bucket_named(bucket).name, key_name, version_id)
     if key is None:
-        raise ApiError(404, "NoSuchVersion", "The specified version does not exist.")
+        if version_id is not None:
+            raise ApiError(404, "NoSuchVersion", "The specified version does not exist.")
+        raise ApiError(404, "NoSuchKey", "The specified key does not exist.", Key=key_name)
     if key.storage_class not in ARCHIVE_STORAGE_CLASSES:
         raise ApiError(403, "InvalidObjectState", "The operation is not valid for the object's storage class",
                        StorageClass=str(key.storage_class))
