@@ -11,7 +11,11 @@ module is under all of them:
   :mod:`migrator.errors`): each emulator's ``http`` writes it as that cloud's error body.
 - :class:`Counters` counts requests per operation and errors per code (``GET /_emulator/stats``).
 - :class:`Clock` is real UTC time plus an offset that only tests move forward, so retention and expiry are
-  tested without sleeping. It has no lock of its own: the service changes it under its lock.
+  tested without sleeping. It never goes back: a negative or non-finite advance is refused, reset keeps the
+  offset, and the offset stays within ``MAX_CLOCK_AHEAD`` so that every time computed from it (a 100-year
+  retention on top) stays representable. So the times an emulator hands out (GCS generations, creation
+  and modification times) only grow over its life. It has no lock of its own: the service changes it
+  under its lock.
 - :class:`EmulatorService` bundles the lock, clock, counters and fault hook (:mod:`migrator.sandbox.faults`)
   with the control paths every emulator serves: stats, reset, clock and faults.
 - :class:`EmulatorHandler` is the request handler's plumbing: body reading (chunked too), framed answers,
@@ -25,6 +29,7 @@ The S3 endpoint is moto behind a WSGI layer: it shares the error type and the fa
 from __future__ import annotations
 
 import base64
+import math
 import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -38,6 +43,8 @@ from migrator.sandbox.serve import LoopbackServer
 STATS_PATH = "/_emulator/stats"
 RESET_PATH = "/_emulator/reset"
 CLOCK_PATH = "/_emulator/clock"
+
+MAX_CLOCK_AHEAD = timedelta(days=1000 * 366)   # leaves room for century-long retention on top
 
 FaultErrors = Mapping[int, tuple[str, str]]   # injected status -> (code, message) in the cloud's words
 Reply = tuple[int, dict[str, str], bytes, int]  # status, headers, body, Content-Length
@@ -98,7 +105,7 @@ class Counters:
 
 
 class Clock:
-    """Real UTC time plus ``offset``; callers that move it hold their service's lock."""
+    """Real UTC time plus ``offset``, which only grows; callers that move it hold their service's lock."""
 
     def __init__(self) -> None:
         self.offset = timedelta(0)
@@ -107,10 +114,13 @@ class Clock:
         return datetime.now(UTC) + self.offset
 
     def advance(self, seconds: float) -> None:
+        """Forward by ``seconds``: ValueError for a negative or non-finite amount, or one past
+        ``MAX_CLOCK_AHEAD`` in all (the clock is left as it was)."""
+        if not math.isfinite(seconds) or seconds < 0:
+            raise ValueError("the clock only moves forward, by a finite number of seconds")
+        if seconds > (MAX_CLOCK_AHEAD - self.offset).total_seconds():
+            raise ValueError(f"the clock stays within {MAX_CLOCK_AHEAD.days} days of real time")
         self.offset += timedelta(seconds=seconds)
-
-    def reset(self) -> None:
-        self.offset = timedelta(0)
 
 
 class EmulatorService:
@@ -131,6 +141,7 @@ class EmulatorService:
         return self.clock.now()
 
     def advance_clock(self, seconds: float) -> None:
+        """Move the clock forward (ValueError when :meth:`Clock.advance` refuses)."""
         with self.lock:
             self.clock.advance(seconds)
 
@@ -144,7 +155,8 @@ class EmulatorService:
         return self.counters.stats()
 
     def reset(self) -> None:
-        """Counts and the fault plan; subclasses clear their model first."""
+        """Counts and the fault plan; subclasses clear their model first. The clock is kept: it never
+        goes back, so nothing a client saw before the reset is later than what it sees after."""
         self.counters.reset()
         self.faults.reset()
 
@@ -162,9 +174,10 @@ class EmulatorService:
                 seconds = float(query.get("advance", ""))
             except ValueError:
                 raise ApiError(400, invalid, "advance must be a number of seconds") from None
-            if seconds < 0:
-                raise ApiError(400, invalid, "the clock only moves forward")
-            self.advance_clock(seconds)
+            try:
+                self.advance_clock(seconds)
+            except ValueError as exc:
+                raise ApiError(400, invalid, str(exc)) from None
             return 200, {"now": iso_millis(self.now())}
         if path == FAULTS_PATH:
             return self.faults.control(method, body)
@@ -248,7 +261,8 @@ class Emulator(LoopbackServer):
         self._service.reset()
 
     def advance_clock(self, seconds: float) -> None:
-        """Move the emulator's clock forward (retention and expiry) without sleeping."""
+        """Move the emulator's clock forward (retention and expiry) without sleeping; ValueError for a
+        negative or non-finite amount, or one too far (see :class:`Clock`)."""
         self._service.advance_clock(seconds)
 
     def now(self) -> datetime:

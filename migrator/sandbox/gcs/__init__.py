@@ -17,6 +17,9 @@ reference on those points:
   (403 ``retentionPolicyNotMet``) block deletes and replacements;
 - ``crc32c``/``md5Hash`` declared in upload metadata or an ``X-Goog-Hash`` header are checked against the
   bytes (400 on mismatch); composite objects carry ``componentCount`` and ``crc32c`` but no ``md5Hash``;
+- multipart uploads are split byte-exactly per RFC 2046 (:mod:`migrator.sandbox.gcs.multipart`: parts
+  without headers, as Go clients send the media part, preambles, quoted boundaries); resumable chunks sent
+  with ``X-GUploader-No-308: yes`` get 200 with ``X-HTTP-Status-Code-Override: 308`` instead of 308;
 - media is served exactly as stored (gzip stays gzip when the client accepts it);
 - JSON batch (``POST /batch/storage/v1``, multipart/mixed, at most 100 calls);
 - the sandbox-wide fault hook (:mod:`migrator.sandbox.faults`): latency, 500/503/429 (``backendError``,
@@ -26,8 +29,8 @@ reference on those points:
 
 Known departures (what is not emulated): see ``docs/sandbox.md``.
 Unauthenticated paths exist for tests only: ``GET /_emulator/stats`` and ``POST /_emulator/reset``, plus
-``POST /_emulator/clock?advance=SECONDS`` to move the emulator's clock forward without sleeping, and the
-fault hook's ``GET|POST /_emulator/faults``.
+``POST /_emulator/clock?advance=SECONDS`` to move the emulator's clock forward without sleeping (it never
+goes back; reset keeps it), and the fault hook's ``GET|POST /_emulator/faults``.
 
 The modules, as for every emulator (see :mod:`migrator.sandbox.base`): ``model`` (buckets, generations,
 upload sessions, preconditions), ``service`` (the operations and their rules), ``http`` (the router, batch,

@@ -33,6 +33,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from migrator.sandbox.base import ApiError, EmulatorHandler, FaultErrors, b64, fault_error, iso_millis
 from migrator.sandbox.faults import Action
+from migrator.sandbox.gcs import multipart
 from migrator.sandbox.gcs.model import Bucket, Conditions, Gen, Session
 from migrator.sandbox.gcs.service import WRITABLE, GcsService, check_declared, int_param
 
@@ -95,31 +96,6 @@ def _max_results(query: Mapping[str, str]) -> int:
     if n < 1:
         raise ApiError(400, "invalid", "maxResults must be positive")
     return min(n, MAX_RESULTS)
-
-
-def _multipart_parts(body: bytes, content_type: str) -> list[tuple[dict[str, str], bytes]]:
-    """Split a multipart body byte-exactly: one CRLF after each delimiter and before the next belongs to it."""
-    m = re.search(r'boundary="?([^";]+)"?', content_type)
-    if not m:
-        raise ApiError(400, "invalid", "multipart request without a boundary")
-    delimiter = b"--" + m.group(1).encode("latin-1")
-    chunks = body.split(delimiter)
-    parts: list[tuple[dict[str, str], bytes]] = []
-    for chunk in chunks[1:]:
-        if chunk.startswith(b"--"):
-            break
-        chunk = chunk[2:] if chunk.startswith(b"\r\n") else chunk[1:] if chunk.startswith(b"\n") else chunk
-        chunk = chunk[:-2] if chunk.endswith(b"\r\n") else chunk[:-1] if chunk.endswith(b"\n") else chunk
-        head, sep, content = chunk.partition(b"\r\n\r\n")
-        if not sep:
-            head, sep, content = chunk.partition(b"\n\n")
-        headers: dict[str, str] = {}
-        for line in head.decode("latin-1").splitlines():
-            k, colon, v = line.partition(":")
-            if colon:
-                headers[k.strip().lower()] = v.strip()
-        parts.append((headers, content))
-    return parts
 
 
 # ----------------------------------------------------------------------------------------- rendering
@@ -540,13 +516,18 @@ class Router:
                 resource["contentType"] = req.headers["content-type"]
             data = req.body
         elif kind == "multipart":
-            parts = _multipart_parts(req.body, req.headers.get("content-type", ""))
+            parts = multipart.split(req.body, req.headers.get("content-type", ""))
             if len(parts) != 2:
                 raise ApiError(400, "invalid", "A multipart upload needs exactly two parts: metadata and media.")
-            resource = _json_object(parts[0][1])
-            data = parts[1][1]
-            if "contentType" not in resource and parts[1][0].get("content-type"):
-                resource["contentType"] = parts[1][0]["content-type"]
+            meta, body = parts
+            encoding = body.headers.get("content-transfer-encoding", "binary").lower()
+            if encoding not in ("binary", "8bit", "7bit"):
+                # Refused rather than stored still encoded: the emulator decodes no transfer encoding.
+                raise ApiError(400, "invalid", f"Unsupported Content-Transfer-Encoding {encoding!r} on the media part.")
+            resource = _json_object(meta.content)
+            data = body.content
+            if "contentType" not in resource and body.headers.get("content-type"):
+                resource["contentType"] = body.headers["content-type"]
         else:
             raise ApiError(400, "invalid", f"Invalid uploadType: {kind!r}")
         if q.get("name"):
@@ -586,6 +567,9 @@ class Router:
                                                req.headers.get("x-goog-hash"))
             if stored is None:
                 headers = {"Range": f"bytes=0-{len(session.buffer) - 1}"} if session.buffer else {}
+                if req.headers.get("x-guploader-no-308", "").strip().lower() == "yes":
+                    # Asked by Go's client (gensupport), for whom 308 is a redirect: 200 says it instead.
+                    return Response(200, {**headers, "X-HTTP-Status-Code-Override": "308"})
                 return Response(308, headers)
             b, g = stored
             return _json_response(200, _object_json(b, g, req.base))

@@ -21,15 +21,17 @@ multipart MD5 and whole-object CRC32C. Beyond objects it emulates, as OCI docume
 - the sandbox-wide fault hook (:mod:`migrator.sandbox.faults`): latency, 500/503/429, resets, timeouts,
   truncated and bit-flipped bodies, per operation.
 
-Time is the emulator's own clock (real time plus an offset that tests move forward), so retention expiry
-and rule locks are tested without sleeping. Signature dates are checked against real time.
+Time is the emulator's own clock (real time plus an offset that tests move forward and that never goes
+back, not even on reset), so retention expiry and rule locks are tested without sleeping. Signature dates
+are checked against real time. An empty optional header (the OCI Go SDK sends ``opc-checksum-algorithm:``
+and ``storage-tier:`` so when unset) is taken as absent, as OCI does.
 
 Known departures from the real service: no minimum part size unless ``min_part_size`` is set (OCI waives
 it only for the last part); replication is synchronous unless paused through the control path, and the
 destination region is recorded but the destination bucket lives in this same emulator; the HTTP status
 and code OCI answers for a retention violation are not in its public documentation, so the emulator uses
-409 ``Conflict``; no lifecycle, PARs or SSE-C; list orderings beyond "by name, newest version first" are
-not modelled.
+409 ``Conflict``; no lifecycle, PARs or SSE-C; list orderings beyond "by name, newest version first" (and
+multipart uploads by object, then upload id) are not modelled.
 
 Unsigned paths exist for tests only: ``GET /_emulator/stats``, ``POST /_emulator/reset``,
 ``POST /_emulator/clock?advance=SECONDS``, ``GET|POST /_emulator/replication?paused=true|false`` and the

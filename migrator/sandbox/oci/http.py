@@ -381,19 +381,15 @@ class OciHandler(EmulatorHandler):
             raise ApiError(404, "NamespaceNotFound", "unknown namespace")
         compartment = q.get("compartmentId")
         limit = _limit(q)
-        with self.service.lock:
-            names = sorted(n for n, b in self.service.buckets.items()
-                           if compartment is None or b.compartment_id == compartment)
-        page = q.get("page")
-        if page:
-            names = [n for n in names if n >= page]
-        headers = {"opc-next-page": names[limit]} if len(names) > limit else {}
-        items = []
-        for n in names[:limit]:
-            b = self.service.buckets[n]
-            items.append({"namespace": self.service.namespace, "name": n, "compartmentId": b.compartment_id,
-                          "createdBy": "ocid1.user.oc1..sandbox", "timeCreated": iso_millis(b.created),
-                          "etag": b.etag, "freeformTags": {}, "definedTags": {}})
+        page = q.get("page") or ""
+        with self.service.lock:   # one snapshot: a bucket deleted meanwhile is not looked up again
+            buckets = sorted((b for n, b in self.service.buckets.items()
+                              if n >= page and (compartment is None or b.compartment_id == compartment)),
+                             key=lambda b: b.name)
+            items = [{"namespace": self.service.namespace, "name": b.name, "compartmentId": b.compartment_id,
+                      "createdBy": "ocid1.user.oc1..sandbox", "timeCreated": iso_millis(b.created),
+                      "etag": b.etag, "freeformTags": {}, "definedTags": {}} for b in buckets[:limit]]
+        headers = {"opc-next-page": buckets[limit].name} if len(buckets) > limit else {}
         self._json(200, items, headers)
 
     def get_bucket(self, s: list[str], q: dict[str, str], body: bytes) -> None:
@@ -402,7 +398,8 @@ class OciHandler(EmulatorHandler):
         if self.headers.get("if-none-match") == b.etag:
             self._send(304, {"etag": b.etag})
             return
-        self._json(200, _bucket_json(self.service.namespace, b, q.get("fields", "")), {"etag": b.etag})
+        with self.service.lock:   # approximateCount walks the objects: not while a put changes them
+            self._json(200, _bucket_json(self.service.namespace, b, q.get("fields", "")), {"etag": b.etag})
 
     def head_bucket(self, s: list[str], q: dict[str, str], body: bytes) -> None:
         b = self._bucket(s)
@@ -674,8 +671,10 @@ class OciHandler(EmulatorHandler):
     def list_uploads(self, s: list[str], q: dict[str, str], body: bytes) -> None:
         b = self._bucket(s)
         limit = _limit(q)
+        # One order for the listing and its page token, (object, uploadId): a token in another order than
+        # the sort's skips some uploads and repeats others (forever, with limit=1).
         with self.service.lock:
-            ups = sorted(b.uploads.values(), key=lambda u: (u.name, u.created, u.upload_id))
+            ups = sorted(b.uploads.values(), key=lambda u: (u.name, u.upload_id))
         if q.get("page"):
             token = _decode_token(q["page"])
             ups = [u for u in ups if [u.name, u.upload_id] >= token]

@@ -84,8 +84,9 @@ def _decode_b64(text: str, length: int, header: str) -> bytes:
 
 
 def checksum_algorithm(value: str | None) -> str | None:
-    """``opc-checksum-algorithm`` upper-cased: one of ``CHECKSUM_ALGORITHMS``, or None when not given."""
-    if value is None:
+    """``opc-checksum-algorithm`` upper-cased: one of ``CHECKSUM_ALGORITHMS``, or None when not given.
+    Empty is not given: the OCI Go SDK sends the header empty for an unset enum, and OCI accepts that."""
+    if value is None or not value.strip():
         return None
     upper = str(value).upper()
     if upper not in CHECKSUM_ALGORITHMS:
@@ -136,18 +137,13 @@ class OciService(EmulatorService):
         self.replication_paused = False
         self._pending: list[Callable[[], None]] = []   # replication work held while paused, in order
 
-    def advance_clock(self, seconds: float) -> None:
-        if seconds < 0:
-            raise ApiError(400, "InvalidParameter", "the clock only moves forward")
-        super().advance_clock(seconds)
-
     def reset(self) -> None:
-        """Buckets, the replication queue, the clock, the vault's keys, counts and the fault plan."""
+        """Buckets, the replication queue, the vault's keys, counts and the fault plan (the clock keeps its
+        offset, as every emulator's does: it never goes back)."""
         with self.lock:
             self.buckets.clear()
             self._pending.clear()
             self.replication_paused = False
-            self.clock.reset()
         self.vault.reset()
         super().reset()
 
@@ -662,9 +658,10 @@ class OciService(EmulatorService):
     def upload_part(self, b: Bucket, name: str, upload_id: str | None, part_num: int, body: bytes,
                     algorithm_header: str | None, declared: Declared, if_match: str | None,
                     if_none_match: str | None) -> tuple[Part, str | None]:
-        """UploadPart: the part stored, and the checksum algorithm it was checked with."""
-        self.check_writable(b)
+        """UploadPart: the part stored, and the checksum algorithm it was checked with. The body is hashed
+        outside the lock, so everything checked before is checked again, under it, as the part is stored."""
         with self.lock:
+            self.check_writable(b)
             up = self.upload(b, name, upload_id)
         algorithm = checksum_algorithm(algorithm_header) or up.checksum_algorithm
         if up.checksum_algorithm and algorithm != up.checksum_algorithm:
@@ -673,6 +670,7 @@ class OciService(EmulatorService):
         part = Part(data=body, etag=str(uuid.uuid4()), md5=digests.md5, sha=digests.sha,
                     crc32c_b64=digests.crc32c_b64 or _crc32c_b64(body))
         with self.lock:
+            self.check_writable(b)
             self.check_write_conditions(b, name, if_match, if_none_match)
             if b.uploads.get(up.upload_id) is not up:
                 raise ApiError(404, "NoSuchUpload", f"The upload '{up.upload_id}' was not found")
