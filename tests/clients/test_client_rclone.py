@@ -74,22 +74,26 @@ def rclone_env(kind: str, sandbox: SandboxState, home: Path) -> dict[str, str]:
                    "NAMESPACE": sandbox.oci_namespace, "ENDPOINT": sandbox.oci.url, "REGION": "us-ashburn-1",
                    "COMPARTMENT": "ocid1.compartment.oc1..sandbox",
                    "UPLOAD_CUTOFF": f"{PART_SIZE // MiB}Mi", "CHUNK_SIZE": f"{PART_SIZE // MiB}Mi"}
-    config = home / "rclone.conf"
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "rclone.conf"   # empty: every remote comes from the environment
     config.touch()
     return bare_env(home) | {"RCLONE_CONFIG": str(config)} | {prefix + k: v for k, v in options.items()}
+
+
+def make_remote(kind: str, rclone: Path, sandbox: SandboxState, home: Path) -> Remote:
+    # One try per request and per command: an emulator bug shows as itself, not as three retries.
+    flags = ["--retries", "1", "--low-level-retries", "1"]
+    ca = ca_file(sandbox)
+    if ca is not None:
+        flags += ["--ca-cert", ca]
+    return Remote(kind, rclone, rclone_env(kind, sandbox, home), tuple(flags))
 
 
 @pytest.fixture(scope="module", params=KINDS)
 def remote(request: pytest.FixtureRequest, rclone: Path, sandbox: SandboxState,
            tmp_path_factory: pytest.TempPathFactory) -> Remote:
     kind = str(request.param)
-    env = rclone_env(kind, sandbox, tmp_path_factory.mktemp(f"rclone-{kind}"))
-    # One try per request and per command: an emulator bug shows as itself, not as three retries.
-    flags = ["--retries", "1", "--low-level-retries", "1"]
-    ca = ca_file(sandbox)
-    if ca is not None:
-        flags += ["--ca-cert", ca]
-    return Remote(kind, rclone, env, tuple(flags))
+    return make_remote(kind, rclone, sandbox, tmp_path_factory.mktemp(f"rclone-{kind}"))
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +112,7 @@ class Seen:
     size: int
     md5_b64: str | None      # the whole object's MD5, where the cloud reports one
     multipart: str | None    # S3's "-N" ETag or OCI's opc-multipart-md5, for a multipart object
+    recorded_md5: str | None = None   # the whole object's MD5 that rclone stored in its metadata
 
 
 def sdk_view(kind: str, stores: Stores) -> Callable[[str, str], Seen | None]:
@@ -126,7 +131,7 @@ def sdk_view(kind: str, stores: Stores) -> Callable[[str, str], Seen | None]:
                 raise
             etag = str(got["ETag"]).strip('"')
             if "-" in etag:
-                return Seen(int(got["ContentLength"]), None, etag)
+                return Seen(int(got["ContentLength"]), None, etag, got["Metadata"].get("md5chksum"))
             return Seen(int(got["ContentLength"]), base64.b64encode(bytes.fromhex(etag)).decode(), None)
         return head_s3
     if kind == "gcs":
@@ -148,7 +153,8 @@ def sdk_view(kind: str, stores: Stores) -> Callable[[str, str], Seen | None]:
                 return None
             raise
         h = got.headers
-        return Seen(int(h["content-length"]), h.get("content-md5"), h.get("opc-multipart-md5"))
+        return Seen(int(h["content-length"]), h.get("content-md5"), h.get("opc-multipart-md5"),
+                    h.get("opc-meta-md5chksum"))
     return head_oci
 
 
@@ -160,19 +166,37 @@ def bucket(remote: Remote) -> Iterator[str]:
 
 
 def _md5sums(text: str) -> dict[str, str]:
-    return {name: digest for digest, name in (line.split(maxsplit=1) for line in text.splitlines())}
+    """`rclone hashsum md5` output as {name: md5}; "" where rclone knows no MD5 (a blank column)."""
+    return {line[34:]: line[:32].strip() for line in text.splitlines()}
+
+
+def _multipart_without_md5(kind: str, objects: dict[str, Payload]) -> set[str]:
+    """The objects whose MD5 rclone cannot read back. rclone's OCI backend records a multipart object's MD5
+    as `opc-meta-md5chksum`, but in 1.75 its reader drops that value when it decodes cleanly (the test of
+    the decode error is inverted: backend/oracleobjectstorage/object.go, setMetaData), so on OCI as on the
+    sandbox such an object has no MD5 for rclone. Its S3 backend reads the same record back."""
+    if kind != "oci":
+        return set()
+    return {p.name for p in objects.values() if p.size > PART_SIZE}
 
 
 def test_small_and_multipart_objects_round_trip(remote: Remote, stores: Stores, bucket: str,
                                                 objects: dict[str, Payload], tmp_path: Path) -> None:
     src = objects["small"].path.parent
-    # `copy` checks size and hash of every object it wrote (rclone's own check), then `check` compares
-    # every object's hash with the local file's, and fails on any difference or missing hash.
+    # `copy` checks the size and hash of every object it wrote (rclone's own check); `check` compares every
+    # object's hash with the local file's, and `check --download` the bytes themselves.
     remote("copy", src, remote.path(bucket))
+    unhashed = _multipart_without_md5(remote.kind, objects)
     checked = run([remote.exe, *remote.flags, "check", src, remote.path(bucket)], remote.env)
     assert "0 differences found" in checked.stderr
-    assert "hashes could not be checked" not in checked.stderr
-    assert _md5sums(remote("hashsum", "md5", remote.path(bucket))) == {p.name: p.md5_hex for p in objects.values()}
+    if unhashed:
+        assert f"{len(unhashed)} hashes could not be checked" in checked.stderr
+    else:
+        assert "hashes could not be checked" not in checked.stderr
+    downloaded = run([remote.exe, *remote.flags, "check", "--download", src, remote.path(bucket)], remote.env)
+    assert f"{len(objects)} matching files" in downloaded.stderr
+    assert _md5sums(remote("hashsum", "md5", remote.path(bucket))) == {
+        p.name: "" if p.name in unhashed else p.md5_hex for p in objects.values()}
 
     head = sdk_view(remote.kind, stores)
     for p in objects.values():
@@ -188,6 +212,7 @@ def test_small_and_multipart_objects_round_trip(remote: Remote, stores: Stores, 
         seen_large = head(bucket, large.name)
         assert seen_large is not None
         assert seen_large.multipart == (s3_etag if remote.kind == "s3" else oci_md5)
+        assert seen_large.recorded_md5 == large.md5_b64
         small = head(bucket, objects["small"].name)
         assert small is not None
         assert small.md5_b64 == objects["small"].md5_b64
@@ -230,9 +255,12 @@ def _next_second() -> None:
         time.sleep(0.05)
 
 
-def test_s3_versions(remote: Remote, stores: Stores, bucket: str, payloads: dict[str, Payload]) -> None:
-    if remote.kind != "s3":
-        pytest.skip("rclone lists versions on S3 only (its GCS and OCI backends have no version support)")
+def test_s3_versions(rclone: Path, sandbox: SandboxState, stores: Stores, payloads: dict[str, Payload],
+                     tmp_path: Path) -> None:
+    """Only on S3: rclone's GCS and OCI backends have no version support."""
+    remote = make_remote("s3", rclone, sandbox, tmp_path / "home")
+    bucket = unique("rclone-versions")
+    remote("mkdir", remote.path(bucket))
     s3 = stores.get("s3").client  # type: ignore[attr-defined]
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     v1, v2 = payloads["small"], payloads["v2"]
@@ -243,8 +271,8 @@ def test_s3_versions(remote: Remote, stores: Stores, bucket: str, payloads: dict
     names = remote("lsf", "--s3-versions", remote.path(bucket)).splitlines()
     [old] = [n for n in names if n != "k.bin"]
     assert names == sorted(["k.bin", old]) and old.startswith("k-v") and old.endswith(".bin")
-    remote("copyto", "--s3-versions", remote.path(bucket, old), Path(remote.env["HOME"]) / "old.bin")
-    assert sha256_file(Path(remote.env["HOME"]) / "old.bin") == v1.sha256
+    remote("copyto", "--s3-versions", remote.path(bucket, old), tmp_path / "old.bin")
+    assert sha256_file(tmp_path / "old.bin") == v1.sha256
 
     # Deleting the versioned name deletes that version only.
     remote("deletefile", "--s3-versions", remote.path(bucket, old))
