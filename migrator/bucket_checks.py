@@ -78,9 +78,10 @@ class BucketChecks:
         if replication_targets is not None:
             location = uri.location
             targets: list[Location] = self.cached(("repl", location), lambda: replication_targets(location))
-            listed = {r.location for r in row.replicas} | {row.source.location}
+            # A replication target names a bucket as its cloud does, without a location name.
+            listed = {r.location.placed("") for r in (*row.replicas, row.source)}
             for target in targets:
-                if target not in listed:
+                if target.placed("") not in listed:
                     return Reason.UNLISTED_REPLICATION, f"{uri.location} replicates to {target}"
         return None
 

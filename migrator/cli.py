@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from migrator.attest.policy import Threshold
     from migrator.attest.tlog import LogStorage
     from migrator.config import WaveSettings
+    from migrator.plan import WavePlan
     from migrator.runner import WaveResult
     from migrator.stores.registry import Stores
 
@@ -102,11 +103,17 @@ def keys_generate(out_dir: Annotated[Path, typer.Option("--out", help="Folder fo
 
 
 @manifest_app.command("validate")
-def manifest_validate(file: Annotated[Path, typer.Argument(help="CSV (with a header) or JSONL manifest.")]) -> None:
+def manifest_validate(file: Annotated[Path, typer.Argument(help="CSV (with a header) or JSONL manifest.")],
+                      wave: Annotated[Path | None, typer.Option(
+                          "--wave", help="Wave file whose [locations] the URIs are resolved against.")] = None,
+                      ) -> None:
     """Check every row; print a summary, or one line naming the file, line and field of the first error."""
+    import os
+
+    from migrator.config import load_wave
     from migrator.manifest import validate
 
-    summary = validate(file)
+    summary = validate(file, estate=load_wave(wave, {}, os.environ).estate)
     out.print(f"{file}: {summary.rows} rows ({summary.format}), sha256 {summary.sha256}")
     for loc, n in sorted(summary.sources_by_location.items()):
         out.print(f"  {loc}: {n}")
@@ -119,7 +126,8 @@ def manifest_validate(file: Annotated[Path, typer.Argument(help="CSV (with a hea
 
 def _print_wave(result: WaveResult) -> None:
     out.print(f"wave {result.wave_id}: {result.rows} objects, {result.bytes} bytes")
-    out.print(f"  removed {result.removed}, held {result.held}, failed {result.failed}")
+    out.print(f"  removed {result.removed}, held {result.held}, failed {result.failed}"
+              + (f", out of scope (untouched) {result.out_of_scope}" if result.out_of_scope else ""))
     for row, state, reason in result.held_rows[:50]:
         out.print(f"  row {row}: {state} - {reason}", markup=False)
     if len(result.held_rows) > 50:
@@ -152,6 +160,10 @@ def run(manifest: Annotated[Path, typer.Argument(help="The wave's manifest.")],
         concurrency: Annotated[int | None, typer.Option(help="Objects in flight (default 16).")] = None,
         log: Annotated[str | None, typer.Option("--log", help="Append the attestation to this log.")] = None,
         log_origin: Annotated[str | None, typer.Option("--log-origin", help="The log's origin line.")] = None,
+        allow_changed_policy: Annotated[bool, typer.Option(
+            "--allow-changed-policy",
+            help="Resume under a policy or locations that differ from the first run's (the attestation "
+                 "records the change).")] = False,
         ) -> None:
     """Copy, verify, delete and attest a wave. Running it again resumes it.
 
@@ -180,7 +192,8 @@ def run(manifest: Annotated[Path, typer.Argument(help="The wave's manifest.")],
 
         log_storage = _open_log(log, Stores(settings.stores) if log.startswith("oci://") else None)
         tlog.check_appendable(log_storage, log_origin)   # before any copy or delete, not after the wave
-    result = run_wave(manifest, state, signer, settings, subject_hasher=hasher)
+    result = run_wave(manifest, state, signer, settings, subject_hasher=hasher,
+                      allow_changed_policy=allow_changed_policy)
     _print_wave(result)
     if log_storage is not None and log_origin:
         entry = tlog.append(log_storage, result.attestation.read_bytes(), signer, log_origin)
@@ -203,7 +216,7 @@ def plan(manifest: Annotated[Path, typer.Argument(help="The wave's manifest.")],
     """What a wave would find and hold, without copying, deleting or writing anything.
 
     Exit 0 when no row would be held for a bucket's settings and every source exists, 1 otherwise,
-    2 on bad input.
+    2 on bad input or when `run` would refuse the wave (residency, destinations, regions).
     """
     import json as _json
     import os
@@ -233,8 +246,34 @@ def plan(manifest: Annotated[Path, typer.Argument(help="The wave's manifest.")],
             out.print(f"  {location}: {roles}; {found}", markup=False)
         for need in result.needs:
             out.print(f"  run will need {need}", markup=False)
-        out.print("ready" if result.ready else "not ready: fix the above, or expect those rows to be held or failed")
-    raise typer.Exit(0 if result.ready else 1)
+        _print_estate(result)
+        if result.refusals:
+            out.print(f"refused: run would stop before any write ({len(result.refusals)} refusal(s)):")
+            for refusal in result.refusals:
+                out.print(f"  {refusal}", markup=False)
+        else:
+            out.print("ready" if result.ready
+                      else "not ready: fix the above, or expect those rows to be held or failed")
+    raise typer.Exit(2 if result.refusals else 0 if result.ready else 1)
+
+
+def _print_estate(result: WavePlan) -> None:
+    if result.residency is not None:
+        r = result.residency
+        out.print(f"  residency: moves {r['moves']} rows into {', '.join(r['allowed_regions'])}; rows of another "
+                  f"residency: {r['other_residency']}; rows without a tag: "
+                  f"{'refused' if r['require_residency'] else 'moved'}", markup=False)
+    if result.out_of_scope:
+        out.print(f"  out of scope (another residency, left untouched): {result.out_of_scope} row(s)")
+    for loc in result.estate or []:
+        out.print(f"  location {loc['name']}: {loc['kind']} region {loc['region'] or '-'} owner {loc['owner'] or '-'} "
+                  f"endpoint {loc['endpoint'] or '(the cloud' + chr(39) + 's own)'}", markup=False)
+        for b in loc["used"]:
+            how = "verified" if b["region_verified"] else "declared, unverified"
+            state = " MISSING" if b.get("missing") else f" ERROR {b['error']}" if b.get("error") else ""
+            out.print(f"    {b['bucket']}: {', '.join(b['roles'])}; {b['rows']} row(s); region {b['region'] or '-'}"
+                      f" ({how}; {b['region_source']}); owner {b['owner'] or '-'} ({b['owner_source']}){state}",
+                      markup=False)
 
 
 @app.command("status")

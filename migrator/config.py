@@ -33,6 +33,7 @@ from typing import Any
 from migrator import oci_config
 from migrator.attest.signers import SignerSettings
 from migrator.errors import InputError
+from migrator.estate import Estate, parse_locations
 from migrator.stores.settings import EndpointSettings, StoreSettings, StoreTransfer
 
 __all__ = ["EndpointSettings", "TransferSettings", "WavePolicy", "WaveSettings", "endpoints_from_env", "load_wave"]
@@ -98,6 +99,10 @@ class TransferSettings:
 
 VERSIONS_POLICIES = ("all", "current")
 SOFT_DELETE_POLICIES = ("require-off", "attest-pending")
+OTHER_RESIDENCY_POLICIES = ("refuse", "out-of-scope")
+# Policy members added with residency: a policy that leaves them at their defaults records none of them, so
+# that a state folder started before they existed resumes with the same policy record.
+_RESIDENCY_FIELDS = ("residency", "allowed_regions", "require_residency", "other_residency")
 
 
 @dataclass(frozen=True)
@@ -110,15 +115,37 @@ class WavePolicy:
     soft_delete: str = "require-off"         # GCS: hold buckets with soft delete on, or delete and attest pending
     require_destination_protection: bool = True  # delete sources only into a versioned/retained destination
     bypass_governance: bool = False          # S3 Object Lock GOVERNANCE: bypass (logged) instead of hold
+    residency: str | None = None             # the one residency tag this wave moves ("US"); None: no rule
+    allowed_regions: tuple[str, ...] = ()    # destination regions allowed for it (required with residency)
+    require_residency: bool = True           # with residency: a row without a tag is refused
+    other_residency: str = "refuse"          # rows of another residency: "refuse" the wave, or "out-of-scope"
 
     def __post_init__(self) -> None:
         if self.versions not in VERSIONS_POLICIES:
             raise InputError(f"versions must be one of {', '.join(VERSIONS_POLICIES)}", field="versions")
         if self.soft_delete not in SOFT_DELETE_POLICIES:
             raise InputError(f"soft_delete must be one of {', '.join(SOFT_DELETE_POLICIES)}", field="soft_delete")
+        if self.other_residency not in OTHER_RESIDENCY_POLICIES:
+            raise InputError(f"other_residency must be one of {', '.join(OTHER_RESIDENCY_POLICIES)}",
+                             field="other_residency")
+        if self.residency is not None and not self.residency.strip():
+            raise InputError("residency must be a non-empty tag, e.g. \"US\"", field="residency")
+        if self.residency is not None and not self.allowed_regions:
+            raise InputError("a wave that moves one residency names the destination regions allowed for it",
+                             field="allowed_regions")
+        if self.allowed_regions and self.residency is None:
+            raise InputError("allowed_regions needs residency: the residency those regions are allowed for",
+                             field="residency")
+        if any(not isinstance(r, str) or not r for r in self.allowed_regions):
+            raise InputError("want a list of region names", field="allowed_regions")
 
     def as_record(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        record = dataclasses.asdict(self)
+        record["allowed_regions"] = list(self.allowed_regions)
+        if self.residency is None:
+            for name in _RESIDENCY_FIELDS:
+                del record[name]
+        return record
 
 
 @dataclass(frozen=True)
@@ -129,12 +156,21 @@ class WaveSettings:
     transfer: TransferSettings = field(default_factory=TransferSettings)
     endpoints: EndpointSettings = field(default_factory=EndpointSettings)
     oci_kms_management_endpoint: str | None = None   # for an ocikms: signer; None = derived from its endpoint
+    estate: Estate = field(default_factory=Estate)   # the wave file's [locations]; empty = the environment's
 
     @property
     def stores(self) -> StoreSettings:
         """For the store registry (``Stores``), with the one OCI config reader."""
         return StoreSettings(endpoints=self.endpoints, transfer=self.transfer.for_stores(),
-                             load_oci_config=oci_config.load)
+                             load_oci_config=oci_config.load, locations=self.estate.locations)
+
+    def binding(self) -> dict[str, Any]:
+        """What a state folder binds on its first run: the policy, and the estate's digest when there is one
+        (identities only, so a rotated credential or a renamed profile is not a change)."""
+        bound = self.policy.as_record()
+        if self.estate:
+            bound["estate_sha256"] = self.estate.digest()
+        return bound
 
     @property
     def signers(self) -> SignerSettings:
@@ -177,10 +213,13 @@ _TYPE_HINT = {"policy": "", "transfer": " (bytes or a count)"}
 def load_wave(path: Path | None, flags: Mapping[str, Any], env: Mapping[str, str]) -> WaveSettings:
     """The wave file (read once; None = no file) with flag overrides (None = not given) and the environment."""
     values: dict[str, Any] = {}
+    estate = Estate()
     if path is not None:
         doc = _read(path)
         for table in _TABLES:
             values.update(_table(path, doc, table))
+        if "locations" in doc:
+            estate = parse_locations(doc["locations"], file=str(path))
     for key, value in flags.items():
         if key not in _FIELDS:
             raise InputError(f"unknown setting (known: {', '.join(sorted(_FIELDS))})", field=key)
@@ -193,7 +232,8 @@ def load_wave(path: Path | None, flags: Mapping[str, Any], env: Mapping[str, str
     except InputError as exc:
         raise InputError(str(exc.args[0]), file=where, field=exc.field) from None
     return WaveSettings(policy=policy, transfer=transfer, endpoints=endpoints_from_env(env),
-                        oci_kms_management_endpoint=env.get("MIGRATOR_OCI_KMS_MANAGEMENT_ENDPOINT") or None)
+                        oci_kms_management_endpoint=env.get("MIGRATOR_OCI_KMS_MANAGEMENT_ENDPOINT") or None,
+                        estate=estate)
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -207,9 +247,10 @@ def _read(path: Path) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise InputError(f"not valid UTF-8 (byte {exc.start + 1} of the file); TOML is UTF-8",
                          file=str(path)) from None
-    unknown_tables = set(doc) - set(_TABLES)
+    unknown_tables = set(doc) - {*_TABLES, "locations"}
     if unknown_tables:
-        raise InputError(f"unknown table(s) {sorted(unknown_tables)}; want [policy] or [transfer]", file=str(path))
+        raise InputError(f"unknown table(s) {sorted(unknown_tables)}; want [policy], [transfer] or "
+                         "[locations.NAME]", file=str(path))
     return doc
 
 
@@ -223,7 +264,13 @@ def _table(path: Path, doc: Mapping[str, Any], name: str) -> dict[str, Any]:
         if key not in known:
             listed = sorted(known) if name == "policy" else known
             raise InputError(f"unknown {name} key (known: {', '.join(listed)})", file=str(path), field=key)
-        want = _FIELDS[key][1]
+        hint = _FIELDS[key][1]
+        if typing.get_origin(hint) is tuple:   # a list of strings in TOML
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise InputError(f"want a list of strings, got {value!r}", file=str(path), field=key)
+            table = {**table, key: tuple(value)}
+            continue
+        want = str if hint == (str | None) else hint
         if type(value) is not want:   # exact: a TOML bool is not an int here
             article = "an" if want.__name__[0] in "aeiou" else "a"
             raise InputError(f"want {article} {want.__name__}{_TYPE_HINT[name]}, got {value!r}",

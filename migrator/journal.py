@@ -159,10 +159,13 @@ class Journal:
         with self._lock:
             self._conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
 
-    def bind_manifest(self, sha256: str, wave_id: str, settings: Mapping[str, Any]) -> str:
-        """Pin this state folder to one manifest and one policy (``settings``, the first run's). Returns the
-        wave id (the first run's). A resume with another policy is refused, naming the keys that differ:
-        the attestation names one policy, and it must be true of every record of the wave."""
+    def bind_manifest(self, sha256: str, wave_id: str, settings: Mapping[str, Any], *,
+                      allow_changed: bool = False) -> str:
+        """Pin this state folder to one manifest and one policy (``settings``, the first run's: the policy and
+        the estate's digest). Returns the wave id (the first run's). A resume with another policy is refused,
+        naming the keys that differ: the attestation names one policy, and it must be true of every record of
+        the wave. With ``allow_changed`` the resume goes on under the new settings, and the change is kept
+        (``policy_changes``) for the attestation to record."""
         existing = self.get_meta("manifest_sha256")
         if existing is not None and existing != sha256:
             raise StateError(
@@ -171,11 +174,23 @@ class Journal:
         if existing is not None:
             first = json.loads(self.get_meta("settings") or "{}")
             differ = sorted(k for k in {*first, *settings} if first.get(k) != settings.get(k))
-            if differ:
+            if differ and not allow_changed:
                 said = "; ".join(f"{k} {json.dumps(first.get(k))} (this run: {json.dumps(settings.get(k))})"
                                  for k in differ)
                 raise StateError(f"state folder {self.path.parent} was started with another policy: {said}; "
-                                 "resume with the first run's policy, or use a new --state folder")
+                                 "resume with the first run's policy and locations, or use a new --state folder "
+                                 "(or pass --allow-changed-policy, which the attestation records)")
+            if differ:
+                changes = json.loads(self.get_meta("policy_changes") or "[]")
+                changes.append({"at": now(), "changed": {k: {"before": first.get(k), "after": settings.get(k)}
+                                                         for k in differ}})
+                with self._lock:
+                    self._conn.execute("BEGIN IMMEDIATE")
+                    self._conn.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", [
+                        ("settings", json.dumps(dict(settings), sort_keys=True)),
+                        ("policy_changes", json.dumps(changes, sort_keys=True)),
+                    ])
+                    self._conn.execute("COMMIT")
         else:
             with self._lock:
                 self._conn.execute("BEGIN IMMEDIATE")
@@ -190,6 +205,11 @@ class Journal:
         return wid
 
     # -- objects ------------------------------------------------------------------------------------
+    def policy_changes(self) -> list[dict[str, Any]]:
+        """The changes resumes were allowed to make to the bound policy and estate, oldest first."""
+        changes: list[dict[str, Any]] = json.loads(self.get_meta("policy_changes") or "[]")
+        return changes
+
     def ensure_rows(self, rows: Iterator[int] | list[int]) -> None:
         """Create PENDING entries for rows the journal has not seen (idempotent)."""
         with self._lock:

@@ -13,11 +13,14 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TypeVar
 
-from migrator.errors import NotFound
+from migrator.errors import NotFound, StoreError
 from migrator.stores.base import ObjectStore, UploadInfo, VersionEntry
 from migrator.uri import Location, ObjectURI
 
 StoreFor = Callable[[ObjectURI], ObjectStore]
+# Where a caller passes one, a listing that fails in one location is noted here (after its retries) and the
+# other locations are still listed: an outage in one store must not fail the rows of another.
+Failures = dict[Location, StoreError]
 
 
 def _common_prefix(keys: Sequence[str]) -> str:
@@ -64,8 +67,8 @@ def _scan(listing: Iterator[VersionEntry], keys: Sequence[str]) -> tuple[dict[st
     return found, len(keys)
 
 
-def list_versions_many(store_for: StoreFor, uris: Iterable[ObjectURI], *,
-                       use_start: bool = True) -> dict[ObjectURI, list[VersionEntry]]:
+def list_versions_many(store_for: StoreFor, uris: Iterable[ObjectURI], *, use_start: bool = True,
+                       failures: Failures | None = None) -> dict[ObjectURI, list[VersionEntry]]:
     """Every version and delete marker of each URI's exact key, oldest first.
 
     ``use_start=False`` lists from the start of the common prefix, with no start marker: the removal
@@ -87,6 +90,11 @@ def list_versions_many(store_for: StoreFor, uris: Iterable[ObjectURI], *,
                     found[key] = [e for e in store.list_versions(location, key) if e.key == key]
         except NotFound:
             found = {}
+        except StoreError as exc:
+            if failures is None:
+                raise
+            failures[location] = exc
+            continue
         for u in group:
             out[u] = list(found.get(u.key, []))
     return out
@@ -111,7 +119,7 @@ def _prefix_or_per_key(keys: Sequence[str], listing: Callable[[str], Iterator[T]
 
 def _many(store_for: StoreFor, uris: Iterable[ObjectURI],
           lister_of: Callable[[ObjectStore], Callable[[Location, str], Iterator[T]] | None],
-          key_of: Callable[[T], str]) -> dict[ObjectURI, list[T]]:
+          key_of: Callable[[T], str], failures: Failures | None) -> dict[ObjectURI, list[T]]:
     """What an optional listing shows for each URI's exact key; empty where the store lacks the feature."""
     out: dict[ObjectURI, list[T]] = {}
     for location, group in _by_location(uris).items():
@@ -123,6 +131,11 @@ def _many(store_for: StoreFor, uris: Iterable[ObjectURI],
                                            key_of)
             except NotFound:
                 found = {}
+            except StoreError as exc:
+                if failures is None:
+                    raise
+                failures[location] = exc
+                continue
         for u in group:
             out[u] = list(found.get(u.key, []))
     return out
@@ -132,11 +145,13 @@ def _upload_lister(store: ObjectStore) -> Callable[[Location, str], Iterator[Upl
     return store.features.uploads.list if store.features.uploads is not None else None
 
 
-def list_uploads_many(store_for: StoreFor, uris: Iterable[ObjectURI]) -> dict[ObjectURI, list[UploadInfo]]:
+def list_uploads_many(store_for: StoreFor, uris: Iterable[ObjectURI], *,
+                      failures: Failures | None = None) -> dict[ObjectURI, list[UploadInfo]]:
     """Incomplete multipart uploads of each URI's exact key, for stores that have them; empty elsewhere."""
-    return _many(store_for, uris, _upload_lister, lambda up: up.key)
+    return _many(store_for, uris, _upload_lister, lambda up: up.key, failures)
 
 
-def list_soft_deleted_many(store_for: StoreFor, uris: Iterable[ObjectURI]) -> dict[ObjectURI, list[VersionEntry]]:
+def list_soft_deleted_many(store_for: StoreFor, uris: Iterable[ObjectURI], *,
+                           failures: Failures | None = None) -> dict[ObjectURI, list[VersionEntry]]:
     """Soft-deleted generations of each key, for stores that have soft delete; empty elsewhere."""
-    return _many(store_for, uris, lambda store: store.features.soft_deleted, lambda e: e.key)
+    return _many(store_for, uris, lambda store: store.features.soft_deleted, lambda e: e.key, failures)

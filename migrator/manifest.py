@@ -22,6 +22,7 @@ from typing import Any
 
 from migrator.checksum import Algorithm, Checksum, Provenance, from_b64, from_hex
 from migrator.errors import ChecksumError, InputError
+from migrator.estate import Estate
 from migrator.uri import ObjectURI, parse_uri
 
 SOURCE_SCHEMES = ("s3", "gs", "oci")
@@ -101,19 +102,23 @@ def batched(rows: Iterator[ManifestRow], size: int) -> Iterator[list[ManifestRow
         yield batch
 
 
-def iter_rows(path: Path | str, *, fmt: str | None = None) -> Iterator[ManifestRow]:
-    """Yield the manifest's rows in order, checking each row on its own (no cross-row rules)."""
-    return iter(_Reader(Path(path), fmt))
+NO_ESTATE = Estate()
 
 
-def validate(path: Path | str, *, fmt: str | None = None) -> ManifestSummary:
+def iter_rows(path: Path | str, *, fmt: str | None = None, estate: Estate = NO_ESTATE) -> Iterator[ManifestRow]:
+    """Yield the manifest's rows in order, checking each row on its own (no cross-row rules). With an
+    estate, every URI names its location (``estate.resolve``); without one, a URI that names one is refused."""
+    return iter(_Reader(Path(path), fmt, estate))
+
+
+def validate(path: Path | str, *, fmt: str | None = None, estate: Estate = NO_ESTATE) -> ManifestSummary:
     """Read the manifest once: every row rule, the cross-row rules, totals and the file's SHA-256.
 
     Cross-row rule: an object URI appears at most once in the whole manifest, whatever its role. That
     covers duplicate rows, two rows writing one destination, a destination that is some row's source or
     replica (it would be deleted), and a replica shared by two rows.
     """
-    reader = _Reader(Path(path), fmt)
+    reader = _Reader(Path(path), fmt, estate)
     uris, subjects = _DigestSet(), _DigestSet()
     rows = declared_bytes = 0
     locations: Counter[str] = Counter()
@@ -149,7 +154,7 @@ def _raise_if_repeated(reader: _Reader, row: ManifestRow, role: str, uri: Object
     Only this error path reads twice. It also makes a 64-bit digest collision harmless: two different
     URIs with one digest find no earlier match and validation goes on.
     """
-    with closing(_Reader(reader.path, reader.format).rows()) as rows:
+    with closing(_Reader(reader.path, reader.format, reader.estate).rows()) as rows:
         for earlier in rows:
             if earlier.line >= row.line:
                 return
@@ -210,8 +215,9 @@ class _DigestSet:
 class _Reader:
     """One pass over the file: rows out, SHA-256 of every byte read on the side."""
 
-    def __init__(self, path: Path, fmt: str | None) -> None:
+    def __init__(self, path: Path, fmt: str | None, estate: Estate = NO_ESTATE) -> None:
         self.path = path
+        self.estate = estate
         self.file = str(path)
         if fmt is not None and fmt not in FORMATS:
             raise InputError(f"unknown manifest format {fmt!r} (want csv or jsonl)", file=self.file)
@@ -371,7 +377,7 @@ class _Reader:
 
     def _parse(self, text: str, name: str, line: int) -> ObjectURI:
         try:
-            return parse_uri(text, field=name)
+            return self.estate.resolve(parse_uri(text, field=name), field=name)
         except InputError as exc:
             raise self.error(str(exc.args[0]), line, name) from None
 

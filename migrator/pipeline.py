@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
@@ -29,9 +29,10 @@ from migrator.config import TransferSettings, WavePolicy
 from migrator.errors import ChecksumError, DigestRefused, PreconditionFailed, SourceChanged, StoreError
 from migrator.evidence import destination_evidence, source_evidence
 from migrator.journal import Journal, now
-from migrator.listing import list_soft_deleted_many, list_uploads_many, list_versions_many
+from migrator.listing import Failures, list_soft_deleted_many, list_uploads_many, list_versions_many
 from migrator.manifest import ManifestRow, batched
 from migrator.outcome import Failed, Held, Outcome
+from migrator.preflight import residency_of
 from migrator.records import (
     Copying,
     Evidence,
@@ -67,6 +68,14 @@ class Work:
     def to(self, state: State, **detail: Any) -> Transition:
         self.record = replace(self.record, state=state)
         return Transition(self.record, detail)
+
+
+def _searched(w: Work) -> tuple[ObjectURI, ...]:
+    return (w.row.source, *w.row.replicas)
+
+
+def _proved(w: Work) -> tuple[ObjectURI, ...]:
+    return tuple(w.plan.locations) if w.plan is not None else ()
 
 
 class Wave:
@@ -107,7 +116,8 @@ class Wave:
         if not work:
             return work
         # 1. Find every version of every source key: one listing per bucket.
-        found = self._shared(work, lambda: list_versions_many(self.stores.for_uri, [w.row.source for w in work]))
+        found = self._shared(work, lambda w: (w.row.source,), lambda f: list_versions_many(
+            self.stores.for_uri, [w.row.source for w in work], failures=f))
         # 2. Copy and verify, concurrently. Every row about to be copied is journaled COPYING in one
         # commit first, so that a copy cut by a kill is found and cleaned up on resume.
         for w in work:
@@ -130,8 +140,8 @@ class Wave:
         # 3. Plan removal from fresh listings of every location: checks, replicas, pinned targets.
         live = [w for w in work if not w.done]
         uris = [u for w in live for u in (w.row.source, *w.row.replicas)]
-        listed = self._shared(live, lambda: list_versions_many(self.stores.for_uri, uris))
-        uploads = self._shared(live, lambda: list_uploads_many(self.stores.for_uri, uris))
+        listed = self._shared(live, _searched, lambda f: list_versions_many(self.stores.for_uri, uris, failures=f))
+        uploads = self._shared(live, _searched, lambda f: list_uploads_many(self.stores.for_uri, uris, failures=f))
         self._each(pool, live, lambda w: self._plan(w, listed, uploads))
         planned = [w for w in work if not w.done]
         self.journal.transition_many([w.to(State.DELETING, targets=len(w.record.plan or ())) for w in planned])
@@ -140,9 +150,11 @@ class Wave:
         # 5. Prove: list every location again after the deletes.
         proving = [w for w in planned if not w.done]
         locs = [u for w in proving if w.plan is not None for u in w.plan.locations]
-        after = self._shared(proving, lambda: list_versions_many(self.stores.for_uri, locs, use_start=False))
-        left_uploads = self._shared(proving, lambda: list_uploads_many(self.stores.for_uri, locs))
-        soft = self._shared(proving, lambda: list_soft_deleted_many(self.stores.for_uri, locs))
+        after = self._shared(proving, _proved, lambda f: list_versions_many(self.stores.for_uri, locs,
+                                                                             use_start=False, failures=f))
+        left_uploads = self._shared(proving, _proved,
+                                    lambda f: list_uploads_many(self.stores.for_uri, locs, failures=f))
+        soft = self._shared(proving, _proved, lambda f: list_soft_deleted_many(self.stores.for_uri, locs, failures=f))
         at = now()
         ends = [self._prove(w, after, left_uploads, soft, at) for w in proving if not w.done]
         self.journal.transition_many(ends)
@@ -152,7 +164,7 @@ class Wave:
 
     def _start(self, row: ManifestRow) -> Work | None:
         entry = self.journal.get(row.row)
-        if entry.state == State.REMOVED:
+        if entry.state in (State.REMOVED, State.OUT_OF_SCOPE):
             return None
         rec = Record.from_journal(row.row, entry.state, None,
                                   {"source": str(row.source), "destination": str(row.destination), **entry.data})
@@ -160,7 +172,16 @@ class Wave:
                       subject=row.subject if row.subject is not None else rec.subject,
                       residency=row.residency if row.residency is not None else rec.residency,
                       detail=None)  # a previous run's hold is re-examined from scratch
-        return Work(row=row, record=rec, resumed_copy=rec.copying is not None)
+        w = Work(row=row, record=rec, resumed_copy=rec.copying is not None)
+        if entry.state == State.PENDING and residency_of(self.policy, row) == "out-of-scope":
+            # Another residency, left untouched by policy: journaled as such, never listed, copied or deleted.
+            w.done = True
+            w.record = replace(rec, reason=Reason.OTHER_RESIDENCY,
+                               detail=f"residency {row.residency}; the wave moves {self.policy.residency}")
+            self.journal.transition_many([w.to(State.OUT_OF_SCOPE)])
+            self.progress(row.row, State.OUT_OF_SCOPE)
+            return None
+        return w
 
     def _guarded(self, w: Work, step: Callable[[], None]) -> None:
         try:
@@ -193,18 +214,28 @@ class Wave:
         for f in futures:
             f.result()
 
-    def _shared(self, work: list[Work], listing: Callable[[], Mapping[ObjectURI, list[T]]]
-                ) -> Mapping[ObjectURI, list[T]]:
-        """A listing shared by rows; if it fails after retries, every row that needed it fails (and resumes later)."""
+    def _shared(self, work: list[Work], needs: Callable[[Work], Iterable[ObjectURI]],
+                listing: Callable[[Failures], Mapping[ObjectURI, list[T]]]) -> Mapping[ObjectURI, list[T]]:
+        """A listing shared by rows. Where a location's listing fails after retries, the rows that needed that
+        location fail (and resume later); rows of the other locations go on."""
         if not work:
             return {}
+        failures: Failures = {}
         try:
-            return listing()
+            found = listing(failures)
         except StoreError as exc:
             ends = [self._ending(w, Failed(Reason.CLOUD_ERROR, f"{type(exc).__name__}: {exc}"))
                     for w in work if not w.done]
             self.journal.transition_many(ends)
             return {}
+        ends = []
+        for w in work:
+            failed = None if w.done else next((u.location for u in needs(w) if u.location in failures), None)
+            if failed is not None:
+                why = failures[failed]
+                ends.append(self._ending(w, Failed(Reason.CLOUD_ERROR, f"{failed}: {type(why).__name__}: {why}")))
+        self.journal.transition_many(ends)
+        return found
 
     # -- copy and verify ----------------------------------------------------------------------------
     def _choose(self, w: Work, entries: list[VersionEntry]) -> None:

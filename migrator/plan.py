@@ -20,6 +20,7 @@ from migrator.config import WaveSettings
 from migrator.errors import NotFound, StoreError
 from migrator.listing import list_uploads_many, list_versions_many
 from migrator.manifest import ManifestRow, ManifestSummary, batched, iter_rows, validate
+from migrator.preflight import check_buckets, check_rows, residency_of
 from migrator.removal import is_archived
 from migrator.stores.registry import Stores
 from migrator.uri import Location, ObjectURI
@@ -38,11 +39,15 @@ class WavePlan:
     found: Counter[str] = field(default_factory=Counter)                 # what the listings saw
     locations: dict[str, dict[str, Any]] = field(default_factory=dict)   # location's text -> role, rows, settings
     samples: dict[str, ObjectURI] = field(default_factory=dict, repr=False)  # location's text -> a URI in it
+    refusals: list[str] = field(default_factory=list)   # why `run` would refuse the wave before any write
+    out_of_scope: int = 0                                # rows of another residency the wave leaves untouched
+    residency: dict[str, Any] | None = None              # the policy's residency rule, as `run` applies it
+    estate: list[dict[str, Any]] | None = None           # the named locations' identities, as attested
 
     @property
     def ready(self) -> bool:
-        """No row would be held for a bucket's settings, and (when listed) every source exists."""
-        return not self.rows_held and not self.rows_failing
+        """Not refused, no row would be held for a bucket's settings, and (when listed) every source exists."""
+        return not self.refusals and not self.rows_held and not self.rows_failing
 
     def as_record(self) -> dict[str, Any]:
         return {
@@ -56,6 +61,11 @@ class WavePlan:
             "examples": {k: v for k, v in sorted(self.examples.items())},
             "found": dict(sorted(self.found.items())),
             "locations": {k: self.locations[k] for k in sorted(self.locations)},
+            "refused": bool(self.refusals),
+            "refusals": list(self.refusals),
+            "rows_out_of_scope": self.out_of_scope,
+            "residency": self.residency,
+            "estate": self.estate,
         }
 
 
@@ -63,19 +73,28 @@ def plan_wave(manifest: Path, settings: WaveSettings, *, list_objects: bool = Tr
     """``settings``: as ``run`` would resolve them (the policy decides the bucket holds, the transfer settings
     the batches, the endpoints the stores: with ``sandbox`` set a non-loopback one is refused first)."""
     stores = Stores(settings.stores)
-    summary = validate(manifest)        # every row checked before a request is made
+    estate, policy = settings.estate, settings.policy
+    summary = validate(manifest, estate=estate)        # every row checked before a request is made
     plan = WavePlan(manifest=summary, listed=list_objects)
+    pre = check_rows(iter_rows(manifest, estate=estate), settings, str(manifest))
+    check_buckets(pre, settings, stores)     # the same refusals `run` makes before any write
+    plan.refusals, plan.out_of_scope = list(pre.refusals), pre.out_of_scope
+    plan.estate = pre.identities(estate)
+    if policy.residency is not None:
+        plan.residency = {"moves": policy.residency, "allowed_regions": list(policy.allowed_regions),
+                          "require_residency": policy.require_residency, "other_residency": policy.other_residency}
     if summary.subjects:
         plan.needs.append(f"--subject-hashes FILE from the custodian (rows name {summary.subjects} data subjects)")
     checks = BucketChecks(stores, settings.policy)
     unreadable: dict[Location, tuple[str, str]] = {}   # why a bucket's settings could not be read
     held: set[int] = set()                         # rows of this batch already held for a bucket
-    for batch in batched(iter_rows(manifest), settings.transfer.batch_rows):
+    for rows in batched(iter_rows(manifest, estate=estate), settings.transfer.batch_rows):
+        batch = [r for r in rows if residency_of(policy, r) is None]   # refused and untouched rows are not planned
         for row in batch:
             _count_locations(plan, row)
             reason = _unreadable(checks, stores, row, unreadable) or _bucket_hold(checks, stores, row)
             if reason is not None:
-                _held(plan, row, *reason)
+                _held(plan, row, *reason, failing=reason[0] == "source not found")
                 held.add(row.row)
         if list_objects:
             _list_batch(plan, stores, batch, held)
@@ -109,7 +128,10 @@ def _unreadable(checks: BucketChecks, stores: Stores, row: ManifestRow,
             try:
                 checks.facts(stores.for_uri(uri), uri)   # cached after the first success
             except NotFound as exc:
-                unreadable[uri.location] = ("bucket not found", str(exc))
+                # One answer in plan and run: a missing source bucket fails its rows (the wave finds no
+                # source); a missing destination is refused before any write (preflight).
+                failing = uri == row.source
+                unreadable[uri.location] = ("source not found" if failing else "bucket not found", str(exc))
             except StoreError as exc:
                 unreadable[uri.location] = ("bucket settings unreadable", f"{type(exc).__name__}: {exc}")
         if uri.location in unreadable:

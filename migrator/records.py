@@ -34,9 +34,10 @@ from migrator.errors import ChecksumError, InputError
 if TYPE_CHECKING:
     from migrator.checksum import Checksum, Provenance
 
-SCHEMA = 1
-"""The schema number this version of migrator writes."""
-SCHEMAS = frozenset({1})
+SCHEMA = 2
+"""The schema number this version of migrator writes. Schema 2 = schema 1 plus the state OUT_OF_SCOPE and
+URIs that may name their location (``s3://dc@users/key``)."""
+SCHEMAS = frozenset({1, 2})
 """Every schema number a reader accepts."""
 
 JSON = dict[str, Any]
@@ -57,11 +58,17 @@ class State(StrEnum):
     REMOVED = "REMOVED"
     HELD = "HELD"
     FAILED = "FAILED"
+    OUT_OF_SCOPE = "OUT_OF_SCOPE"   # another residency, left untouched by policy: never copied, never deleted
 
 
-FINAL_STATES = (State.REMOVED, State.HELD, State.FAILED)
+FINAL_STATES = (State.REMOVED, State.HELD, State.FAILED, State.OUT_OF_SCOPE)
 """The states a record in records.jsonl may have, in the order the predicate counts them."""
 TERMINAL = frozenset(FINAL_STATES)
+STATES_OF_SCHEMA: Mapping[int, frozenset[State]] = {
+    1: frozenset({State.REMOVED, State.HELD, State.FAILED}),
+    2: TERMINAL,
+}
+"""The final states each schema allows."""
 
 
 class Reason(StrEnum):
@@ -101,10 +108,13 @@ class Reason(StrEnum):
     DELETE_REFUSED = "delete refused"
     SOFT_DELETED_PENDING = "soft-deleted, pending hard deletion"
     LEFT_AFTER_DELETE = "left after delete"
+    # residency (OUT_OF_SCOPE records)
+    OTHER_RESIDENCY = "other residency"
 
 
 REQUIRED: Mapping[int, tuple[str, ...]] = {
     1: ("row", "state", "reason"),
+    2: ("row", "state", "reason"),
 }
 """The members each schema requires of every record (a HELD or FAILED one also needs a non-empty reason)."""
 
@@ -642,8 +652,10 @@ class Record:
             raise RecordError(f"{where} lacks required member(s) {', '.join(missing)} of schema {schema}")
         rec = cls._read(obj, where, _int(obj, "row", where), _str(obj, "state", where),
                         _opt_str(obj, "reason", where), working=False)
-        if rec.state not in TERMINAL:
-            raise RecordError(f"{where}: state is not one of {', '.join(FINAL_STATES)}")
+        allowed = STATES_OF_SCHEMA[schema]
+        if rec.state not in allowed:
+            raise RecordError(f"{where}: state is not one of {', '.join(s for s in FINAL_STATES if s in allowed)}"
+                              f" (schema {schema})")
         if rec.state != State.REMOVED and not rec.reason:
             raise RecordError(f"{where} is {rec.state} without a reason")
         return rec

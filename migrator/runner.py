@@ -19,6 +19,7 @@ from migrator.errors import InputError, StateError
 from migrator.journal import Journal, RunLock
 from migrator.manifest import iter_rows, manifest_sha256, validate
 from migrator.pipeline import Wave
+from migrator.preflight import check_buckets, check_rows
 from migrator.stores.registry import Stores
 
 __all__ = ["ATTESTATION_FILE", "RECORDS_FILE", "WaveResult", "attest_journal", "run_wave"]
@@ -31,6 +32,7 @@ class WaveResult:
     removed: int
     held: int
     failed: int
+    out_of_scope: int
     bytes: int
     complete: bool
     attestation: Path
@@ -41,28 +43,33 @@ class WaveResult:
 
 def attest_journal(journal: Journal, state_dir: Path, manifest: Path, manifest_sha256: str, rows: int,
                    signer: Signer, policy: Mapping[str, Any], scope: list[str],
-                   subject_hasher: SubjectHasher | None = None) -> WaveResult:
+                   subject_hasher: SubjectHasher | None = None,
+                   locations: list[dict[str, Any]] | None = None) -> WaveResult:
     """Attest a finished journal: its records, in row order, go to the producer."""
     facts = WaveFacts(wave_id=journal.get_meta("wave_id") or "", started=journal.started(),
                       manifest_name=manifest.name, manifest_sha256=manifest_sha256, manifest_rows=rows,
-                      policy=policy, scope=tuple(scope))
+                      policy=policy, scope=tuple(scope), locations=locations,
+                      policy_changes=tuple(journal.policy_changes()))
     out = write_attestation((e.record() for e in journal.entries()), state_dir, facts, signer, subject_hasher)
     totals = out.tally.totals()
     return WaveResult(wave_id=facts.wave_id, rows=totals["rows"], removed=totals["removed"], held=totals["held"],
-                      failed=totals["failed"], bytes=out.bytes, complete=out.tally.complete,
+                      failed=totals["failed"], out_of_scope=totals["out_of_scope"], bytes=out.bytes,
+                      complete=out.tally.complete,
                       attestation=out.attestation, records=out.records,
                       exceptions=out.tally.exceptions()["by_reason"], held_rows=out.held_rows)
 
 
 def run_wave(manifest: Path, state_dir: Path, signer: Signer, settings: WaveSettings, *,
              progress: Callable[[int, str], None] | None = None,
-             subject_hasher: SubjectHasher | None = None) -> WaveResult:
+             subject_hasher: SubjectHasher | None = None, allow_changed_policy: bool = False) -> WaveResult:
     """``signer``: resolved once by the caller (a bad or world-readable key is refused there, before any work).
     ``settings``: the entry point's ``WaveSettings``; nothing here reads the environment or the wave file.
     ``subject_hasher``: the custodian's keyed hashes of the manifest's subjects (required when rows name
-    subjects: the wave commits a per-subject index an auditor can prove completeness against)."""
+    subjects: the wave commits a per-subject index an auditor can prove completeness against).
+    ``allow_changed_policy``: a resume may change the bound policy or estate; the attestation records it."""
     stores = Stores(settings.stores)   # with settings.endpoints.sandbox, a non-loopback endpoint stops here
-    summary = validate(manifest)       # every row checked before anything is written
+    estate = settings.estate
+    summary = validate(manifest, estate=estate)   # every row checked before anything is written
     if summary.subjects:
         if subject_hasher is None:
             raise InputError("rows name data subjects: pass the custodian's --subject-hashes FILE "
@@ -72,6 +79,10 @@ def run_wave(manifest: Path, state_dir: Path, signer: Signer, settings: WaveSett
         if missing:
             raise InputError(f"the subject hashes do not cover {len(missing)} subject(s) of this manifest; "
                              "ask the custodian for hashes of every subject", file=str(manifest))
+    # Residency, destinations and regions: refused here, before the state folder or any cloud is written.
+    pre = check_rows(iter_rows(manifest, estate=estate), settings, str(manifest))
+    check_buckets(pre, settings, stores)
+    pre.raise_if_refused(str(manifest))
     if state_dir.exists() and not state_dir.is_dir():
         raise StateError(f"--state {state_dir} exists and is not a folder")
     try:
@@ -84,14 +95,15 @@ def run_wave(manifest: Path, state_dir: Path, signer: Signer, settings: WaveSett
         try:
             new_id = "wave-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(4)
             # The first run's id, and a resume with another policy refused: the predicate names one policy.
-            wave_id = journal.bind_manifest(summary.sha256, new_id, policy)
+            wave_id = journal.bind_manifest(summary.sha256, new_id, settings.binding(),
+                                            allow_changed=allow_changed_policy)
             journal.ensure_rows(list(range(1, summary.rows + 1)))
-            Wave(journal, stores, settings.policy, settings.transfer, progress).run(iter_rows(manifest))
+            Wave(journal, stores, settings.policy, settings.transfer, progress).run(iter_rows(manifest, estate=estate))
             if manifest_sha256(manifest) != summary.sha256:
                 raise StateError(f"{manifest} changed while the wave ran; run it again to resume")
-            scope = sorted(summary.sources_by_location)
+            scope = sorted(str(loc) for loc, b in pre.buckets.items() if b.roles & {"source", "replica"})
             result = attest_journal(journal, state_dir, manifest, summary.sha256, summary.rows, signer, policy,
-                                    scope, subject_hasher)
+                                    scope, subject_hasher, pre.identities(estate))
         finally:
             journal.close()
     if result.wave_id != wave_id:   # the attestation must name the wave this run bound itself to

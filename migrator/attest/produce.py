@@ -22,7 +22,7 @@ from migrator.attest.merkle import MerkleBuilder
 from migrator.attest.recindex import write_index
 from migrator.attest.statement import (
     PAYLOAD_TYPE,
-    PREDICATE_TYPE_V2,
+    PREDICATE_TYPE_V3,
     RECORDS_SUBJECT,
     SUBJECTS_SUBJECT,
     RecordTally,
@@ -53,6 +53,8 @@ class WaveFacts:
     manifest_rows: int
     policy: Mapping[str, Any]
     scope: tuple[str, ...]          # every location the wave searched (sources and replicas)
+    locations: list[dict[str, Any]] | None = None   # the named locations' identities; None: none named
+    policy_changes: tuple[Mapping[str, Any], ...] = ()   # resumes allowed to change the bound policy or estate
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,7 @@ def write_attestation(records: Iterable[Record], state_dir: Path, wave: WaveFact
             merkle.add(line[:-1])
             tally.add(rec)
             for uri in (rec.source, *rec.replicas):
-                if uri:
+                if uri and rec.state != State.OUT_OF_SCOPE:   # untouched: never searched
                     searched.add(str(parse_uri(uri).location))
             if subjects is not None:
                 subjects.add(obj)
@@ -117,8 +119,9 @@ def write_attestation(records: Iterable[Record], state_dir: Path, wave: WaveFact
         finished=datetime.now(UTC), policy=wave.policy, tally=tally, merkle_root=merkle.root(),
         tree_size=merkle.size, scope=sorted(searched),
         extra={"record_schema": SCHEMA, "manifest_rows": wave.manifest_rows, "bytes": total_bytes,
-               "subjects": index_member})
-    statement = build_statement(subjects=statement_subjects, predicate_type=PREDICATE_TYPE_V2, predicate=predicate)
+               "subjects": index_member, "locations": wave.locations,
+               **({"policy_changes": list(wave.policy_changes)} if wave.policy_changes else {})})
+    statement = build_statement(subjects=statement_subjects, predicate_type=PREDICATE_TYPE_V3, predicate=predicate)
     envelope = sign_envelope(canonical_json(statement), PAYLOAD_TYPE, [signer])
     att_path = state_dir / ATTESTATION_FILE
     replace_atomically(att_path, envelope, mode=STATE_FILE_MODE)

@@ -20,7 +20,7 @@ from migrator.attest import merkle
 from migrator.attest.canonical import NotCanonical, canonical_json, loads_canonical
 from migrator.attest.merkle import MerkleTree
 from migrator.attest.policy import Inputs, Policy
-from migrator.attest.statement import PREDICATE_TYPE_V2, RECORDS_SUBJECT, SUBJECTS_SUBJECT
+from migrator.attest.statement import RECORDS_SUBJECT, SUBJECTS_SUBJECT, WITH_SUBJECTS
 from migrator.attest.subjects import SubjectEntry, SubjectHasher, parse_entry
 from migrator.attest.verify import VerifiedAttestation, parse_attestation, verify_attestation
 from migrator.errors import InputError, VerificationError
@@ -251,7 +251,7 @@ def verify_proof(proof: Mapping[str, Any] | bytes | str, attestation: bytes, pol
 # ---- one data subject: all of its records, and no others --------------------------------------------------
 
 def _index_member(statement: dict[str, Any]) -> dict[str, Any]:
-    member = statement["predicate"].get("subjects") if statement["predicateType"] == PREDICATE_TYPE_V2 else None
+    member = statement["predicate"].get("subjects") if statement["predicateType"] in WITH_SUBJECTS else None
     if not isinstance(member, dict):
         raise InputError("this attestation commits no subject index (its manifest named no subjects)")
     return member

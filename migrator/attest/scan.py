@@ -86,7 +86,8 @@ def scan_lines(data: bytes, want_subjects: bool = False) -> ChunkScan:
             if not reason:
                 out.error = (n, f"is {state} without a reason")
                 break
-            by_reason[reason] = by_reason.get(reason, 0) + 1
+            if state != "OUT_OF_SCOPE":   # by_reason counts the exceptions: HELD and FAILED
+                by_reason[reason] = by_reason.get(reason, 0) + 1
         if subjects is not None:
             subject = values[3]
             if subject is MISSING or subject is None:
@@ -246,7 +247,7 @@ def _merge(sha256: str, ends_with_newline: bool, parts: Iterator[ChunkScan]) -> 
     return RecordScan(
         sha256=sha256, tree_size=builder.size, root=builder.root(), rows_ok=row_break is None,
         row_break=row_break, totals={"rows": rows, "removed": totals["REMOVED"], "held": totals["HELD"],
-                                     "failed": totals["FAILED"]},
+                                     "failed": totals["FAILED"], "out_of_scope": totals["OUT_OF_SCOPE"]},
         by_reason=by_reason, subjects=subjects, error=error, ends_with_newline=ends_with_newline)
 
 

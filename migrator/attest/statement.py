@@ -18,7 +18,11 @@ STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE_V1 = "https://provable-migrator.dev/removal/v1"
 # v2 = v1 plus the required member "subjects": null, or the keyed per-subject index (docs/attestation.md).
 PREDICATE_TYPE_V2 = "https://provable-migrator.dev/removal/v2"
-PREDICATE_TYPES = (PREDICATE_TYPE_V1, PREDICATE_TYPE_V2)
+# v3 = v2 plus totals.out_of_scope (the state OUT_OF_SCOPE, record schema 2), `complete` over the rows in
+# scope, and the required member "locations": null, or the identities of the wave's named locations.
+PREDICATE_TYPE_V3 = "https://provable-migrator.dev/removal/v3"
+PREDICATE_TYPES = (PREDICATE_TYPE_V1, PREDICATE_TYPE_V2, PREDICATE_TYPE_V3)
+WITH_SUBJECTS = (PREDICATE_TYPE_V2, PREDICATE_TYPE_V3)   # the types whose predicate requires "subjects"
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 RECORDS_SUBJECT = "records.jsonl"
 SUBJECTS_SUBJECT = "subjects.jsonl"
@@ -69,12 +73,13 @@ class RecordTally:
         self.counts[state] += 1
         if state != "REMOVED":
             if not isinstance(reason, str) or not reason:
-                raise InputError("a HELD or FAILED record needs a reason")
-            self.by_reason[reason] = self.by_reason.get(reason, 0) + 1
+                raise InputError("a HELD, FAILED or OUT_OF_SCOPE record needs a reason")
+            if state != "OUT_OF_SCOPE":
+                self.by_reason[reason] = self.by_reason.get(reason, 0) + 1
 
     def totals(self) -> dict[str, int]:
         return {"rows": self.rows, "removed": self.counts["REMOVED"], "held": self.counts["HELD"],
-                "failed": self.counts["FAILED"]}
+                "failed": self.counts["FAILED"], "out_of_scope": self.counts["OUT_OF_SCOPE"]}
 
     def exceptions(self) -> dict[str, Any]:
         return {"held": self.counts["HELD"], "failed": self.counts["FAILED"],
@@ -82,23 +87,30 @@ class RecordTally:
 
     @property
     def complete(self) -> bool:
-        return self.counts["REMOVED"] == self.rows
+        """Every row in scope was removed; rows left untouched by policy are out of scope, never removed."""
+        return self.counts["REMOVED"] == self.rows - self.counts["OUT_OF_SCOPE"]
 
 
 def build_predicate(*, wave_id: str, tool_name: str, tool_version: str, started: datetime,
                     finished: datetime, policy: Mapping[str, Any], tally: RecordTally,
                     merkle_root: bytes, tree_size: int, scope: Sequence[str],
-                    extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The removal predicate (docs/attestation.md). ``extra`` adds members: v2 needs ``subjects``."""
+                    extra: Mapping[str, Any] | None = None,
+                    predicate_type: str = PREDICATE_TYPE_V3) -> dict[str, Any]:
+    """The removal predicate (docs/attestation.md). ``extra`` adds members: v2 needs ``subjects``, v3 also
+    ``locations``. v1 and v2 know no OUT_OF_SCOPE state: their totals have four counts."""
     if tree_size != tally.rows:
         raise InputError("the Merkle tree must have one leaf per record")
+    totals = tally.totals()
+    if predicate_type != PREDICATE_TYPE_V3:
+        if totals.pop("out_of_scope"):
+            raise InputError(f"{predicate_type} has no OUT_OF_SCOPE state")
     predicate: dict[str, Any] = {
         "wave_id": wave_id,
         "tool": {"name": tool_name, "version": tool_version},
         "started": format_time(started),
         "finished": format_time(finished),
         "policy": dict(policy),
-        "totals": tally.totals(),
+        "totals": totals,
         "exceptions": tally.exceptions(),
         "complete": tally.complete,
         "merkle": {"algorithm": MERKLE_ALGORITHM, "tree_size": tree_size, "root": merkle_root.hex()},

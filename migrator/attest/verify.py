@@ -33,11 +33,12 @@ from migrator.attest.policy import (
 from migrator.attest.scan import RecordScan, scan_records
 from migrator.attest.statement import (
     PAYLOAD_TYPE,
-    PREDICATE_TYPE_V2,
+    PREDICATE_TYPE_V3,
     PREDICATE_TYPES,
     RECORDS_SUBJECT,
     STATEMENT_TYPE,
     SUBJECTS_SUBJECT,
+    WITH_SUBJECTS,
 )
 from migrator.attest.subjects import check_member, check_subject_index
 from migrator.errors import InputError, VerificationError
@@ -146,9 +147,17 @@ def _check_statement(payload: bytes) -> tuple[dict[str, Any], dict[str, str]]:
     if not isinstance(p["policy"], dict):
         raise _fail(bad, "predicate.policy is not an object")
     totals = p["totals"]
-    if (not isinstance(totals, dict) or set(totals) != {"rows", "removed", "held", "failed"}
+    v3 = st["predicateType"] == PREDICATE_TYPE_V3
+    names = {"rows", "removed", "held", "failed", *(("out_of_scope",) if v3 else ())}
+    if (not isinstance(totals, dict) or set(totals) != names
             or not all(_is_count(v) for v in totals.values())):
-        raise _fail(bad, "predicate.totals needs exactly rows, removed, held, failed as counts")
+        raise _fail(bad, f"predicate.totals needs exactly {', '.join(sorted(names))} as counts")
+    if v3:
+        if "locations" not in p:
+            raise _fail(bad, "predicate lacks locations (null or the named locations' identities)")
+        if p["locations"] is not None and not (isinstance(p["locations"], list) and all(
+                isinstance(x, dict) and isinstance(x.get("name"), str) for x in p["locations"])):
+            raise _fail(bad, "predicate.locations is neither null nor an array of named identities")
     ex = p["exceptions"]
     if (not isinstance(ex, dict) or set(ex) != {"held", "failed", "by_reason"}
             or not _is_count(ex["held"]) or not _is_count(ex["failed"])
@@ -164,8 +173,8 @@ def _check_statement(payload: bytes) -> tuple[dict[str, Any], dict[str, str]]:
         raise _fail(bad, f"predicate.merkle needs algorithm {MERKLE_ALGORITHM}, tree_size, hex root")
     if not isinstance(p["scope"], list) or not all(isinstance(x, str) for x in p["scope"]):
         raise _fail(bad, "predicate.scope is not an array of strings")
-    index = p.get("subjects") if st["predicateType"] == PREDICATE_TYPE_V2 else None
-    if st["predicateType"] == PREDICATE_TYPE_V2:
+    index = p.get("subjects") if st["predicateType"] in WITH_SUBJECTS else None
+    if st["predicateType"] in WITH_SUBJECTS:
         if "subjects" not in p:
             raise _fail(bad, "predicate lacks subjects (null or the subject index)")
         if index is not None:
@@ -178,14 +187,15 @@ def _check_statement(payload: bytes) -> tuple[dict[str, Any], dict[str, str]]:
 def _check_declared_totals(p: dict[str, Any]) -> None:
     """The predicate's own numbers must agree with each other, records or not."""
     t, e = p["totals"], p["exceptions"]
-    if t["removed"] + t["held"] + t["failed"] != t["rows"]:
-        raise _fail("totals", "removed + held + failed differs from rows")
+    out = t.get("out_of_scope", 0)   # v3 only; v1 and v2 have no such state
+    if t["removed"] + t["held"] + t["failed"] + out != t["rows"]:
+        raise _fail("totals", "removed + held + failed (+ out_of_scope) differs from rows")
     if e["held"] != t["held"] or e["failed"] != t["failed"]:
         raise _fail("totals", "exceptions.held/failed differ from totals")
     if sum(e["by_reason"].values()) != t["held"] + t["failed"]:
         raise _fail("totals", "exceptions.by_reason does not add up to held + failed")
-    if p["complete"] != (t["removed"] == t["rows"]):
-        raise _fail("totals", "complete must be true exactly when every row was removed")
+    if p["complete"] != (t["removed"] == t["rows"] - out):
+        raise _fail("totals", "complete must be true exactly when every row in scope was removed")
     if p["merkle"]["tree_size"] != t["rows"]:
         raise _fail("totals", "merkle.tree_size differs from totals.rows")
 
@@ -236,7 +246,7 @@ def verify_attestation(envelope: bytes, inputs: Inputs, policy: Policy) -> Verif
     predicate: dict[str, Any] = statement["predicate"]
     tree_size: int = predicate["merkle"]["tree_size"]
     root = bytes.fromhex(predicate["merkle"]["root"])
-    index_member = predicate.get("subjects") if statement["predicateType"] == PREDICATE_TYPE_V2 else None
+    index_member = predicate.get("subjects") if statement["predicateType"] in WITH_SUBJECTS else None
 
     manifest_subject: str | None = None
     counted: int | VerificationError | None = None     # the manifest's rows, or what counting them met
@@ -257,8 +267,7 @@ def verify_attestation(envelope: bytes, inputs: Inputs, policy: Policy) -> Verif
 
     scan: RecordScan | None = None
     if want_records and records is not None:
-        v2 = statement["predicateType"] == PREDICATE_TYPE_V2
-        scan = scan_records(records, want_subjects=v2)
+        scan = scan_records(records, want_subjects=statement["predicateType"] in WITH_SUBJECTS)
         if scan.sha256 != subject_digests[RECORDS_SUBJECT]:
             raise _fail("subject records", f"SHA-256 differs from the digest of subject {RECORDS_SUBJECT!r}")
         if not scan.ends_with_newline:
@@ -284,7 +293,7 @@ def verify_attestation(envelope: bytes, inputs: Inputs, policy: Policy) -> Verif
 
     _check_declared_totals(predicate)
     if scan is not None:
-        if scan.totals != predicate["totals"]:
+        if scan.totals != {"out_of_scope": 0, **predicate["totals"]}:
             raise _fail("totals",
                         f"records add up to {scan.totals}, the predicate says {predicate['totals']}")
         if scan.by_reason != predicate["exceptions"]["by_reason"]:

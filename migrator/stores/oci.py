@@ -469,7 +469,7 @@ class OciStore:
     def delete_versions(self, location: Location, targets: Sequence[DeleteTarget]) -> list[DeleteResult]:
         """One request per target: OCI's BatchDeleteObjects cannot name version ids."""
         ns, bucket = self._place(location)
-        return delete_each(targets, Location("oci", bucket, ns).uri,
+        return delete_each(targets, Location("oci", bucket, ns, location.at).uri,
                            lambda uri, version, etag: self.delete_version(uri, version, if_match=etag),
                            gone=_GONE_CODES, changed=_CHANGED_CODES)
 

@@ -1,8 +1,11 @@
-"""One store per scheme, built lazily from resolved settings and shared across threads.
+"""One store per location, built lazily from resolved settings and shared across threads.
 
-Every adapter gets the same ``StoreTransfer`` value (see its docstring for what each SDK can use). With
-``endpoints.sandbox`` set, every endpoint must be loopback: that is checked when the registry is built,
-before any store exists or any request is made, and again by each adapter.
+A URI that names a location (``s3://dc@users/k``: ``uri.at``) is served by that location's store, built
+from its own endpoint, region, credentials and CA; a URI without one by the scheme's default store, built
+from the environment's endpoints as before. Every adapter gets the same ``StoreTransfer`` value (see its
+docstring for what each SDK can use). With ``endpoints.sandbox`` set, every endpoint must be loopback: that
+is checked when the registry is built, before any store exists or any request is made, and again by each
+adapter.
 """
 
 from __future__ import annotations
@@ -12,35 +15,49 @@ from collections.abc import Callable
 
 from migrator.endpoints import require_loopback
 from migrator.errors import InputError
+from migrator.estate import LocationSpec
 from migrator.stores.base import ObjectStore
 from migrator.stores.settings import StoreSettings
-from migrator.uri import ObjectURI
+from migrator.uri import Location, ObjectURI
 
 
-def _s3(s: StoreSettings) -> ObjectStore:
+def _s3(s: StoreSettings, spec: LocationSpec | None) -> ObjectStore:
     from migrator.stores.s3 import S3Store
 
     e = s.endpoints
-    return S3Store(endpoint_url=e.s3_endpoint, region=e.aws_region, transfer=s.transfer,
-                   allow_non_loopback=not e.sandbox)
+    if spec is None:
+        return S3Store(endpoint_url=e.s3_endpoint, region=e.aws_region, transfer=s.transfer,
+                       allow_non_loopback=not e.sandbox)
+    return S3Store(endpoint_url=spec.endpoint, region=spec.region, transfer=s.transfer,
+                   allow_non_loopback=not e.sandbox, profile=spec.profile, addressing_style=spec.addressing_style,
+                   ca_bundle=spec.ca_bundle, expected_owner=spec.owner)
 
 
-def _gcs(s: StoreSettings) -> ObjectStore:
+def _gcs(s: StoreSettings, spec: LocationSpec | None) -> ObjectStore:
     from migrator.stores.gcs import GcsStore
 
     e = s.endpoints
-    return GcsStore(endpoint=e.gcs_endpoint, transfer=s.transfer, allow_non_loopback=not e.sandbox)
+    if spec is None:
+        return GcsStore(endpoint=e.gcs_endpoint, transfer=s.transfer, allow_non_loopback=not e.sandbox)
+    return GcsStore(endpoint=spec.endpoint, transfer=s.transfer, allow_non_loopback=not e.sandbox,
+                    credentials_file=spec.credentials_file, ca_bundle=spec.ca_bundle)
 
 
-def _oci(s: StoreSettings) -> ObjectStore:
+def _oci(s: StoreSettings, spec: LocationSpec | None) -> ObjectStore:
     from migrator.stores.oci import OciStore
 
     e = s.endpoints
-    return OciStore(s.load_oci_config(e.oci_config, e.oci_profile), e.oci_endpoint, transfer=s.transfer,
-                    allow_non_loopback=not e.sandbox)
+    if spec is None:
+        return OciStore(s.load_oci_config(e.oci_config, e.oci_profile), e.oci_endpoint, transfer=s.transfer,
+                        allow_non_loopback=not e.sandbox)
+    config = dict(s.load_oci_config(spec.config_file, spec.profile or "DEFAULT"))
+    if spec.region:
+        config["region"] = spec.region   # the location's region picks the SDK's endpoint when none is given
+    return OciStore(config, spec.endpoint, transfer=s.transfer, allow_non_loopback=not e.sandbox,
+                    namespace=spec.owner, ca_bundle=spec.ca_bundle)
 
 
-_FACTORIES: dict[str, Callable[[StoreSettings], ObjectStore]] = {
+_FACTORIES: dict[str, Callable[[StoreSettings, LocationSpec | None], ObjectStore]] = {
     "s3": _s3, "gs": _gcs, "oci": _oci,
 }
 
@@ -48,23 +65,37 @@ _FACTORIES: dict[str, Callable[[StoreSettings], ObjectStore]] = {
 class Stores:
     def __init__(self, settings: StoreSettings) -> None:
         self.settings = settings
-        self._stores: dict[str, ObjectStore] = {}
+        self._stores: dict[tuple[str, str], ObjectStore] = {}
         self._lock = threading.Lock()
+        self._specs = {spec.name: spec for spec in settings.locations}
         e = settings.endpoints
         if e.sandbox:
             for url, what in ((e.s3_endpoint, "S3"), (e.gcs_endpoint, "GCS"), (e.oci_endpoint, "OCI")):
                 require_loopback(url, f"sandbox {what}")
+            for spec in settings.locations:
+                require_loopback(spec.endpoint, f"sandbox location {spec.name!r}")
 
-    def get(self, scheme: str) -> ObjectStore:
+    def get(self, scheme: str, at: str = "") -> ObjectStore:
+        """The store of location ``at`` (which must be of kind ``scheme``), or the scheme's default store."""
         with self._lock:
-            store = self._stores.get(scheme)
+            store = self._stores.get((scheme, at))
             if store is None:
                 factory = _FACTORIES.get(scheme)
                 if factory is None:
                     raise InputError(f"no store for scheme {scheme!r}")
-                store = factory(self.settings)
-                self._stores[scheme] = store
+                spec = None
+                if at:
+                    spec = self._specs.get(at)
+                    if spec is None:
+                        raise InputError(f"no location named {at!r} in the wave file")
+                    if spec.kind != scheme:
+                        raise InputError(f"location {at!r} is {spec.kind}, not {scheme}")
+                store = factory(self.settings, spec)
+                self._stores[(scheme, at)] = store
             return store
 
     def for_uri(self, uri: ObjectURI) -> ObjectStore:
-        return self.get(uri.scheme)
+        return self.get(uri.scheme, uri.at)
+
+    def for_location(self, location: Location) -> ObjectStore:
+        return self.get(location.scheme, location.at)

@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from migrator.estate import LocationSpec
+
 # (config file or None for the SDK's default, profile) -> that profile's OCI SDK config, checked.
 OciConfigLoader = Callable[[str | None, str], Mapping[str, Any]]
 
@@ -55,3 +57,4 @@ class StoreSettings:
     endpoints: EndpointSettings
     transfer: StoreTransfer
     load_oci_config: OciConfigLoader   # reads endpoints.oci_config's oci_profile (migrator.oci_config.load)
+    locations: tuple[LocationSpec, ...] = ()   # the wave file's named locations; a URI's ``at`` picks one

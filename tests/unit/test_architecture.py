@@ -49,10 +49,10 @@ def _broken(sources: tuple[str, ...], forbidden: tuple[str, ...], allowed: tuple
 
 
 BASE = ("migrator.errors", "migrator.uri", "migrator.checksum", "migrator.records", "migrator.crashpoints",
-        "migrator.endpoints", "migrator.files")
+        "migrator.endpoints", "migrator.files", "migrator.estate")
 INPUT = ("migrator.manifest", "migrator.manifest_rows")
 OPERATIONS = ("migrator.pipeline", "migrator.removal", "migrator.transfer", "migrator.listing", "migrator.evidence",
-              "migrator.bucket_checks", "migrator.plan", "migrator.outcome")
+              "migrator.bucket_checks", "migrator.plan", "migrator.outcome", "migrator.preflight")
 APPLICATION = ("migrator.cli", "migrator.demo", "migrator.runner", "migrator.config", "migrator.journal",
                "migrator.logstore", "migrator.live_stores", "migrator.oci_config", "migrator.__main__")
 

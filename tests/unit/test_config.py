@@ -90,8 +90,9 @@ def test_bad_transfer_values_name_file_and_field(tmp_path: Path, text: str, fiel
     ("[policy]\nversions = 2\n", "versions", "want a str, got 2"),
     ("[policy]\nversions = 'some'\n", "versions", "versions must be one of all, current"),
     ("[policy]\ndelete_batch = 5000\n", "delete_batch", "between 1 and 1000"),
-    ("[policy]\npart_size = 8388608\n", "part_size", "unknown policy key (known: batch_rows, bypass_governance, "
-     "concurrency, delete_batch, require_destination_protection, second_read, soft_delete, versions)"),
+    ("[policy]\npart_size = 8388608\n", "part_size", "unknown policy key (known: allowed_regions, batch_rows, "
+     "bypass_governance, concurrency, delete_batch, other_residency, require_destination_protection, "
+     "require_residency, residency, second_read, soft_delete, versions)"),
 ])
 def test_bad_policy_values_name_file_and_field(tmp_path: Path, text: str, field: str, words: str) -> None:
     path = _wave(tmp_path, text)
@@ -102,7 +103,7 @@ def test_bad_policy_values_name_file_and_field(tmp_path: Path, text: str, field:
 
 
 def test_unknown_table_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match=r"\[policy\] or \[transfer\]"):
+    with pytest.raises(InputError, match=r"\[policy\], \[transfer\] or \[locations.NAME\]"):
         load_wave(_wave(tmp_path, "[speed]\nfast = true\n"), {}, {})
 
 

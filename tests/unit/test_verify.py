@@ -88,7 +88,7 @@ def make_wave(n: int = 5, states: dict[int, tuple[str, str]] | None = None,
     predicate = build_predicate(
         wave_id="wave-1", tool_name="migrator", tool_version="0.1.0", started=t0, finished=t0,
         policy={"old_versions": "delete"}, tally=tally, merkle_root=builder.root(), tree_size=builder.size,
-        scope=["s3://src-bucket", "gs://backup"])
+        scope=["s3://src-bucket", "gs://backup"], predicate_type=PREDICATE_TYPE_V1)
     if mutate_predicate:
         mutate_predicate(predicate)
     statement = build_statement(

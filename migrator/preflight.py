@@ -1,0 +1,177 @@
+"""What a wave checks before its first write: residency, destination buckets and regions, and each bucket's
+identity. ``plan`` reports the same checks; ``run`` refuses (exit 2, nothing written or deleted) when any
+fails.
+
+- **Residency** (per row, no request): with ``policy.residency`` set, a row tagged with another residency is
+  refused, or, with ``other_residency = "out-of-scope"``, left untouched and recorded OUT_OF_SCOPE; a row
+  without a tag is refused when ``require_residency`` holds.
+- **Destinations**: every destination bucket must exist; with a residency policy, its region must be one
+  of ``allowed_regions``.
+- **Regions**, per cloud's source of truth: S3's GetBucketLocation (or ``x-amz-bucket-region``), the GCS
+  bucket's location, the OCI endpoint's hostname (``objectstorage.<region>.oraclecloud.com``). A region only
+  declared (a custom endpoint, the sandbox) counts as declared but unverified, and the attestation says so;
+  a declared region that the cloud contradicts is refused.
+- **Source buckets** that do not exist are not a refusal: their rows fail (FAILED), in ``plan`` and ``run``.
+
+Memory: the offending rows (up to ``MAX_NAMED``) and one entry per bucket, whatever the manifest's size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from migrator.config import WavePolicy, WaveSettings
+from migrator.errors import AccessDenied, InputError, NotFound, StoreError
+from migrator.estate import Estate
+from migrator.manifest import ManifestRow
+from migrator.stores.registry import Stores
+from migrator.uri import Location
+
+MAX_NAMED = 10_000   # offending rows named one by one; past that they are counted
+
+
+def residency_of(policy: WavePolicy, row: ManifestRow) -> str | None:
+    """None when the wave may move the row; "out-of-scope" when policy leaves it untouched; otherwise the
+    refusal, in words."""
+    if policy.residency is None:
+        return None
+    if row.residency is None:
+        if policy.require_residency:
+            return f"no residency tag; the wave moves {policy.residency} rows only"
+        return None
+    if row.residency == policy.residency:
+        return None
+    if policy.other_residency == "out-of-scope":
+        return "out-of-scope"
+    return f"residency {row.residency!r}; the wave moves {policy.residency} rows only"
+
+
+@dataclass
+class BucketFacts:
+    """One bucket the wave names, as preflight found it."""
+
+    location: Location
+    roles: set[str] = field(default_factory=set)
+    rows: int = 0
+    region: str | None = None
+    region_verified: bool = False
+    region_source: str = "none"
+    owner: str | None = None
+    owner_source: str = "none"
+    missing: bool = False
+    error: str | None = None
+
+    def as_record(self) -> dict[str, Any]:
+        return {"bucket": str(self.location), "roles": sorted(self.roles), "rows": self.rows,
+                "region": self.region, "region_verified": self.region_verified,
+                "region_source": self.region_source, "owner": self.owner, "owner_source": self.owner_source,
+                **({"missing": True} if self.missing else {}), **({"error": self.error} if self.error else {})}
+
+
+@dataclass
+class Preflight:
+    refusals: list[str] = field(default_factory=list)   # "file:line: field: why", or a bucket's refusal
+    refused_rows: int = 0
+    out_of_scope: int = 0
+    buckets: dict[Location, BucketFacts] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.refusals
+
+    def missing_sources(self) -> set[Location]:
+        return {loc for loc, b in self.buckets.items() if b.missing and "destination" not in b.roles}
+
+    def refuse(self, text: str) -> None:
+        if len(self.refusals) < MAX_NAMED:
+            self.refusals.append(text)
+
+    def raise_if_refused(self, file: str) -> None:
+        if self.refusals:
+            more = len(self.refusals) >= MAX_NAMED
+            lines = "\n".join(f"  {r}" for r in self.refusals)
+            raise InputError(f"the wave is refused before any write ({self.refused_rows} row(s) "
+                             f"outside its residency, {len(self.refusals) - min(self.refused_rows, MAX_NAMED)} "
+                             f"other refusal(s)); nothing was written or deleted:\n{lines}"
+                             + ("\n  ... (more rows not named)" if more else ""), file=file)
+
+    def identities(self, estate: Estate) -> list[dict[str, Any]] | None:
+        """The statement's ``locations``: each named location's identity and the buckets the wave used
+        there, with the region each bucket's cloud reports and whether that was verified."""
+        if not estate:
+            return None
+        out = []
+        for ident in estate.identities():
+            buckets = [b.as_record() for loc, b in sorted(self.buckets.items(), key=lambda kv: str(kv[0]))
+                       if loc.at == ident["name"]]
+            out.append({**ident, "used": buckets})
+        return out
+
+
+def check_rows(rows: Iterable[ManifestRow], settings: WaveSettings, file: str) -> Preflight:
+    """The per-row half: residency, and which buckets the wave names (no request is made)."""
+    pre = Preflight()
+    policy = settings.policy
+    for row in rows:
+        verdict = residency_of(policy, row)
+        if verdict == "out-of-scope":
+            pre.out_of_scope += 1
+            continue   # untouched: its buckets are not the wave's to check or write
+        if verdict is not None:
+            pre.refused_rows += 1
+            pre.refuse(f"{file}:{row.line}: residency: row {row.row} ({row.source}): {verdict}")
+            continue
+        for role, uri in (("source", row.source), ("destination", row.destination),
+                          *(("replica", r) for r in row.replicas)):
+            b = pre.buckets.setdefault(uri.location, BucketFacts(uri.location))
+            b.roles.add(role)
+            b.rows += 1
+    return pre
+
+
+def check_buckets(pre: Preflight, settings: WaveSettings, stores: Stores) -> None:
+    """The per-bucket half: each bucket's identity (one request per bucket), then the destinations' refusals."""
+    estate, policy = settings.estate, settings.policy
+    for location, b in sorted(pre.buckets.items(), key=lambda kv: str(kv[0])):
+        spec = estate.get(location.at) if location.at else None
+        try:
+            ident = stores.for_location(location).identify(location)
+        except NotFound:
+            b.missing = True
+        except AccessDenied as exc:
+            # Wrong credentials, or an owner that is not the expected one: a setting to fix, in any role.
+            b.error = f"{type(exc).__name__}: {exc}"
+            pre.refuse(f"{location}: access denied ({exc}); check the location's credentials and owner")
+            continue
+        except StoreError as exc:
+            b.error = f"{type(exc).__name__}: {exc}"
+        else:
+            b.owner, b.owner_source = ident.owner, ident.owner_source
+            b.region_source = ident.region_source
+            declared = spec.region if spec is not None else None
+            reported = ident.region.lower() if ident.region else None
+            if reported and declared and reported != declared.lower():
+                pre.refuse(f"{location}: location {spec.name if spec else ''!r} declares region {declared}, "
+                           f"the cloud says {reported} ({ident.region_source})")
+            b.region = reported or declared
+            b.region_verified = bool(reported) and ident.official_endpoint
+            if not b.region_verified and declared:
+                b.region_source = f"declared ({ident.region_source})" if reported else "declared"
+            if spec is not None and spec.owner and ident.owner and ident.owner != spec.owner:
+                pre.refuse(f"{location}: location {spec.name!r} names owner {spec.owner}, "
+                           f"the cloud says {ident.owner} ({ident.owner_source})")
+        if "destination" not in b.roles:
+            continue
+        if b.missing:
+            pre.refuse(f"{location}: destination bucket not found ({b.rows} row(s) write there)")
+        elif b.error is not None:
+            pre.refuse(f"{location}: destination bucket cannot be checked: {b.error}")
+        elif policy.residency is not None:
+            if b.region is None:
+                pre.refuse(f"{location}: the destination's region is unknown; declare it in the location "
+                           f"(the wave moves {policy.residency} rows into {', '.join(policy.allowed_regions)})")
+            elif b.region not in {r.lower() for r in policy.allowed_regions}:
+                pre.refuse(f"{location}: destination region {b.region} is not allowed for {policy.residency} "
+                           f"rows (allowed: {', '.join(policy.allowed_regions)}; {b.rows} row(s) write there)")
