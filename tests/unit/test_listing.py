@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import dataclasses
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
-from migrator.listing import _budget, list_soft_deleted_many, list_uploads_many, list_versions_many
-from migrator.stores.base import DeleteTarget, ObjectStore, PutRequest
+import pytest
+
+from migrator.errors import StoreError
+from migrator.listing import Failures, _budget, list_soft_deleted_many, list_uploads_many, list_versions_many
+from migrator.stores.base import DeleteTarget, ObjectStore, PutRequest, VersionEntry
 from migrator.stores.memory import MemoryStore
-from migrator.uri import ObjectURI
+from migrator.uri import Location, ObjectURI
 from tests.conftest import store_transfer
 
 
@@ -116,3 +119,25 @@ def test_soft_deleted_only_where_the_store_has_soft_delete() -> None:
     assert [e.key for e in list_soft_deleted_many(_one(store), [uri])[uri]] == ["k"]
     store.features = dataclasses.replace(store.features, soft_deleted=None)
     assert list_soft_deleted_many(_one(store), [uri]) == {uri: []}
+
+
+class _Down(MemoryStore):
+    """A store whose listings fail, as an outage would after its retries."""
+
+    def list_versions(self, location: Location, prefix: str, start: str | None = None) -> Iterator[VersionEntry]:
+        raise StoreError("connection refused", code="ConnectionError")
+
+
+def test_a_failing_location_is_noted_and_the_others_still_listed() -> None:
+    up = MemoryStore("s3", transfer=store_transfer())
+    up.create_bucket("b")
+    _put(up, "b", "k")
+    down = _Down("s3", transfer=store_transfer())
+    good, bad = ObjectURI("s3", "b", "k", at="aws"), ObjectURI("s3", "b", "k", at="dc")
+    failures: Failures = {}
+    found = list_versions_many(lambda u: down if u.at == "dc" else up, [good, bad], failures=failures)
+    assert [e.key for e in found[good]] == ["k"] and bad not in found
+    assert list(failures) == [bad.location] and "connection refused" in str(failures[bad.location])
+    # Without a place to note it, the failure is raised, as before.
+    with pytest.raises(StoreError):
+        list_versions_many(lambda u: down, [bad])
