@@ -135,5 +135,5 @@ def test_the_digest_covers_identity_and_leaves_out_credentials(tmp_path: Path) -
 
 
 def test_parse_locations_takes_tables_only() -> None:
-    with pytest.raises(InputError, match="want \\[locations.NAME\\] tables"):
+    with pytest.raises(InputError, match=r"want \[locations\.NAME\] tables"):
         parse_locations(["dc"], file=None)
