@@ -113,6 +113,17 @@ class ObjectInfo:
 
 
 @dataclass(frozen=True)
+class BucketIdentity:
+    """Who holds a bucket and where, as the cloud's own API (or official endpoint) says it."""
+
+    region: str | None        # None: the cloud cannot say (a custom endpoint's OCI, for one)
+    region_source: str        # "GetBucketLocation", "x-amz-bucket-region", "bucket location", "endpoint hostname"
+    owner: str | None         # s3: the ExpectedBucketOwner every request carried; gs: projectNumber; oci: namespace
+    owner_source: str         # "ExpectedBucketOwner", "bucket projectNumber", "bucket namespace", "none"
+    official_endpoint: bool   # the answer came from the cloud's own endpoint, so the region counts as verified
+
+
+@dataclass(frozen=True)
 class VersionEntry:
     """One row of a version listing: a version or a delete marker."""
 
@@ -258,6 +269,8 @@ class ObjectStore(Protocol):
     features: Features
 
     def bucket_facts(self, location: Location) -> BucketFacts: ...
+
+    def identify(self, location: Location) -> BucketIdentity: ...
 
     def stat(self, uri: ObjectURI, version: str | None = None) -> ObjectInfo: ...
 

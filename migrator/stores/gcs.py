@@ -48,6 +48,7 @@ from migrator.errors import (
 from migrator.stores import errors as store_errors
 from migrator.stores.base import (
     BucketFacts,
+    BucketIdentity,
     DeleteResult,
     DeleteTarget,
     Features,
@@ -96,7 +97,10 @@ class GcsStore:
     # --- construction -------------------------------------------------------------------------------
 
     def __init__(self, *, endpoint: str | None = None, project: str | None = None, transfer: StoreTransfer,
-                 allow_non_loopback: bool = True) -> None:
+                 allow_non_loopback: bool = True, credentials_file: str | None = None,
+                 ca_bundle: str | None = None) -> None:
+        """``credentials_file``: a service-account JSON (None: ADC, or anonymous on an emulator endpoint).
+        ``ca_bundle``: the CA bundle the client's session trusts."""
         if endpoint is not None and "://" not in endpoint:
             endpoint = "http://" + endpoint
         if not allow_non_loopback:
@@ -109,7 +113,19 @@ class GcsStore:
         self.endpoint = endpoint
         self.part_size = transfer.part_size
         self.multipart_threshold = transfer.multipart_threshold
-        if endpoint is not None:
+        self.official_endpoint = endpoint is None
+        if credentials_file is not None:
+            from google.oauth2 import service_account
+
+            try:
+                creds = service_account.Credentials.from_service_account_file(credentials_file)  # type: ignore[no-untyped-call]
+            except (OSError, ValueError) as exc:
+                raise InputError(f"cannot read the service-account file: {type(exc).__name__}",
+                                 field="credentials_file") from None
+            options = {"api_endpoint": endpoint} if endpoint is not None else None
+            self._client = storage.Client(project=project or creds.project_id, credentials=creds,
+                                          client_options=options)
+        elif endpoint is not None:
             self._client = storage.Client(project=project or "migrator-local",
                                           credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
                                           client_options={"api_endpoint": endpoint})
@@ -126,6 +142,8 @@ class GcsStore:
         pool = HTTPAdapter(pool_connections=4, pool_maxsize=transfer.max_pool_connections)
         for prefix in ("http://", "https://"):
             self._client._http.mount(prefix, pool)
+        if ca_bundle is not None:
+            self._client._http.verify = ca_bundle
         # No uploads feature: the JSON API cannot list incomplete resumable uploads (they expire after a
         # week and hold no readable object); XML-API multipart uploads are not used.
         self.features = Features(
@@ -140,6 +158,16 @@ class GcsStore:
         return self._client
 
     # --- bucket facts -------------------------------------------------------------------------------
+
+    def identify(self, location: Location) -> BucketIdentity:
+        bucket = own_bucket(location, self.scheme)
+        res = _call(lambda: self._client.get_bucket(bucket, retry=None)._properties, f"gs://{bucket}")
+        where, project = res.get("location"), res.get("projectNumber")
+        return BucketIdentity(region=str(where).lower() if where else None,
+                              region_source="bucket location" if where else "none",
+                              owner=str(project) if project else None,
+                              owner_source="bucket projectNumber" if project else "none",
+                              official_endpoint=self.official_endpoint)
 
     def bucket_facts(self, location: Location) -> BucketFacts:
         bucket = own_bucket(location, self.scheme)

@@ -44,6 +44,7 @@ from migrator.errors import AccessDenied, ChecksumError, InputError, NotFound, P
 from migrator.stores.base import (
     NO_PROTECTION,
     BucketFacts,
+    BucketIdentity,
     DeleteOutcome,
     DeleteResult,
     DeleteTarget,
@@ -111,11 +112,13 @@ class MemoryStore:
 
     def __init__(self, scheme: str = "memory", *, transfer: StoreTransfer, list_page_size: int = 1000,
                  batch_delete_max: int = BATCH_DELETE_MAX, reports: frozenset[Algorithm] = WHOLE_OBJECT,
-                 clock: Callable[[], datetime] | None = None) -> None:
+                 clock: Callable[[], datetime] | None = None, region: str | None = None,
+                 owner: str | None = None) -> None:
         part_size, multipart_threshold = transfer.part_size, transfer.multipart_threshold
         if part_size < 1 or list_page_size < 1 or batch_delete_max < 1 or multipart_threshold < 0:
             raise InputError("memory store sizes must be positive")
         self.scheme = scheme
+        self.region, self.owner = region, owner   # what identify() answers: as declared, never verified
         self.part_size = part_size
         self.multipart_threshold = multipart_threshold
         self.list_page_size = list_page_size
@@ -194,6 +197,15 @@ class MemoryStore:
             b = self._bucket(bucket)
             return BucketFacts(versioning=b.versioned, retention=b.retention,
                                soft_delete_seconds=b.soft_delete_seconds)
+
+    def identify(self, location: Location) -> BucketIdentity:
+        bucket = own_bucket(location, self.scheme)
+        with self._lock:
+            self.requests["GetBucket"] += 1
+            self._bucket(bucket)
+        return BucketIdentity(region=self.region, region_source="memory" if self.region else "none",
+                              owner=self.owner, owner_source="memory" if self.owner else "none",
+                              official_endpoint=False)
 
     def replication_targets(self, location: Location) -> list[Location]:
         bucket = own_bucket(location, self.scheme)

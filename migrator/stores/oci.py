@@ -22,12 +22,14 @@ import functools
 import hashlib
 import http.client
 import math
+import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, BinaryIO, TypeVar
+from urllib.parse import urlsplit
 
 import google_crc32c
 import oci
@@ -57,6 +59,7 @@ from migrator.errors import (
 from migrator.stores import errors as store_errors
 from migrator.stores.base import (
     BucketFacts,
+    BucketIdentity,
     DeleteResult,
     DeleteTarget,
     Features,
@@ -90,6 +93,18 @@ _MODELS = oci.object_storage.models
 _crc32c_extend: Callable[[int, bytes], int] = google_crc32c.extend
 
 
+# objectstorage.<region>.<realm domain>: oraclecloud.com (OC1), the numbered and government realms' domains.
+_OFFICIAL_HOST = re.compile(
+    r"^objectstorage\.([a-z]{2}-[a-z]+-\d+)\.(?:oraclecloud\d*\.com|oraclegovcloud\.(?:com|uk))$")
+
+
+def oci_region_from_endpoint(url: str) -> str | None:
+    """The region an official Object Storage endpoint's hostname names, or None for any other host."""
+    host = urlsplit(url if "://" in url else "https://" + url).hostname or ""
+    m = _OFFICIAL_HOST.match(host.lower())
+    return m.group(1) if m else None
+
+
 class OciStore:
     """ObjectStore for ``oci://namespace/bucket/key``. One SDK client shared by threads (the SDK's
     own multipart assembler does the same), with a connection pool sized for parallel parts."""
@@ -99,7 +114,7 @@ class OciStore:
     # --- construction -------------------------------------------------------------------------------
 
     def __init__(self, config: Mapping[str, Any], endpoint: str | None = None, *, namespace: str | None = None,
-                 transfer: StoreTransfer, allow_non_loopback: bool = True) -> None:
+                 transfer: StoreTransfer, allow_non_loopback: bool = True, ca_bundle: str | None = None) -> None:
         """``config``: the OCI SDK config of one profile, as ``migrator.oci_config.load`` returns it (checked,
         its key loadable). Uses all of ``transfer``: parts of ``part_size``, ``parts_in_flight`` at once per
         object, and a requests pool of ``max_pool_connections`` (at least two per part in flight)."""
@@ -125,6 +140,12 @@ class OciStore:
         size = max(transfer.max_pool_connections, transfer.parts_in_flight * 2)
         for prefix in ("http://", "https://"):
             self._client.base_client.session.mount(prefix, HTTPAdapter(pool_connections=4, pool_maxsize=size))
+        if ca_bundle is not None:
+            self._client.base_client.session.verify = ca_bundle
+        # The region: the official endpoint's hostname says it; with no endpoint the SDK derives one from the
+        # config's region, which is then the region the requests go to. Any other host cannot say.
+        self.region = oci_region_from_endpoint(endpoint) if endpoint is not None else config.get("region")
+        self.official_endpoint = self.region is not None
         self._namespace = namespace
         self._ns_lock = threading.Lock()
         self.features = Features(
@@ -168,6 +189,14 @@ class OciStore:
         policies = _call(lambda: self._client.list_replication_policies(ns, bucket).data, where)
         names = {str(getattr(p, "destination_bucket_name", "") or "") for p in policies or []}
         return [Location("oci", name, ns) for name in sorted(names) if name]
+
+    def identify(self, location: Location) -> BucketIdentity:
+        ns, bucket = self._place(location)
+        data = _call(lambda: self._client.get_bucket(ns, bucket).data, f"oci://{ns}/{bucket}")
+        owner = getattr(data, "namespace", None) or ns
+        return BucketIdentity(region=self.region, region_source="endpoint hostname" if self.region else "none",
+                              owner=str(owner), owner_source="bucket namespace",
+                              official_endpoint=self.official_endpoint)
 
     def bucket_facts(self, location: Location) -> BucketFacts:
         ns, bucket = self._place(location)

@@ -67,6 +67,7 @@ from migrator.errors import (
 from migrator.stores import errors as store_errors
 from migrator.stores.base import (
     BucketFacts,
+    BucketIdentity,
     DeleteOutcome,
     DeleteResult,
     DeleteTarget,
@@ -118,7 +119,13 @@ class S3Store:
     scheme = "s3"
 
     def __init__(self, *, endpoint_url: str | None = None, region: str | None = None, transfer: StoreTransfer,
-                 allow_non_loopback: bool = True, list_page_size: int = 1000) -> None:
+                 allow_non_loopback: bool = True, list_page_size: int = 1000, profile: str | None = None,
+                 addressing_style: str | None = None, ca_bundle: str | None = None,
+                 expected_owner: str | None = None) -> None:
+        """``profile``: an AWS shared-config profile (its credentials, not the environment's, are used).
+        ``addressing_style``: path, virtual or auto (None: path on loopback, else boto3's default).
+        ``ca_bundle``: the CA bundle to trust. ``expected_owner``: an account id sent on every bucket and
+        object request as ExpectedBucketOwner, so that a bucket of another account answers 403."""
         if not MIN_PART_SIZE <= transfer.part_size <= MAX_PART_SIZE:
             raise InputError(f"S3 part size must be between 5 MiB and 5 GiB, got {transfer.part_size}")
         if transfer.parts_in_flight < 1:
@@ -134,18 +141,27 @@ class S3Store:
         core = botocore.session.get_session()
         # botocore parses every Last-Modified through dateutil: a tenth of a small object's client CPU.
         core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=_parse_timestamp)
+        if profile is not None:
+            core.set_config_variable("profile", profile)   # explicit: botocore then skips env credentials
         self._session = boto3.session.Session(region_name=region, botocore_session=core)
         self._max_pool = transfer.max_pool_connections
-        self._client = self._make_client(endpoint_url, path_style=False)
+        self._verify: str | bool | None = ca_bundle
+        self._style = addressing_style
+        self.expected_owner = expected_owner
+        self._client = self._make_client(endpoint_url, path_style=addressing_style == "path")
         # Resolved endpoint: the explicit one, or boto3's own AWS_ENDPOINT_URL[_S3] / config handling.
         resolved = str(self._client.meta.endpoint_url)
         self.endpoint_url: str | None = resolved
         if not allow_non_loopback:
             # With no endpoint configured boto3 resolves to AWS itself, which this check refuses.
             _require_loopback(resolved)
-        if is_loopback_url(resolved):
+        if is_loopback_url(resolved) and addressing_style is None:
             # Virtual-hosted style would send to bucket.localhost: keep every request on the named host.
             self._client = self._make_client(endpoint_url, path_style=True)
+        self.official_endpoint = endpoint_url is None and urlsplit(resolved).hostname is not None and \
+            str(urlsplit(resolved).hostname).endswith(".amazonaws.com")
+        if expected_owner is not None:
+            self._client.meta.events.register("before-sign.s3", self._add_expected_owner)
         if not allow_non_loopback:
             self._client.meta.events.register("before-send.s3", _refuse_non_loopback_send)
         self._client.meta.events.register("before-call.s3.GetObject", _skip_sdk_response_validation)
@@ -164,9 +180,9 @@ class S3Store:
             max_pool_connections=self._max_pool,
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
-            s3={"addressing_style": "path"} if path_style else None,
+            s3=_addressing("path" if path_style else self._style),
         )
-        client = self._session.client("s3", endpoint_url=endpoint_url, config=config)
+        client = self._session.client("s3", endpoint_url=endpoint_url, config=config, verify=self._verify)
         # botocore rebuilds and re-sanitizes the whole User-Agent string on every request, only to add
         # telemetry feature flags: a tenth of a small object's client CPU. The string built when the
         # request is made (SDK, Python, OS, config) is kept. getattr: the attribute is botocore's own.
@@ -569,6 +585,21 @@ class S3Store:
                 names.add(name)
         return [Location("s3", name) for name in sorted(names)]
 
+    def _add_expected_owner(self, request: Any, operation_name: str = "", **_: Any) -> None:
+        # Every call but ListBuckets names a bucket; the header makes S3 refuse a bucket of another account.
+        if operation_name != "ListBuckets" and self.expected_owner is not None:
+            request.headers["x-amz-expected-bucket-owner"] = self.expected_owner
+
+    def identify(self, location: Location) -> BucketIdentity:
+        bucket = own_bucket(location, self.scheme)
+        found = self._call(f"get location of s3://{bucket}", lambda: self._client.get_bucket_location(Bucket=bucket))
+        constraint = found.get("LocationConstraint")
+        # S3: no constraint means us-east-1; "EU" is the legacy name of eu-west-1.
+        region = {None: "us-east-1", "": "us-east-1", "EU": "eu-west-1"}.get(constraint, constraint)
+        return BucketIdentity(region=str(region), region_source="GetBucketLocation", owner=self.expected_owner,
+                              owner_source="ExpectedBucketOwner" if self.expected_owner else "none",
+                              official_endpoint=self.official_endpoint)
+
     def bucket_facts(self, location: Location) -> BucketFacts:
         bucket = own_bucket(location, self.scheme)
         versioning = self._call(f"get versioning of s3://{bucket}",
@@ -584,6 +615,11 @@ class S3Store:
         except AccessDenied:
             retention = True   # cannot tell: assume a lock may apply, removal checks every version
         return BucketFacts(versioning=versioned, retention=retention, soft_delete_seconds=0)  # S3 has none
+
+
+def _addressing(style: str | None) -> Any:
+    """botocore's ``s3`` config for an addressing style (path, virtual, auto), or None for its default."""
+    return {"addressing_style": style} if style else None
 
 
 class S3ReadStream:
