@@ -59,7 +59,8 @@ def run_demo(directory: Path, manifest: Path = DEMO_MANIFEST, *, keep: bool = Fa
         custodian.mkdir()
         subject_key = generate_subject_key(custodian / "subject.key")
         hashes = custodian / "subject-hashes.jsonl"
-        write_subject_hashes(subject_key, (r.subject for r in iter_rows(manifest) if r.subject), hashes)
+        subjects = (r.subject for r in iter_rows(manifest, estate=None) if r.subject)
+        write_subject_hashes(subject_key, subjects, hashes)
         (state_dir / "subjects.jsonl").unlink(missing_ok=True)
         settings = load_wave(None, {}, state.env())   # the default policy, against the sandbox only
         signer = load_signer(key_path)

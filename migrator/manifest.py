@@ -105,9 +105,11 @@ def batched(rows: Iterator[ManifestRow], size: int) -> Iterator[list[ManifestRow
 NO_ESTATE = Estate()
 
 
-def iter_rows(path: Path | str, *, fmt: str | None = None, estate: Estate = NO_ESTATE) -> Iterator[ManifestRow]:
+def iter_rows(path: Path | str, *, fmt: str | None = None,
+              estate: Estate | None = NO_ESTATE) -> Iterator[ManifestRow]:
     """Yield the manifest's rows in order, checking each row on its own (no cross-row rules). With an
-    estate, every URI names its location (``estate.resolve``); without one, a URI that names one is refused."""
+    estate, every URI names its location (``estate.resolve``); with the empty one, a URI that names one is
+    refused; with None, URIs are parsed as written (for readers that need only the subjects)."""
     return iter(_Reader(Path(path), fmt, estate))
 
 
@@ -215,7 +217,7 @@ class _DigestSet:
 class _Reader:
     """One pass over the file: rows out, SHA-256 of every byte read on the side."""
 
-    def __init__(self, path: Path, fmt: str | None, estate: Estate = NO_ESTATE) -> None:
+    def __init__(self, path: Path, fmt: str | None, estate: Estate | None = NO_ESTATE) -> None:
         self.path = path
         self.estate = estate
         self.file = str(path)
@@ -377,7 +379,8 @@ class _Reader:
 
     def _parse(self, text: str, name: str, line: int) -> ObjectURI:
         try:
-            return self.estate.resolve(parse_uri(text, field=name), field=name)
+            uri = parse_uri(text, field=name)
+            return uri if self.estate is None else self.estate.resolve(uri, field=name)
         except InputError as exc:
             raise self.error(str(exc.args[0]), line, name) from None
 

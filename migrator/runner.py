@@ -75,20 +75,21 @@ def run_wave(manifest: Path, state_dir: Path, signer: Signer, settings: WaveSett
             raise InputError("rows name data subjects: pass the custodian's --subject-hashes FILE "
                              "(from `migrator subjects hash`) so the wave can commit its subject index",
                              file=str(manifest))
-        missing = missing_subjects(subject_hasher, (r.subject for r in iter_rows(manifest) if r.subject))
+        subjects = (r.subject for r in iter_rows(manifest, estate=None) if r.subject)
+        missing = missing_subjects(subject_hasher, subjects)
         if missing:
             raise InputError(f"the subject hashes do not cover {len(missing)} subject(s) of this manifest; "
                              "ask the custodian for hashes of every subject", file=str(manifest))
-    # Residency, destinations and regions: refused here, before the state folder or any cloud is written.
-    pre = check_rows(iter_rows(manifest, estate=estate), settings, str(manifest))
-    check_buckets(pre, settings, stores)
-    pre.raise_if_refused(str(manifest))
     if state_dir.exists() and not state_dir.is_dir():
         raise StateError(f"--state {state_dir} exists and is not a folder")
     try:
         state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)   # the wave's state is confidential
     except OSError as exc:
         raise StateError(f"--state {state_dir}: cannot create the folder: {exc.strerror}") from None
+    # Residency, destinations and regions: refused here, before any cloud is written or the journal begun.
+    pre = check_rows(iter_rows(manifest, estate=estate), settings, str(manifest))
+    check_buckets(pre, settings, stores)
+    pre.raise_if_refused(str(manifest))
     policy = settings.policy.as_record()
     with RunLock(state_dir):
         journal = Journal(state_dir)
@@ -98,7 +99,8 @@ def run_wave(manifest: Path, state_dir: Path, signer: Signer, settings: WaveSett
             wave_id = journal.bind_manifest(summary.sha256, new_id, settings.binding(),
                                             allow_changed=allow_changed_policy)
             journal.ensure_rows(list(range(1, summary.rows + 1)))
-            Wave(journal, stores, settings.policy, settings.transfer, progress).run(iter_rows(manifest, estate=estate))
+            wave = Wave(journal, stores, settings.policy, settings.transfer, progress)
+            wave.run(iter_rows(manifest, estate=estate))
             if manifest_sha256(manifest) != summary.sha256:
                 raise StateError(f"{manifest} changed while the wave ran; run it again to resume")
             scope = sorted(str(loc) for loc, b in pre.buckets.items() if b.roles & {"source", "replica"})

@@ -94,6 +94,11 @@ class Stores:
                 self._stores[(scheme, at)] = store
             return store
 
+    def use(self, store: ObjectStore, scheme: str, at: str = "") -> None:
+        """Serve ``scheme`` (of location ``at``) with ``store``: for tests that wrap an adapter."""
+        with self._lock:
+            self._stores[(scheme, at)] = store
+
     def for_uri(self, uri: ObjectURI) -> ObjectStore:
         return self.get(uri.scheme, uri.at)
 

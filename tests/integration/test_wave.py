@@ -228,7 +228,8 @@ class _FaultyStore:
 class _Stores(Stores):
     def __init__(self, wrap: dict[str, _FaultyStore]) -> None:
         super().__init__(wave_settings().stores)
-        self._stores.update(wrap)
+        for scheme, store in wrap.items():
+            self.use(store, scheme)
 
 
 def _run_with(stores: Stores, manifest: Path, state: Path, key: Path) -> WaveResult:

@@ -65,7 +65,7 @@ def _wrapping_stores(scheme: str, key: str, overwrite: Callable[[], None]) -> Ca
     def make(settings: StoreSettings) -> Stores:
         stores = Stores(settings)
         wrapped: ObjectStore = _OverwriteBeforeDelete(stores.get(scheme), key, overwrite)  # by delegation
-        stores._stores[scheme] = wrapped
+        stores.use(wrapped, scheme)
         return stores
     return make
 
