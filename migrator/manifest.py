@@ -113,7 +113,7 @@ def iter_rows(path: Path | str, *, fmt: str | None = None,
     return iter(_Reader(Path(path), fmt, estate))
 
 
-def validate(path: Path | str, *, fmt: str | None = None, estate: Estate = NO_ESTATE) -> ManifestSummary:
+def validate(path: Path | str, *, fmt: str | None = None, estate: Estate | None = NO_ESTATE) -> ManifestSummary:
     """Read the manifest once: every row rule, the cross-row rules, totals and the file's SHA-256.
 
     Cross-row rule: an object URI appears at most once in the whole manifest, whatever its role. That
