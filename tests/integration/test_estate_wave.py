@@ -1,0 +1,214 @@
+"""A wave across named locations on the sandbox: residency refused or left out of scope, destinations and
+regions checked before any write, identities in the attestation, failures kept to their location, and a
+resume bound to the estate."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from migrator.attest.keys import generate_keypair, load_public_key, load_signer
+from migrator.attest.policy import AllOf, Inputs, RequireManifest, RequireRecords, Threshold
+from migrator.attest.verify import verify_attestation
+from migrator.config import WaveSettings, load_wave
+from migrator.errors import InputError, StateError
+from migrator.plan import plan_wave
+from migrator.runner import run_wave
+from migrator.sandbox.buckets import create_bucket, gcs_client, s3_client
+from migrator.sandbox.control import SandboxState
+from tests.conftest import unique
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> tuple[Path, Path]:
+    return generate_keypair(tmp_path / "keys")
+
+
+class Estate:
+    """Buckets in three locations on the sandbox: two S3 locations on one endpoint (the data centre and
+    AWS; both hold a bucket called `shared`), GCS, and OCI declared as us-ashburn-1."""
+
+    def __init__(self, sandbox: SandboxState, tmp_path: Path) -> None:
+        self.sandbox, self.tmp = sandbox, tmp_path
+        self.dc, self.aws, self.gcs, self.dst = unique("edc"), unique("eaws"), unique("egcs"), unique("edst")
+        self.shared = unique("eshared")
+        for bucket in (self.dc, self.aws, self.shared):
+            create_bucket(sandbox, "s3", bucket, versioned=True)
+        create_bucket(sandbox, "gs", self.gcs, versioned=True, soft_delete_seconds=0)
+        create_bucket(sandbox, "oci", self.dst, versioned=True)
+        self.ns = sandbox.oci_namespace
+
+    def wave(self, policy: str = "", *, oci_region: str = "us-ashburn-1", extra: str = "",
+             dc_endpoint: str | None = None) -> WaveSettings:
+        s, ca = self.sandbox, self.sandbox.ca_file
+        trust = f'ca_bundle = "{ca}"\n' if ca else ""
+        text = (f'[locations.dc]\nkind = "s3"\nendpoint = "{dc_endpoint or s.s3.url}"\nregion = "us-east-1"\n'
+                f'buckets = ["{self.dc}", "{self.shared}"]\naddressing_style = "path"\n{trust}'
+
+                f'[locations.aws-us]\nkind = "s3"\nendpoint = "{s.s3.url}"\nregion = "us-east-1"\n'
+                f'buckets = ["{self.aws}", "{self.shared}"]\n{trust}'
+                f'[locations.gcp]\nkind = "gs"\nendpoint = "{s.gcs.url}"\nbuckets = ["{self.gcs}"]\n{trust}'
+                f'[locations.oci-us]\nkind = "oci"\nendpoint = "{s.oci.url}"\nregion = "{oci_region}"\n'
+                f'owner = "{self.ns}"\nbuckets = ["{self.dst}"]\nconfig_file = "{s.oci_config}"\n{trust}'
+                f'{extra}[policy]\n{policy}')
+        path = self.tmp / "wave.toml"
+        path.write_text(text)
+        return load_wave(path, {}, s.env())
+
+    def put(self, where: str, key: str, body: bytes) -> None:
+        if where == "gcs":
+            gcs_client(self.sandbox).bucket(self.gcs).blob(key).upload_from_string(body)
+        else:
+            s3_client(self.sandbox).put_object(Bucket=getattr(self, where), Key=key, Body=body)
+
+    def manifest(self, rows: list[dict[str, Any]]) -> Path:
+        path = self.tmp / "m.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return path
+
+    def present(self, bucket: str, key: str) -> bool:
+        r = s3_client(self.sandbox).list_object_versions(Bucket=bucket, Prefix=key)
+        return bool(r.get("Versions"))
+
+
+US = 'residency = "US"\nallowed_regions = ["us-ashburn-1"]\n'
+
+
+def _rows(e: Estate) -> list[dict[str, Any]]:
+    e.put("dc", "u/1", b"dc one")
+    e.put("shared", "u/2", b"in the data centre's bucket called shared")
+    e.put("gcs", "u/3", b"gcs three")
+    e.put("dc", "eu/4", b"an EU user's object")
+    return [
+        {"source": f"s3://{e.dc}/u/1", "destination": f"oci://{e.ns}/{e.dst}/u/1", "residency": "US"},
+        {"source": f"s3://dc@{e.shared}/u/2", "destination": f"oci://{e.ns}/{e.dst}/u/2", "residency": "US"},
+        {"source": f"gs://{e.gcs}/u/3", "destination": f"oci://{e.ns}/{e.dst}/u/3", "residency": "US"},
+        {"source": f"s3://{e.dc}/eu/4", "destination": f"oci://{e.ns}/{e.dst}/eu/4", "residency": "EU"},
+    ]
+
+
+def test_a_wave_across_locations_leaves_other_residencies_untouched_and_attests_identities(
+        sandbox: SandboxState, tmp_path: Path, keys: tuple[Path, Path]) -> None:
+    e = Estate(sandbox, tmp_path)
+    manifest = e.manifest(_rows(e))
+    settings = e.wave(US + 'other_residency = "out-of-scope"\n')
+    plan = plan_wave(manifest, settings)
+    assert plan.ready and plan.out_of_scope == 1 and not plan.refusals
+    used = {b["bucket"]: b for loc in plan.estate or [] for b in loc["used"]}
+    assert used[f"s3://dc@{e.dc}"]["region"] == "us-east-1"
+    assert used[f"s3://dc@{e.dc}"]["region_source"] == "declared (GetBucketLocation)"
+    assert not used[f"oci://oci-us@{e.ns}/{e.dst}"]["region_verified"]   # a loopback endpoint cannot say
+
+    result = run_wave(manifest, tmp_path / "st", load_signer(keys[0]), settings)
+    assert (result.removed, result.held, result.failed, result.out_of_scope) == (3, 0, 0, 1) and result.complete
+    assert e.present(e.dc, "eu/4")                       # untouched
+    assert not e.present(e.dc, "u/1") and not e.present(e.shared, "u/2")
+    records = [json.loads(line) for line in (tmp_path / "st" / "records.jsonl").read_text().splitlines()]
+    assert records[1]["source"] == f"s3://dc@{e.shared}/u/2" and records[0]["destination"].startswith("oci://oci-us@")
+    assert records[3]["state"] == "OUT_OF_SCOPE" and records[3]["reason"] == "other residency"
+    assert records[3]["versions"] == [] and records[3]["deletions"] == []
+    v = verify_attestation((tmp_path / "st" / "attestation.json").read_bytes(),
+                           Inputs(records=(tmp_path / "st" / "records.jsonl").read_bytes(),
+                                  manifest=manifest.read_bytes()),
+                           AllOf(Threshold([load_public_key(keys[1])]), RequireRecords(), RequireManifest()))
+    p = v.predicate
+    assert p["totals"] == {"rows": 4, "removed": 3, "held": 0, "failed": 0, "out_of_scope": 1} and p["complete"]
+    names = [loc["name"] for loc in p["locations"]]
+    assert names == ["aws-us", "dc", "gcp", "oci-us"]
+    assert "profile" not in json.dumps(p["locations"]) and p["policy"]["residency"] == "US"
+
+
+def test_a_row_of_another_residency_refuses_the_wave_before_any_write(
+        sandbox: SandboxState, tmp_path: Path, keys: tuple[Path, Path]) -> None:
+    e = Estate(sandbox, tmp_path)
+    manifest = e.manifest(_rows(e))
+    settings = e.wave(US)
+    plan = plan_wave(manifest, settings)
+    assert not plan.ready and plan.refusals == [f"{manifest}:4: residency: row 4 (s3://dc@{e.dc}/eu/4): "
+                                                "residency 'EU'; the wave moves US rows only"]
+    with pytest.raises(InputError, match="refused before any write") as err:
+        run_wave(manifest, tmp_path / "st", load_signer(keys[0]), settings)
+    assert f"{manifest}:4" in str(err.value)
+    assert not (tmp_path / "st" / "journal.sqlite").exists()
+    assert e.present(e.dc, "u/1") and e.present(e.dc, "eu/4")
+
+
+def test_a_destination_outside_the_allowed_regions_or_missing_is_refused(
+        sandbox: SandboxState, tmp_path: Path, keys: tuple[Path, Path]) -> None:
+    e = Estate(sandbox, tmp_path)
+    rows = _rows(e)[:3]
+    manifest = e.manifest(rows)
+    plan = plan_wave(manifest, e.wave(US, oci_region="eu-frankfurt-1"))
+    assert len(plan.refusals) == 1 and "region eu-frankfurt-1 is not allowed for US rows" in plan.refusals[0]
+    missing = unique("enodst")
+    manifest = e.manifest([{**rows[0], "destination": f"oci://{e.ns}/{missing}/u/1"}])
+    e.wave(US)
+    text = (tmp_path / "wave.toml").read_text().replace(f'buckets = ["{e.dst}"]',
+                                                        f'buckets = ["{e.dst}", "{missing}"]')
+    (tmp_path / "wave.toml").write_text(text)
+    settings = load_wave(tmp_path / "wave.toml", {}, sandbox.env())
+    with pytest.raises(InputError, match="destination bucket not found"):
+        run_wave(manifest, tmp_path / "st", load_signer(keys[0]), settings)
+    assert e.present(e.dc, "u/1")
+
+
+def test_a_declared_region_the_cloud_contradicts_is_refused(sandbox: SandboxState, tmp_path: Path) -> None:
+    e = Estate(sandbox, tmp_path)
+    manifest = e.manifest(_rows(e)[:1])
+    e.wave(US)
+    text = (tmp_path / "wave.toml").read_text().replace('region = "us-east-1"', 'region = "ap-southeast-1"', 1)
+    (tmp_path / "wave.toml").write_text(text)
+    plan = plan_wave(manifest, load_wave(tmp_path / "wave.toml", {}, sandbox.env()))
+    assert any("declares region ap-southeast-1, the cloud says us-east-1" in r for r in plan.refusals), plan.refusals
+
+
+def test_a_missing_source_bucket_fails_its_rows_in_plan_and_run(
+        sandbox: SandboxState, tmp_path: Path, keys: tuple[Path, Path]) -> None:
+    e = Estate(sandbox, tmp_path)
+    rows = _rows(e)[:3]
+    gone = unique("egone")
+    text_rows = [*rows, {"source": f"s3://{gone}/x", "destination": f"oci://{e.ns}/{e.dst}/x", "residency": "US"}]
+    manifest = e.manifest(text_rows)
+    e.wave(US)
+    text = (tmp_path / "wave.toml").read_text().replace(f'buckets = ["{e.aws}", ',
+                                                        f'buckets = ["{gone}", "{e.aws}", ')
+    (tmp_path / "wave.toml").write_text(text)
+    settings = load_wave(tmp_path / "wave.toml", {}, sandbox.env())
+    plan = plan_wave(manifest, settings)
+    assert not plan.refusals and plan.rows_failing == {"source not found": 1}
+    result = run_wave(manifest, tmp_path / "st", load_signer(keys[0]), settings)
+    assert (result.removed, result.failed) == (3, 1)
+    assert result.held_rows == [(4, "FAILED", f"source not found: s3://aws-us@{gone}/x")]
+
+
+def test_an_outage_in_one_location_fails_only_its_rows(
+        sandbox: SandboxState, tmp_path: Path, keys: tuple[Path, Path]) -> None:
+    e = Estate(sandbox, tmp_path)
+    manifest = e.manifest(_rows(e)[:3])
+    # The data centre's endpoint is down (nothing listens on port 9 of loopback).
+    settings = e.wave(US, dc_endpoint="https://127.0.0.1:9")
+    result = run_wave(manifest, tmp_path / "st", load_signer(keys[0]), settings)
+    states = {row: state for row, state, _ in result.held_rows}
+    assert states == {1: "FAILED", 2: "FAILED"} and result.removed == 1   # the GCS row went through
+    assert e.present(e.dc, "u/1")
+
+
+def test_a_resume_is_bound_to_the_estate_unless_allowed_and_then_attested(
+        sandbox: SandboxState, tmp_path: Path, keys: tuple[Path, Path]) -> None:
+    e = Estate(sandbox, tmp_path)
+    manifest = e.manifest(_rows(e)[:3])
+    signer = load_signer(keys[0])
+    first = run_wave(manifest, tmp_path / "st", signer, e.wave(US, dc_endpoint="https://127.0.0.1:9"))
+    assert first.failed == 2
+    # Another endpoint URL is another identity's information: the digest covers it, so it is a change.
+    with pytest.raises(StateError, match="estate_sha256"):
+        run_wave(manifest, tmp_path / "st", signer, e.wave(US))
+    result = run_wave(manifest, tmp_path / "st", signer, e.wave(US), allow_changed_policy=True)
+    assert result.complete and result.removed == 3
+    statement = json.loads(base64.b64decode(json.loads((tmp_path / "st" / "attestation.json").read_text())["payload"]))
+    changes = statement["predicate"]["policy_changes"]
+    assert len(changes) == 1 and set(changes[0]["changed"]) == {"estate_sha256"}
