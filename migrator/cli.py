@@ -128,10 +128,11 @@ def _print_wave(result: WaveResult) -> None:
     out.print(f"wave {result.wave_id}: {result.rows} objects, {result.bytes} bytes")
     out.print(f"  removed {result.removed}, held {result.held}, failed {result.failed}"
               + (f", out of scope (untouched) {result.out_of_scope}" if result.out_of_scope else ""))
-    for row, state, reason in result.held_rows[:50]:
+    exceptions = [r for r in result.held_rows if r[1] != "OUT_OF_SCOPE"]   # those are counted above
+    for row, state, reason in exceptions[:50]:
         out.print(f"  row {row}: {state} - {reason}", markup=False)
-    if len(result.held_rows) > 50:
-        out.print(f"  ... {len(result.held_rows) - 50} more in {result.records}")
+    if len(exceptions) > 50:
+        out.print(f"  ... {len(exceptions) - 50} more in {result.records}")
     out.print(f"records     {result.records}")
     out.print(f"attestation {result.attestation}")
 

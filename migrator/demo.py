@@ -19,7 +19,7 @@ from migrator.manifest import iter_rows
 from migrator.runner import WaveResult, run_wave
 from migrator.sandbox import control
 from migrator.sandbox.buckets import s3_client
-from migrator.sandbox.seed import seed
+from migrator.sandbox.seed import estate_wave, seed
 
 DEMO_MANIFEST = Path("manifests/demo.jsonl")
 LOG_ORIGIN = "demo.migrator.invalid/waves"
@@ -62,7 +62,10 @@ def run_demo(directory: Path, manifest: Path = DEMO_MANIFEST, *, keep: bool = Fa
         subjects = (r.subject for r in iter_rows(manifest, estate=None) if r.subject)
         write_subject_hashes(subject_key, subjects, hashes)
         (state_dir / "subjects.jsonl").unlink(missing_ok=True)
-        settings = load_wave(None, {}, state.env())   # the default policy, against the sandbox only
+        # The estate's locations and the US residency policy, against the sandbox only.
+        wave_file = directory / "wave.toml"   # the sandbox's ports and CA: this machine's, so not in manifests/
+        wave_file.write_text(estate_wave(state), encoding="utf-8")
+        settings = load_wave(wave_file, {}, state.env())
         signer = load_signer(key_path)
         wave = run_wave(manifest, state_dir, signer, settings, subject_hasher=load_subject_hashes(hashes))
         log_dir = directory / "log"
@@ -78,6 +81,8 @@ def run_demo(directory: Path, manifest: Path = DEMO_MANIFEST, *, keep: bool = Fa
             verified = False
         mismatches = []
         states = {row: (st, reason) for row, st, reason in wave.held_rows}
+        if wave.out_of_scope != len([e for e in seeded.expected.values() if e[0] == "OUT_OF_SCOPE"]):
+            mismatches.append(f"{wave.out_of_scope} rows out of scope, expected every EU row")
         for row, (want, why) in seeded.expected.items():
             got, reason = states.get(row, ("REMOVED", ""))
             if got != want or (why and why not in reason):
@@ -88,7 +93,7 @@ def run_demo(directory: Path, manifest: Path = DEMO_MANIFEST, *, keep: bool = Fa
             try:
                 s3.head_object(Bucket=bucket, Key=key)
             except Exception:  # noqa: BLE001 - any failure means the object is not there
-                mismatches.append(f"non-US object {uri} is gone; it was not in the manifest")
+                mismatches.append(f"EU object {uri} is gone; the wave moves US rows only")
         return DemoResult(wave=wave, verified=verified, mismatches=mismatches, sandbox_dir=sandbox_dir,
                           public_key=pub_path, log_dir=log_dir)
     finally:

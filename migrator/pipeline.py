@@ -177,7 +177,7 @@ class Wave:
             # Another residency, left untouched by policy: journaled as such, never listed, copied or deleted.
             w.done = True
             w.record = replace(rec, reason=Reason.OTHER_RESIDENCY,
-                               detail=f"residency {row.residency}; the wave moves {self.policy.residency}")
+                               detail=f"residency {row.residency}; the wave moves {self.policy.residency} rows only")
             self.journal.transition_many([w.to(State.OUT_OF_SCOPE)])
             self.progress(row.row, State.OUT_OF_SCOPE)
             return None

@@ -22,7 +22,8 @@ LOCKED = "demo-us-locked"          # S3 bucket with Object Lock (a legal hold)
 BACKUP = "demo-sg-backups"         # GCS bucket: backup replicas ("Singapore")
 REPLICATED = "demo-us-replicated"  # S3 bucket that replicates to DR, a bucket the manifest does not list
 DR = "demo-us-dr"
-DEST = "us-users"                  # OCI destination bucket (versioned)
+DEST = "us-users"                  # OCI destination bucket (versioned), in the US region
+EU_DEST = "eu-users"               # OCI bucket in the EU region: named by EU rows, never written by a US wave
 BIG_SIZE = 24 * 1024 * 1024 + 4321
 
 
@@ -48,6 +49,7 @@ def seed(state: SandboxState, manifest_path: Path, *, users: int = 40, seed_valu
     create_bucket(state, "s3", LOCKED, object_lock=True)
     create_bucket(state, "gs", BACKUP)
     create_bucket(state, "oci", DEST, versioned=True)
+    create_bucket(state, "oci", EU_DEST, versioned=True)
     backup = gcs.bucket(BACKUP)
     ns = state.oci_namespace
     rows: list[dict[str, Any]] = []
@@ -58,9 +60,9 @@ def seed(state: SandboxState, manifest_path: Path, *, users: int = 40, seed_valu
         out.expected[len(rows)] = expect
 
     for u in range(1, users + 1):
-        us = u % 5 != 0  # every fifth user lives outside the US and stays where they are
-        uid = f"{'us' if us else 'sg'}-{u:04d}"
-        residency = "US" if us else "SG"
+        us = u % 5 != 0  # every fifth user lives in the EU: in the manifest, left untouched by the US wave
+        uid = f"{'us' if us else 'eu'}-{u:04d}"
+        residency = "US" if us else "EU"
         for n in range(rng.randint(4, 9)):
             key = f"users/{uid}/photos/{n:03d}.jpg" if n % 2 else f"users/{uid}/posts/{n:03d}.json"
             size = rng.choice([0, 1, 700, 4096, 65536, 300_000, 1_500_000]) if n else 2048
@@ -70,6 +72,8 @@ def seed(state: SandboxState, manifest_path: Path, *, users: int = 40, seed_valu
             out.bytes += size if us else 0
             if not us:
                 out.untouched.append(f"s3://{bucket}/{key}")
+                add({"source": f"s3://{bucket}/{key}", "destination": f"oci://{ns}/{EU_DEST}/{key}",
+                     "subject": uid, "residency": residency}, ("OUT_OF_SCOPE", "other residency"))
                 continue
             row: dict[str, Any] = {"source": f"s3://{bucket}/{key}",
                                    "destination": f"oci://{ns}/{DEST}/{key}",
@@ -149,3 +153,24 @@ def seed(state: SandboxState, manifest_path: Path, *, users: int = 40, seed_valu
             fh.write(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n")
     out.rows = len(rows)
     return out
+
+
+def estate_wave(state: SandboxState) -> str:
+    """The demo's wave file: its locations on the sandbox's endpoints and a US residency policy. The
+    sandbox's endpoints are loopback, so every region here is declared, never verified."""
+    trust = f'ca_bundle = "{state.ca_file}"\n' if state.ca_file else ""
+    s3 = [PRIMARY, MEDIA, LOCKED, REPLICATED, DR]
+    return (
+        "# The demo's estate: the platform's own S3-compatible store, GCS backups, OCI in a US and an EU region.\n"
+        f'[locations.dc]\nkind = "s3"\nendpoint = "{state.s3.url}"\nregion = "us-east-1"\n'
+        f'buckets = {_toml_list(s3)}\naddressing_style = "path"\n{trust}\n'
+        f'[locations.gcp]\nkind = "gs"\nendpoint = "{state.gcs.url}"\nbuckets = ["{BACKUP}"]\n{trust}\n'
+        f'[locations.oci-us]\nkind = "oci"\nendpoint = "{state.oci.url}"\nregion = "us-ashburn-1"\n'
+        f'owner = "{state.oci_namespace}"\nbuckets = ["{DEST}"]\nconfig_file = "{state.oci_config}"\n{trust}\n'
+        f'[locations.oci-eu]\nkind = "oci"\nendpoint = "{state.oci.url}"\nregion = "eu-frankfurt-1"\n'
+        f'owner = "{state.oci_namespace}"\nbuckets = ["{EU_DEST}"]\nconfig_file = "{state.oci_config}"\n{trust}\n'
+        '[policy]\nresidency = "US"\nallowed_regions = ["us-ashburn-1"]\nother_residency = "out-of-scope"\n')
+
+
+def _toml_list(names: list[str]) -> str:
+    return "[" + ", ".join(f'"{n}"' for n in names) + "]"
