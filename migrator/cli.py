@@ -270,10 +270,10 @@ def _print_estate(result: WavePlan) -> None:
         out.print(f"  location {loc['name']}: {loc['kind']} region {loc['region'] or '-'} owner {loc['owner'] or '-'} "
                   f"endpoint {loc['endpoint'] or '(the cloud' + chr(39) + 's own)'}", markup=False)
         for b in loc["used"]:
-            how = "verified" if b["region_verified"] else "declared, unverified"
+            how = "verified by" if b["region_verified"] else "unverified:"
             state = " MISSING" if b.get("missing") else f" ERROR {b['error']}" if b.get("error") else ""
             out.print(f"    {b['bucket']}: {', '.join(b['roles'])}; {b['rows']} row(s); region {b['region'] or '-'}"
-                      f" ({how}; {b['region_source']}); owner {b['owner'] or '-'} ({b['owner_source']}){state}",
+                      f" ({how} {b['region_source']}); owner {b['owner'] or '-'} ({b['owner_source']}){state}",
                       markup=False)
 
 

@@ -157,8 +157,10 @@ def check_buckets(pre: Preflight, settings: WaveSettings, stores: Stores) -> Non
                            f"the cloud says {reported} ({ident.region_source})")
             b.region = reported or declared
             b.region_verified = bool(reported) and ident.official_endpoint
-            if not b.region_verified and declared:
-                b.region_source = f"declared ({ident.region_source})" if reported else "declared"
+            if reported and not b.region_verified:
+                b.region_source = f"{ident.region_source} of a custom endpoint"   # the store's word only
+            elif not reported:
+                b.region_source = "declared" if declared else "none"
             if spec is not None and spec.owner and ident.owner and ident.owner != spec.owner:
                 pre.refuse(f"{location}: location {spec.name!r} names owner {spec.owner}, "
                            f"the cloud says {ident.owner} ({ident.owner_source})")

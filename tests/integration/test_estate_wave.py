@@ -100,7 +100,7 @@ def test_a_wave_across_locations_leaves_other_residencies_untouched_and_attests_
     assert plan.ready and plan.out_of_scope == 1 and not plan.refusals
     used = {b["bucket"]: b for loc in plan.estate or [] for b in loc["used"]}
     assert used[f"s3://dc@{e.dc}"]["region"] == "us-east-1"
-    assert used[f"s3://dc@{e.dc}"]["region_source"] == "declared (GetBucketLocation)"
+    assert used[f"s3://dc@{e.dc}"]["region_source"] == "GetBucketLocation of a custom endpoint"
     assert not used[f"oci://oci-us@{e.ns}/{e.dst}"]["region_verified"]   # a loopback endpoint cannot say
 
     result = run_wave(manifest, tmp_path / "st", load_signer(keys[0]), settings)
