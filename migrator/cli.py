@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from migrator.plan import WavePlan
     from migrator.runner import WaveResult
     from migrator.stores.registry import Stores
+    from migrator.uri import ObjectURI
 
 app = typer.Typer(help="Move regulated objects into OCI Object Storage and prove the sources are gone.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -203,6 +204,28 @@ def run(manifest: Annotated[Path, typer.Argument(help="The wave's manifest.")],
     raise typer.Exit(0 if result.complete else 1)
 
 
+def _prove_uri(att: bytes, recs: Path, uri: ObjectURI, row: int | None, index: Path | None) -> dict[str, Any]:
+    """A record's proof by its URI. Records of a wave with locations name them (``s3://dc@users/k``); the
+    URI without one still finds its record when exactly one location of its kind names it."""
+    from migrator.attest.recindex import prove_record_file
+    from migrator.errors import InputError
+    from migrator.live_stores import attested_locations
+
+    names = [str(loc.get("name")) for loc in attested_locations(att) if loc.get("kind") == uri.scheme]
+    if uri.at or not names:
+        return prove_record_file(att, recs, str(uri), row=row, index=index)
+    found: list[dict[str, Any]] = []
+    for name in names:
+        try:
+            found.append(prove_record_file(att, recs, str(uri.placed(name)), row=row, index=index))
+        except InputError:
+            continue
+    if len(found) > 1:
+        raise InputError(f"{uri} is named in {len(found)} locations: ask for one of "
+                         + ", ".join(str(p["object_uri"]) for p in found))
+    return found[0] if found else prove_record_file(att, recs, str(uri), row=row, index=index)
+
+
 @app.command("plan")
 def plan(manifest: Annotated[Path, typer.Argument(help="The wave's manifest.")],
          wave: Annotated[Path | None, typer.Option("--wave", help="Wave file (TOML), as for run.")] = None,
@@ -361,7 +384,6 @@ def audit_prove(attestation: Annotated[Path, typer.Argument(help="attestation.js
     import json as _json
 
     from migrator.attest.proofs import prove_subject
-    from migrator.attest.recindex import prove_record_file
     from migrator.attest.subjects import load_subject_key
     from migrator.errors import InputError
 
@@ -376,8 +398,9 @@ def audit_prove(attestation: Annotated[Path, typer.Argument(help="attestation.js
     elif object_uri is not None:
         from migrator.uri import parse_uri
 
-        parse_uri(object_uri, field="OBJECT_URI")   # a malformed URI is bad input, not "no record names it"
-        proof = prove_record_file(read_input(attestation), recs, object_uri, row=row, index=index)
+        uri = parse_uri(object_uri, field="OBJECT_URI")   # a malformed URI is bad input, not "no record names it"
+        att_bytes = read_input(attestation)
+        proof = _prove_uri(att_bytes, recs, uri, row, index)
     else:
         raise InputError("give an OBJECT_URI or --subject ID")
     print(_json.dumps(proof, indent=2, sort_keys=True))
@@ -496,24 +519,39 @@ def audit_check(attestation: Annotated[Path, typer.Argument(help="attestation.js
                 download: Annotated[bool, typer.Option(help="Read destination bytes and compare SHA-256.")] = False,
                 threshold: Annotated[int, typer.Option(help="Signatures needed from distinct keys.")] = 1,
                 records: Annotated[Path | None, typer.Option(help="records.jsonl (default: beside it).")] = None,
+                locations: Annotated[Path | None, typer.Option(
+                    "--locations", help="The auditor's locations file: [locations.NAME] per attested location, "
+                                        "with its own endpoint and read-only credentials.")] = None,
                 as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False) -> None:
     """Spot-check a reproducible random sample of records against the clouds, with read-only access.
 
     Exit 0 only when every sampled object holds; 3 otherwise.
     """
+    import dataclasses
     import json as _json
+    import os
     import secrets
 
     from migrator.attest.live import check_live
+    from migrator.config import load_wave
     from migrator.errors import InputError
-    from migrator.live_stores import reach_scope
+    from migrator.live_stores import attested_locations, check_auditor_locations, reach_scope
     from migrator.stores.registry import Stores
 
     if not live:
         raise InputError("audit check needs --live (offline checks are `audit verify`)")
     seed = secrets.randbelow(2**63) if seed is None else seed
     att = read_input(attestation)
-    store_for = reach_scope(att, Stores(_env_settings().stores))
+    settings = _env_settings()
+    attested = attested_locations(att)
+    if attested:
+        if locations is None:
+            raise InputError("this attestation names locations: pass --locations FILE, the auditor's own "
+                             "endpoints and read-only credentials for each")
+        auditor = load_wave(locations, {}, os.environ).estate
+        check_auditor_locations(attested, auditor, str(locations))
+        settings = dataclasses.replace(settings, estate=auditor)
+    store_for = reach_scope(att, Stores(settings.stores))
     report = check_live(att, read_input(records or attestation.parent / "records.jsonl", "records"),
                         _threshold(key, threshold), store_for, sample=sample, seed=seed, download=download)
     if as_json:

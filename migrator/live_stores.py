@@ -4,21 +4,60 @@ The attestation's ``predicate.scope`` names the clouds the wave read from; desti
 scope is read here without checking a signature: it only says which clouds to connect to, and
 ``check_live`` verifies the attestation before it trusts any of it. Reaching every store first makes a
 missing endpoint or config a usage error (exit 2), not a finding about an object.
+
+An attestation that names locations (predicate v3 ``locations``) is read through the **auditor's
+locations file**: ``[locations.NAME]`` per attested location, with the auditor's own endpoint and read-only
+credentials, and the attested identity (kind, region, owner) repeated. A location the file does not name,
+or names with another identity, is refused before any sample: the auditor must reach the same store.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from migrator.attest.live import StoreFor
 from migrator.attest.verify import parse_attestation
+from migrator.errors import InputError
+from migrator.estate import Estate
 from migrator.stores.registry import Stores
 
 SCHEMES = ("s3", "gs", "oci")
 
 
+def attested_locations(attestation: bytes) -> list[Mapping[str, Any]]:
+    """The named locations' identities the attestation states (empty when it names none)."""
+    locations = parse_attestation(attestation)[1].get("predicate", {}).get("locations") or []
+    return [loc for loc in locations if isinstance(loc, Mapping)]
+
+
+def check_auditor_locations(attested: list[Mapping[str, Any]], auditor: Estate, file: str | None) -> None:
+    """Every attested location is in the auditor's file, with the same kind, region and owner."""
+    for loc in attested:
+        name = str(loc.get("name"))
+        try:
+            mine = auditor.get(name)
+        except InputError:
+            raise InputError(f"the attestation names location {name!r}; the auditor's locations file has no "
+                             f"[locations.{name}]", file=file, field=f"locations.{name}") from None
+        for member in ("kind", "region", "owner"):
+            if getattr(mine, member) != loc.get(member):
+                raise InputError(f"{member} {getattr(mine, member)!r} is not the attested {loc.get(member)!r}: "
+                                 "the auditor's entry must reach the same store", file=file,
+                                 field=f"locations.{name}.{member}")
+
+
 def reach_scope(attestation: bytes, stores: Stores) -> StoreFor:
-    """Build the store of every cloud in the attestation's scope, and OCI's; return ``stores.for_uri``."""
+    """Build the store of every cloud in the attestation's scope, OCI's, and every named location's;
+    return ``stores.for_uri``."""
     scope = parse_attestation(attestation)[1].get("predicate", {}).get("scope") or []
-    for scheme in sorted({str(loc).partition("://")[0] for loc in scope} | {"oci"}):
+    for text in scope:
+        scheme, _, rest = str(text).partition("://")
+        at = rest.partition("/")[0].partition("@")[0] if "@" in rest.partition("/")[0] else ""
         if scheme in SCHEMES:
-            stores.get(scheme)
+            stores.get(scheme, at)
+    for loc in attested_locations(attestation):
+        stores.get(str(loc.get("kind")), str(loc.get("name")))
+    if not attested_locations(attestation):
+        stores.get("oci")
     return stores.for_uri

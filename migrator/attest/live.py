@@ -396,6 +396,12 @@ class _Checker:
                                                   allow_soft=pending_soft))
             if state == State.REMOVED:
                 return findings
+        if state == State.OUT_OF_SCOPE:
+            # Left untouched by policy: the source must still be there, and nothing was deleted.
+            if rec.deletions:
+                findings.append(Finding(False, "out of scope", source, "an OUT_OF_SCOPE record names deletions"))
+            findings.append(self.copy_remains([parse_uri(source)], str(rec.reason), False))
+            return findings
         findings += self.deletions_hold(rec.deletions)
         if state == State.HELD:
             locations = [parse_uri(u) for u in [source, *rec.replicas] if u]

@@ -5,6 +5,7 @@ resume bound to the estate."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -212,3 +213,53 @@ def test_a_resume_is_bound_to_the_estate_unless_allowed_and_then_attested(
     statement = json.loads(base64.b64decode(json.loads((tmp_path / "st" / "attestation.json").read_text())["payload"]))
     changes = statement["predicate"]["policy_changes"]
     assert len(changes) == 1 and set(changes[0]["changed"]) == {"estate_sha256"}
+
+
+def test_the_auditor_reaches_each_attested_location_through_their_own_file(
+        sandbox: SandboxState, tmp_path: Path, keys: tuple[Path, Path]) -> None:
+    from migrator.attest.live import check_live
+    from migrator.live_stores import attested_locations, check_auditor_locations, reach_scope
+    from migrator.stores.registry import Stores
+
+    e = Estate(sandbox, tmp_path)
+    manifest = e.manifest(_rows(e))
+    settings = e.wave(US + 'other_residency = "out-of-scope"\n')
+    run_wave(manifest, tmp_path / "st", load_signer(keys[0]), settings)
+    att = (tmp_path / "st" / "attestation.json").read_bytes()
+    records = (tmp_path / "st" / "records.jsonl").read_bytes()
+    attested = attested_locations(att)
+    assert [loc["name"] for loc in attested] == ["aws-us", "dc", "gcp", "oci-us"]
+    # The auditor's file: the same stores (here the same sandbox endpoints), the attested identities.
+    auditor = tmp_path / "auditor.toml"
+    auditor.write_text((tmp_path / "wave.toml").read_text().split("[policy]")[0])
+    estate = load_wave(auditor, {}, sandbox.env()).estate
+    check_auditor_locations(attested, estate, str(auditor))
+    stores = Stores(dataclasses.replace(load_wave(None, {}, sandbox.env()), estate=estate).stores)
+    report = check_live(att, records, Threshold([load_public_key(keys[1])]), reach_scope(att, stores),
+                        sample=4, seed=1, download=True)
+    assert report.ok, [f for r in report.results for f in r.findings if not f.ok]
+    states = {r.row: r.state for r in report.results}
+    assert states[4] == "OUT_OF_SCOPE"
+    # Another owner, or a location left out, is refused before any sample.
+    auditor.write_text(auditor.read_text().replace(f'owner = "{e.ns}"', 'owner = "otherns"'))
+    with pytest.raises(InputError, match="not the attested"):
+        check_auditor_locations(attested, load_wave(auditor, {}, sandbox.env()).estate, str(auditor))
+    with pytest.raises(InputError, match=r"has no \[locations.aws-us\]"):
+        check_auditor_locations(attested, load_wave(None, {}, {}).estate, str(auditor))
+
+
+def test_audit_prove_takes_the_uri_with_or_without_its_location(
+        sandbox: SandboxState, tmp_path: Path, keys: tuple[Path, Path]) -> None:
+    from migrator.cli import _prove_uri
+    from migrator.uri import parse_uri
+
+    e = Estate(sandbox, tmp_path)
+    manifest = e.manifest(_rows(e)[:3])
+    run_wave(manifest, tmp_path / "st", load_signer(keys[0]), e.wave(US))
+    att, recs = (tmp_path / "st" / "attestation.json").read_bytes(), tmp_path / "st" / "records.jsonl"
+    for index in (None, tmp_path / "st" / "records.idx"):
+        qualified = _prove_uri(att, recs, parse_uri(f"s3://dc@{e.shared}/u/2"), None, index)
+        bare = _prove_uri(att, recs, parse_uri(f"s3://{e.shared}/u/2"), None, index)
+        assert qualified == bare and bare["object_uri"] == f"s3://dc@{e.shared}/u/2"
+    with pytest.raises(InputError, match="no record of this wave names"):
+        _prove_uri(att, recs, parse_uri(f"s3://aws-us@{e.shared}/u/2"), None, None)
