@@ -263,3 +263,24 @@ def test_audit_prove_takes_the_uri_with_or_without_its_location(
         assert qualified == bare and bare["object_uri"] == f"s3://dc@{e.shared}/u/2"
     with pytest.raises(InputError, match="no record of this wave names"):
         _prove_uri(att, recs, parse_uri(f"s3://aws-us@{e.shared}/u/2"), None, None)
+
+
+def test_an_s3_location_of_another_owner_is_refused_before_any_write(
+        sandbox: SandboxState, tmp_path: Path, keys: tuple[Path, Path]) -> None:
+    from migrator.sandbox.s3.checks import OWNER_ACCOUNT
+
+    e = Estate(sandbox, tmp_path)
+    manifest = e.manifest(_rows(e)[:1])
+    e.wave(US)
+    wave = tmp_path / "wave.toml"
+    owned = wave.read_text().replace('addressing_style = "path"\n', 'addressing_style = "path"\nowner = "{}"\n')
+    wave.write_text(owned.format(OWNER_ACCOUNT))
+    plan = plan_wave(manifest, load_wave(wave, {}, sandbox.env()))
+    assert plan.ready and not plan.refusals
+    used = {b["bucket"]: b for loc in plan.estate or [] for b in loc["used"]}
+    assert used[f"s3://dc@{e.dc}"]["owner"] == OWNER_ACCOUNT
+    assert used[f"s3://dc@{e.dc}"]["owner_source"] == "ExpectedBucketOwner"
+    wave.write_text(owned.format("000000000042"))   # the bucket is not that account's
+    with pytest.raises(InputError, match="access denied"):
+        run_wave(manifest, tmp_path / "st", load_signer(keys[0]), load_wave(wave, {}, sandbox.env()))
+    assert e.present(e.dc, "u/1") and not (tmp_path / "st" / "journal.sqlite").exists()
