@@ -51,13 +51,19 @@ def reach_scope(attestation: bytes, stores: Stores) -> StoreFor:
     """Build the store of every cloud in the attestation's scope, OCI's, and every named location's;
     return ``stores.for_uri``."""
     scope = parse_attestation(attestation)[1].get("predicate", {}).get("scope") or []
+    wanted: set[tuple[str, str]] = set()
     for text in scope:
         scheme, _, rest = str(text).partition("://")
-        at = rest.partition("/")[0].partition("@")[0] if "@" in rest.partition("/")[0] else ""
+        head = rest.partition("/")[0]
         if scheme in SCHEMES:
+            wanted.add((scheme, head.partition("@")[0] if "@" in head else ""))
+    named = attested_locations(attestation)
+    wanted |= {(str(loc.get("kind")), str(loc.get("name"))) for loc in named}
+    if not named:
+        wanted.add(("oci", ""))
+    for scheme, at in sorted(wanted):
+        if at:
             stores.get(scheme, at)
-    for loc in attested_locations(attestation):
-        stores.get(str(loc.get("kind")), str(loc.get("name")))
-    if not attested_locations(attestation):
-        stores.get("oci")
+        else:
+            stores.get(scheme)
     return stores.for_uri

@@ -130,9 +130,14 @@ def test_auditor_session_live_checks_and_log(demo: tuple[Path, subprocess.Comple
         k, _, v = line.removeprefix("export ").partition("=")
         env[k] = v.strip("'")
     att, pub = str(d / "state" / "attestation.json"), str(d / "keys" / "signing.pub")
-    live = _run("audit", "check", att, "--live", "--key", pub, "--sample", "8", "--seed", "1", env=env)
+    no_file = _run("audit", "check", att, "--live", "--key", pub, "--sample", "8", "--seed", "1", env=env)
+    assert no_file.returncode == 2 and "--locations" in no_file.stderr   # the demo names its locations
+    # The auditor's locations file: here the demo's own wave file (same endpoints, same identities).
+    att_loc = ("--locations", str(d / "wave.toml"))
+    live = _run("audit", "check", att, "--live", "--key", pub, "--sample", "8", "--seed", "1", *att_loc, env=env)
     assert live.returncode == 0 and "every sampled object holds" in live.stdout, live.stdout + live.stderr
-    dl = _run("audit", "check", att, "--live", "--download", "--key", pub, "--sample", "4", "--seed", "2", env=env)
+    dl = _run("audit", "check", att, "--live", "--download", "--key", pub, "--sample", "4", "--seed", "2", *att_loc,
+              env=env)
     assert dl.returncode == 0, dl.stdout + dl.stderr
     vkey = _run("keys", "vkey", "--key", pub, "--name", "demo.migrator.invalid/waves").stdout.strip()
     seen = tmp_path / "seen.ckpt"
