@@ -21,8 +21,7 @@ from migrator.attest.verify import parse_attestation
 from migrator.errors import InputError
 from migrator.estate import Estate
 from migrator.stores.registry import Stores
-
-SCHEMES = ("s3", "gs", "oci")
+from migrator.uri import split_location
 
 
 def attested_locations(attestation: bytes) -> list[Mapping[str, Any]]:
@@ -53,17 +52,15 @@ def reach_scope(attestation: bytes, stores: Stores) -> StoreFor:
     scope = parse_attestation(attestation)[1].get("predicate", {}).get("scope") or []
     wanted: set[tuple[str, str]] = set()
     for text in scope:
-        scheme, _, rest = str(text).partition("://")
-        head = rest.partition("/")[0]
-        if scheme in SCHEMES:
-            wanted.add((scheme, head.partition("@")[0] if "@" in head else ""))
+        try:
+            place, _ = split_location(str(text))   # a scope entry may name a prefix after the bucket
+        except InputError:
+            continue   # not ours to reach; check_live refuses a malformed attestation
+        wanted.add((place.scheme, place.at))
     named = attested_locations(attestation)
     wanted |= {(str(loc.get("kind")), str(loc.get("name"))) for loc in named}
     if not named:
         wanted.add(("oci", ""))
     for scheme, at in sorted(wanted):
-        if at:
-            stores.get(scheme, at)
-        else:
-            stores.get(scheme)
+        stores.get(scheme, at)
     return stores.for_uri

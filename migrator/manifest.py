@@ -14,7 +14,7 @@ import json
 import re
 from array import array
 from collections import Counter
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,12 +113,14 @@ def iter_rows(path: Path | str, *, fmt: str | None = None,
     return iter(_Reader(Path(path), fmt, estate))
 
 
-def validate(path: Path | str, *, fmt: str | None = None, estate: Estate | None = NO_ESTATE) -> ManifestSummary:
+def validate(path: Path | str, *, fmt: str | None = None, estate: Estate | None = NO_ESTATE,
+             visit: Callable[[ManifestRow], None] | None = None) -> ManifestSummary:
     """Read the manifest once: every row rule, the cross-row rules, totals and the file's SHA-256.
 
     Cross-row rule: an object URI appears at most once in the whole manifest, whatever its role. That
     covers duplicate rows, two rows writing one destination, a destination that is some row's source or
-    replica (it would be deleted), and a replica shared by two rows.
+    replica (it would be deleted), and a replica shared by two rows. ``visit``, when given, sees each valid
+    row as it is read: a caller's own per-row checks, without a second pass over the file.
     """
     reader = _Reader(Path(path), fmt, estate)
     uris, subjects = _DigestSet(), _DigestSet()
@@ -129,6 +131,8 @@ def validate(path: Path | str, *, fmt: str | None = None, estate: Estate | None 
             if not uris.add(_digest(str(uri))):
                 _raise_if_repeated(reader, row, role, uri)
         rows += 1
+        if visit is not None:
+            visit(row)
         declared_bytes += row.size or 0
         locations[str(row.source.location)] += 1
         if row.subject is not None:

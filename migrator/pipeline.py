@@ -113,6 +113,12 @@ class Wave:
 
     def _copy_batch(self, rows: list[ManifestRow], pool: ThreadPoolExecutor) -> list[Work]:
         work = [w for w in (self._start(row) for row in rows) if w is not None]
+        untouched = [w for w in work if w.done]   # out of scope: one commit for the batch's, then nothing more
+        if untouched:
+            self.journal.transition_many([w.to(State.OUT_OF_SCOPE) for w in untouched])
+            for w in untouched:
+                self.progress(w.row.row, State.OUT_OF_SCOPE)
+            work = [w for w in work if not w.done]
         if not work:
             return work
         # 1. Find every version of every source key: one listing per bucket.
@@ -174,13 +180,10 @@ class Wave:
                       detail=None)  # a previous run's hold is re-examined from scratch
         w = Work(row=row, record=rec, resumed_copy=rec.copying is not None)
         if entry.state == State.PENDING and residency_of(self.policy, row) == "out-of-scope":
-            # Another residency, left untouched by policy: journaled as such, never listed, copied or deleted.
+            # Another residency, left untouched by policy: never listed, copied or deleted (journaled by the batch).
             w.done = True
             w.record = replace(rec, reason=Reason.OTHER_RESIDENCY,
                                detail=f"residency {row.residency}; the wave moves {self.policy.residency} rows only")
-            self.journal.transition_many([w.to(State.OUT_OF_SCOPE)])
-            self.progress(row.row, State.OUT_OF_SCOPE)
-            return None
         return w
 
     def _guarded(self, w: Work, step: Callable[[], None]) -> None:

@@ -20,7 +20,7 @@ from migrator.config import WaveSettings
 from migrator.errors import NotFound, StoreError
 from migrator.listing import list_uploads_many, list_versions_many
 from migrator.manifest import ManifestRow, ManifestSummary, batched, iter_rows, validate
-from migrator.preflight import check_buckets, check_rows, residency_of
+from migrator.preflight import RowCheck, check_buckets, residency_of
 from migrator.removal import is_archived
 from migrator.stores.registry import Stores
 from migrator.uri import Location, ObjectURI
@@ -74,9 +74,10 @@ def plan_wave(manifest: Path, settings: WaveSettings, *, list_objects: bool = Tr
     the batches, the endpoints the stores: with ``sandbox`` set a non-loopback one is refused first)."""
     stores = Stores(settings.stores)
     estate, policy = settings.estate, settings.policy
-    summary = validate(manifest, estate=estate)        # every row checked before a request is made
+    row_check = RowCheck(settings, str(manifest))         # residency, and the buckets named: on the same pass
+    summary = validate(manifest, estate=estate, visit=row_check)   # every row checked before a request is made
     plan = WavePlan(manifest=summary, listed=list_objects)
-    pre = check_rows(iter_rows(manifest, estate=estate), settings, str(manifest))
+    pre = row_check.pre
     check_buckets(pre, settings, stores)     # the same refusals `run` makes before any write
     plan.refusals, plan.out_of_scope = list(pre.refusals), pre.out_of_scope
     plan.estate = pre.identities(estate)

@@ -81,9 +81,6 @@ class Preflight:
     def ok(self) -> bool:
         return not self.refusals
 
-    def missing_sources(self) -> set[Location]:
-        return {loc for loc, b in self.buckets.items() if b.missing and "destination" not in b.roles}
-
     def refuse(self, text: str) -> None:
         if len(self.refusals) < MAX_NAMED:
             self.refusals.append(text)
@@ -110,25 +107,38 @@ class Preflight:
         return out
 
 
-def check_rows(rows: Iterable[ManifestRow], settings: WaveSettings, file: str) -> Preflight:
-    """The per-row half: residency, and which buckets the wave names (no request is made)."""
-    pre = Preflight()
-    policy = settings.policy
-    for row in rows:
-        verdict = residency_of(policy, row)
+class RowCheck:
+    """The per-row half: residency, and which buckets the wave names (no request is made). Called once per
+    row, so it rides on the validation pass (``validate(..., visit=check)``) instead of reading again."""
+
+    def __init__(self, settings: WaveSettings, file: str) -> None:
+        self.pre = Preflight()
+        self.policy = settings.policy
+        self.file = file
+
+    def __call__(self, row: ManifestRow) -> None:
+        pre = self.pre
+        verdict = residency_of(self.policy, row)
         if verdict == "out-of-scope":
             pre.out_of_scope += 1
-            continue   # untouched: its buckets are not the wave's to check or write
+            return   # untouched: its buckets are not the wave's to check or write
         if verdict is not None:
             pre.refused_rows += 1
-            pre.refuse(f"{file}:{row.line}: residency: row {row.row} ({row.source}): {verdict}")
-            continue
+            pre.refuse(f"{self.file}:{row.line}: residency: row {row.row} ({row.source}): {verdict}")
+            return
         for role, uri in (("source", row.source), ("destination", row.destination),
                           *(("replica", r) for r in row.replicas)):
             b = pre.buckets.setdefault(uri.location, BucketFacts(uri.location))
             b.roles.add(role)
             b.rows += 1
-    return pre
+
+
+def check_rows(rows: Iterable[ManifestRow], settings: WaveSettings, file: str) -> Preflight:
+    """``RowCheck`` over rows already read."""
+    check = RowCheck(settings, file)
+    for row in rows:
+        check(row)
+    return check.pre
 
 
 def check_buckets(pre: Preflight, settings: WaveSettings, stores: Stores) -> None:

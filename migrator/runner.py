@@ -19,7 +19,7 @@ from migrator.errors import InputError, StateError
 from migrator.journal import Journal, RunLock
 from migrator.manifest import iter_rows, manifest_sha256, validate
 from migrator.pipeline import Wave
-from migrator.preflight import check_buckets, check_rows
+from migrator.preflight import RowCheck, check_buckets
 from migrator.stores.registry import Stores
 
 __all__ = ["ATTESTATION_FILE", "RECORDS_FILE", "WaveResult", "attest_journal", "run_wave"]
@@ -69,7 +69,8 @@ def run_wave(manifest: Path, state_dir: Path, signer: Signer, settings: WaveSett
     ``allow_changed_policy``: a resume may change the bound policy or estate; the attestation records it."""
     stores = Stores(settings.stores)   # with settings.endpoints.sandbox, a non-loopback endpoint stops here
     estate = settings.estate
-    summary = validate(manifest, estate=estate)   # every row checked before anything is written
+    row_check = RowCheck(settings, str(manifest))      # residency, and the buckets named: on the same pass
+    summary = validate(manifest, estate=estate, visit=row_check)   # every row checked before anything is written
     if summary.subjects:
         if subject_hasher is None:
             raise InputError("rows name data subjects: pass the custodian's --subject-hashes FILE "
@@ -87,7 +88,7 @@ def run_wave(manifest: Path, state_dir: Path, signer: Signer, settings: WaveSett
     except OSError as exc:
         raise StateError(f"--state {state_dir}: cannot create the folder: {exc.strerror}") from None
     # Residency, destinations and regions: refused here, before any cloud is written or the journal begun.
-    pre = check_rows(iter_rows(manifest, estate=estate), settings, str(manifest))
+    pre = row_check.pre
     check_buckets(pre, settings, stores)
     pre.raise_if_refused(str(manifest))
     policy = settings.policy.as_record()

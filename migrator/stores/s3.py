@@ -158,8 +158,8 @@ class S3Store:
         if is_loopback_url(resolved) and addressing_style is None:
             # Virtual-hosted style would send to bucket.localhost: keep every request on the named host.
             self._client = self._make_client(endpoint_url, path_style=True)
-        self.official_endpoint = endpoint_url is None and urlsplit(resolved).hostname is not None and \
-            str(urlsplit(resolved).hostname).endswith(".amazonaws.com")
+        # Only AWS's own endpoint (boto3's default resolution) makes GetBucketLocation's answer AWS's word.
+        self.official_endpoint = endpoint_url is None and (urlsplit(resolved).hostname or "").endswith(".amazonaws.com")
         if expected_owner is not None:
             self._client.meta.events.register("before-sign.s3", self._add_expected_owner)
         if not allow_non_loopback:

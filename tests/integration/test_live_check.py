@@ -415,7 +415,7 @@ def test_every_cloud_of_the_scope_is_reached_before_sampling(wave: Wave) -> None
         def __init__(self) -> None:
             self.asked: list[str] = []
 
-        def get(self, scheme: str) -> None:
+        def get(self, scheme: str, at: str = "") -> None:
             self.asked.append(scheme)
 
         def for_uri(self, uri: ObjectURI) -> ObjectStore:
