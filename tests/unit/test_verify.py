@@ -450,3 +450,18 @@ def test_importing_all_of_attest_loads_none_of_the_operator_side() -> None:
     operator_side = {m for m in loaded for f in FORBIDDEN if m == f or m.startswith(f + ".")}
     assert operator_side <= {"migrator.stores", "migrator.stores.base"}
     assert "migrator.attest.live" in loaded and "migrator.attest.tlog" in loaded and "migrator.attest.kms" in loaded
+
+
+def test_out_of_scope_rows_exist_only_in_v3_and_never_count_as_removed() -> None:
+    tally = RecordTally()
+    for state, reason in (("REMOVED", None), ("OUT_OF_SCOPE", "other residency")):
+        tally.count(state, reason)
+    assert tally.totals() == {"rows": 2, "removed": 1, "held": 0, "failed": 0, "out_of_scope": 1}
+    assert tally.complete and tally.exceptions()["by_reason"] == {}   # complete over the rows in scope
+    t0 = datetime(2025, 1, 31, 12, 0, tzinfo=UTC)
+    with pytest.raises(InputError, match="has no OUT_OF_SCOPE state"):
+        build_predicate(wave_id="w", tool_name="migrator", tool_version="0", started=t0, finished=t0, policy={},
+                        tally=tally, merkle_root=b"\0" * 32, tree_size=2, scope=[],
+                        predicate_type=PREDICATE_TYPE_V1)
+    tally.count("HELD", "archived")
+    assert not tally.complete
