@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from migrator.plan import WavePlan
     from migrator.runner import WaveResult
     from migrator.stores.registry import Stores
-    from migrator.uri import ObjectURI
 
 app = typer.Typer(help="Move regulated objects into OCI Object Storage and prove the sources are gone.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -204,28 +203,6 @@ def run(manifest: Annotated[Path, typer.Argument(help="The wave's manifest.")],
     raise typer.Exit(0 if result.complete else 1)
 
 
-def _prove_uri(att: bytes, recs: Path, uri: ObjectURI, row: int | None, index: Path | None) -> dict[str, Any]:
-    """A record's proof by its URI. Records of a wave with locations name them (``s3://dc@users/k``); the
-    URI without one still finds its record when exactly one location of its kind names it."""
-    from migrator.attest.recindex import prove_record_file
-    from migrator.errors import InputError
-    from migrator.live_stores import attested_locations
-
-    names = [str(loc.get("name")) for loc in attested_locations(att) if loc.get("kind") == uri.scheme]
-    if uri.at or not names:
-        return prove_record_file(att, recs, str(uri), row=row, index=index)
-    found: list[dict[str, Any]] = []
-    for name in names:
-        try:
-            found.append(prove_record_file(att, recs, str(uri.placed(name)), row=row, index=index))
-        except InputError:
-            continue
-    if len(found) > 1:
-        raise InputError(f"{uri} is named in {len(found)} locations: ask for one of "
-                         + ", ".join(str(p["object_uri"]) for p in found))
-    return found[0] if found else prove_record_file(att, recs, str(uri), row=row, index=index)
-
-
 @app.command("plan")
 def plan(manifest: Annotated[Path, typer.Argument(help="The wave's manifest.")],
          wave: Annotated[Path | None, typer.Option("--wave", help="Wave file (TOML), as for run.")] = None,
@@ -354,8 +331,9 @@ def audit_verify(attestation: Annotated[Path, typer.Argument(help="attestation.j
                                   AllOf(*demands))
     p = verified.predicate
     t = p.get("totals", {})
+    untouched = f", out of scope {t['out_of_scope']}" if "out_of_scope" in t else ""
     out.print(f"wave {p.get('wave_id')}: {t.get('rows')} rows, removed {t.get('removed')}, held {t.get('held')}, "
-              f"failed {t.get('failed')}, complete {str(p.get('complete')).lower()}")
+              f"failed {t.get('failed')}{untouched}, complete {str(p.get('complete')).lower()}")
     out.print(f"signed by {', '.join(verified.signed_by)}")
     out.print(f"merkle root {verified.merkle_root.hex()} over {verified.tree_size} records"
               + ("" if verified.records_checked else " (records not checked: pass --records)"))
@@ -384,6 +362,7 @@ def audit_prove(attestation: Annotated[Path, typer.Argument(help="attestation.js
     import json as _json
 
     from migrator.attest.proofs import prove_subject
+    from migrator.attest.recindex import prove_record_file
     from migrator.attest.subjects import load_subject_key
     from migrator.errors import InputError
 
@@ -398,9 +377,9 @@ def audit_prove(attestation: Annotated[Path, typer.Argument(help="attestation.js
     elif object_uri is not None:
         from migrator.uri import parse_uri
 
-        uri = parse_uri(object_uri, field="OBJECT_URI")   # a malformed URI is bad input, not "no record names it"
-        att_bytes = read_input(attestation)
-        proof = _prove_uri(att_bytes, recs, uri, row, index)
+        parse_uri(object_uri, field="OBJECT_URI")   # a malformed URI is bad input, not "no record names it"
+        # Without a location name it also finds the one record naming it in one location (proofs.py).
+        proof = prove_record_file(read_input(attestation), recs, object_uri, row=row, index=index)
     else:
         raise InputError("give an OBJECT_URI or --subject ID")
     print(_json.dumps(proof, indent=2, sort_keys=True))
@@ -520,38 +499,30 @@ def audit_check(attestation: Annotated[Path, typer.Argument(help="attestation.js
                 threshold: Annotated[int, typer.Option(help="Signatures needed from distinct keys.")] = 1,
                 records: Annotated[Path | None, typer.Option(help="records.jsonl (default: beside it).")] = None,
                 locations: Annotated[Path | None, typer.Option(
-                    "--locations", help="The auditor's locations file: [locations.NAME] per attested location, "
-                                        "with its own endpoint and read-only credentials.")] = None,
+                    "--locations", help="Your [locations.NAME] tables: your endpoint and read-only credentials "
+                                        "for each location the attestation names.")] = None,
                 as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False) -> None:
     """Spot-check a reproducible random sample of records against the clouds, with read-only access.
 
-    Exit 0 only when every sampled object holds; 3 otherwise.
+    Exit 0 only when every sampled object holds; 3 otherwise; 2 when a store cannot be reached, or the
+    locations file does not map every attested location to the same identity.
     """
     import dataclasses
     import json as _json
-    import os
     import secrets
 
     from migrator.attest.live import check_live
-    from migrator.config import load_wave
     from migrator.errors import InputError
-    from migrator.live_stores import attested_locations, check_auditor_locations, reach_scope
+    from migrator.live_stores import auditor_estate, reach_scope
     from migrator.stores.registry import Stores
 
     if not live:
         raise InputError("audit check needs --live (offline checks are `audit verify`)")
     seed = secrets.randbelow(2**63) if seed is None else seed
     att = read_input(attestation)
-    settings = _env_settings()
-    attested = attested_locations(att)
-    if attested:
-        if locations is None:
-            raise InputError("this attestation names locations: pass --locations FILE, the auditor's own "
-                             "endpoints and read-only credentials for each")
-        auditor = load_wave(locations, {}, os.environ).estate
-        check_auditor_locations(attested, auditor, str(locations))
-        settings = dataclasses.replace(settings, estate=auditor)
-    store_for = reach_scope(att, Stores(settings.stores))
+    estate = auditor_estate(att, locations)
+    settings = dataclasses.replace(_env_settings().stores, locations=estate.locations)
+    store_for = reach_scope(att, Stores(settings))
     report = check_live(att, read_input(records or attestation.parent / "records.jsonl", "records"),
                         _threshold(key, threshold), store_for, sample=sample, seed=seed, download=download)
     if as_json:

@@ -11,7 +11,9 @@ Sampling (docs/auditor.md): row r of N is keyed by SHA-256 of the ASCII text
 
 Imports nothing from the pipeline, the journal or the store registry: records are read as the attestation
 documents them, and the caller hands in ``store_for``, which gives the store that reaches a URI (the
-protocol types come from ``stores.base``; the CLI builds the stores).
+protocol types come from ``stores.base``; the CLI builds the stores). A record's URIs may name their
+location (``s3://dc@users/key``, record schema 2): they reach ``store_for`` as parsed, location and all, so
+each is read through its own location's store.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ class Finding:
     checked)."""
 
     ok: bool
-    check: str   # destination | destination-current | download | source | replica | deletion | held | n/a
+    check: str   # destination | destination-current | download | source | replica | deletion | held | untouched | n/a
     uri: str
     detail: str
 
@@ -374,9 +376,24 @@ class _Checker:
                                     f"{rec.state}: nothing this record claims can be checked live"))
         return ObjectResult(rec.row, str(rec.state), rec.source, rec.destination, tuple(findings))
 
+    def untouched(self, uri: ObjectURI) -> Finding:
+        """An OUT_OF_SCOPE record says the wave left the source alone: it must still be there."""
+        try:
+            info = self.store(uri).stat(uri)
+        except NotFound:
+            return Finding(False, "untouched", str(uri), "the record says OUT_OF_SCOPE (left untouched), but the "
+                                                         "source has no current object: removed or deleted since")
+        except MigratorError as exc:
+            return Finding(False, "untouched", str(uri), f"could not stat: {type(exc).__name__}: {exc}")
+        return Finding(True, "untouched", str(uri), f"out of scope: the source is still there ({info.size} bytes)")
+
     def _record(self, rec: Record) -> list[Finding]:
         state, source = rec.state, rec.source
         findings: list[Finding] = []
+        if state == State.OUT_OF_SCOPE:   # never copied, never deleted: no destination to demand
+            if rec.deletions:
+                findings.append(Finding(False, "untouched", source, "an OUT_OF_SCOPE record names deletions"))
+            return [*findings, self.untouched(parse_uri(source))]
         if rec.versions:
             findings += self.destination(parse_uri(rec.destination), rec.versions)
         elif state == State.REMOVED:
@@ -396,12 +413,6 @@ class _Checker:
                                                   allow_soft=pending_soft))
             if state == State.REMOVED:
                 return findings
-        if state == State.OUT_OF_SCOPE:
-            # Left untouched by policy: the source must still be there, and nothing was deleted.
-            if rec.deletions:
-                findings.append(Finding(False, "out of scope", source, "an OUT_OF_SCOPE record names deletions"))
-            findings.append(self.copy_remains([parse_uri(source)], str(rec.reason), False))
-            return findings
         findings += self.deletions_hold(rec.deletions)
         if state == State.HELD:
             locations = [parse_uri(u) for u in [source, *rec.replicas] if u]

@@ -44,6 +44,55 @@ def record_uris(record: Mapping[str, Any]) -> list[str]:
         return []
 
 
+# ---- which record an asked URI means -----------------------------------------------------------------------
+# A record of a wave with named locations names its URIs with the location (``s3://dc@users/k``); older
+# records, and waves without locations, name none. An asked URI that names a location means exactly that
+# text; one that names none also means any URI that differs from it only by a location name, so that
+# ``s3://users/k`` still finds its record when one location alone holds it.
+
+def unplaced(uri: str) -> str:
+    """``s3://dc@users/k`` -> ``s3://users/k``, ``oci://us@ns/b/k`` -> ``oci://ns/b/k``; other text unchanged."""
+    scheme, sep, rest = uri.partition("://")
+    head = rest.partition("/")[0]
+    if not sep or "@" not in head:
+        return uri
+    return f"{scheme}://{rest[head.index('@') + 1:]}"
+
+
+def matching_uris(record: Mapping[str, Any], object_uri: str) -> list[str]:
+    """The URIs of ``record`` that ``object_uri`` means (see above), sorted; [] when it names none."""
+    uris = record_uris(record)
+    if unplaced(object_uri) != object_uri:
+        return [object_uri] if object_uri in uris else []
+    return sorted({u for u in uris if unplaced(u) == object_uri})
+
+
+def scan_needle(object_uri: str) -> bytes:
+    """Bytes every line naming a URI that ``object_uri`` means contains (a scan's cheap first test)."""
+    text = canonical_json(object_uri)
+    if unplaced(object_uri) != object_uri:
+        return text
+    return text[text.index(b"://") + 3:]   # what follows a location name too: 'users/k"'
+
+
+def pick(hits: list[tuple[int, list[str]]], object_uri: str, row: int | None) -> tuple[int, str]:
+    """The one (leaf index, URI as the record names it) among ``hits`` (leaf index, matching URIs), or
+    InputError: none, a URI named in more than one location, or several records naming it."""
+    if row is not None:
+        hits = [h for h in hits if h[0] + 1 == row]
+    if not hits:
+        raise InputError(f"no record of this wave names {object_uri}" + (f" at row {row}" if row else ""))
+    forms = sorted({u for _, found in hits for u in found})
+    if len(forms) > 1:
+        named = "; ".join(f"{u} (row {', '.join(str(i + 1) for i, found in hits if u in found)})" for u in forms)
+        raise InputError(f"{object_uri} names no location, and the records name it in {len(forms)}: {named}; "
+                         "give the qualified form (scheme://NAME@...)")
+    if len(hits) > 1:
+        raise InputError(f"{len(hits)} records name {forms[0]} (rows {', '.join(str(i + 1) for i, _ in hits)}); "
+                         "pick one with its row")
+    return hits[0][0], forms[0]
+
+
 # ---- the records as lines and a tree ------------------------------------------------------------------
 
 def _uris_of(data: bytes, start: int, end: int) -> list[str]:
@@ -91,9 +140,10 @@ class Lines:
             self._uris = {}
             for index, start in enumerate(self.starts):
                 for uri in _uris_of(data, start, data.index(b"\n", start)):
-                    found = self._uris.setdefault(uri, [])
-                    if not found or found[-1] != index:
-                        found.append(index)
+                    for key in {uri, unplaced(uri)}:   # found by its unqualified form too
+                        found = self._uris.setdefault(key, [])
+                        if not found or found[-1] != index:
+                            found.append(index)
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -150,29 +200,27 @@ def prove_record(attestation: bytes, records: bytes | Path | Lines, object_uri: 
                  row: int | None = None) -> dict[str, Any]:
     """An inclusion proof for the record naming ``object_uri`` (as source, destination or replica).
 
+    ``object_uri`` without a location name also finds a record that names it in one location; the proof's
+    ``object_uri`` is then the URI as the record names it (``s3://dc@users/k``).
+
     ``records``: the bytes, a path, or ``Lines`` built once for many proofs (with ``uri_index=True`` a
     proof then takes well under 10 ms). ``row`` picks one record when several name the URI. Refuses
     records that are not the attested ones.
     """
     env, statement, digests = parse_attestation(attestation)
     lines = _records_for(statement, digests, records)
+
     def names(record: dict[str, Any]) -> bool:
-        return object_uri in record_uris(record)
+        return bool(matching_uris(record, object_uri))
 
     candidates = lines.candidates(object_uri)
     if candidates is not None:
-        hits = [i for i in candidates if isinstance(rec := _parse(lines, i), dict) and names(rec)]
+        found = [i for i in candidates if isinstance(rec := _parse(lines, i), dict) and names(rec)]
     else:
-        hits = _find(lines, canonical_json(object_uri), names)
-    if row is not None:
-        hits = [i for i in hits if i + 1 == row]
-    if not hits:
-        raise InputError(f"no record of this wave names {object_uri}" + (f" at row {row}" if row else ""))
-    if len(hits) > 1:
-        raise InputError(f"{len(hits)} records name {object_uri} (rows {', '.join(str(i + 1) for i in hits)}); "
-                         "pick one with its row")
+        found = _find(lines, scan_needle(object_uri), names)
+    index, named = pick([(i, matching_uris(_parse(lines, i), object_uri)) for i in found], object_uri, row)
     proof = {"type": RECORD_PROOF_TYPE, "payload_sha256": hashlib.sha256(env.payload).hexdigest(),
-             "object_uri": object_uri, "root": lines.tree.root().hex(), **lines.leaf_proof(hits[0])}
+             "object_uri": named, "root": lines.tree.root().hex(), **lines.leaf_proof(index)}
     verify_leaf(proof, lines.tree.root())        # never hand out a proof that does not check
     return proof
 

@@ -10,8 +10,11 @@ Format (docs/attestation.md §8), integers unsigned 64-bit big-endian:
   levels   the RFC 9162 tree's levels: level k holds the n >> k hashes (32 bytes each) of the aligned
            perfect subtrees of 2**k leaves, for k = 0 .. max(0, bit_length(n) - 1)
   uris     m entries of (first 8 bytes of SHA-256(URI) | leaf index), sorted by bytes
-The URI entries list every escape-free string of the form scheme://... in each line. A URI the sidecar does
-not list (one with '"', '\\' or control characters, or a damaged entry) is looked for by a scan.
+The URI entries list every escape-free string of the form scheme://... in each line, and for each that names
+a location (``s3://dc@users/k``) the same without it (``s3://users/k``), so that an unqualified URI finds its
+record too; a sidecar written before that lists only the former, and an unqualified URI is then found by a
+scan. A URI the sidecar does not list (one with '"', '\\' or control characters, or a damaged entry) is
+looked for by a scan.
 """
 
 from __future__ import annotations
@@ -29,9 +32,9 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from migrator.attest import scan
-from migrator.attest.canonical import NotCanonical, canonical_json, loads_canonical
+from migrator.attest.canonical import NotCanonical, loads_canonical
 from migrator.attest.merkle import MerkleTree, leaf_hash, level_hashes
-from migrator.attest.proofs import RECORD_PROOF_TYPE, record_uris, verify_leaf
+from migrator.attest.proofs import RECORD_PROOF_TYPE, matching_uris, pick, scan_needle, verify_leaf
 from migrator.attest.statement import RECORDS_SUBJECT
 from migrator.attest.verify import parse_attestation
 from migrator.errors import InputError, VerificationError
@@ -62,6 +65,9 @@ def _uris_in(line: bytes) -> set[bytes]:
             uri = line[start:end]
             if b"\\" not in uri:
                 found.add(uri)
+                head = uri[i - start + 3:].partition(b"/")[0]
+                if b"@" in head:                      # named location: listed without it too
+                    found.add(uri[:i - start + 3] + uri[i - start + 3 + head.index(b"@") + 1:])
         i = line.find(b"://", end)
     return found
 
@@ -232,28 +238,24 @@ def prove_record_file(attestation: bytes, records: Path, object_uri: str, *, row
     return _by_scan(head, records, object_uri, row, root, size, digests[RECORDS_SUBJECT])
 
 
-def _pick(hits: list[tuple[int, bytes]], object_uri: str, row: int | None) -> tuple[int, bytes]:
-    if row is not None:
-        hits = [h for h in hits if h[0] + 1 == row]
-    if not hits:
-        raise InputError(f"no record of this wave names {object_uri}" + (f" at row {row}" if row else ""))
-    if len(hits) > 1:
-        raise InputError(f"{len(hits)} records name {object_uri} (rows {', '.join(str(i + 1) for i, _ in hits)}); "
-                         "pick one with its row")
-    return hits[0]
+def _pick(hits: list[tuple[int, bytes, list[str]]], object_uri: str, row: int | None) -> tuple[int, bytes, str]:
+    """``proofs.pick`` over (leaf index, line, matching URIs): the line, and the URI as its record names it."""
+    index, named = pick([(i, found) for i, _, found in hits], object_uri, row)
+    return index, next(line for i, line, _ in hits if i == index), named
 
 
-def _names(line: bytes, object_uri: str) -> bool:
+def _names(line: bytes, object_uri: str) -> list[str]:
+    """The URIs of the line's record that ``object_uri`` means ([] for none, or a line that is no record)."""
     try:
         record = loads_canonical(line)
     except NotCanonical:
-        return False
-    return isinstance(record, dict) and object_uri in record_uris(record)
+        return []
+    return matching_uris(record, object_uri) if isinstance(record, dict) else []
 
 
-def _proof(head: dict[str, Any], tree: MerkleTree, index: int, line: bytes) -> dict[str, Any]:
-    return {**head, "line": line.decode("utf-8"), "leaf_index": index, "tree_size": tree.size,
-            "audit_path": [h.hex() for h in tree.inclusion_proof(index)]}
+def _proof(head: dict[str, Any], tree: MerkleTree, index: int, line: bytes, named: str) -> dict[str, Any]:
+    return {**head, "object_uri": named, "line": line.decode("utf-8"), "leaf_index": index,
+            "tree_size": tree.size, "audit_path": [h.hex() for h in tree.inclusion_proof(index)]}
 
 
 def _by_index(head: dict[str, Any], records: Path, sidecar: Path, object_uri: str, row: int | None,
@@ -284,14 +286,14 @@ def _by_index_unchecked(head: dict[str, Any], records: Path, sidecar: Path, obje
                     line = os.pread(fh.fileno(), end - start, start)
                     if leaf_hash(line) != ix.tree.leaf_hash(i):
                         return None                    # the records changed since the sidecar was made
-                    if _names(line, object_uri):
-                        hits.append((i, line))
+                    if named := _names(line, object_uri):
+                        hits.append((i, line, named))
         except OSError:
             return None
         if not hits:
             return None                                # unlisted, or a damaged entry: the scan decides
-        index, line = _pick(hits, object_uri, row)
-        proof = _proof(head, ix.tree, index, line)
+        index, line, uri = _pick(hits, object_uri, row)
+        proof = _proof(head, ix.tree, index, line, uri)
     try:
         verify_leaf(proof, root)                       # never hand out a proof that does not check
     except VerificationError:
@@ -301,7 +303,7 @@ def _by_index_unchecked(head: dict[str, Any], records: Path, sidecar: Path, obje
 
 def _by_scan(head: dict[str, Any], records: Path, object_uri: str, row: int | None, root: bytes, size: int,
              records_sha256: str) -> dict[str, Any]:
-    needle, sha = canonical_json(object_uri), hashlib.sha256
+    needle, sha = scan_needle(object_uri), hashlib.sha256
     leaves, found = bytearray(), []
     digest: list[str | OSError] = []
     try:
@@ -338,7 +340,8 @@ def _by_scan(head: dict[str, Any], records: Path, object_uri: str, row: int | No
             loads_canonical(line)
         except NotCanonical as exc:
             raise VerificationError(f"subject records: line {i + 1} is not canonical JSON: {exc}") from None
-    index, line = _pick([(i, line) for i, line in found if _names(line, object_uri)], object_uri, row)
-    proof = _proof(head, tree, index, line)
+    index, line, uri = _pick([(i, line, named) for i, line in found if (named := _names(line, object_uri))],
+                             object_uri, row)
+    proof = _proof(head, tree, index, line, uri)
     verify_leaf(proof, root)                           # never hand out a proof that does not check
     return proof

@@ -130,15 +130,19 @@ def test_auditor_session_live_checks_and_log(demo: tuple[Path, subprocess.Comple
         k, _, v = line.removeprefix("export ").partition("=")
         env[k] = v.strip("'")
     att, pub = str(d / "state" / "attestation.json"), str(d / "keys" / "signing.pub")
-    no_file = _run("audit", "check", att, "--live", "--key", pub, "--sample", "8", "--seed", "1", env=env)
-    assert no_file.returncode == 2 and "--locations" in no_file.stderr   # the demo names its locations
-    # The auditor's locations file: here the demo's own wave file (same endpoints, same identities).
-    att_loc = ("--locations", str(d / "wave.toml"))
-    live = _run("audit", "check", att, "--live", "--key", pub, "--sample", "8", "--seed", "1", *att_loc, env=env)
+    # The demo's wave names locations, so the auditor maps each to their own access: here the same sandbox
+    # endpoints, the attested identities, and no buckets (the attestation says them).
+    wave = (d / "wave.toml").read_text().split("[policy]")[0]
+    auditor = tmp_path / "auditor-locations.toml"
+    auditor.write_text("".join(line + "\n" for line in wave.splitlines() if not line.startswith("buckets")))
+    mine = ("--locations", str(auditor))
+    live = _run("audit", "check", att, "--live", "--key", pub, "--sample", "8", "--seed", "1", *mine, env=env)
     assert live.returncode == 0 and "every sampled object holds" in live.stdout, live.stdout + live.stderr
-    dl = _run("audit", "check", att, "--live", "--download", "--key", pub, "--sample", "4", "--seed", "2", *att_loc,
+    dl = _run("audit", "check", att, "--live", "--download", "--key", pub, "--sample", "4", "--seed", "2", *mine,
               env=env)
     assert dl.returncode == 0, dl.stdout + dl.stderr
+    unmapped = _run("audit", "check", att, "--live", "--key", pub, env=env)
+    assert unmapped.returncode == 2 and "--locations FILE" in unmapped.stderr, unmapped.stderr
     vkey = _run("keys", "vkey", "--key", pub, "--name", "demo.migrator.invalid/waves").stdout.strip()
     seen = tmp_path / "seen.ckpt"
     assert _run("audit", "log", "checkpoint", "--log", str(d / "log"), "-o", str(seen)).returncode == 0

@@ -215,10 +215,28 @@ def test_a_resume_is_bound_to_the_estate_unless_allowed_and_then_attested(
     assert len(changes) == 1 and set(changes[0]["changed"]) == {"estate_sha256"}
 
 
+def _auditor_file(e: Estate, path: Path, owner: str | None = None) -> Path:
+    """The auditor's own locations file: the attested identities, their own way in (here the sandbox by
+    another hostname, ``localhost``, and their own choices of addressing and config), and no buckets."""
+    s = e.sandbox
+    url = {name: ep.url.replace("127.0.0.1", "localhost") for name, ep in (("s3", s.s3), ("gs", s.gcs),
+                                                                           ("oci", s.oci))}
+    trust = f'ca_bundle = "{s.ca_file}"\n' if s.ca_file else ""
+    path.write_text(
+        f'[locations.dc]\nkind = "s3"\nregion = "us-east-1"\nendpoint = "{url["s3"]}"\n'
+        f'addressing_style = "path"\n{trust}'
+        f'[locations.aws-us]\nkind = "s3"\nregion = "us-east-1"\nendpoint = "{url["s3"]}"\n'
+        f'addressing_style = "path"\n{trust}'
+        f'[locations.gcp]\nkind = "gs"\nendpoint = "{url["gs"]}"\n{trust}'
+        f'[locations.oci-us]\nkind = "oci"\nregion = "us-ashburn-1"\nowner = "{owner or e.ns}"\n'
+        f'endpoint = "{url["oci"]}"\nconfig_file = "{s.oci_config}"\n{trust}')
+    return path
+
+
 def test_the_auditor_reaches_each_attested_location_through_their_own_file(
         sandbox: SandboxState, tmp_path: Path, keys: tuple[Path, Path]) -> None:
     from migrator.attest.live import check_live
-    from migrator.live_stores import attested_locations, check_auditor_locations, reach_scope
+    from migrator.live_stores import attested_locations, auditor_estate, reach_scope
     from migrator.stores.registry import Stores
 
     e = Estate(sandbox, tmp_path)
@@ -227,42 +245,62 @@ def test_the_auditor_reaches_each_attested_location_through_their_own_file(
     run_wave(manifest, tmp_path / "st", load_signer(keys[0]), settings)
     att = (tmp_path / "st" / "attestation.json").read_bytes()
     records = (tmp_path / "st" / "records.jsonl").read_bytes()
-    attested = attested_locations(att)
-    assert [loc["name"] for loc in attested] == ["aws-us", "dc", "gcp", "oci-us"]
-    # The auditor's file: the same stores (here the same sandbox endpoints), the attested identities.
-    auditor = tmp_path / "auditor.toml"
-    auditor.write_text((tmp_path / "wave.toml").read_text().split("[policy]")[0])
-    estate = load_wave(auditor, {}, sandbox.env()).estate
-    check_auditor_locations(attested, estate, str(auditor))
-    stores = Stores(dataclasses.replace(load_wave(None, {}, sandbox.env()), estate=estate).stores)
-    report = check_live(att, records, Threshold([load_public_key(keys[1])]), reach_scope(att, stores),
-                        sample=4, seed=1, download=True)
+    assert [loc["name"] for loc in attested_locations(att)] == ["aws-us", "dc", "gcp", "oci-us"]
+    auditor = _auditor_file(e, tmp_path / "auditor.toml")
+    estate = auditor_estate(att, auditor)
+    assert estate.get("dc").buckets == (e.dc, e.shared)            # the attestation's word
+    stores = Stores(dataclasses.replace(load_wave(None, {}, sandbox.env()).stores, locations=estate.locations))
+    policy = Threshold([load_public_key(keys[1])])
+    report = check_live(att, records, policy, reach_scope(att, stores), sample=4, seed=1, download=True)
     assert report.ok, [f for r in report.results for f in r.findings if not f.ok]
-    states = {r.row: r.state for r in report.results}
-    assert states[4] == "OUT_OF_SCOPE"
-    # Another owner, or a location left out, is refused before any sample.
-    auditor.write_text(auditor.read_text().replace(f'owner = "{e.ns}"', 'owner = "otherns"'))
-    with pytest.raises(InputError, match="not the attested"):
-        check_auditor_locations(attested, load_wave(auditor, {}, sandbox.env()).estate, str(auditor))
-    with pytest.raises(InputError, match=r"has no \[locations.aws-us\]"):
-        check_auditor_locations(attested, load_wave(None, {}, {}).estate, str(auditor))
+    rows = {r.row: r for r in report.results}
+    assert rows[4].state == "OUT_OF_SCOPE" and [f.check for f in rows[4].findings] == ["untouched"]
+    assert rows[2].findings[-1].uri == f"s3://dc@{e.shared}/u/2"   # read in the data centre, not in AWS
+    # The EU user's object, left untouched by the wave, deleted since: the live check names it.
+    s3_client(sandbox).delete_object(Bucket=e.dc, Key="eu/4")
+    row = check_live(att, records, policy, reach_scope(att, stores), sample=4, seed=1, download=False).results[3]
+    [bad] = row.problems
+    assert (bad.check, bad.uri) == ("untouched", f"s3://dc@{e.dc}/eu/4") and "removed or deleted since" in bad.detail
+    # Another owner is refused, naming the field, before any store is built.
+    with pytest.raises(InputError, match="has owner") as exc:
+        auditor_estate(att, _auditor_file(e, tmp_path / "other.toml", owner="otherns"))
+    assert exc.value.field == "locations.oci-us.owner"
+
+
+def test_audit_check_with_the_auditors_locations_file(
+        sandbox: SandboxState, tmp_path: Path, keys: tuple[Path, Path]) -> None:
+    """As the auditor runs it: exit 0 when the sample holds; 2, before any sample, for a missing location."""
+    import subprocess
+    import sys
+
+    e = Estate(sandbox, tmp_path)
+    settings = e.wave(US + 'other_residency = "out-of-scope"\n')
+    run_wave(e.manifest(_rows(e)), tmp_path / "st", load_signer(keys[0]), settings)
+    auditor = _auditor_file(e, tmp_path / "auditor.toml")
+    check = [sys.executable, "-m", "migrator", "audit", "check", str(tmp_path / "st" / "attestation.json"),
+             "--live", "--key", str(keys[1]), "--sample", "4", "--seed", "7"]
+    proc = subprocess.run([*check, "--locations", str(auditor)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"[ok] untouched s3://dc@{e.dc}/eu/4" in proc.stdout and "every sampled object holds" in proc.stdout
+    auditor.write_text(auditor.read_text().replace("[locations.gcp]", "[locations.gcp-old]"))
+    proc = subprocess.run([*check, "--locations", str(auditor)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "gcp, which this file does not map" in proc.stderr, proc.stderr
 
 
 def test_audit_prove_takes_the_uri_with_or_without_its_location(
         sandbox: SandboxState, tmp_path: Path, keys: tuple[Path, Path]) -> None:
-    from migrator.cli import _prove_uri
-    from migrator.uri import parse_uri
+    from migrator.attest.recindex import prove_record_file
 
     e = Estate(sandbox, tmp_path)
     manifest = e.manifest(_rows(e)[:3])
     run_wave(manifest, tmp_path / "st", load_signer(keys[0]), e.wave(US))
     att, recs = (tmp_path / "st" / "attestation.json").read_bytes(), tmp_path / "st" / "records.jsonl"
-    for index in (None, tmp_path / "st" / "records.idx"):
-        qualified = _prove_uri(att, recs, parse_uri(f"s3://dc@{e.shared}/u/2"), None, index)
-        bare = _prove_uri(att, recs, parse_uri(f"s3://{e.shared}/u/2"), None, index)
+    for use_index in (True, False):
+        qualified = prove_record_file(att, recs, f"s3://dc@{e.shared}/u/2", use_index=use_index)
+        bare = prove_record_file(att, recs, f"s3://{e.shared}/u/2", use_index=use_index)
         assert qualified == bare and bare["object_uri"] == f"s3://dc@{e.shared}/u/2"
-    with pytest.raises(InputError, match="no record of this wave names"):
-        _prove_uri(att, recs, parse_uri(f"s3://aws-us@{e.shared}/u/2"), None, None)
+        with pytest.raises(InputError, match="no record of this wave names"):
+            prove_record_file(att, recs, f"s3://aws-us@{e.shared}/u/2", use_index=use_index)
 
 
 def test_an_s3_location_of_another_owner_is_refused_before_any_write(

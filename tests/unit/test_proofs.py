@@ -34,6 +34,7 @@ from migrator.attest.statement import (
     PAYLOAD_TYPE,
     PREDICATE_TYPE_V1,
     PREDICATE_TYPE_V2,
+    PREDICATE_TYPE_V3,
     RECORDS_SUBJECT,
     SUBJECTS_SUBJECT,
     RecordTally,
@@ -44,6 +45,7 @@ from migrator.attest.subjects import SubjectHasher, SubjectIndexBuilder, Subject
 from migrator.attest.verify import verify_attestation
 from migrator.errors import InputError, VerificationError
 from migrator.records import Record
+from migrator.uri import parse_uri
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -88,7 +90,9 @@ def subject_of(row: int) -> str | None:
 def make_wave(n: int = 12, *, states: dict[int, tuple[str, str | None]] | None = None,
               signers: list[keys.Signer] | None = None, subject_key: SubjectKey | None = None,
               recs: list[dict[str, Any]] | None = None, wave_id: str = "wave-1",
-              hasher: SubjectHasher | None = None, v1: bool = False) -> Wave:
+              hasher: SubjectHasher | None = None, v1: bool = False,
+              locations: list[dict[str, Any]] | bool | None = False) -> Wave:
+    """``locations`` other than False makes it predicate v3, with that ``locations`` member (None or a list)."""
     signers = signers or [keys.FileSigner(keys.new_private_key("ed25519"))]
     subject_key = subject_key or SubjectKey(bytes(range(32)))
     states = states or {}
@@ -111,18 +115,21 @@ def make_wave(n: int = 12, *, states: dict[int, tuple[str, str | None]] | None =
         f"{r['source']},{r['destination']},{r.get('subject', '')}\n" for r in recs)).encode()
     t0 = datetime(2025, 1, 31, 12, 0, tzinfo=UTC)
     named = index.records > 0 and not v1
+    v3 = locations is not False
+    ptype = PREDICATE_TYPE_V1 if v1 else PREDICATE_TYPE_V3 if v3 else PREDICATE_TYPE_V2
     predicate = build_predicate(
         wave_id=wave_id, tool_name="migrator", tool_version="0.1.0", started=t0, finished=t0,
         policy={"versions": "all"}, tally=tally, merkle_root=builder.root(), tree_size=builder.size,
-        scope=["s3://src", "gs://backup"],
-        extra=None if v1 else {"subjects": index.predicate_member() if named else None},
-        predicate_type=PREDICATE_TYPE_V1 if v1 else PREDICATE_TYPE_V2)
+        scope=sorted({str(parse_uri(u).location) for r in recs if r["state"] != "OUT_OF_SCOPE"
+                      for u in (r["source"], *r["replicas"])}) if v3 else ["s3://src", "gs://backup"],
+        extra=None if v1 else {"subjects": index.predicate_member() if named else None,
+                               **({"locations": locations} if v3 else {})},
+        predicate_type=ptype)
     subjects = [("manifest.csv", hashlib.sha256(manifest).hexdigest()),
                 (RECORDS_SUBJECT, hashlib.sha256(records).hexdigest())]
     if named:
         subjects.append((SUBJECTS_SUBJECT, index.sha256()))
-    statement = build_statement(subjects=subjects, predicate_type=PREDICATE_TYPE_V1 if v1 else PREDICATE_TYPE_V2,
-                                predicate=predicate)
+    statement = build_statement(subjects=subjects, predicate_type=ptype, predicate=predicate)
     env = dsse.sign_envelope(canonical_json(statement), PAYLOAD_TYPE, signers)
     return Wave(env, records, manifest, index.to_bytes(), signers, subject_key)
 
