@@ -45,6 +45,10 @@ FAULT_ERRORS: FaultErrors = {
     503: ("SlowDown", "Please reduce your request rate."),
     429: ("TooManyRequestsException", "Too many requests."),
     501: ("NotImplemented", "A header you provided implies functionality that is not implemented.")}
+# The account every bucket of this server belongs to (moto's default account): one server, one owner.
+DEFAULT_OWNER = "123456789012"
+# Calls without the bucket owner condition: no bucket (ListBuckets), or none yet to own (CreateBucket).
+_NO_OWNER_CONDITION = frozenset({"ListBuckets", "CreateBucket"})
 
 
 # ------------------------------------------------------------------------------------- requests
@@ -247,9 +251,10 @@ def _json_object(body: bytes) -> dict[str, Any]:
 class S3Layer:
     """WSGI middleware in front of moto; see the module docstring for what it adds."""
 
-    def __init__(self, app: WSGIApp, faults: FaultInjector | None = None) -> None:
+    def __init__(self, app: WSGIApp, faults: FaultInjector | None = None, owner: str = DEFAULT_OWNER) -> None:
         self.app = app
         self.faults = faults or FaultInjector("s3")
+        self.owner = owner
 
     # -- WSGI entry
 
@@ -266,6 +271,7 @@ class S3Layer:
         if action.status is not None:
             return _error_response(fault_error(action.status, FAULT_ERRORS), req.method, start_response)
         try:
+            self._check_owner(req, environ)
             handled = self._prepare(req, environ, action, start_response)
             if handled is not None:
                 return handled
@@ -350,6 +356,16 @@ class S3Layer:
             body
 
     # -- checks before moto
+
+    def _check_owner(self, req: _Request, environ: dict[str, Any]) -> None:
+        """The bucket owner condition (moto ignores it): an ``x-amz-expected-bucket-owner`` (or, for a copy,
+        ``x-amz-source-expected-bucket-owner``) naming another account is 403 AccessDenied, as S3 answers."""
+        if req.op in _NO_OWNER_CONDITION:
+            return
+        for header in ("HTTP_X_AMZ_EXPECTED_BUCKET_OWNER", "HTTP_X_AMZ_SOURCE_EXPECTED_BUCKET_OWNER"):
+            expected = environ.get(header)
+            if expected is not None and str(expected).strip() != self.owner:
+                raise ApiError(403, "AccessDenied", "Access Denied")
 
     def _prepare(self, req: _Request, environ: dict[str, Any], action: Action,
                  start_response: StartResponse) -> Iterable[bytes] | None:
