@@ -14,7 +14,15 @@ from typing import Any
 
 from migrator.endpoints import require_loopback
 from migrator.errors import SandboxError
-from migrator.sandbox.control import AWS_ACCESS_KEY_ID, AWS_REGION, AWS_SECRET_ACCESS_KEY, Endpoint, SandboxState
+from migrator.sandbox.control import (
+    AWS_ACCESS_KEY_ID,
+    AWS_REGION,
+    AWS_SECRET_ACCESS_KEY,
+    DC_ACCESS_KEY_ID,
+    DC_SECRET_ACCESS_KEY,
+    Endpoint,
+    SandboxState,
+)
 
 S3_SERVERS = ("s3", "s3dc")
 OCI_SERVERS = ("oci", "oci_eu")
@@ -34,12 +42,16 @@ def endpoint(state: SandboxState, server: str) -> Endpoint:
 
 def s3_client(state: SandboxState, server: str = "s3", *, region: str = AWS_REGION) -> Any:
     import boto3
+    from botocore.config import Config
 
     if server not in S3_SERVERS:
         raise ValueError(f"not an S3 server: {server!r}")
-    return boto3.client("s3", endpoint_url=endpoint(state, server).url,
-                        aws_access_key_id=AWS_ACCESS_KEY_ID, aws_secret_access_key=AWS_SECRET_ACCESS_KEY,
-                        region_name=region, verify=state.ca_file)
+    # Each server's own credentials (s3dc refuses the AWS-like one's); the data centre is path-style only.
+    key, secret = (DC_ACCESS_KEY_ID, DC_SECRET_ACCESS_KEY) if server == "s3dc" else \
+        (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)
+    style = Config(s3={"addressing_style": "path"}) if server == "s3dc" else None
+    return boto3.client("s3", endpoint_url=endpoint(state, server).url, aws_access_key_id=key,
+                        aws_secret_access_key=secret, region_name=region, verify=state.ca_file, config=style)
 
 
 def gcs_client(state: SandboxState) -> Any:

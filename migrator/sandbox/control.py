@@ -30,8 +30,16 @@ NAMESPACE = "sandboxns"
 AWS_ACCESS_KEY_ID = "AKIASANDBOXEXAMPLE00"
 AWS_SECRET_ACCESS_KEY = "sandbox-secret-not-a-real-key"  # noqa: S105 - loopback-only fake
 AWS_REGION = "us-east-1"
+AWS_SG_REGION = "ap-southeast-1"  # the AWS-like S3's second region (buckets made with that LocationConstraint)
 AWS_OWNER = "123456789012"  # the AWS-like S3's account (moto's default), checked against ExpectedBucketOwner
-DC_OWNER = "000000000042"   # the data centre's S3 (s3dc): another account, so a mixed-up endpoint is refused
+# The data centre's S3 (s3dc): another account, and credentials of its own; it refuses any other key id.
+DC_OWNER = "000000000042"
+DC_ACCESS_KEY_ID = "DCSANDBOXKEY00000000"
+DC_SECRET_ACCESS_KEY = "dc-sandbox-secret-not-a-real-key"  # noqa: S105 - loopback-only fake
+DC_REGION = "us-east-1"  # declared only: an S3-compatible store has no region of its own to report
+# The AWS shared-config profiles ``up`` writes under <sandbox>/aws/: the estate's locations name them.
+AWS_PROFILE_AWS = "sandbox-aws"
+AWS_PROFILE_DC = "sandbox-dc"
 OCI_REGION = "us-ashburn-1"
 OCI_EU_REGION = "eu-frankfurt-1"
 STATE_FILE = "state.json"
@@ -57,6 +65,8 @@ class SandboxState:
     # The wider estate (issue 15); None in a state written before it: ``up`` then restarts the sandbox.
     oci_eu: Endpoint | None = None  # a second OCI emulator, eu-frankfurt-1, same namespace
     s3dc: Endpoint | None = None    # a second S3 server, the data centre's, owner DC_OWNER
+    aws_credentials: str | None = None  # the AWS shared credentials file (profiles sandbox-aws, sandbox-dc)
+    aws_config: str | None = None       # the AWS config file (their regions, the dc's path style)
 
     def endpoints(self) -> tuple[Endpoint, ...]:
         """Every endpoint process recorded."""
@@ -82,8 +92,14 @@ class SandboxState:
             "MIGRATOR_OCI_NAMESPACE": self.oci_namespace,
             "MIGRATOR_OCI_CONFIG": self.oci_config,
             "MIGRATOR_SANDBOX": self.directory,
+            **self._aws_files(),
             **trust,
         }
+
+    def _aws_files(self) -> dict[str, str]:
+        # Profiles for the estate's locations; the keys above stay the default for profile-less clients.
+        files = {"AWS_SHARED_CREDENTIALS_FILE": self.aws_credentials, "AWS_CONFIG_FILE": self.aws_config}
+        return {name: path for name, path in files.items() if path is not None}
 
     @property
     def scheme(self) -> str:
@@ -156,8 +172,39 @@ def _ready(launch: _Launch) -> Endpoint:
     return Endpoint(launch.name, _url(launch.tls, port), launch.proc.pid)
 
 
-def _launch_s3(d: Path, tls: sandbox_tls.TlsFiles | None, name: str = "s3", owner: str = AWS_OWNER) -> _Launch:
-    return _launch(d, name, name.upper(), "migrator.sandbox.s3_server", ["--owner-id", owner], tls)
+def _launch_s3(d: Path, tls: sandbox_tls.TlsFiles | None, name: str = "s3", owner: str = AWS_OWNER,
+               extra: tuple[str, ...] = ()) -> _Launch:
+    return _launch(d, name, name.upper(), "migrator.sandbox.s3_server", ["--owner-id", owner, *extra], tls)
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    os.chmod(path, 0o600)  # an existing file keeps its mode through O_CREAT
+
+
+def write_aws_files(d: Path) -> tuple[Path, Path]:
+    """The AWS shared credentials and config files (0600) under ``d/aws``: one profile per S3 server."""
+    credentials, config = d / "aws" / "credentials", d / "aws" / "config"
+    _write_private(credentials, f"""[{AWS_PROFILE_AWS}]
+aws_access_key_id = {AWS_ACCESS_KEY_ID}
+aws_secret_access_key = {AWS_SECRET_ACCESS_KEY}
+
+[{AWS_PROFILE_DC}]
+aws_access_key_id = {DC_ACCESS_KEY_ID}
+aws_secret_access_key = {DC_SECRET_ACCESS_KEY}
+""")
+    _write_private(config, f"""[profile {AWS_PROFILE_AWS}]
+region = {AWS_REGION}
+
+[profile {AWS_PROFILE_DC}]
+region = {DC_REGION}
+s3 =
+    addressing_style = path
+""")
+    return credentials, config
 
 
 def _launch_gcs(d: Path, tls: sandbox_tls.TlsFiles | None) -> _Launch:
@@ -189,7 +236,8 @@ def load(directory: Path = DEFAULT_DIR) -> SandboxState:
     extra = {name: Endpoint(**raw[name]) for name in ("oci_eu", "s3dc") if raw.get(name) is not None}
     state = SandboxState(directory=raw["directory"], s3=Endpoint(**raw["s3"]), gcs=Endpoint(**raw["gcs"]),
                          oci=Endpoint(**raw["oci"]), oci_namespace=raw["oci_namespace"],
-                         oci_config=raw["oci_config"], ca_file=raw.get("ca_file"), **extra)
+                         oci_config=raw["oci_config"], ca_file=raw.get("ca_file"), **extra,
+                         aws_credentials=raw.get("aws_credentials"), aws_config=raw.get("aws_config"))
     for ep in state.endpoints():
         require_loopback(ep.url, f"sandbox {ep.name}")
     return state
@@ -224,10 +272,11 @@ def up(directory: Path = DEFAULT_DIR, *, tls: bool = True) -> SandboxState:
     from migrator.sandbox.oci_auth import write_sandbox_config
 
     creds = write_sandbox_config(d / "oci", NAMESPACE)
+    aws_credentials, aws_config = write_aws_files(d)
     launches: list[_Launch] = []
     try:
         launches.append(_launch_s3(d, files))
-        launches.append(_launch_s3(d, files, "s3dc", DC_OWNER))
+        launches.append(_launch_s3(d, files, "s3dc", DC_OWNER, ("--access-key", DC_ACCESS_KEY_ID, "--path-only")))
         launches.append(_launch_gcs(d, files))
         launches.append(_launch_oci(d, files, creds.public_key_path))
         launches.append(_launch_oci(d, files, creds.public_key_path, "oci_eu", OCI_EU_REGION))
@@ -238,7 +287,8 @@ def up(directory: Path = DEFAULT_DIR, *, tls: bool = True) -> SandboxState:
         raise
     state = SandboxState(directory=str(d), s3=ep["s3"], gcs=ep["gcs"], oci=ep["oci"], oci_namespace=NAMESPACE,
                          oci_config=str(creds.config_path), ca_file=None if files is None else str(files.bundle),
-                         oci_eu=ep["oci_eu"], s3dc=ep["s3dc"])
+                         oci_eu=ep["oci_eu"], s3dc=ep["s3dc"], aws_credentials=str(aws_credentials),
+                         aws_config=str(aws_config))
     tmp = d / (STATE_FILE + ".tmp")
     tmp.write_text(json.dumps(asdict(state), indent=2))
     os.replace(tmp, d / STATE_FILE)

@@ -5,16 +5,30 @@ with its own buckets in the same namespace; an AWS bucket outside us-east-1."""
 from __future__ import annotations
 
 import json
+import stat
 from pathlib import Path
 
+import boto3
 import oci
 import pytest
+import requests
+from botocore import UNSIGNED
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from migrator.errors import SandboxError
 from migrator.sandbox import control
 from migrator.sandbox.buckets import create_bucket, gcs_client, oci_client, s3_client
-from migrator.sandbox.control import AWS_OWNER, DC_OWNER, NAMESPACE, SandboxState
+from migrator.sandbox.control import (
+    AWS_ACCESS_KEY_ID,
+    AWS_OWNER,
+    AWS_PROFILE_AWS,
+    AWS_PROFILE_DC,
+    AWS_SECRET_ACCESS_KEY,
+    DC_OWNER,
+    NAMESPACE,
+    SandboxState,
+)
 from migrator.sandbox.gcs.service import PROJECT_NUMBER
 from tests.conftest import unique
 
@@ -47,6 +61,51 @@ def test_the_bucket_owner_condition_holds_on_both_s3_servers(sandbox: SandboxSta
     copy = _access_denied(s3.copy_object, Bucket=bucket, Key="k3", CopySource={"Bucket": bucket, "Key": "k"},
                           ExpectedSourceBucketOwner=other)
     assert copy.response["Error"]["Code"] == "AccessDenied"
+
+
+def test_the_data_centre_serves_its_own_credentials_only(sandbox: SandboxState) -> None:
+    bucket = unique("dc-creds")
+    create_bucket(sandbox, "s3", bucket, server="s3dc")
+    s3_client(sandbox, "s3dc").put_object(Bucket=bucket, Key="k", Body=b"dc")
+    assert sandbox.s3dc is not None
+    foreign = boto3.client("s3", endpoint_url=sandbox.s3dc.url, aws_access_key_id=AWS_ACCESS_KEY_ID,
+                           aws_secret_access_key=AWS_SECRET_ACCESS_KEY, region_name="us-east-1",
+                           verify=sandbox.ca_file, config=Config(s3={"addressing_style": "path"}))
+    err = _access_denied(foreign.get_object, Bucket=bucket, Key="k")
+    assert err.response["Error"]["Code"] == "InvalidAccessKeyId"
+    assert dict(err.response["Error"]).get("AWSAccessKeyId") == AWS_ACCESS_KEY_ID  # S3 names the key refused
+    assert _access_denied(foreign.list_buckets).response["Error"]["Code"] == "InvalidAccessKeyId"
+    anonymous = boto3.client("s3", endpoint_url=sandbox.s3dc.url, region_name="us-east-1", verify=sandbox.ca_file,
+                             config=Config(signature_version=UNSIGNED))
+    assert _access_denied(anonymous.get_object, Bucket=bucket, Key="k").response["Error"]["Code"] == "AccessDenied"
+    # Presigned URLs carry the key id in X-Amz-Credential: the dc's own is served, a foreign one refused.
+    trust = sandbox.ca_file or True
+    own = s3_client(sandbox, "s3dc").generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "k"})
+    assert requests.get(own, verify=trust, timeout=10).content == b"dc"
+    other = foreign.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "k"})
+    refused = requests.get(other, verify=trust, timeout=10)
+    assert (refused.status_code, "<Code>InvalidAccessKeyId</Code>" in refused.text) == (403, True)
+    # The AWS-like server still serves any signer, as moto does.
+    s3_client(sandbox, "s3").list_buckets()
+
+
+def test_the_shared_aws_files_name_each_servers_profile(sandbox: SandboxState) -> None:
+    env = sandbox.env()
+    credentials, config = Path(env["AWS_SHARED_CREDENTIALS_FILE"]), Path(env["AWS_CONFIG_FILE"])
+    assert stat.S_IMODE(credentials.stat().st_mode) == 0o600 and stat.S_IMODE(config.stat().st_mode) == 0o600
+    assert env["AWS_ACCESS_KEY_ID"] == AWS_ACCESS_KEY_ID  # profile-less clients keep today's behaviour
+    assert sandbox.s3dc is not None
+    bucket = unique("dc-profile")
+    create_bucket(sandbox, "s3", bucket, server="s3dc")
+    # A named profile wins over the environment's keys (botocore skips them for an explicit profile).
+    dc = boto3.Session(profile_name=AWS_PROFILE_DC).client("s3", endpoint_url=sandbox.s3dc.url,
+                                                           verify=sandbox.ca_file)
+    assert dc.meta.config.s3 == {"addressing_style": "path"}  # type: ignore[attr-defined]
+    assert dc.meta.region_name == "us-east-1"
+    dc.put_object(Bucket=bucket, Key="k", Body=b"by profile")
+    aws = boto3.Session(profile_name=AWS_PROFILE_AWS).client("s3", endpoint_url=sandbox.s3dc.url,
+                                                             verify=sandbox.ca_file)
+    assert _access_denied(aws.head_bucket, Bucket=bucket).response["ResponseMetadata"]["HTTPStatusCode"] == 403
 
 
 def test_the_two_s3_servers_hold_separate_buckets(sandbox: SandboxState) -> None:
