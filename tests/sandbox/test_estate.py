@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import stat
+import tomllib
 from pathlib import Path
 
 import boto3
@@ -29,6 +30,7 @@ from migrator.sandbox.control import (
     NAMESPACE,
     SandboxState,
 )
+from migrator.sandbox.estate import LOCATIONS, create_location_bucket, estate_locations
 from migrator.sandbox.gcs.service import PROJECT_NUMBER
 from tests.conftest import unique
 
@@ -188,3 +190,44 @@ def test_up_starts_and_down_stops_all_five(tmp_path: Path) -> None:
     finally:
         assert control.down(tmp_path)
     assert not any(control._alive(ep.pid) for ep in state.endpoints())
+
+
+def test_the_estates_location_tables_describe_each_location_truly(sandbox: SandboxState) -> None:
+    names = {loc.name: unique(loc.name) for loc in LOCATIONS}
+    for name, bucket in names.items():
+        create_location_bucket(sandbox, name, bucket)
+    text = estate_locations(sandbox, {name: [bucket, "spare-*"] for name, bucket in names.items()})
+    tables = tomllib.loads(text)["locations"]
+    assert list(tables) == ["dc", "aws-us", "aws-sg", "gcp", "oci-us", "oci-eu"]
+    for name, table in tables.items():
+        assert table["buckets"] == [names[name], "spare-*"]
+        assert table["endpoint"].startswith("https://127.0.0.1:") and table["ca_bundle"] == sandbox.ca_file
+        bucket, owner, region = names[name], table["owner"], table["region"]
+        if table["kind"] == "s3":
+            # Through the profile the table names, with the owner condition it declares.
+            s3 = boto3.Session(profile_name=table["profile"]).client(
+                "s3", endpoint_url=table["endpoint"], verify=table["ca_bundle"],
+                config=Config(s3={"addressing_style": table.get("addressing_style", "auto")}))
+            constraint = s3.get_bucket_location(Bucket=bucket, ExpectedBucketOwner=owner)["LocationConstraint"]
+            assert (constraint or "us-east-1") == region
+        elif table["kind"] == "gs":
+            got = gcs_client(sandbox).get_bucket(bucket)
+            assert (str(got.project_number), got.location) == (owner, region.upper())
+        else:
+            config = oci.config.from_file(table["config_file"], table["profile"])
+            client = oci.object_storage.ObjectStorageClient(config, service_endpoint=table["endpoint"])
+            client.base_client.session.verify = table["ca_bundle"]
+            assert client.get_bucket(owner, bucket).data.name == bucket
+    assert tables["dc"]["addressing_style"] == "path" and "addressing_style" not in tables["aws-us"]
+    assert "credentials_file" not in tables["gcp"]  # the emulator is anonymous
+    # The two OCI locations are different stores: each bucket is only where it was made.
+    eu, _ = oci_client(sandbox, "oci_eu")
+    with pytest.raises(oci.exceptions.ServiceError):
+        eu.get_bucket(NAMESPACE, names["oci-us"])
+
+
+def test_estate_locations_writes_only_the_locations_asked_for(sandbox: SandboxState) -> None:
+    tables = tomllib.loads(estate_locations(sandbox, {"oci-eu": ["eu-*"], "dc": ["users"]}))["locations"]
+    assert list(tables) == ["dc", "oci-eu"]
+    with pytest.raises(ValueError, match="no sandbox location 'aws-eu'"):
+        estate_locations(sandbox, {"aws-eu": ["x"]})
