@@ -44,7 +44,7 @@ def test_the_session_sandbox_speaks_https_with_its_own_ca(sandbox: SandboxState)
     files = tls.files(Path(sandbox.directory))
     assert Path(sandbox.ca_file) == files.bundle
     trusting = ssl.create_default_context(cafile=str(files.ca_cert))
-    for ep in (sandbox.s3, sandbox.gcs, sandbox.oci):
+    for ep in sandbox.endpoints():
         assert ep.url.startswith("https://127.0.0.1:")
         assert _handshake(ep.url, trusting) in ("TLSv1.2", "TLSv1.3")
         # A client that trusts only the usual roots is refused: the sandbox CA is not a public one.
@@ -131,7 +131,7 @@ def plain_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pa
 def test_http_keeps_plain_http_and_exports_no_trust(plain_sandbox: tuple[Path, SandboxState]) -> None:
     d, state = plain_sandbox
     assert state.ca_file is None
-    for ep in (state.s3, state.gcs, state.oci):
+    for ep in state.endpoints():
         assert ep.url.startswith("http://127.0.0.1:")
     assert not set(TRUST_VARS) & set(state.env())
     with pytest.raises(SandboxError, match=r"already running .* over HTTP:"):
@@ -139,7 +139,7 @@ def test_http_keeps_plain_http_and_exports_no_trust(plain_sandbox: tuple[Path, S
 
 
 def test_a_plain_http_request_to_an_https_endpoint_gets_no_answer(sandbox: SandboxState) -> None:
-    for ep in (sandbox.s3, sandbox.gcs, sandbox.oci):
+    for ep in sandbox.endpoints():
         host, port = _host_port(ep.url)
         with socket.create_connection((host, port), timeout=10) as conn:
             conn.sendall(b"GET /_emulator/stats HTTP/1.1\r\nHost: x\r\n\r\n")

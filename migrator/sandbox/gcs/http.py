@@ -167,18 +167,29 @@ def _object_json(b: Bucket, g: Gen, base: str) -> dict[str, Any]:
     return out
 
 
-def _bucket_json(b: Bucket, base: str) -> dict[str, Any]:
+# Google's predefined dual-regions and its multi-regions; any other location is one region (US-EAST1, ...).
+_DUAL_REGIONS = frozenset({"ASIA1", "EUR4", "EUR5", "EUR7", "EUR8", "NAM4"})
+_MULTI_REGIONS = frozenset({"US", "EU", "ASIA"})
+
+
+def _location_type(location: str) -> str:
+    if location in _MULTI_REGIONS:
+        return "multi-region"
+    return "dual-region" if location in _DUAL_REGIONS else "region"
+
+
+def _bucket_json(b: Bucket, base: str, project_number: str) -> dict[str, Any]:
     out: dict[str, Any] = {
         "kind": "storage#bucket",
         "id": b.name,
         "selfLink": f"{base}/storage/v1/b/{b.name}",
-        "projectNumber": "0",
+        "projectNumber": project_number,  # the one project this emulator plays
         "name": b.name,
         "timeCreated": iso_millis(b.created),
         "updated": iso_millis(b.updated),
         "metageneration": str(b.metageneration),
         "location": b.location,
-        "locationType": "multi-region",
+        "locationType": _location_type(b.location),
         "storageClass": b.storage_class,
         "etag": _bucket_etag(b),
         "versioning": {"enabled": b.versioning},
@@ -342,7 +353,7 @@ class Router:
 
     def insert_bucket(self, req: Request, segs: list[str]) -> Response:
         b = self.service.create_bucket(_json_object(req.body))
-        return _json_response(200, _bucket_json(b, req.base))
+        return _json_response(200, _bucket_json(b, req.base, self.service.project_number))
 
     def list_buckets(self, req: Request, segs: list[str]) -> Response:
         prefix = req.query.get("prefix", "")
@@ -351,7 +362,8 @@ class Router:
         with self.service.lock:
             names = sorted(n for n in self.service.buckets if n.startswith(prefix)
                            and (start is None or n > start))
-            items = [_bucket_json(self.service.buckets[n], req.base) for n in names[:limit]]
+            number = self.service.project_number
+            items = [_bucket_json(self.service.buckets[n], req.base, number) for n in names[:limit]]
         out: dict[str, Any] = {"kind": "storage#buckets", "items": items}
         if len(names) > limit:
             out["nextPageToken"] = _encode_token(names[limit - 1], 0)
@@ -361,13 +373,13 @@ class Router:
         with self.service.lock:
             b = self.service.bucket(segs[3])
             self.service.check_bucket_conditions(b, _conditions(req.query))
-            return _json_response(200, _bucket_json(b, req.base))
+            return _json_response(200, _bucket_json(b, req.base, self.service.project_number))
 
     def patch_bucket(self, req: Request, segs: list[str], replace_all: bool = False) -> Response:
         with self.service.lock:
             b = self.service.bucket(segs[3])
             self.service.patch_bucket(b, _json_object(req.body), _conditions(req.query), replace_all=replace_all)
-            return _json_response(200, _bucket_json(b, req.base))
+            return _json_response(200, _bucket_json(b, req.base, self.service.project_number))
 
     def update_bucket(self, req: Request, segs: list[str]) -> Response:
         return self.patch_bucket(req, segs, replace_all=True)
@@ -376,7 +388,7 @@ class Router:
         with self.service.lock:
             b = self.service.bucket(segs[3])
             self.service.lock_retention(b, int_param(req.query, "ifMetagenerationMatch"))
-            return _json_response(200, _bucket_json(b, req.base))
+            return _json_response(200, _bucket_json(b, req.base, self.service.project_number))
 
     def delete_bucket(self, req: Request, segs: list[str]) -> Response:
         with self.service.lock:

@@ -16,7 +16,7 @@ from pathlib import Path
 from migrator.endpoints import is_loopback_host
 from migrator.sandbox.base import Emulator
 from migrator.sandbox.gcs.http import GcsHandler, Router
-from migrator.sandbox.gcs.service import GcsService
+from migrator.sandbox.gcs.service import PROJECT_NUMBER, GcsService
 from migrator.sandbox.serve import add_tls_arguments, tls_from_arguments
 
 
@@ -26,8 +26,9 @@ class GcsEmulator(Emulator):
     name = "gcs-emulator"
     _service: GcsService
 
-    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, tls: ssl.SSLContext | None = None) -> None:
-        self._service = GcsService()
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, tls: ssl.SSLContext | None = None,
+                 project_number: str = PROJECT_NUMBER) -> None:
+        self._service = GcsService(project_number)
         handler = type("_BoundHandler", (GcsHandler,), {"router": Router(self._service)})
         self._bind(host, port, handler, tls)
 
@@ -49,10 +50,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--ready-file", type=Path, help="the bound port is written here once listening")
+    parser.add_argument("--project-number", default=PROJECT_NUMBER, help="the projectNumber of every bucket")
     add_tls_arguments(parser)
     args = parser.parse_args(argv)
     if not is_loopback_host(args.host):
         parser.exit(2, f"refusing to listen on non-loopback host {args.host!r}\n")
-    emulator = GcsEmulator(host=args.host, port=args.port, tls=tls_from_arguments(parser, args))
+    emulator = GcsEmulator(host=args.host, port=args.port, tls=tls_from_arguments(parser, args),
+                           project_number=args.project_number)
 
     return emulator.run_until_signalled(args.ready_file)

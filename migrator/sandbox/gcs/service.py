@@ -48,6 +48,9 @@ MAX_COMPONENT_COUNT = 1024
 MIN_SOFT_DELETE_SECONDS = 7 * 24 * 3600   # documented: 0, or 7 to 90 days
 MAX_SOFT_DELETE_SECONDS = 90 * 24 * 3600
 MAX_RETENTION_SECONDS = 3_155_760_000
+# The number of the one project the emulator plays, in every bucket resource (``projectNumber``): a GCS
+# location's owner. Fake and fixed; real project numbers are 12 digits.
+PROJECT_NUMBER = "424242424242"
 WRITABLE = ("contentType", "contentEncoding", "contentDisposition", "contentLanguage", "cacheControl")
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9._\-]{1,61}[a-z0-9]$")
 _CONTENT_RANGE = re.compile(r"^bytes (?:(\d+)-(\d+)|\*)/(\d+|\*)$")
@@ -132,8 +135,9 @@ def metadata_map(value: object) -> dict[str, str] | None:
 class GcsService(EmulatorService):
     """The buckets, the upload sessions and the operations on them; state changes happen here, under ``lock``."""
 
-    def __init__(self) -> None:
+    def __init__(self, project_number: str = PROJECT_NUMBER) -> None:
         super().__init__("gcs")
+        self.project_number = project_number
         self.buckets: dict[str, Bucket] = {}
         self.sessions: dict[str, Session] = {}
         self._last_generation = 0

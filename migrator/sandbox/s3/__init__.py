@@ -25,6 +25,10 @@ few patches to moto's models where the state lives) adds:
   continuation tokens, conditional dates) answer S3's 400s where moto answered 500;
 - SSE-C: objects written with a customer key answer GET/HEAD (and copies from them) with 400 without the key
   and 403 with a different key, echo the key's MD5, and get an ETag that is not the MD5 of the bytes;
+- the bucket owner condition (``x-amz-expected-bucket-owner``, ``x-amz-source-expected-bucket-owner``):
+  another account than the server's ``owner`` is 403 AccessDenied; with ``access_key`` (the data centre's
+  server) a request signed with another key id is 403 InvalidAccessKeyId, an unsigned one 403 AccessDenied;
+  ``path_only``: the Host never names a bucket;
 - the sandbox's fault hook (:mod:`migrator.sandbox.faults`) and request counts per operation (API names such
   as ``GetObject``, ``PutObject``, ``UploadPart``, ``DeleteObjects``, ``ListObjectVersions``).
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import http
 import io
 import json
+import re
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -45,6 +46,13 @@ FAULT_ERRORS: FaultErrors = {
     503: ("SlowDown", "Please reduce your request rate."),
     429: ("TooManyRequestsException", "Too many requests."),
     501: ("NotImplemented", "A header you provided implies functionality that is not implemented.")}
+# The account every bucket of this server belongs to (moto's default account): one server, one owner.
+DEFAULT_OWNER = "123456789012"
+# The access key id of a SigV4 ("Credential=AKID/date/region/s3/aws4_request") or SigV2 ("AWS AKID:sig") header.
+_SIGV4_CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/")
+_SIGV2 = re.compile(r"^AWS ([^:\s]+):")
+# Calls without the bucket owner condition: no bucket (ListBuckets), or none yet to own (CreateBucket).
+_NO_OWNER_CONDITION = frozenset({"ListBuckets", "CreateBucket"})
 
 
 # ------------------------------------------------------------------------------------- requests
@@ -153,6 +161,19 @@ def _operation(method: str, bucket: str, key: str, query: dict[str, list[str]], 
     return f"{method}Object"
 
 
+def _signer(environ: dict[str, Any]) -> str | None:
+    """The access key id a request is signed with (header or presigned query), or None when unsigned."""
+    auth = str(environ.get("HTTP_AUTHORIZATION") or "")
+    found = _SIGV4_CREDENTIAL.search(auth) or _SIGV2.match(auth)
+    if found:
+        return found.group(1)
+    query = parse_qs(str(environ.get("QUERY_STRING") or ""))
+    credential = _first(query, "X-Amz-Credential")
+    if credential:
+        return credential.partition("/")[0]
+    return _first(query, "AWSAccessKeyId")
+
+
 def _status_line(status: int) -> str:
     try:
         return f"{status} {http.HTTPStatus(status).phrase}"
@@ -247,9 +268,13 @@ def _json_object(body: bytes) -> dict[str, Any]:
 class S3Layer:
     """WSGI middleware in front of moto; see the module docstring for what it adds."""
 
-    def __init__(self, app: WSGIApp, faults: FaultInjector | None = None) -> None:
+    def __init__(self, app: WSGIApp, faults: FaultInjector | None = None, owner: str = DEFAULT_OWNER,
+                 access_key: str | None = None, path_only: bool = False) -> None:
         self.app = app
         self.faults = faults or FaultInjector("s3")
+        self.owner = owner
+        self.access_key = access_key  # None: any signer, as moto; else only this key id is known
+        self.path_only = path_only    # a store with no virtual-hosted buckets: the Host never names one
 
     # -- WSGI entry
 
@@ -259,7 +284,17 @@ class S3Layer:
             return self._control(environ, start_response, path)
         if path.startswith("/moto-api/"):
             return self.app(environ, start_response)
+        if self.path_only:  # moto would read a bucket from a "bucket.localhost" Host; this store does not
+            environ["HTTP_HOST"] = f"127.0.0.1:{environ.get('SERVER_PORT', '')}"
         req = _classify(environ)
+        try:
+            self._check_signer(environ)
+            self._check_owner(req, environ)
+        except ApiError as err:
+            # Refused unread: read the body first, as the checks below do, or a client still sending it
+            # may see the connection end (TLS EOF) before it reads the 403.
+            _read_body(environ)
+            return _error_response(err, req.method, start_response)
         action = self.faults.before(req.op, data_in=req.op in _DATA_IN, data_out=req.op == "GetObject")
         if action.drop_before:
             self._drop(environ)
@@ -350,6 +385,29 @@ class S3Layer:
             body
 
     # -- checks before moto
+
+    def _check_signer(self, environ: dict[str, Any]) -> None:
+        """With ``access_key`` set, only that key id is known: another is 403 InvalidAccessKeyId (S3's code
+        and message, naming the key), an unsigned request 403 AccessDenied. The signature itself is not
+        checked (moto does not either): the point is that another store's credentials are refused."""
+        if self.access_key is None:
+            return
+        key_id = _signer(environ)
+        if key_id is None:
+            raise ApiError(403, "AccessDenied", "Access Denied")
+        if key_id != self.access_key:
+            raise ApiError(403, "InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our "
+                           "records.", AWSAccessKeyId=key_id)
+
+    def _check_owner(self, req: _Request, environ: dict[str, Any]) -> None:
+        """The bucket owner condition (moto ignores it): an ``x-amz-expected-bucket-owner`` (or, for a copy,
+        ``x-amz-source-expected-bucket-owner``) naming another account is 403 AccessDenied, as S3 answers."""
+        if req.op in _NO_OWNER_CONDITION:
+            return
+        for header in ("HTTP_X_AMZ_EXPECTED_BUCKET_OWNER", "HTTP_X_AMZ_SOURCE_EXPECTED_BUCKET_OWNER"):
+            expected = environ.get(header)
+            if expected is not None and str(expected).strip() != self.owner:
+                raise ApiError(403, "AccessDenied", "Access Denied")
 
     def _prepare(self, req: _Request, environ: dict[str, Any], action: Action,
                  start_response: StartResponse) -> Iterable[bytes] | None:

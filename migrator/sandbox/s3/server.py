@@ -26,18 +26,21 @@ from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 
 from migrator.endpoints import is_loopback_host
 from migrator.sandbox.faults import FaultInjector
-from migrator.sandbox.s3.http import S3Layer
+from migrator.sandbox.s3.http import DEFAULT_OWNER, S3Layer
 from migrator.sandbox.s3.model import apply_patches
 from migrator.sandbox.serve import TlsServerMixin, add_tls_arguments, tls_from_arguments, write_ready
 
 # ------------------------------------------------------------------------------------- server
 
-def build_app(faults: FaultInjector | None = None) -> S3Layer:
-    """moto's WSGI app behind the layer. moto's patches are process-wide and applied once."""
+def build_app(faults: FaultInjector | None = None, owner: str = DEFAULT_OWNER, access_key: str | None = None,
+              path_only: bool = False) -> S3Layer:
+    """moto's WSGI app behind the layer, its buckets owned by account ``owner``; with ``access_key``, only
+    requests signed with that key id are served; ``path_only``: no virtual-hosted buckets. moto's patches
+    are process-wide and applied once."""
     apply_patches()
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-    return S3Layer(DomainDispatcherApplication(create_backend_app), faults)
+    return S3Layer(DomainDispatcherApplication(create_backend_app), faults, owner, access_key, path_only)
 
 
 # ------------------------------------------------------------------------------------- serving
@@ -353,12 +356,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--ready-file", type=Path, required=True)
+    parser.add_argument("--owner-id", default=DEFAULT_OWNER,
+                        help="the account id owning every bucket (checked against ExpectedBucketOwner)")
+    parser.add_argument("--access-key", help="the only access key id served (another: 403 InvalidAccessKeyId)")
+    parser.add_argument("--path-only", action="store_true", help="path-style addressing only")
     add_tls_arguments(parser)
     args = parser.parse_args(argv)
     if not is_loopback_host(args.host):
         print(f"refusing non-loopback host {args.host}", file=sys.stderr)
         return 2
-    server = make_server(args.host, args.port, tls=tls_from_arguments(parser, args))
+    app = build_app(owner=args.owner_id, access_key=args.access_key, path_only=args.path_only)
+    server = make_server(args.host, args.port, app, tls=tls_from_arguments(parser, args))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     write_ready(args.ready_file, int(server.server_address[1]))
     try:
