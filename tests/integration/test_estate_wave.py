@@ -305,7 +305,8 @@ def test_audit_prove_takes_the_uri_with_or_without_its_location(
 
 def test_an_s3_location_of_another_owner_is_refused_before_any_write(
         sandbox: SandboxState, tmp_path: Path, keys: tuple[Path, Path]) -> None:
-    from migrator.sandbox.s3.checks import OWNER_ACCOUNT
+    from migrator.sandbox.control import AWS_OWNER as OWNER_ACCOUNT
+    from migrator.sandbox.control import DC_OWNER
 
     e = Estate(sandbox, tmp_path)
     manifest = e.manifest(_rows(e)[:1])
@@ -318,7 +319,7 @@ def test_an_s3_location_of_another_owner_is_refused_before_any_write(
     used = {b["bucket"]: b for loc in plan.estate or [] for b in loc["used"]}
     assert used[f"s3://dc@{e.dc}"]["owner"] == OWNER_ACCOUNT
     assert used[f"s3://dc@{e.dc}"]["owner_source"] == "ExpectedBucketOwner"
-    wave.write_text(owned.format("000000000042"))   # the bucket is not that account's
+    wave.write_text(owned.format(DC_OWNER))   # the bucket is not that account's
     with pytest.raises(InputError, match="access denied"):
         run_wave(manifest, tmp_path / "st", load_signer(keys[0]), load_wave(wave, {}, sandbox.env()))
     assert e.present(e.dc, "u/1") and not (tmp_path / "st" / "journal.sqlite").exists()
