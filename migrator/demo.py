@@ -19,6 +19,7 @@ from migrator.manifest import iter_rows
 from migrator.runner import WaveResult, run_wave
 from migrator.sandbox import control
 from migrator.sandbox.buckets import s3_client
+from migrator.sandbox.estate import location
 from migrator.sandbox.seed import estate_wave, seed
 
 DEMO_MANIFEST = Path("manifests/demo.jsonl")
@@ -87,7 +88,7 @@ def run_demo(directory: Path, manifest: Path = DEMO_MANIFEST, *, keep: bool = Fa
             got, reason = states.get(row, ("REMOVED", ""))
             if got != want or (why and why not in reason):
                 mismatches.append(f"row {row}: expected {want} {why!r}, got {got} {reason!r}")
-        s3 = s3_client(state)
+        s3 = s3_client(state, location("dc").server)   # the EU users' objects are in the data centre
         for uri in seeded.untouched:
             bucket, _, key = uri[len("s3://"):].partition("/")
             try:

@@ -13,17 +13,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from migrator.sandbox.buckets import create_bucket, gcs_client, s3_client
+from migrator.sandbox.buckets import gcs_client, s3_client
 from migrator.sandbox.control import SandboxState
+from migrator.sandbox.estate import create_location_bucket, estate_locations, location
 
-PRIMARY = "demo-us-users"          # versioned S3 bucket: the primary copies
-MEDIA = "demo-us-media"            # unversioned S3 bucket
-LOCKED = "demo-us-locked"          # S3 bucket with Object Lock (a legal hold)
-BACKUP = "demo-sg-backups"         # GCS bucket: backup replicas ("Singapore")
-REPLICATED = "demo-us-replicated"  # S3 bucket that replicates to DR, a bucket the manifest does not list
+# The estate (see migrator.sandbox.estate): the platform's own data centre (an S3-compatible store with its
+# own account, credentials and path-style addressing), its Singapore backups on AWS S3, copies on Google
+# Cloud, a replicated bucket on AWS in the US, and OCI in a US and an EU region.
+PRIMARY = "demo-us-users"          # dc: versioned, the primary copies
+MEDIA = "demo-us-media"            # dc: unversioned
+LOCKED = "demo-us-locked"          # dc: Object Lock (a legal hold)
+SG_BACKUP = "demo-sg-backups"      # aws-sg (ap-southeast-1): versioned backup replicas
+BACKUP = "demo-gcp-copies"         # gcp: copies kept on Google Cloud
+REPLICATED = "demo-us-replicated"  # aws-us: replicates to DR, a bucket the manifest does not list
 DR = "demo-us-dr"
-DEST = "us-users"                  # OCI destination bucket (versioned), in the US region
-EU_DEST = "eu-users"               # OCI bucket in the EU region: named by EU rows, never written by a US wave
+DEST = "us-users"                  # oci-us: the destination (versioned), us-ashburn-1
+EU_DEST = "eu-users"               # oci-eu: named by EU rows, never written by a US wave
+BUCKETS: dict[str, list[str]] = {
+    "dc": [PRIMARY, MEDIA, LOCKED], "aws-us": [REPLICATED, DR], "aws-sg": [SG_BACKUP], "gcp": [BACKUP],
+    "oci-us": [DEST], "oci-eu": [EU_DEST]}
 BIG_SIZE = 24 * 1024 * 1024 + 4321
 
 
@@ -42,14 +50,16 @@ def _body(rng: random.Random, size: int) -> bytes:
 
 def seed(state: SandboxState, manifest_path: Path, *, users: int = 40, seed_value: int = 20261123) -> Seeded:
     rng = random.Random(seed_value)
-    s3 = s3_client(state)
+    s3 = s3_client(state, location("dc").server)
+    aws = s3_client(state, location("aws-us").server)
     gcs = gcs_client(state)
-    create_bucket(state, "s3", PRIMARY, versioned=True)
-    create_bucket(state, "s3", MEDIA)
-    create_bucket(state, "s3", LOCKED, object_lock=True)
-    create_bucket(state, "gs", BACKUP)
-    create_bucket(state, "oci", DEST, versioned=True)
-    create_bucket(state, "oci", EU_DEST, versioned=True)
+    create_location_bucket(state, "dc", PRIMARY, versioned=True)
+    create_location_bucket(state, "dc", MEDIA)
+    create_location_bucket(state, "dc", LOCKED, object_lock=True)
+    create_location_bucket(state, "aws-sg", SG_BACKUP, versioned=True)
+    create_location_bucket(state, "gcp", BACKUP)
+    create_location_bucket(state, "oci-us", DEST, versioned=True)
+    create_location_bucket(state, "oci-eu", EU_DEST, versioned=True)
     backup = gcs.bucket(BACKUP)
     ns = state.oci_namespace
     rows: list[dict[str, Any]] = []
@@ -83,7 +93,10 @@ def seed(state: SandboxState, manifest_path: Path, *, users: int = 40, seed_valu
                 newer = _body(rng, size + 10)
                 s3.put_object(Bucket=bucket, Key=key, Body=newer)
                 out.bytes += len(newer)
-            if n % 5 == 2:
+            if n % 5 == 2:   # backed up in Singapore
+                aws.put_object(Bucket=SG_BACKUP, Key=key, Body=data)
+                row["replicas"] = [f"s3://{SG_BACKUP}/{key}"]
+            elif n % 5 == 4:   # copied to Google Cloud
                 backup.blob(key).upload_from_file(io.BytesIO(data), size=len(data))
                 row["replicas"] = [f"gs://{BACKUP}/{key}"]
             if n == 0:
@@ -136,15 +149,15 @@ def seed(state: SandboxState, manifest_path: Path, *, users: int = 40, seed_valu
     add({"source": f"s3://{PRIMARY}/{upload_key}", "destination": f"oci://{ns}/{DEST}/{upload_key}",
          "subject": "us-0006", "residency": "US"}, ("REMOVED", ""))
     # Held: its bucket replicates to a DR bucket that the manifest does not list.
-    create_bucket(state, "s3", REPLICATED, versioned=True)
-    create_bucket(state, "s3", DR, versioned=True)
-    s3.put_bucket_replication(Bucket=REPLICATED, ReplicationConfiguration={
+    create_location_bucket(state, "aws-us", REPLICATED, versioned=True)
+    create_location_bucket(state, "aws-us", DR, versioned=True)
+    aws.put_bucket_replication(Bucket=REPLICATED, ReplicationConfiguration={
         "Role": "arn:aws:iam::123456789012:role/demo-replication",
         "Rules": [{"ID": "dr", "Status": "Enabled", "Priority": 1, "Filter": {},
                    "DeleteMarkerReplication": {"Status": "Disabled"},
                    "Destination": {"Bucket": f"arn:aws:s3:::{DR}"}}]})
     repl_key = "users/us-0007/posts/replicated.json"
-    s3.put_object(Bucket=REPLICATED, Key=repl_key, Body=_body(rng, 1200))
+    aws.put_object(Bucket=REPLICATED, Key=repl_key, Body=_body(rng, 1200))
     add({"source": f"s3://{REPLICATED}/{repl_key}", "destination": f"oci://{ns}/{DEST}/{repl_key}",
          "subject": "us-0007", "residency": "US"}, ("HELD", "unlisted replication target"))
     manifest_path.parent.mkdir(parents=True, exist_ok=True)
@@ -158,19 +171,6 @@ def seed(state: SandboxState, manifest_path: Path, *, users: int = 40, seed_valu
 def estate_wave(state: SandboxState) -> str:
     """The demo's wave file: its locations on the sandbox's endpoints and a US residency policy. The
     sandbox's endpoints are loopback, so every region here is declared, never verified."""
-    trust = f'ca_bundle = "{state.ca_file}"\n' if state.ca_file else ""
-    s3 = [PRIMARY, MEDIA, LOCKED, REPLICATED, DR]
-    return (
-        "# The demo's estate: the platform's own S3-compatible store, GCS backups, OCI in a US and an EU region.\n"
-        f'[locations.dc]\nkind = "s3"\nendpoint = "{state.s3.url}"\nregion = "us-east-1"\n'
-        f'buckets = {_toml_list(s3)}\naddressing_style = "path"\n{trust}\n'
-        f'[locations.gcp]\nkind = "gs"\nendpoint = "{state.gcs.url}"\nbuckets = ["{BACKUP}"]\n{trust}\n'
-        f'[locations.oci-us]\nkind = "oci"\nendpoint = "{state.oci.url}"\nregion = "us-ashburn-1"\n'
-        f'owner = "{state.oci_namespace}"\nbuckets = ["{DEST}"]\nconfig_file = "{state.oci_config}"\n{trust}\n'
-        f'[locations.oci-eu]\nkind = "oci"\nendpoint = "{state.oci.url}"\nregion = "eu-frankfurt-1"\n'
-        f'owner = "{state.oci_namespace}"\nbuckets = ["{EU_DEST}"]\nconfig_file = "{state.oci_config}"\n{trust}\n'
-        '[policy]\nresidency = "US"\nallowed_regions = ["us-ashburn-1"]\nother_residency = "out-of-scope"\n')
-
-
-def _toml_list(names: list[str]) -> str:
-    return "[" + ", ".join(f'"{n}"' for n in names) + "]"
+    return ("# The demo's estate: the data centre, Singapore backups, Google Cloud, AWS in the US, OCI US and EU.\n"
+            + estate_locations(state, BUCKETS)
+            + '\n[policy]\nresidency = "US"\nallowed_regions = ["us-ashburn-1"]\nother_residency = "out-of-scope"\n')
