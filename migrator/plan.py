@@ -79,6 +79,7 @@ def plan_wave(manifest: Path, settings: WaveSettings, *, list_objects: bool = Tr
     plan = WavePlan(manifest=summary, listed=list_objects)
     pre = row_check.pre
     check_buckets(pre, settings, stores)     # the same refusals `run` makes before any write
+    pre.name_rows(iter_rows(manifest, estate=estate), str(manifest))
     plan.refusals, plan.out_of_scope = list(pre.refusals), pre.out_of_scope
     plan.estate = pre.identities(estate)
     if policy.residency is not None:
@@ -90,7 +91,8 @@ def plan_wave(manifest: Path, settings: WaveSettings, *, list_objects: bool = Tr
     unreadable: dict[Location, tuple[str, str]] = {}   # why a bucket's settings could not be read
     held: set[int] = set()                         # rows of this batch already held for a bucket
     for rows in batched(iter_rows(manifest, estate=estate), settings.transfer.batch_rows):
-        batch = [r for r in rows if residency_of(policy, r) is None]   # refused and untouched rows are not planned
+        # Rows refused (for their residency or a refused bucket) and rows left untouched are not planned.
+        batch = [r for r in rows if residency_of(policy, r) is None and not pre.uses_refused(r)]
         for row in batch:
             _count_locations(plan, row)
             reason = _unreadable(checks, stores, row, unreadable) or _bucket_hold(checks, stores, row)

@@ -76,6 +76,9 @@ class Preflight:
     refused_rows: int = 0
     out_of_scope: int = 0
     buckets: dict[Location, BucketFacts] = field(default_factory=dict)
+    refused_buckets: dict[Location, str] = field(default_factory=dict)   # bucket -> why, for naming its rows
+    bucket_rows: int = 0   # rows named for a refused bucket
+    policy: WavePolicy | None = None
 
     @property
     def ok(self) -> bool:
@@ -85,13 +88,41 @@ class Preflight:
         if len(self.refusals) < MAX_NAMED:
             self.refusals.append(text)
 
+    def refuse_bucket(self, location: Location, text: str, short: str) -> None:
+        """A bucket's refusal (``text``); ``short`` is what each of its rows is told (``name_rows``)."""
+        self.refuse(f"{location}: {text}")
+        self.refused_buckets.setdefault(location, short)
+
+    def uses_refused(self, row: ManifestRow) -> bool:
+        """The row names a refused bucket (it is named among the refusals, not planned)."""
+        return bool(self.refused_buckets) and any(
+            u.location in self.refused_buckets for u in (row.source, row.destination, *row.replicas))
+
+    def name_rows(self, rows: Iterable[ManifestRow], file: str) -> None:
+        """Name each in-scope row that uses a refused bucket, with its file and line: a second pass over
+        the manifest, made only when a bucket was refused (rare), so nothing per row is held in memory."""
+        if not self.refused_buckets:
+            return
+        for row in rows:
+            if self.policy is not None and residency_of(self.policy, row) is not None:
+                continue   # refused for its residency (named already) or left untouched
+            for role, uri in (("destination", row.destination), ("source", row.source),
+                              *(("replica", r) for r in row.replicas)):
+                why = self.refused_buckets.get(uri.location)
+                if why is not None:
+                    self.bucket_rows += 1
+                    self.refuse(f"{file}:{row.line}: {role}: row {row.row} ({uri}): {why}")
+                    break
+
     def raise_if_refused(self, file: str) -> None:
         if self.refusals:
             more = len(self.refusals) >= MAX_NAMED
             lines = "\n".join(f"  {r}" for r in self.refusals)
-            raise InputError(f"the wave is refused before any write ({self.refused_rows} row(s) "
-                             f"outside its residency, {len(self.refusals) - min(self.refused_rows, MAX_NAMED)} "
-                             f"other refusal(s)); nothing was written or deleted:\n{lines}"
+            counts = [f"{self.refused_rows} row(s) outside its residency" if self.refused_rows else "",
+                      f"{len(self.refused_buckets)} bucket(s) refused, used by {self.bucket_rows} row(s)"
+                      if self.refused_buckets else ""]
+            raise InputError(f"the wave is refused before any write ({'; '.join(c for c in counts if c)}); "
+                             f"nothing was written or deleted:\n{lines}"
                              + ("\n  ... (more rows not named)" if more else ""), file=file)
 
     def identities(self, estate: Estate) -> list[dict[str, Any]] | None:
@@ -112,7 +143,7 @@ class RowCheck:
     row, so it rides on the validation pass (``validate(..., visit=check)``) instead of reading again."""
 
     def __init__(self, settings: WaveSettings, file: str) -> None:
-        self.pre = Preflight()
+        self.pre = Preflight(policy=settings.policy)
         self.policy = settings.policy
         self.file = file
 
@@ -153,7 +184,8 @@ def check_buckets(pre: Preflight, settings: WaveSettings, stores: Stores) -> Non
         except AccessDenied as exc:
             # Wrong credentials, or an owner that is not the expected one: a setting to fix, in any role.
             b.error = f"{type(exc).__name__}: {exc}"
-            pre.refuse(f"{location}: access denied ({exc}); check the location's credentials and owner")
+            pre.refuse_bucket(location, f"access denied ({exc}); check the location's credentials and owner",
+                              f"its bucket {location} refuses access")
             continue
         except StoreError as exc:
             b.error = f"{type(exc).__name__}: {exc}"
@@ -163,8 +195,9 @@ def check_buckets(pre: Preflight, settings: WaveSettings, stores: Stores) -> Non
             declared = spec.region if spec is not None else None
             reported = ident.region.lower() if ident.region else None
             if reported and declared and reported != declared.lower():
-                pre.refuse(f"{location}: location {spec.name if spec else ''!r} declares region {declared}, "
-                           f"the cloud says {reported} ({ident.region_source})")
+                pre.refuse_bucket(location, f"location {spec.name if spec else ''!r} declares region {declared}, "
+                                  f"the cloud says {reported} ({ident.region_source})",
+                                  f"its bucket {location} is not in the declared region {declared}")
             b.region = reported or declared
             b.region_verified = bool(reported) and ident.official_endpoint
             if reported and not b.region_verified:
@@ -172,18 +205,24 @@ def check_buckets(pre: Preflight, settings: WaveSettings, stores: Stores) -> Non
             elif not reported:
                 b.region_source = "declared" if declared else "none"
             if spec is not None and spec.owner and ident.owner and ident.owner != spec.owner:
-                pre.refuse(f"{location}: location {spec.name!r} names owner {spec.owner}, "
-                           f"the cloud says {ident.owner} ({ident.owner_source})")
+                pre.refuse_bucket(location, f"location {spec.name!r} names owner {spec.owner}, "
+                                  f"the cloud says {ident.owner} ({ident.owner_source})",
+                                  f"its bucket {location} is not owned by {spec.owner}")
         if "destination" not in b.roles:
             continue
         if b.missing:
-            pre.refuse(f"{location}: destination bucket not found ({b.rows} row(s) write there)")
+            pre.refuse_bucket(location, f"destination bucket not found ({b.rows} row(s) write there)",
+                              "the destination bucket does not exist")
         elif b.error is not None:
-            pre.refuse(f"{location}: destination bucket cannot be checked: {b.error}")
+            pre.refuse_bucket(location, f"destination bucket cannot be checked: {b.error}",
+                              "the destination bucket cannot be checked")
         elif policy.residency is not None:
+            allowed = ", ".join(policy.allowed_regions)
             if b.region is None:
-                pre.refuse(f"{location}: the destination's region is unknown; declare it in the location "
-                           f"(the wave moves {policy.residency} rows into {', '.join(policy.allowed_regions)})")
+                pre.refuse_bucket(location, "the destination's region is unknown; declare it in the location "
+                                  f"(the wave moves {policy.residency} rows into {allowed})",
+                                  "the destination's region is unknown")
             elif b.region not in {r.lower() for r in policy.allowed_regions}:
-                pre.refuse(f"{location}: destination region {b.region} is not allowed for {policy.residency} "
-                           f"rows (allowed: {', '.join(policy.allowed_regions)}; {b.rows} row(s) write there)")
+                pre.refuse_bucket(location, f"destination region {b.region} is not allowed for "
+                                  f"{policy.residency} rows (allowed: {allowed}; {b.rows} row(s) write there)",
+                                  f"destination region {b.region} is not allowed (allowed: {allowed})")

@@ -90,6 +90,7 @@ def run_wave(manifest: Path, state_dir: Path, signer: Signer, settings: WaveSett
     # Residency, destinations and regions: refused here, before any cloud is written or the journal begun.
     pre = row_check.pre
     check_buckets(pre, settings, stores)
+    pre.name_rows(iter_rows(manifest, estate=estate), str(manifest))
     pre.raise_if_refused(str(manifest))
     policy = settings.policy.as_record()
     with RunLock(state_dir):
