@@ -23,6 +23,7 @@ endpoint must be loopback).
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 import typing
 from collections.abc import Mapping
@@ -165,11 +166,12 @@ class WaveSettings:
                              load_oci_config=oci_config.load, locations=self.estate.locations)
 
     def binding(self) -> dict[str, Any]:
-        """What a state folder binds on its first run: the policy, and the estate's digest when there is one
-        (identities only, so a rotated credential or a renamed profile is not a change)."""
+        """What a state folder binds on its first run: the policy, and each location's identity when there are
+        locations (kind, region, owner, buckets: a rotated credential, a renamed profile or another hostname
+        for the same store is not a change)."""
         bound = self.policy.as_record()
         if self.estate:
-            bound["estate_sha256"] = self.estate.digest()
+            bound["locations"] = self.estate.binding()
         return bound
 
     @property
@@ -216,21 +218,28 @@ def load_wave(path: Path | None, flags: Mapping[str, Any], env: Mapping[str, str
     estate = Estate()
     if path is not None:
         doc = _read(path)
-        for table in _TABLES:
-            values.update(_table(path, doc, table))
-        if "locations" in doc:
-            estate = parse_locations(doc["locations"], file=str(path))
+        try:
+            for table in _TABLES:
+                values.update(_table(path, doc, table))
+            if "locations" in doc:
+                estate = parse_locations(doc["locations"], file=str(path))
+        except InputError as exc:
+            raise _located(exc, path) from None
     for key, value in flags.items():
         if key not in _FIELDS:
             raise InputError(f"unknown setting (known: {', '.join(sorted(_FIELDS))})", field=key)
         if value is not None:
             values[key] = value
-    where = str(path) if path else None
+    flagged = {k for k, v in flags.items() if v is not None}
     try:
         policy = WavePolicy(**{k: v for k, v in values.items() if _FIELDS[k][0] is WavePolicy})
         transfer = TransferSettings(**{k: v for k, v in values.items() if _FIELDS[k][0] is TransferSettings})
     except InputError as exc:
-        raise InputError(str(exc.args[0]), file=where, field=exc.field) from None
+        key = exc.field or ""
+        if path is None or key in flagged:   # the flag's value, not the file's
+            raise InputError(str(exc.args[0]), field=f"--{key.replace('_', '-')}" if key else None) from None
+        table = next((name for name, known in _TABLES.items() if key in known), "policy")
+        raise _located(InputError(str(exc.args[0]), file=str(path), field=f"{table}.{key}"), path) from None
     return WaveSettings(policy=policy, transfer=transfer, endpoints=endpoints_from_env(env),
                         oci_kms_management_endpoint=env.get("MIGRATOR_OCI_KMS_MANAGEMENT_ENDPOINT") or None,
                         estate=estate)
@@ -254,6 +263,32 @@ def _read(path: Path) -> dict[str, Any]:
     return doc
 
 
+_HEADER = re.compile(r"^\s*\[\s*([^\[\]]+?)\s*\]\s*(#.*)?$")
+
+
+def _located(exc: InputError, path: Path) -> InputError:
+    """``exc`` with the line of its dotted field (``locations.dc.kind``) in the wave file, when the file
+    writes it the plain way (a ``[table]`` header, then ``key = ...``); otherwise as it is."""
+    if exc.line is not None or not exc.field:
+        return exc
+    table, _, key = exc.field.rpartition(".")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return exc
+    current, header_line = "", None   # the field's own [table], else its table's: where to add it
+    for number, text in enumerate(lines, start=1):
+        header = _HEADER.match(text)
+        if header:
+            current = ".".join(part.strip().strip('"') for part in header.group(1).split("."))
+            if current == exc.field or (current == table and header_line is None):
+                header_line = number
+            continue
+        if current == table and re.match(rf"^\s*\"?{re.escape(key)}\"?\s*=", text):
+            return InputError(str(exc.args[0]), file=exc.file, line=number, field=exc.field)
+    return InputError(str(exc.args[0]), file=exc.file, line=header_line, field=exc.field)
+
+
 def _table(path: Path, doc: Mapping[str, Any], name: str) -> dict[str, Any]:
     """One table of the wave file (empty when absent), each key known to it and of its field's type."""
     table = doc.get(name, {})
@@ -263,16 +298,17 @@ def _table(path: Path, doc: Mapping[str, Any], name: str) -> dict[str, Any]:
     for key, value in table.items():
         if key not in known:
             listed = sorted(known) if name == "policy" else known
-            raise InputError(f"unknown {name} key (known: {', '.join(listed)})", file=str(path), field=key)
+            raise InputError(f"unknown {name} key (known: {', '.join(listed)})", file=str(path),
+                             field=f"{name}.{key}")
         hint = _FIELDS[key][1]
         if typing.get_origin(hint) is tuple:   # a list of strings in TOML
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise InputError(f"want a list of strings, got {value!r}", file=str(path), field=key)
+                raise InputError(f"want a list of strings, got {value!r}", file=str(path), field=f"{name}.{key}")
             table = {**table, key: tuple(value)}
             continue
         want = str if hint == (str | None) else hint
         if type(value) is not want:   # exact: a TOML bool is not an int here
             article = "an" if want.__name__[0] in "aeiou" else "a"
             raise InputError(f"want {article} {want.__name__}{_TYPE_HINT[name]}, got {value!r}",
-                             file=str(path), field=key)
+                             file=str(path), field=f"{name}.{key}")
     return dict(table)

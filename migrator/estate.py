@@ -13,8 +13,6 @@ profiles are never part of it: ``digest`` leaves them out, so a rotated token is
 from __future__ import annotations
 
 import fnmatch
-import hashlib
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -106,10 +104,11 @@ class Estate:
     def identities(self) -> list[dict[str, Any]]:
         return [s.identity() for s in sorted(self.locations, key=lambda s: s.name)]
 
-    def digest(self) -> str:
-        """SHA-256 over the identities (credentials and profiles left out), for binding a resume."""
-        data = json.dumps(self.identities(), sort_keys=True, separators=(",", ":")).encode()
-        return hashlib.sha256(data).hexdigest()
+    def binding(self) -> dict[str, dict[str, Any]]:
+        """What a resume must keep: each location's identity without its endpoint, which is information
+        only (the same store may be reached through another hostname)."""
+        return {s.name: {k: v for k, v in s.identity().items() if k not in ("name", "endpoint")}
+                for s in sorted(self.locations, key=lambda s: s.name)}
 
 
 def parse_locations(table: Any, *, file: str | None) -> Estate:
@@ -130,7 +129,8 @@ def parse_locations(table: Any, *, file: str | None) -> Estate:
 def _spec(name: str, body: Mapping[str, Any], file: str | None, where: str) -> LocationSpec:
     kind = body.get("kind")
     if kind not in KINDS:
-        raise InputError(f"want kind = one of {', '.join(KINDS)}", file=file, field=f"{where}.kind")
+        got = "none" if kind is None else repr(kind)
+        raise InputError(f"want kind = one of {', '.join(KINDS)}, got {got}", file=file, field=f"{where}.kind")
     for key, value in body.items():
         if key not in _KEYS:
             raise InputError(f"unknown key (known: {', '.join(sorted(_KEYS))})", file=file, field=f"{where}.{key}")
@@ -150,7 +150,8 @@ def _spec(name: str, body: Mapping[str, Any], file: str | None, where: str) -> L
         raise InputError(f"not a region name: {region!r}", file=file, field=f"{where}.region")
     style = body.get("addressing_style")
     if style is not None and style not in ADDRESSING_STYLES:
-        raise InputError(f"want one of {', '.join(ADDRESSING_STYLES)}", file=file, field=f"{where}.addressing_style")
+        raise InputError(f"want one of {', '.join(ADDRESSING_STYLES)}, got {style!r}", file=file,
+                         field=f"{where}.addressing_style")
     endpoint = body.get("endpoint")
     if endpoint is not None and not endpoint.startswith(("https://", "http://")):
         raise InputError(f"want an http(s):// URL, got {endpoint!r}", file=file, field=f"{where}.endpoint")

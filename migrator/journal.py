@@ -111,6 +111,22 @@ def _private(path: Path) -> None:
             other.chmod(0o600)
 
 
+def _dotted(settings: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested tables flattened to dotted keys (``locations.oci-us.region``), so a changed resume names the
+    one field that changed, not a whole table."""
+    out: dict[str, Any] = {}
+    for key, value in settings.items():
+        if isinstance(value, Mapping) and value:
+            out.update(_dotted(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _said(value: Any) -> str:
+    return "(none)" if value is None else json.dumps(value)
+
+
 class Journal:
     FILE = "journal.sqlite"
 
@@ -172,17 +188,18 @@ class Journal:
                 f"state folder {self.path.parent} belongs to another manifest (sha256 {existing[:16]}...); "
                 "use a new --state folder for a different manifest")
         if existing is not None:
-            first = json.loads(self.get_meta("settings") or "{}")
-            differ = sorted(k for k in {*first, *settings} if first.get(k) != settings.get(k))
+            first = _dotted(json.loads(self.get_meta("settings") or "{}"))
+            now_bound = _dotted(settings)
+            differ = sorted(k for k in {*first, *now_bound} if first.get(k) != now_bound.get(k))
             if differ and not allow_changed:
-                said = "; ".join(f"{k} {json.dumps(first.get(k))} (this run: {json.dumps(settings.get(k))})"
+                said = "; ".join(f"{k} {_said(first.get(k))} (this run: {_said(now_bound.get(k))})"
                                  for k in differ)
                 raise StateError(f"state folder {self.path.parent} was started with another policy: {said}; "
                                  "resume with the first run's policy and locations, or use a new --state folder "
                                  "(or pass --allow-changed-policy, which the attestation records)")
             if differ:
                 changes = json.loads(self.get_meta("policy_changes") or "[]")
-                changes.append({"at": now(), "changed": {k: {"before": first.get(k), "after": settings.get(k)}
+                changes.append({"at": now(), "changed": {k: {"before": first.get(k), "after": now_bound.get(k)}
                                                          for k in differ}})
                 with self._lock:
                     self._conn.execute("BEGIN IMMEDIATE")

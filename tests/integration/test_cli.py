@@ -93,7 +93,7 @@ def test_bad_wave_file_is_refused_before_the_state_folder_exists(tmp_path: Path)
     assert _run("keys", "generate", "--out", str(keys)).returncode == 0
     m = tmp_path / "m.csv"
     m.write_text("source,destination\ns3://good-bucket/a,oci://ns/dest/a\n")
-    for text, words in (("[transfer]\npart_size = 1048576\n", "field 'part_size'"),
+    for text, words in (("[transfer]\npart_size = 1048576\n", "line 2, field 'transfer.part_size'"),
                         ("transfer = 5\n", "field 'transfer'"), ("policy = 5\n", "field 'policy'")):
         wave = tmp_path / "wave.toml"
         wave.write_text(text)

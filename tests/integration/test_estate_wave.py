@@ -20,7 +20,7 @@ from migrator.errors import InputError, StateError
 from migrator.plan import plan_wave
 from migrator.runner import run_wave
 from migrator.sandbox.buckets import create_bucket, gcs_client, s3_client
-from migrator.sandbox.control import SandboxState
+from migrator.sandbox.control import AWS_PROFILE_DC, SandboxState
 from tests.conftest import unique
 
 
@@ -30,14 +30,17 @@ def keys(tmp_path: Path) -> tuple[Path, Path]:
 
 
 class Estate:
-    """Buckets in three locations on the sandbox: two S3 locations on one endpoint (the data centre and
-    AWS; both hold a bucket called `shared`), GCS, and OCI declared as us-ashburn-1."""
+    """Buckets in four locations on the sandbox: the data centre's S3 (its own server, owner and
+    credentials) and AWS's, each holding its own bucket called `shared`; GCS; and OCI declared as
+    us-ashburn-1."""
 
     def __init__(self, sandbox: SandboxState, tmp_path: Path) -> None:
         self.sandbox, self.tmp = sandbox, tmp_path
         self.dc, self.aws, self.gcs, self.dst = unique("edc"), unique("eaws"), unique("egcs"), unique("edst")
         self.shared = unique("eshared")
-        for bucket in (self.dc, self.aws, self.shared):
+        for bucket in (self.dc, self.shared):
+            create_bucket(sandbox, "s3", bucket, versioned=True, server="s3dc")
+        for bucket in (self.aws, self.shared):
             create_bucket(sandbox, "s3", bucket, versioned=True)
         create_bucket(sandbox, "gs", self.gcs, versioned=True, soft_delete_seconds=0)
         create_bucket(sandbox, "oci", self.dst, versioned=True)
@@ -47,8 +50,10 @@ class Estate:
              dc_endpoint: str | None = None) -> WaveSettings:
         s, ca = self.sandbox, self.sandbox.ca_file
         trust = f'ca_bundle = "{ca}"\n' if ca else ""
-        text = (f'[locations.dc]\nkind = "s3"\nendpoint = "{dc_endpoint or s.s3.url}"\nregion = "us-east-1"\n'
-                f'buckets = ["{self.dc}", "{self.shared}"]\naddressing_style = "path"\n{trust}'
+        assert s.s3dc is not None
+        text = (f'[locations.dc]\nkind = "s3"\nendpoint = "{dc_endpoint or s.s3dc.url}"\nregion = "us-east-1"\n'
+                f'buckets = ["{self.dc}", "{self.shared}"]\naddressing_style = "path"\nprofile = "{AWS_PROFILE_DC}"\n'
+                f'{trust}'
 
                 f'[locations.aws-us]\nkind = "s3"\nendpoint = "{s.s3.url}"\nregion = "us-east-1"\n'
                 f'buckets = ["{self.aws}", "{self.shared}"]\n{trust}'
@@ -63,16 +68,17 @@ class Estate:
     def put(self, where: str, key: str, body: bytes) -> None:
         if where == "gcs":
             gcs_client(self.sandbox).bucket(self.gcs).blob(key).upload_from_string(body)
-        else:
-            s3_client(self.sandbox).put_object(Bucket=getattr(self, where), Key=key, Body=body)
+        else:   # `shared` is the data centre's bucket of that name
+            server = "s3" if where == "aws" else "s3dc"
+            s3_client(self.sandbox, server).put_object(Bucket=getattr(self, where), Key=key, Body=body)
 
     def manifest(self, rows: list[dict[str, Any]]) -> Path:
         path = self.tmp / "m.jsonl"
         path.write_text("".join(json.dumps(r) + "\n" for r in rows))
         return path
 
-    def present(self, bucket: str, key: str) -> bool:
-        r = s3_client(self.sandbox).list_object_versions(Bucket=bucket, Prefix=key)
+    def present(self, bucket: str, key: str, server: str = "s3dc") -> bool:
+        r = s3_client(self.sandbox, server).list_object_versions(Bucket=bucket, Prefix=key)
         return bool(r.get("Versions"))
 
 
@@ -96,6 +102,7 @@ def test_a_wave_across_locations_leaves_other_residencies_untouched_and_attests_
         sandbox: SandboxState, tmp_path: Path, keys: tuple[Path, Path]) -> None:
     e = Estate(sandbox, tmp_path)
     manifest = e.manifest(_rows(e))
+    s3_client(sandbox).put_object(Bucket=e.shared, Key="u/2", Body=b"AWS's own bucket called shared")
     settings = e.wave(US + 'other_residency = "out-of-scope"\n')
     plan = plan_wave(manifest, settings)
     assert plan.ready and plan.out_of_scope == 1 and not plan.refusals
@@ -108,6 +115,7 @@ def test_a_wave_across_locations_leaves_other_residencies_untouched_and_attests_
     assert (result.removed, result.held, result.failed, result.out_of_scope) == (3, 0, 0, 1) and result.complete
     assert e.present(e.dc, "eu/4")                       # untouched
     assert not e.present(e.dc, "u/1") and not e.present(e.shared, "u/2")
+    assert e.present(e.shared, "u/2", "s3")   # AWS's bucket of the same name is another bucket: untouched
     records = [json.loads(line) for line in (tmp_path / "st" / "records.jsonl").read_text().splitlines()]
     assert records[1]["source"] == f"s3://dc@{e.shared}/u/2" and records[0]["destination"].startswith("oci://oci-us@")
     assert records[3]["state"] == "OUT_OF_SCOPE" and records[3]["reason"] == "other residency"
@@ -144,7 +152,11 @@ def test_a_destination_outside_the_allowed_regions_or_missing_is_refused(
     rows = _rows(e)[:3]
     manifest = e.manifest(rows)
     plan = plan_wave(manifest, e.wave(US, oci_region="eu-frankfurt-1"))
-    assert len(plan.refusals) == 1 and "region eu-frankfurt-1 is not allowed for US rows" in plan.refusals[0]
+    assert "region eu-frankfurt-1 is not allowed for US rows" in plan.refusals[0]
+    # Then every row writing there, by file and line; and none of them is planned as a hold.
+    assert [r.split(": ")[0] for r in plan.refusals[1:]] == [f"{manifest}:{n}" for n in (1, 2, 3)]
+    assert all(": destination: " in r and "not allowed" in r for r in plan.refusals[1:])
+    assert not plan.rows_held and not plan.rows_failing
     missing = unique("enodst")
     manifest = e.manifest([{**rows[0], "destination": f"oci://{e.ns}/{missing}/u/1"}])
     e.wave(US)
@@ -152,8 +164,11 @@ def test_a_destination_outside_the_allowed_regions_or_missing_is_refused(
                                                         f'buckets = ["{e.dst}", "{missing}"]')
     (tmp_path / "wave.toml").write_text(text)
     settings = load_wave(tmp_path / "wave.toml", {}, sandbox.env())
-    with pytest.raises(InputError, match="destination bucket not found"):
+    with pytest.raises(InputError, match="destination bucket not found") as err:
         run_wave(manifest, tmp_path / "st", load_signer(keys[0]), settings)
+    assert f"{manifest}:1: destination: row 1 (oci://oci-us@{e.ns}/{missing}/u/1): the destination bucket does " \
+        "not exist" in str(err.value)
+    assert not plan_wave(manifest, settings).rows_held   # refused, not also counted as held
     assert e.present(e.dc, "u/1")
 
 
@@ -205,14 +220,22 @@ def test_a_resume_is_bound_to_the_estate_unless_allowed_and_then_attested(
     signer = load_signer(keys[0])
     first = run_wave(manifest, tmp_path / "st", signer, e.wave(US, dc_endpoint="https://127.0.0.1:9"))
     assert first.failed == 2
-    # Another endpoint URL is another identity's information: the digest covers it, so it is a change.
-    with pytest.raises(StateError, match="estate_sha256"):
-        run_wave(manifest, tmp_path / "st", signer, e.wave(US))
-    result = run_wave(manifest, tmp_path / "st", signer, e.wave(US), allow_changed_policy=True)
-    assert result.complete and result.removed == 3
+    # The endpoint URL is information only (the same store by another hostname): not a change.
+    again = run_wave(manifest, tmp_path / "st", signer, e.wave(US))
+    assert again.complete and again.removed == 3
+    # A location's identity is: the refusal names the one field that changed.
+    extra = unique("eextra")
+    e.wave(US)
+    wave = tmp_path / "wave.toml"
+    wave.write_text(wave.read_text().replace(f'buckets = ["{e.dst}"]', f'buckets = ["{e.dst}", "{extra}"]'))
+    changed = load_wave(wave, {}, sandbox.env())
+    with pytest.raises(StateError) as err:
+        run_wave(manifest, tmp_path / "st", signer, changed)
+    assert f'locations.oci-us.buckets ["{e.dst}"] (this run: ["{e.dst}", "{extra}"])' in str(err.value)
+    run_wave(manifest, tmp_path / "st", signer, changed, allow_changed_policy=True)
     statement = json.loads(base64.b64decode(json.loads((tmp_path / "st" / "attestation.json").read_text())["payload"]))
-    changes = statement["predicate"]["policy_changes"]
-    assert len(changes) == 1 and set(changes[0]["changed"]) == {"estate_sha256"}
+    [change] = statement["predicate"]["policy_changes"]
+    assert change["changed"] == {"locations.oci-us.buckets": {"before": [e.dst], "after": [e.dst, extra]}}
 
 
 def _auditor_file(e: Estate, path: Path, owner: str | None = None) -> Path:
@@ -222,9 +245,11 @@ def _auditor_file(e: Estate, path: Path, owner: str | None = None) -> Path:
     url = {name: ep.url.replace("127.0.0.1", "localhost") for name, ep in (("s3", s.s3), ("gs", s.gcs),
                                                                            ("oci", s.oci))}
     trust = f'ca_bundle = "{s.ca_file}"\n' if s.ca_file else ""
+    assert s.s3dc is not None
+    dc = s.s3dc.url.replace("127.0.0.1", "localhost")
     path.write_text(
-        f'[locations.dc]\nkind = "s3"\nregion = "us-east-1"\nendpoint = "{url["s3"]}"\n'
-        f'addressing_style = "path"\n{trust}'
+        f'[locations.dc]\nkind = "s3"\nregion = "us-east-1"\nendpoint = "{dc}"\n'
+        f'addressing_style = "path"\nprofile = "{AWS_PROFILE_DC}"\n{trust}'
         f'[locations.aws-us]\nkind = "s3"\nregion = "us-east-1"\nendpoint = "{url["s3"]}"\n'
         f'addressing_style = "path"\n{trust}'
         f'[locations.gcp]\nkind = "gs"\nendpoint = "{url["gs"]}"\n{trust}'
@@ -257,7 +282,7 @@ def test_the_auditor_reaches_each_attested_location_through_their_own_file(
     assert rows[4].state == "OUT_OF_SCOPE" and [f.check for f in rows[4].findings] == ["untouched"]
     assert rows[2].findings[-1].uri == f"s3://dc@{e.shared}/u/2"   # read in the data centre, not in AWS
     # The EU user's object, left untouched by the wave, deleted since: the live check names it.
-    s3_client(sandbox).delete_object(Bucket=e.dc, Key="eu/4")
+    s3_client(sandbox, "s3dc").delete_object(Bucket=e.dc, Key="eu/4")
     row = check_live(att, records, policy, reach_scope(att, stores), sample=4, seed=1, download=False).results[3]
     [bad] = row.problems
     assert (bad.check, bad.uri) == ("untouched", f"s3://dc@{e.dc}/eu/4") and "removed or deleted since" in bad.detail
@@ -305,21 +330,20 @@ def test_audit_prove_takes_the_uri_with_or_without_its_location(
 
 def test_an_s3_location_of_another_owner_is_refused_before_any_write(
         sandbox: SandboxState, tmp_path: Path, keys: tuple[Path, Path]) -> None:
-    from migrator.sandbox.control import AWS_OWNER as OWNER_ACCOUNT
-    from migrator.sandbox.control import DC_OWNER
+    from migrator.sandbox.control import AWS_OWNER, DC_OWNER
 
     e = Estate(sandbox, tmp_path)
     manifest = e.manifest(_rows(e)[:1])
     e.wave(US)
     wave = tmp_path / "wave.toml"
     owned = wave.read_text().replace('addressing_style = "path"\n', 'addressing_style = "path"\nowner = "{}"\n')
-    wave.write_text(owned.format(OWNER_ACCOUNT))
+    wave.write_text(owned.format(DC_OWNER))
     plan = plan_wave(manifest, load_wave(wave, {}, sandbox.env()))
     assert plan.ready and not plan.refusals
     used = {b["bucket"]: b for loc in plan.estate or [] for b in loc["used"]}
-    assert used[f"s3://dc@{e.dc}"]["owner"] == OWNER_ACCOUNT
+    assert used[f"s3://dc@{e.dc}"]["owner"] == DC_OWNER
     assert used[f"s3://dc@{e.dc}"]["owner_source"] == "ExpectedBucketOwner"
-    wave.write_text(owned.format(DC_OWNER))   # the bucket is not that account's
+    wave.write_text(owned.format(AWS_OWNER))   # the data centre's bucket is not AWS's account's
     with pytest.raises(InputError, match="access denied"):
         run_wave(manifest, tmp_path / "st", load_signer(keys[0]), load_wave(wave, {}, sandbox.env()))
     assert e.present(e.dc, "u/1") and not (tmp_path / "st" / "journal.sqlite").exists()

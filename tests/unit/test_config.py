@@ -61,18 +61,18 @@ def test_a_given_flag_beats_the_file_and_none_means_not_given(tmp_path: Path) ->
 def test_a_bad_flag_value_names_the_field() -> None:
     with pytest.raises(InputError) as err:
         load_wave(None, {"concurrency": 0}, {})
-    assert err.value.field == "concurrency" and "between 1 and 1024" in str(err.value)
+    assert err.value.field == "--concurrency" and err.value.file is None and "between 1 and 1024" in str(err.value)
 
 
 @pytest.mark.parametrize(("text", "field", "words"), [
-    ("[transfer]\nchunk = 5\n", "chunk", "unknown transfer key"),
-    ("[transfer]\nmultipart_threshold = '16MiB'\n", "multipart_threshold", "want an int"),
-    ("[transfer]\nparts_in_flight = 0\n", "parts_in_flight", "at least 1"),
-    ("[transfer]\npart_size = true\n", "part_size", "want an int"),
-    ("[transfer]\npart_size = 1048576\n", "part_size", "between 5 MiB and 5 GiB"),
-    ("[transfer]\npart_size = 6000000\n", "part_size", "multiple of 256 KiB"),
-    ("[transfer]\nbuffer_memory = 0\n", "buffer_memory", "at least 1"),
-    ("[transfer]\nconcurrency = 4\n", "concurrency", "unknown transfer key"),   # it lives in [policy]
+    ("[transfer]\nchunk = 5\n", "transfer.chunk", "unknown transfer key"),
+    ("[transfer]\nmultipart_threshold = '16MiB'\n", "transfer.multipart_threshold", "want an int"),
+    ("[transfer]\nparts_in_flight = 0\n", "transfer.parts_in_flight", "at least 1"),
+    ("[transfer]\npart_size = true\n", "transfer.part_size", "want an int"),
+    ("[transfer]\npart_size = 1048576\n", "transfer.part_size", "between 5 MiB and 5 GiB"),
+    ("[transfer]\npart_size = 6000000\n", "transfer.part_size", "multiple of 256 KiB"),
+    ("[transfer]\nbuffer_memory = 0\n", "transfer.buffer_memory", "at least 1"),
+    ("[transfer]\nconcurrency = 4\n", "transfer.concurrency", "unknown transfer key"),   # it lives in [policy]
     ("transfer = 5\n", "transfer", "want a [transfer] table"),
 ])
 def test_bad_transfer_values_name_file_and_field(tmp_path: Path, text: str, field: str, words: str) -> None:
@@ -80,17 +80,17 @@ def test_bad_transfer_values_name_file_and_field(tmp_path: Path, text: str, fiel
     with pytest.raises(InputError) as err:
         load_wave(path, {}, {})
     assert err.value.field == field and words in str(err.value)
-    assert str(path) in str(err.value.file)
+    assert str(path) in str(err.value.file) and err.value.line == (1 if field == "transfer" else 2)
 
 
 @pytest.mark.parametrize(("text", "field", "words"), [
-    ("[policy]\nconcurrency = '4'\n", "concurrency", "want an int, got '4'"),
-    ("[policy]\nbatch_rows = true\n", "batch_rows", "want an int, got True"),
-    ("[policy]\nsecond_read = 1\n", "second_read", "want a bool, got 1"),
-    ("[policy]\nversions = 2\n", "versions", "want a str, got 2"),
-    ("[policy]\nversions = 'some'\n", "versions", "versions must be one of all, current"),
-    ("[policy]\ndelete_batch = 5000\n", "delete_batch", "between 1 and 1000"),
-    ("[policy]\npart_size = 8388608\n", "part_size", "unknown policy key (known: allowed_regions, batch_rows, "
+    ("[policy]\nconcurrency = '4'\n", "policy.concurrency", "want an int, got '4'"),
+    ("[policy]\nbatch_rows = true\n", "policy.batch_rows", "want an int, got True"),
+    ("[policy]\nsecond_read = 1\n", "policy.second_read", "want a bool, got 1"),
+    ("[policy]\nversions = 2\n", "policy.versions", "want a str, got 2"),
+    ("[policy]\nversions = 'some'\n", "policy.versions", "versions must be one of all, current"),
+    ("[policy]\ndelete_batch = 5000\n", "policy.delete_batch", "between 1 and 1000"),
+    ("[policy]\npart_size = 8388608\n", "policy.part_size", "unknown policy key (known: allowed_regions, batch_rows, "
      "bypass_governance, concurrency, delete_batch, other_residency, require_destination_protection, "
      "require_residency, residency, second_read, soft_delete, versions)"),
 ])
@@ -99,7 +99,7 @@ def test_bad_policy_values_name_file_and_field(tmp_path: Path, text: str, field:
     with pytest.raises(InputError) as err:
         load_wave(path, {}, {})
     assert err.value.field == field and words in str(err.value)
-    assert str(path) in str(err.value.file)
+    assert str(path) in str(err.value.file) and err.value.line == (1 if field == "transfer" else 2)
 
 
 def test_unknown_table_is_refused(tmp_path: Path) -> None:

@@ -122,13 +122,16 @@ def test_bad_locations_name_the_file_and_field(tmp_path: Path, text: str, field:
     assert err.value.file == str(wave) and err.value.field == field and words in str(err.value)
 
 
-def test_the_digest_covers_identity_and_leaves_out_credentials(tmp_path: Path) -> None:
-    base = _estate(tmp_path).digest()
-    assert _estate(tmp_path, ESTATE.replace('profile = "dc"', 'profile = "dc-rotated"')).digest() == base
+def test_the_binding_covers_identity_and_leaves_out_credentials_and_endpoints(tmp_path: Path) -> None:
+    base = _estate(tmp_path).binding()
+    assert _estate(tmp_path, ESTATE.replace('profile = "dc"', 'profile = "dc-rotated"')).binding() == base
     assert _estate(tmp_path, ESTATE.replace('config_file = "/tmp/oci/config"',
-                                            'config_file = "/elsewhere"')).digest() == base
-    assert _estate(tmp_path, ESTATE.replace('region = "us-ashburn-1"', 'region = "us-phoenix-1"')).digest() != base
-    assert _estate(tmp_path, ESTATE.replace('owner = "000000000042"', 'owner = "1"')).digest() != base
+                                            'config_file = "/elsewhere"')).binding() == base
+    # The same store by another hostname: information, not identity.
+    assert _estate(tmp_path, ESTATE.replace("https://127.0.0.1:9100", "https://localhost:9100")).binding() == base
+    assert _estate(tmp_path, ESTATE.replace('region = "us-ashburn-1"', 'region = "us-phoenix-1"')).binding() != base
+    assert _estate(tmp_path, ESTATE.replace('owner = "000000000042"', 'owner = "1"')).binding() != base
+    assert all(set(ident) == {"kind", "region", "owner", "buckets"} for ident in base.values())
     ident = LocationSpec("dc", "s3", ("b",), profile="secret-profile").identity()
     assert "secret-profile" not in str(ident) and set(ident) == {"name", "kind", "region", "owner", "endpoint",
                                                                  "buckets"}
@@ -137,3 +140,16 @@ def test_the_digest_covers_identity_and_leaves_out_credentials(tmp_path: Path) -
 def test_parse_locations_takes_tables_only() -> None:
     with pytest.raises(InputError, match=r"want \[locations\.NAME\] tables"):
         parse_locations(["dc"], file=None)
+
+
+def test_a_bad_location_key_names_its_line_and_echoes_the_value(tmp_path: Path) -> None:
+    wave = tmp_path / "wave.toml"
+    wave.write_text('[policy]\nversions = "all"\n\n[locations.dc]\nkind = "minio"\nbuckets = ["b"]\n')
+    with pytest.raises(InputError) as err:
+        load_wave(wave, {}, {})
+    assert (err.value.field, err.value.line) == ("locations.dc.kind", 5) and "got 'minio'" in str(err.value)
+    assert err.value.diagnostics().startswith(f"{wave}, line 5, field 'locations.dc.kind': ")
+    wave.write_text('[locations.dc]\nbuckets = ["b"]\n')   # no kind at all: the table's line
+    with pytest.raises(InputError) as err:
+        load_wave(wave, {}, {})
+    assert (err.value.field, err.value.line) == ("locations.dc.kind", 1) and "got none" in str(err.value)

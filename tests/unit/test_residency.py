@@ -48,7 +48,10 @@ def test_bad_residency_policies_name_the_field(tmp_path: Path, text: str, field:
     wave = _wave(tmp_path, text)
     with pytest.raises(InputError) as err:
         load_wave(wave, {}, {})
-    assert err.value.field == field and err.value.file == str(wave)
+    assert err.value.field == f"policy.{field}" and err.value.file == str(wave)
+    # The line that says it, or the [policy] table's when the key is missing.
+    said = [n for n, line in enumerate(text.splitlines(), 1) if line.startswith(field + " =")]
+    assert err.value.line == (said[0] if said else 1)
 
 
 def test_every_offending_row_is_named_with_file_and_line(tmp_path: Path) -> None:
