@@ -105,15 +105,24 @@ def keys_generate(out_dir: Annotated[Path, typer.Option("--out", help="Folder fo
 @manifest_app.command("validate")
 def manifest_validate(file: Annotated[Path, typer.Argument(help="CSV (with a header) or JSONL manifest.")],
                       wave: Annotated[Path | None, typer.Option(
-                          "--wave", help="Wave file whose [locations] the URIs are resolved against.")] = None,
+                          "--wave", help="Wave file: URIs resolve against its \\[locations.NAME] tables, and its "
+                                   "residency policy is checked row by row.")] = None,
                       ) -> None:
-    """Check every row; print a summary, or one line naming the file, line and field of the first error."""
+    """Check every row; print a summary, or one line naming the file, line and field of the first error.
+
+    With --wave, also the wave's residency, row by row (exit 2 naming every refused row). No cloud is
+    asked: `migrator plan` checks the buckets, owners and regions.
+    """
     import os
 
     from migrator.config import load_wave
     from migrator.manifest import validate
+    from migrator.preflight import RowCheck
 
-    summary = validate(file, estate=load_wave(wave, {}, os.environ).estate)
+    settings = load_wave(wave, {}, os.environ)
+    policy = settings.policy
+    check = RowCheck(settings, str(file)) if policy.residency is not None else None
+    summary = validate(file, estate=settings.estate, visit=check)
     out.print(f"{file}: {summary.rows} rows ({summary.format}), sha256 {summary.sha256}")
     for loc, n in sorted(summary.sources_by_location.items()):
         out.print(f"  {loc}: {n}")
@@ -122,6 +131,16 @@ def manifest_validate(file: Annotated[Path, typer.Argument(help="CSV (with a hea
     if summary.subjects:
         out.print(f"  data subjects: {summary.subjects} (run needs the custodian's --subject-hashes; "
                   "see `migrator subjects --help`)")
+    if check is not None:
+        pre = check.pre
+        moved = summary.rows - pre.out_of_scope - pre.refused_rows
+        out.print(f"  residency {policy.residency}: {moved} row(s) to move, {pre.out_of_scope} out of scope "
+                  f"(left untouched), {pre.refused_rows} refused", markup=False)
+        for refusal in pre.refusals:
+            out.print(f"    {refusal}", markup=False)
+        out.print("  buckets, owners and regions: not checked here (`migrator plan --wave` asks the clouds)")
+        if pre.refusals:
+            raise typer.Exit(2)
 
 
 def _print_wave(result: WaveResult) -> None:
@@ -144,7 +163,8 @@ def run(manifest: Annotated[Path, typer.Argument(help="The wave's manifest.")],
             "--signing-key", help="Key file (0600) or signer spec: file:PATH, awskms:KEY_ID, ocikms:OCID@ENDPOINT.")],
         subject_hashes: Annotated[Path | None, typer.Option(
             "--subject-hashes", help="The custodian's keyed hashes of the manifest's subjects.")] = None,
-        wave: Annotated[Path | None, typer.Option("--wave", help="Wave file (TOML, with a policy table).")] = None,
+        wave: Annotated[Path | None, typer.Option(
+            "--wave", help="Wave file (TOML): \\[policy], \\[transfer] and \\[locations.NAME] tables.")] = None,
         versions: Annotated[str | None, typer.Option(
             help="all: migrate every version (default); current: delete noncurrent versions unmigrated, "
                  "each recorded as disposed by policy.")] = None,
@@ -499,7 +519,7 @@ def audit_check(attestation: Annotated[Path, typer.Argument(help="attestation.js
                 threshold: Annotated[int, typer.Option(help="Signatures needed from distinct keys.")] = 1,
                 records: Annotated[Path | None, typer.Option(help="records.jsonl (default: beside it).")] = None,
                 locations: Annotated[Path | None, typer.Option(
-                    "--locations", help="Your [locations.NAME] tables: your endpoint and read-only credentials "
+                    "--locations", help="Your \\[locations.NAME] tables: your endpoint and read-only credentials "
                                         "for each location the attestation names.")] = None,
                 as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False) -> None:
     """Spot-check a reproducible random sample of records against the clouds, with read-only access.

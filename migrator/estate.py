@@ -81,8 +81,8 @@ class Estate:
         """The URI with its location named, or InputError saying why it has none or is ambiguous."""
         if not self.locations:
             if uri.at:
-                raise InputError(f"{uri} names location {uri.at!r}, but the wave file names no locations",
-                                 field=field)
+                raise InputError(f"{uri} names location {uri.at!r}, but no locations are given (a wave file's "
+                                 "[locations.NAME] tables, with --wave)", field=field)
             return uri
         if uri.at:
             try:

@@ -194,9 +194,10 @@ class Journal:
             if differ and not allow_changed:
                 said = "; ".join(f"{k} {_said(first.get(k))} (this run: {_said(now_bound.get(k))})"
                                  for k in differ)
-                raise StateError(f"state folder {self.path.parent} was started with another policy: {said}; "
-                                 "resume with the first run's policy and locations, or use a new --state folder "
-                                 "(or pass --allow-changed-policy, which the attestation records)")
+                raise StateError(f"state folder {self.path.parent} is bound to another policy or estate: {said}; "
+                                 "resume with the settings it is bound to (its first run's, or the last change "
+                                 "allowed), use a new --state folder, or pass --allow-changed-policy, which the "
+                                 "attestation records")
             if differ:
                 changes = json.loads(self.get_meta("policy_changes") or "[]")
                 changes.append({"at": now(), "changed": {k: {"before": first.get(k), "after": now_bound.get(k)}
