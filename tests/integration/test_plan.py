@@ -89,10 +89,12 @@ def test_plan_cli_json_exit_codes_and_bad_input(sandbox: SandboxState, tmp_path:
 
 
 def test_a_row_is_counted_under_one_reason(sandbox: SandboxState, tmp_path: Path) -> None:
-    # Its destination bucket is missing and so is its source: held once, not also counted as failing.
+    # Its destination bucket is missing and so is its source: the missing destination refuses the wave and
+    # names the row; the row is not also counted as held or failing.
     manifest = tmp_path / "m.jsonl"
     manifest.write_text(json.dumps({"source": f"s3://{unique('nosrc')}/a",
                                     "destination": f"oci://{sandbox.oci_namespace}/{unique('nodst')}/a"}) + "\n")
     plan = plan_wave(manifest, wave_settings())
-    assert plan.rows_held == {"bucket not found": 1} and not plan.rows_failing
-    assert plan.found["sources missing"] == 1 and not plan.ready
+    assert len(plan.refusals) == 2 and "destination bucket not found" in plan.refusals[0]
+    assert plan.refusals[1].startswith(f"{manifest}:1: destination: row 1 ")
+    assert not plan.rows_held and not plan.rows_failing and not plan.ready
