@@ -4,6 +4,7 @@ producer (attest/produce.py), which writes records.jsonl and the signed attestat
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -59,6 +60,22 @@ def attest_journal(journal: Journal, state_dir: Path, manifest: Path, manifest_s
                       exceptions=out.tally.exceptions()["by_reason"], held_rows=out.held_rows)
 
 
+def _check_state_dir(state_dir: Path) -> None:
+    """The state folder exists as a folder, or can be made: checked without making it, so a wave refused
+    before any write leaves nothing behind."""
+    if state_dir.exists():
+        if not state_dir.is_dir():
+            raise StateError(f"--state {state_dir} exists and is not a folder")
+        return
+    ancestor = state_dir.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise StateError(f"--state {state_dir}: cannot create the folder: {ancestor} is not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise StateError(f"--state {state_dir}: cannot create the folder: {ancestor} is not writable")
+
+
 def run_wave(manifest: Path, state_dir: Path, signer: Signer, settings: WaveSettings, *,
              progress: Callable[[int, str], None] | None = None,
              subject_hasher: SubjectHasher | None = None, allow_changed_policy: bool = False) -> WaveResult:
@@ -81,17 +98,17 @@ def run_wave(manifest: Path, state_dir: Path, signer: Signer, settings: WaveSett
         if missing:
             raise InputError(f"the subject hashes do not cover {len(missing)} subject(s) of this manifest; "
                              "ask the custodian for hashes of every subject", file=str(manifest))
-    if state_dir.exists() and not state_dir.is_dir():
-        raise StateError(f"--state {state_dir} exists and is not a folder")
-    try:
-        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)   # the wave's state is confidential
-    except OSError as exc:
-        raise StateError(f"--state {state_dir}: cannot create the folder: {exc.strerror}") from None
-    # Residency, destinations and regions: refused here, before any cloud is written or the journal begun.
+    _check_state_dir(state_dir)   # cheap, before any cloud is asked
+    # Residency, destinations and regions: refused here, before any cloud is written, the journal begun
+    # or even the state folder made.
     pre = row_check.pre
     check_buckets(pre, settings, stores)
     pre.name_rows(iter_rows(manifest, estate=estate), str(manifest))
     pre.raise_if_refused(str(manifest))
+    try:
+        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)   # the wave's state is confidential
+    except OSError as exc:
+        raise StateError(f"--state {state_dir}: cannot create the folder: {exc.strerror}") from None
     policy = settings.policy.as_record()
     with RunLock(state_dir):
         journal = Journal(state_dir)
