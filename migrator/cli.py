@@ -649,21 +649,34 @@ def sandbox_faults(directory: DirOpt = Path(".migrator-sandbox"),
         out.print(f"{ep.name}: {_json.dumps(snap, sort_keys=True)}", markup=False)
 
 
+class _Interrupted(BaseException):
+    """Ctrl-C, raised in place of KeyboardInterrupt: typer turns that into a silent exit 130, and the
+    operator must be told the wave can be resumed. A BaseException, as KeyboardInterrupt is, so no
+    ``except Exception`` on the way up swallows it."""
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise _Interrupted
+
+
 def main() -> None:
     import os
+    import signal
 
     if os.environ.get("MIGRATOR_NO_BACKOFF") == "1":   # tests' CLI processes: retries do not sleep
         from migrator import retry
 
         retry.set_backoff(False)
     # Click handles usage errors (exit 2) and typer.Exit itself; migrator's own errors end here.
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:   # not when SIGINT is ignored
+        signal.signal(signal.SIGINT, _interrupt)
     try:
         app()
     except MigratorError as exc:
         err.print(f"error: {exc.diagnostics()}", markup=False)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        err.print("interrupted; run the same command again to resume")
+    except (_Interrupted, KeyboardInterrupt):
+        err.print("interrupted; run the same command again to resume", markup=False)
         sys.exit(130)
 
 

@@ -283,3 +283,36 @@ def test_bad_places_and_files_are_clear_errors_that_write_nothing(tmp_path: Path
         assert "Traceback" not in proc.stderr
     key = _run("subjects", "key", "--out", str(tmp_path / "custodian" / "subject.key"))
     assert key.returncode == 0 and (tmp_path / "custodian" / "subject.key").exists()
+
+
+def test_ctrl_c_says_the_wave_can_be_resumed(tmp_path: Path, sandbox_env: dict[str, str]) -> None:
+    """SIGINT while a request hangs (a loopback port that accepts and never answers): exit 130 with the
+    words an operator needs, no traceback (typer alone would exit 130 in silence)."""
+    import signal
+    import socket
+    import time
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        env = {**os.environ, **sandbox_env, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{silent.getsockname()[1]}"}
+        m = tmp_path / "m.csv"
+        m.write_text(f"source,destination\ns3://hang/a,oci://{sandbox_env['MIGRATOR_OCI_NAMESPACE']}/dest/a\n")
+        proc = subprocess.Popen([*CLI, "plan", str(m)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:   # wait until the S3 request is in flight
+            silent.settimeout(0.2)
+            try:
+                conn, _ = silent.accept()
+                break
+            except TimeoutError:
+                assert proc.poll() is None, proc.communicate()
+        else:
+            proc.kill()
+            pytest.fail("the CLI never reached the S3 endpoint")
+        with conn:
+            proc.send_signal(signal.SIGINT)
+            out, errs = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out + errs
+    assert "interrupted; run the same command again to resume" in errs and "Traceback" not in errs
