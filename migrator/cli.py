@@ -533,7 +533,7 @@ def audit_check(attestation: Annotated[Path, typer.Argument(help="attestation.js
 
     from migrator.attest.live import check_live
     from migrator.errors import InputError
-    from migrator.live_stores import auditor_estate, reach_scope
+    from migrator.live_stores import auditor_estate, probe_locations, reach_scope
     from migrator.stores.registry import Stores
 
     if not live:
@@ -542,7 +542,9 @@ def audit_check(attestation: Annotated[Path, typer.Argument(help="attestation.js
     att = read_input(attestation)
     estate = auditor_estate(att, locations)
     settings = dataclasses.replace(_env_settings().stores, locations=estate.locations)
-    store_for = reach_scope(att, Stores(settings))
+    stores = Stores(settings)
+    store_for = reach_scope(att, stores)
+    probe_locations(att, stores, locations)   # an unreachable or wrong store stops here, before any sample
     report = check_live(att, read_input(records or attestation.parent / "records.jsonl", "records"),
                         _threshold(key, threshold), store_for, sample=sample, seed=seed, download=download)
     if as_json:

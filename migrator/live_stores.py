@@ -22,7 +22,7 @@ from typing import Any
 
 from migrator.attest.live import StoreFor
 from migrator.attest.verify import parse_attestation
-from migrator.errors import InputError
+from migrator.errors import AccessDenied, InputError, NotFound, StoreError
 from migrator.estate import Estate, parse_locations
 from migrator.stores.registry import Stores
 from migrator.uri import split_location
@@ -132,3 +132,36 @@ def reach_scope(attestation: bytes, stores: Stores) -> StoreFor:
     for scheme in sorted(unnamed & set(SCHEMES)):
         stores.get(scheme)
     return stores.for_uri
+
+
+def probe_locations(attestation: bytes, stores: Stores, file: Path | None) -> None:
+    """Reach each attested location once, through the auditor's own access, before any sample is drawn:
+    identify one bucket the wave used there, and check the owner the cloud reports against the attested
+    one. An unreachable store, refused credentials or another owner is the auditor's setting to fix
+    (InputError, exit 2, naming the location), not a finding against the wave."""
+    for ident in sorted(attested_locations(attestation), key=lambda i: str(i["name"])):
+        name = str(ident["name"])
+        used = [u for u in ident.get("used") or [] if isinstance(u, dict) and isinstance(u.get("bucket"), str)]
+        if not used:
+            continue   # nothing of the wave's there to check
+        try:
+            location, _ = split_location(used[0]["bucket"])
+        except InputError:
+            continue   # check_live's verification decides what a malformed statement means
+        where, named = f"locations.{name}", str(file) if file else None
+        try:
+            found = stores.get(location.scheme, name).identify(location)
+        except NotFound:
+            continue   # an emptied bucket may since be gone: its records' own checks say what that means
+        except AccessDenied as exc:
+            raise InputError(f"location {name!r}: {location} refuses your access ({exc}); check the endpoint "
+                             "and read-only credentials your locations file gives it", file=named,
+                             field=where) from None
+        except StoreError as exc:
+            raise InputError(f"location {name!r}: cannot reach {location} ({type(exc).__name__}: {exc}); check "
+                             "the endpoint your locations file gives it", file=named, field=where) from None
+        attested = used[0].get("owner")
+        if attested is not None and found.owner is not None and found.owner != attested:
+            raise InputError(f"location {name!r}: {location} is owned by {found.owner}, the attestation says "
+                             f"{attested}: your endpoint reaches another store",
+                             file=named, field=where)

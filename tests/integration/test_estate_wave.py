@@ -20,7 +20,7 @@ from migrator.errors import InputError, StateError
 from migrator.plan import plan_wave
 from migrator.runner import run_wave
 from migrator.sandbox.buckets import create_bucket, gcs_client, s3_client
-from migrator.sandbox.control import AWS_PROFILE_DC, SandboxState
+from migrator.sandbox.control import AWS_PROFILE_AWS, AWS_PROFILE_DC, SandboxState
 from tests.conftest import unique
 
 
@@ -310,6 +310,16 @@ def test_audit_check_with_the_auditors_locations_file(
     auditor.write_text(auditor.read_text().replace("[locations.gcp]", "[locations.gcp-old]"))
     proc = subprocess.run([*check, "--locations", str(auditor)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "gcp, which this file does not map" in proc.stderr, proc.stderr
+    # The auditor's own endpoint is down, or reaches another store: exit 2 before any sample, naming it.
+    good = _auditor_file(e, tmp_path / "good.toml").read_text()
+    assert sandbox.s3dc is not None
+    dc_url = sandbox.s3dc.url.replace("127.0.0.1", "localhost")
+    for text, words in ((good.replace(dc_url, "https://127.0.0.1:9"), "cannot reach"),
+                        (good.replace(AWS_PROFILE_DC, AWS_PROFILE_AWS), "refuses your access")):   # AWS's keys
+        auditor.write_text(text)
+        proc = subprocess.run([*check, "--locations", str(auditor)], capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 2 and "field 'locations.dc'" in proc.stderr and words in proc.stderr, proc.stderr
+        assert "[FAIL]" not in proc.stdout
 
 
 def test_audit_prove_takes_the_uri_with_or_without_its_location(
