@@ -23,7 +23,6 @@ endpoint must be loopback).
 from __future__ import annotations
 
 import dataclasses
-import re
 import tomllib
 import typing
 from collections.abc import Mapping
@@ -36,6 +35,7 @@ from migrator.attest.signers import SignerSettings
 from migrator.errors import InputError
 from migrator.estate import Estate, parse_locations
 from migrator.stores.settings import EndpointSettings, StoreSettings, StoreTransfer
+from migrator.toml_lines import located
 
 __all__ = ["EndpointSettings", "TransferSettings", "WavePolicy", "WaveSettings", "endpoints_from_env", "load_wave"]
 
@@ -224,7 +224,7 @@ def load_wave(path: Path | None, flags: Mapping[str, Any], env: Mapping[str, str
             if "locations" in doc:
                 estate = parse_locations(doc["locations"], file=str(path))
         except InputError as exc:
-            raise _located(exc, path) from None
+            raise located(exc, path) from None
     for key, value in flags.items():
         if key not in _FIELDS:
             raise InputError(f"unknown setting (known: {', '.join(sorted(_FIELDS))})", field=key)
@@ -239,7 +239,7 @@ def load_wave(path: Path | None, flags: Mapping[str, Any], env: Mapping[str, str
         if path is None or key in flagged:   # the flag's value, not the file's
             raise InputError(str(exc.args[0]), field=f"--{key.replace('_', '-')}" if key else None) from None
         table = next((name for name, known in _TABLES.items() if key in known), "policy")
-        raise _located(InputError(str(exc.args[0]), file=str(path), field=f"{table}.{key}"), path) from None
+        raise located(InputError(str(exc.args[0]), file=str(path), field=f"{table}.{key}"), path) from None
     return WaveSettings(policy=policy, transfer=transfer, endpoints=endpoints_from_env(env),
                         oci_kms_management_endpoint=env.get("MIGRATOR_OCI_KMS_MANAGEMENT_ENDPOINT") or None,
                         estate=estate)
@@ -261,32 +261,6 @@ def _read(path: Path) -> dict[str, Any]:
         raise InputError(f"unknown table(s) {sorted(unknown_tables)}; want [policy], [transfer] or "
                          "[locations.NAME]", file=str(path))
     return doc
-
-
-_HEADER = re.compile(r"^\s*\[\s*([^\[\]]+?)\s*\]\s*(#.*)?$")
-
-
-def _located(exc: InputError, path: Path) -> InputError:
-    """``exc`` with the line of its dotted field (``locations.dc.kind``) in the wave file, when the file
-    writes it the plain way (a ``[table]`` header, then ``key = ...``); otherwise as it is."""
-    if exc.line is not None or not exc.field:
-        return exc
-    table, _, key = exc.field.rpartition(".")
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError):
-        return exc
-    current, header_line = "", None   # the field's own [table], else its table's: where to add it
-    for number, text in enumerate(lines, start=1):
-        header = _HEADER.match(text)
-        if header:
-            current = ".".join(part.strip().strip('"') for part in header.group(1).split("."))
-            if current == exc.field or (current == table and header_line is None):
-                header_line = number
-            continue
-        if current == table and re.match(rf"^\s*\"?{re.escape(key)}\"?\s*=", text):
-            return InputError(str(exc.args[0]), file=exc.file, line=number, field=exc.field)
-    return InputError(str(exc.args[0]), file=exc.file, line=header_line, field=exc.field)
 
 
 def _table(path: Path, doc: Mapping[str, Any], name: str) -> dict[str, Any]:

@@ -95,6 +95,12 @@ class Estate:
             return uri
         serving = [s.name for s in self.locations if s.serves(uri)]
         if not serving:
+            # An OCI location's owner is its namespace: a bucket it lists, in another namespace, is not its.
+            other = [s for s in self.locations if s.kind == uri.scheme == "oci" and s.owner
+                     and any(fnmatch.fnmatchcase(uri.bucket, p) for p in s.buckets)]
+            if other:
+                raise InputError(f"{uri.location}: location {other[0].name!r} serves bucket {uri.bucket!r} in "
+                                 f"namespace {other[0].owner!r} (its owner), not {uri.namespace!r}", field=field)
             raise InputError(f"no location serves {uri.location} (add it to a location's buckets)", field=field)
         if len(serving) > 1:
             forms = " or ".join(str(uri.placed(name)) for name in serving)

@@ -25,6 +25,7 @@ from migrator.attest.verify import parse_attestation
 from migrator.errors import AccessDenied, InputError, NotFound, StoreError
 from migrator.estate import Estate, parse_locations
 from migrator.stores.registry import Stores
+from migrator.toml_lines import located
 from migrator.uri import split_location
 
 SCHEMES = ("s3", "gs", "oci")
@@ -53,6 +54,19 @@ def _allowed(ident: Mapping[str, Any], key: str) -> list[Any]:
 
 
 def auditor_estate(attestation: bytes, file: Path | None) -> Estate:
+    """The auditor's locations file, checked against the attestation's identities.
+
+    Without locations in the attestation the file must be absent (the environment's endpoints serve, as
+    before). With them, every attested location needs a ``[locations.NAME]`` table, and no other may be
+    given. Raises InputError (exit 2), naming the file, the line and the field, before any store is built.
+    """
+    try:
+        return _auditor_estate(attestation, file)
+    except InputError as exc:
+        raise located(exc, file) if file is not None and exc.file == str(file) else exc from None
+
+
+def _auditor_estate(attestation: bytes, file: Path | None) -> Estate:
     """The auditor's locations file, checked against the attestation's identities.
 
     Without locations in the attestation the file must be absent (the environment's endpoints serve, as

@@ -122,7 +122,7 @@ class Preflight:
                       f"{len(self.refused_buckets)} bucket(s) refused, used by {self.bucket_rows} row(s)"
                       if self.refused_buckets else ""]
             raise InputError(f"the wave is refused before any write ({'; '.join(c for c in counts if c)}); "
-                             f"nothing was written or deleted:\n{lines}"
+                             f"this run wrote and deleted nothing:\n{lines}"
                              + ("\n  ... (more rows not named)" if more else ""), file=file)
 
     def identities(self, estate: Estate) -> list[dict[str, Any]] | None:

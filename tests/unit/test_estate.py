@@ -73,7 +73,8 @@ def test_an_ambiguous_or_unserved_bucket_is_refused_with_the_forms_to_write(tmp_
         estate.resolve(parse_uri("s3://users/k"))
     with pytest.raises(InputError, match="no location serves s3://other"):
         estate.resolve(parse_uri("s3://other/k"))
-    with pytest.raises(InputError, match="no location serves"):
+    with pytest.raises(InputError, match="location 'oci-us' serves bucket 'us-users' in namespace 'ns' "
+                                         "\\(its owner\\), not 'otherns'"):
         estate.resolve(parse_uri("oci://otherns/us-users/k"))   # the OCI owner is the namespace
     with pytest.raises(InputError, match="does not serve bucket 'backups'"):
         estate.resolve(parse_uri("s3://dc@backups/k"))

@@ -179,6 +179,10 @@ def test_a_file_that_does_not_state_the_attested_identity_is_refused(
         auditor_estate(att(estate_wave), write(tmp_path, text))
     assert exc.value.file == str(tmp_path / "auditor-locations.toml")
     assert exc.value.field is not None and exc.value.field.startswith(field), exc.value.field
+    if field in ("locations.dc.owner", "locations.eu.region"):   # the line that says it, as in a wave file
+        assert exc.value.line is not None
+        line = text.splitlines()[exc.value.line - 1]
+        assert line == new, (exc.value.line, line)
 
 
 def test_the_file_goes_with_locations_and_only_with_them(tmp_path: Path, estate_wave: tuple[Estate, Wave]) -> None:

@@ -62,7 +62,7 @@ def test_every_offending_row_is_named_with_file_and_line(tmp_path: Path) -> None
     assert [r.split(": ")[0] for r in pre.refusals] == [f"{m}:3", f"{m}:4", f"{m}:6"]
     assert "residency 'SG'; the wave moves US rows only" in pre.refusals[0]
     assert "no residency tag" in pre.refusals[1]
-    with pytest.raises(InputError, match="nothing was written or deleted") as err:
+    with pytest.raises(InputError, match="this run wrote and deleted nothing") as err:
         pre.raise_if_refused(str(m))
     assert all(r in str(err.value) for r in pre.refusals)
     # Only the rows the wave may move name buckets to check.
