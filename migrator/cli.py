@@ -55,14 +55,26 @@ def _root(version: Annotated[bool, typer.Option("--version", help="Print the ver
 @sandbox_app.command("up")
 def sandbox_up(directory: DirOpt = Path(".migrator-sandbox"),
                http: Annotated[bool, typer.Option("--http", help="Plain HTTP instead of HTTPS.")] = False) -> None:
-    """Start the three endpoints in the background and record them. They speak HTTPS with a certificate
-    from the sandbox's own CA (in the state folder); `sandbox env` exports what the SDKs need to trust it."""
+    """Start the endpoints in the background and record them. They speak HTTPS with a certificate from the
+    sandbox's own CA (in the state folder); `sandbox env` exports what the SDKs need to trust it. The data
+    centre's S3 and OCI's EU region are there for a wave file's [locations] (see docs/sandbox.md)."""
     from migrator.sandbox import control
 
     state = control.up(directory, tls=not http)
-    out.print(f"S3  (moto)            {state.s3.url}")
-    out.print(f"GCS (migrator)        {state.gcs.url}")
-    out.print(f"OCI (migrator)        {state.oci.url}  namespace {state.oci_namespace}")
+    out.print(f"S3  (moto)            {state.s3.url}  owner {control.AWS_OWNER}, profile {control.AWS_PROFILE_AWS}",
+              markup=False)
+    if state.s3dc is not None:
+        out.print(f"S3  data centre       {state.s3dc.url}  owner {control.DC_OWNER}, profile "
+                  f"{control.AWS_PROFILE_DC}, path-style only", markup=False)
+    out.print(f"GCS (migrator)        {state.gcs.url}", markup=False)
+    out.print(f"OCI (migrator)        {state.oci.url}  {control.OCI_REGION}, namespace {state.oci_namespace}",
+              markup=False)
+    if state.oci_eu is not None:
+        out.print(f"OCI EU (migrator)     {state.oci_eu.url}  {control.OCI_EU_REGION}, namespace "
+                  f"{state.oci_namespace}", markup=False)
+    if state.aws_credentials is not None:
+        out.print(f"AWS profiles          {state.aws_credentials} (AWS_SHARED_CREDENTIALS_FILE in `sandbox env`)",
+                  markup=False)
     if state.ca_file is not None:
         out.print(f"CA bundle             {state.ca_file}")
     out.print(f"state in {state.directory}; `eval \"$(migrator sandbox env --dir {directory})\"` to use it")
