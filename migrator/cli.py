@@ -128,8 +128,8 @@ def manifest_validate(file: Annotated[Path, typer.Argument(help="CSV (with a hea
     import os
 
     from migrator.config import load_wave
-    from migrator.manifest import validate
-    from migrator.preflight import RowCheck
+    from migrator.manifest import iter_rows, validate
+    from migrator.preflight import RowCheck, check_declared_regions
 
     settings = load_wave(wave, {}, os.environ)
     policy = settings.policy
@@ -145,12 +145,15 @@ def manifest_validate(file: Annotated[Path, typer.Argument(help="CSV (with a hea
                   "see `migrator subjects --help`)")
     if check is not None:
         pre = check.pre
-        moved = summary.rows - pre.out_of_scope - pre.refused_rows
+        check_declared_regions(pre, settings)
+        pre.name_rows(iter_rows(file, estate=settings.estate), str(file))
+        moved = summary.rows - pre.out_of_scope - pre.refused_rows - pre.bucket_rows
         out.print(f"  residency {policy.residency}: {moved} row(s) to move, {pre.out_of_scope} out of scope "
-                  f"(left untouched), {pre.refused_rows} refused", markup=False)
+                  f"(left untouched), {pre.refused_rows + pre.bucket_rows} refused", markup=False)
         for refusal in pre.refusals:
             out.print(f"    {refusal}", markup=False)
-        out.print("  buckets, owners and regions: not checked here (`migrator plan --wave` asks the clouds)")
+        out.print("  buckets, owners and the regions the clouds report: not checked here (`migrator plan --wave` "
+                  "asks the clouds)")
         if pre.refusals:
             raise typer.Exit(2)
 

@@ -172,6 +172,24 @@ def check_rows(rows: Iterable[ManifestRow], settings: WaveSettings, file: str) -
     return check.pre
 
 
+def check_declared_regions(pre: Preflight, settings: WaveSettings) -> None:
+    """Offline (``manifest validate --wave``): a destination whose location declares a region the policy
+    does not allow is refused, as ``check_buckets`` would refuse it with the cloud's word."""
+    policy = settings.policy
+    if policy.residency is None:
+        return
+    allowed = {r.lower() for r in policy.allowed_regions}
+    for location, b in sorted(pre.buckets.items(), key=lambda kv: str(kv[0])):
+        if "destination" not in b.roles or not location.at:
+            continue
+        region = settings.estate.get(location.at).region
+        if region is not None and region.lower() not in allowed:
+            shown = ", ".join(policy.allowed_regions)
+            pre.refuse_bucket(location, f"location {location.at!r} declares region {region}, which is not allowed "
+                              f"for {policy.residency} rows (allowed: {shown}; {b.rows} row(s) write there)",
+                              f"destination region {region} is not allowed (allowed: {shown})")
+
+
 def check_buckets(pre: Preflight, settings: WaveSettings, stores: Stores) -> None:
     """The per-bucket half: each bucket's identity (one request per bucket), then the destinations' refusals."""
     estate, policy = settings.estate, settings.policy

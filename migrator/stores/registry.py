@@ -50,7 +50,11 @@ def _oci(s: StoreSettings, spec: LocationSpec | None) -> ObjectStore:
     if spec is None:
         return OciStore(s.load_oci_config(e.oci_config, e.oci_profile), e.oci_endpoint, transfer=s.transfer,
                         allow_non_loopback=not e.sandbox)
-    config = dict(s.load_oci_config(spec.config_file, spec.profile or "DEFAULT"))
+    try:
+        config = dict(s.load_oci_config(spec.config_file, spec.profile or "DEFAULT"))
+    except InputError as exc:   # the location's config, not the environment's: name its field
+        raise InputError(f"location {spec.name!r}: {exc.args[0]}", field=f"locations.{spec.name}.config_file") \
+            from None
     if spec.region:
         config["region"] = spec.region   # the location's region picks the SDK's endpoint when none is given
     return OciStore(config, spec.endpoint, transfer=s.transfer, allow_non_loopback=not e.sandbox,

@@ -78,20 +78,26 @@ def test_manifest_validate_with_a_wave_checks_residency_row_by_row(tmp_path: Pat
     m.write_text("".join(json.dumps(r) + "\n" for r in (
         {"source": "s3://dc@users/a", "destination": "oci://ns/us/a", "residency": "US"},
         {"source": "s3://users/b", "destination": "oci://ns/us/b", "residency": "SG"},
-        {"source": "s3://users/c", "destination": "oci://ns/us/c"})))
+        {"source": "s3://users/c", "destination": "oci://ns/us/c"},
+        {"source": "s3://users/d", "destination": "oci://ns/eu/d", "residency": "US"})))
     wave = tmp_path / "wave.toml"
     locations = ('[locations.dc]\nkind = "s3"\nbuckets = ["users"]\n'
-                 '[locations.oci-us]\nkind = "oci"\nregion = "us-ashburn-1"\nbuckets = ["us"]\n')
+                 '[locations.oci-us]\nkind = "oci"\nregion = "us-ashburn-1"\nbuckets = ["us"]\n'
+                 '[locations.oci-eu]\nkind = "oci"\nregion = "eu-frankfurt-1"\nbuckets = ["eu"]\n')
     wave.write_text(locations + '[policy]\nresidency = "US"\nallowed_regions = ["us-ashburn-1"]\n')
     out = _run("manifest", "validate", str(m), "--wave", str(wave))
     assert out.returncode == 2, out.stdout + out.stderr
-    assert "residency US: 1 row(s) to move, 0 out of scope (left untouched), 2 refused" in out.stdout
+    assert "residency US: 1 row(s) to move, 0 out of scope (left untouched), 3 refused" in out.stdout
     assert f"{m}:2: residency: row 2 (s3://dc@users/b): residency 'SG'" in out.stdout
     assert f"{m}:3: residency: row 3 (s3://dc@users/c): no residency tag" in out.stdout
+    # A destination whose location declares a region the policy does not allow: no cloud needed to say so.
+    assert f"{m}:4: destination: row 4 (oci://oci-eu@ns/eu/d): destination region eu-frankfurt-1 is not allowed" \
+        in out.stdout
     wave.write_text(locations + '[policy]\nresidency = "US"\nallowed_regions = ["us-ashburn-1"]\n'
                     'other_residency = "out-of-scope"\nrequire_residency = false\n')
     out = _run("manifest", "validate", str(m), "--wave", str(wave))
-    assert out.returncode == 0 and "2 row(s) to move, 1 out of scope" in out.stdout, out.stdout + out.stderr
+    assert out.returncode == 2 and "2 row(s) to move, 1 out of scope (left untouched), 1 refused" in out.stdout, \
+        out.stdout + out.stderr
     assert "not checked here" in out.stdout
     # The option's help keeps its brackets (rich would read [locations.NAME] as markup and drop it).
     assert "[locations.NAME]" in _run("manifest", "validate", "--help").stdout

@@ -154,3 +154,16 @@ def test_a_bad_location_key_names_its_line_and_echoes_the_value(tmp_path: Path) 
     with pytest.raises(InputError) as err:
         load_wave(wave, {}, {})
     assert (err.value.field, err.value.line) == ("locations.dc.kind", 1) and "got none" in str(err.value)
+
+
+def test_a_locations_bad_oci_config_names_its_field(tmp_path: Path) -> None:
+    import dataclasses
+
+    from migrator.stores.registry import Stores
+
+    spec = LocationSpec("oci-us", "oci", ("b",), config_file=str(tmp_path / "missing"))
+    stores = Stores(dataclasses.replace(load_wave(None, {}, {}).stores, locations=(spec,)))
+    with pytest.raises(InputError) as err:
+        stores.get("oci", "oci-us")
+    assert err.value.field == "locations.oci-us.config_file" and "location 'oci-us'" in str(err.value)
+    assert str(tmp_path / "missing") in str(err.value)
