@@ -93,9 +93,10 @@ _MODELS = oci.object_storage.models
 _crc32c_extend: Callable[[int, bytes], int] = google_crc32c.extend
 
 
-# objectstorage.<region>.<realm domain>: oraclecloud.com (OC1), the numbered and government realms' domains.
+# objectstorage.<region>.<realm domain>: oraclecloud.com (OC1), the numbered and government realms' domains;
+# a region may have three parts (us-gov-ashburn-1, uk-gov-london-1).
 _OFFICIAL_HOST = re.compile(
-    r"^objectstorage\.([a-z]{2}-[a-z]+-\d+)\.(?:oraclecloud\d*\.com|oraclegovcloud\.(?:com|uk))$")
+    r"^objectstorage\.([a-z]{2}(?:-[a-z]+)+-\d+)\.(?:oraclecloud\d*\.com|oraclegovcloud\.(?:com|uk))$")
 
 
 def oci_region_from_endpoint(url: str) -> str | None:
