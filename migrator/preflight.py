@@ -32,6 +32,11 @@ from migrator.uri import Location
 MAX_NAMED = 10_000   # offending rows named one by one; past that they are counted
 
 
+def region_allowed(policy: WavePolicy, region: str) -> bool:
+    """Region names compare without case (GCS reports ``US-EAST1``)."""
+    return region.lower() in {r.lower() for r in policy.allowed_regions}
+
+
 def residency_of(policy: WavePolicy, row: ManifestRow) -> str | None:
     """None when the wave may move the row; "out-of-scope" when policy leaves it untouched; otherwise the
     refusal, in words."""
@@ -78,7 +83,7 @@ class Preflight:
     buckets: dict[Location, BucketFacts] = field(default_factory=dict)
     refused_buckets: dict[Location, str] = field(default_factory=dict)   # bucket -> why, for naming its rows
     bucket_rows: int = 0   # rows named for a refused bucket
-    policy: WavePolicy | None = None
+    policy: WavePolicy = field(default_factory=WavePolicy)
 
     @property
     def ok(self) -> bool:
@@ -104,7 +109,7 @@ class Preflight:
         if not self.refused_buckets:
             return
         for row in rows:
-            if self.policy is not None and residency_of(self.policy, row) is not None:
+            if residency_of(self.policy, row) is not None:
                 continue   # refused for its residency (named already) or left untouched
             for role, uri in (("destination", row.destination), ("source", row.source),
                               *(("replica", r) for r in row.replicas)):
@@ -144,12 +149,11 @@ class RowCheck:
 
     def __init__(self, settings: WaveSettings, file: str) -> None:
         self.pre = Preflight(policy=settings.policy)
-        self.policy = settings.policy
         self.file = file
 
     def __call__(self, row: ManifestRow) -> None:
         pre = self.pre
-        verdict = residency_of(self.policy, row)
+        verdict = residency_of(pre.policy, row)
         if verdict == "out-of-scope":
             pre.out_of_scope += 1
             return   # untouched: its buckets are not the wave's to check or write
@@ -178,12 +182,11 @@ def check_declared_regions(pre: Preflight, settings: WaveSettings) -> None:
     policy = settings.policy
     if policy.residency is None:
         return
-    allowed = {r.lower() for r in policy.allowed_regions}
     for location, b in sorted(pre.buckets.items(), key=lambda kv: str(kv[0])):
         if "destination" not in b.roles or not location.at:
             continue
         region = settings.estate.get(location.at).region
-        if region is not None and region.lower() not in allowed:
+        if region is not None and not region_allowed(policy, region):
             shown = ", ".join(policy.allowed_regions)
             pre.refuse_bucket(location, f"location {location.at!r} declares region {region}, which is not allowed "
                               f"for {policy.residency} rows (allowed: {shown}; {b.rows} row(s) write there)",
@@ -240,7 +243,7 @@ def check_buckets(pre: Preflight, settings: WaveSettings, stores: Stores) -> Non
                 pre.refuse_bucket(location, "the destination's region is unknown; declare it in the location "
                                   f"(the wave moves {policy.residency} rows into {allowed})",
                                   "the destination's region is unknown")
-            elif b.region not in {r.lower() for r in policy.allowed_regions}:
+            elif not region_allowed(policy, b.region):
                 pre.refuse_bucket(location, f"destination region {b.region} is not allowed for "
                                   f"{policy.residency} rows (allowed: {allowed}; {b.rows} row(s) write there)",
                                   f"destination region {b.region} is not allowed (allowed: {allowed})")
