@@ -104,3 +104,14 @@ class VerificationError(MigratorError):
     """An attestation, proof or record failed verification. The message names the failed check."""
 
     exit_code = 3
+
+
+class WaveStopped(MigratorError):
+    """The operator stopped the run (SIGINT or SIGTERM). Every step that had begun was journaled or undone;
+    running the same command again resumes. Exit 128 + the signal's number, as a shell reports it."""
+
+    def __init__(self, signal_name: str, exit_code: int) -> None:
+        super().__init__(f"stopped by {signal_name}: every step in flight is journaled; "
+                         "run the same command again to resume")
+        self.signal_name = signal_name
+        self.exit_code = exit_code

@@ -22,7 +22,7 @@ from typing import Any
 from migrator.errors import StateError
 from migrator.records import Record, State, Transition
 
-__all__ = ["Entry", "Journal", "RunLock", "State", "now"]
+__all__ = ["Entry", "Journal", "JournalReader", "RunLock", "State", "now"]
 
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"   # every time the journal and the records write: UTC, microseconds
@@ -81,6 +81,25 @@ class RunLock:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
+
+    @staticmethod
+    def holder(state_dir: Path) -> int | None:
+        """The pid of the run that holds the folder's lock, or None when no run does. Probed with a shared
+        lock for an instant, without creating anything (0 when the holder wrote no pid)."""
+        try:
+            fd = os.open(state_dir / "lock", os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                text = os.read(fd, 32).decode(errors="replace").strip()
+                return int(text) if text.isdigit() else 0
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        finally:
+            os.close(fd)
 
     def release(self) -> None:
         if self._fd is not None:
@@ -347,3 +366,49 @@ class Journal:
         with self._lock:
             rows = self._conn.execute("SELECT state, COUNT(*) FROM objects GROUP BY state").fetchall()
         return {str(s): int(n) for s, n in rows}
+
+
+class JournalReader:
+    """A read-only view of a journal, for `migrator status` in another terminal while a run writes: SQLite's
+    WAL lets this reader and the run's writer go on together, and a read-only connection can never take the
+    run's write lock or change a byte."""
+
+    def __init__(self, state_dir: Path) -> None:
+        path = state_dir / Journal.FILE
+        if not path.is_file():
+            raise StateError(f"no journal in {state_dir}: no wave has run with this --state folder")
+        try:
+            self._conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+            self._conn.execute("PRAGMA query_only=ON")
+            self._conn.execute("SELECT 1 FROM meta LIMIT 1").fetchall()
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot read the journal {path}: {exc}") from None
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> JournalReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def meta(self, key: str) -> str | None:
+        row = self._conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def counts(self) -> dict[str, int]:
+        rows = self._conn.execute("SELECT state, COUNT(*) FROM objects GROUP BY state").fetchall()
+        return {str(s): int(n) for s, n in rows}
+
+    def last_update(self) -> str | None:
+        row = self._conn.execute("SELECT MAX(updated) FROM objects").fetchone()
+        return None if row is None or row[0] is None else str(row[0])
+
+    def entries_in(self, states: Iterable[str], limit: int) -> list[Entry]:
+        """The first ``limit`` entries in these states, in row order."""
+        wanted = sorted(set(states))
+        marks = ",".join("?" * len(wanted))
+        rows = self._conn.execute(f"SELECT row, state, reason, data FROM objects WHERE state IN ({marks}) "  # noqa: S608 - placeholders only
+                                  "ORDER BY row LIMIT ?", (*wanted, limit)).fetchall()
+        return [Entry(int(r[0]), str(r[1]), r[2], json.loads(r[3])) for r in rows]

@@ -31,6 +31,7 @@ from migrator.evidence import destination_evidence, source_evidence
 from migrator.journal import Journal, now
 from migrator.listing import Failures, list_soft_deleted_many, list_uploads_many, list_versions_many
 from migrator.manifest import ManifestRow, batched
+from migrator.observe import Observer
 from migrator.outcome import Failed, Held, Outcome
 from migrator.preflight import residency_of
 from migrator.records import (
@@ -45,6 +46,7 @@ from migrator.records import (
     VersionCopy,
     digests_of,
 )
+from migrator.stopping import Stopper
 from migrator.stores.base import DeleteTarget, ObjectInfo, ObjectStore, VersionEntry
 from migrator.stores.registry import Stores
 from migrator.transfer import BufferBudget, copy_version, sha256_of
@@ -82,13 +84,14 @@ class Wave:
     """Runs a wave's rows through the state machine, journaling each step before the next."""
 
     def __init__(self, journal: Journal, stores: Stores, policy: WavePolicy, transfer: TransferSettings,
-                 progress: Callable[[int, str], None] | None = None) -> None:
+                 observer: Observer | None = None, stopper: Stopper | None = None) -> None:
         self.journal = journal
         self.stores = stores
         self.policy = policy
         self.transfer = transfer
         self.buffers = BufferBudget(transfer.buffer_memory)   # shared by every copy of the wave
-        self.progress = progress or (lambda row, state: None)
+        self.observer = observer
+        self.stopper = stopper or Stopper()
         self.checks = BucketChecks(stores, policy)
 
     # -- driving ------------------------------------------------------------------------------------
@@ -100,6 +103,7 @@ class Wave:
                 ThreadPoolExecutor(max_workers=1, thread_name_prefix="removal") as remover:
             removing: Future[None] | None = None
             for batch in batched(rows, self.transfer.batch_rows):
+                self.stopper.check()   # a stop takes no new batch; the one being removed finishes its step
                 removing = self._next(batch, pool, remover, removing)
             if removing is not None:
                 removing.result()
@@ -115,9 +119,7 @@ class Wave:
         work = [w for w in (self._start(row) for row in rows) if w is not None]
         untouched = [w for w in work if w.done]   # out of scope: one commit for the batch's, then nothing more
         if untouched:
-            self.journal.transition_many([w.to(State.OUT_OF_SCOPE) for w in untouched])
-            for w in untouched:
-                self.progress(w.row.row, State.OUT_OF_SCOPE)
+            self._commit([w.to(State.OUT_OF_SCOPE) for w in untouched])
             work = [w for w in work if not w.done]
         if not work:
             return work
@@ -133,10 +135,8 @@ class Wave:
         for w in copying:
             w.record = replace(w.record, copying=Copying(tuple(PendingCopy(e.version, e.etag, e.size)
                                                                for e in w.to_copy), now()))
-        self.journal.transition_many([w.to(State.COPYING, versions=[e.version for e in w.to_copy])
-                                      for w in copying])
-        for w in copying:
-            self.progress(w.row.row, State.COPYING)
+        self.stopper.check()   # before any row is journaled COPYING: a stop here leaves nothing to clean up
+        self._commit([w.to(State.COPYING, versions=[e.version for e in w.to_copy]) for w in copying])
         self._each(pool, copying, self._migrate)
         self.journal.flush()   # every verified version durable before anything is planned or deleted
         return work
@@ -150,9 +150,11 @@ class Wave:
         uploads = self._shared(live, _searched, lambda f: list_uploads_many(self.stores.for_uri, uris, failures=f))
         self._each(pool, live, lambda w: self._plan(w, listed, uploads))
         planned = [w for w in work if not w.done]
-        self.journal.transition_many([w.to(State.DELETING, targets=len(w.record.plan or ())) for w in planned])
+        self.stopper.check()   # planned, nothing deleted: the rows stay VERIFIED and are planned again
+        self._commit([w.to(State.DELETING, targets=len(w.record.plan or ())) for w in planned])
         # 4. Delete, in batches of pinned targets per bucket; each result journaled before the next batch.
         self._delete(planned)
+        self.stopper.check()
         # 5. Prove: list every location again after the deletes.
         proving = [w for w in planned if not w.done]
         locs = [u for w in proving if w.plan is not None for u in w.plan.locations]
@@ -163,13 +165,23 @@ class Wave:
         soft = self._shared(proving, _proved, lambda f: list_soft_deleted_many(self.stores.for_uri, locs, failures=f))
         at = now()
         ends = [self._prove(w, after, left_uploads, soft, at) for w in proving if not w.done]
-        self.journal.transition_many(ends)
-        for end in ends:
-            if end.state == State.REMOVED:
-                self.progress(end.row, State.REMOVED)
+        self._commit(ends)
+
+    def _commit(self, items: list[Transition], *, wait: bool = True) -> None:
+        """Journal transitions (durable on return unless ``wait`` is False: then by the batch's flush),
+        then tell the observer."""
+        if wait:
+            self.journal.transition_many(items)
+        else:
+            self.journal.submit(items)
+        if self.observer is not None and items:
+            self.observer.committed(items)
 
     def _start(self, row: ManifestRow) -> Work | None:
         entry = self.journal.get(row.row)
+        if self.observer is not None:
+            earlier = entry.record() if entry.state != State.PENDING else None   # its verified bytes count
+            self.observer.begin(row.row, entry.state, str(row.source.location), earlier)
         if entry.state in (State.REMOVED, State.OUT_OF_SCOPE):
             return None
         rec = Record.from_journal(row.row, entry.state, None,
@@ -190,17 +202,18 @@ class Wave:
         try:
             step()
         except Outcome as exc:
-            self.journal.transition_many([self._ending(w, exc)])
+            self._commit([self._ending(w, exc)])
         except ChecksumError as exc:
-            self.journal.transition_many([self._ending(w, Held(Reason.CHECKSUM_NOT_PROVEN, str(exc)))])
+            self._commit([self._ending(w, Held(Reason.CHECKSUM_NOT_PROVEN, str(exc)))])
         except StoreError as exc:
-            self.journal.transition_many([self._ending(w, Failed(Reason.CLOUD_ERROR, f"{type(exc).__name__}: {exc}"))])
+            self._commit([self._ending(w, Failed(Reason.CLOUD_ERROR, f"{type(exc).__name__}: {exc}"),
+                                       request_id=exc.request_id)])
 
-    def _ending(self, w: Work, exc: Outcome) -> Transition:
+    def _ending(self, w: Work, exc: Outcome, *, request_id: str | None = None) -> Transition:
         w.done = True
         w.record = replace(w.record, reason=exc.reason, detail=exc.detail, copying=None, plan=None)
-        self.progress(w.row.row, exc.state)
-        return w.to(exc.state)
+        # The cloud's id of the failed request, for a support case: in the journal's event and the log.
+        return w.to(exc.state, **({"request_id": request_id} if request_id else {}))
 
     def _each(self, pool: ThreadPoolExecutor, work: list[Work], step: Callable[[Work], None]) -> None:
         """Run ``step`` for each row on the pool, at most ``concurrency`` queued at a time: the copy phase and
@@ -211,11 +224,15 @@ class Wave:
             if w.done:
                 continue
             slots.acquire()
+            if self.stopper.requested:   # no new row to a worker; those under way finish or stop at a read
+                slots.release()
+                break
             f = pool.submit(self._guarded, w, functools.partial(step, w))
             f.add_done_callback(lambda _: slots.release())
             futures.append(f)
         for f in futures:
             f.result()
+        self.stopper.check()
 
     def _shared(self, work: list[Work], needs: Callable[[Work], Iterable[ObjectURI]],
                 listing: Callable[[Failures], Mapping[ObjectURI, list[T]]]) -> Mapping[ObjectURI, list[T]]:
@@ -229,15 +246,16 @@ class Wave:
         except StoreError as exc:
             ends = [self._ending(w, Failed(Reason.CLOUD_ERROR, f"{type(exc).__name__}: {exc}"))
                     for w in work if not w.done]
-            self.journal.transition_many(ends)
+            self._commit(ends)
             return {}
         ends = []
         for w in work:
             failed = None if w.done else next((u.location for u in needs(w) if u.location in failures), None)
             if failed is not None:
                 why = failures[failed]
-                ends.append(self._ending(w, Failed(Reason.CLOUD_ERROR, f"{failed}: {type(why).__name__}: {why}")))
-        self.journal.transition_many(ends)
+                ends.append(self._ending(w, Failed(Reason.CLOUD_ERROR, f"{failed}: {type(why).__name__}: {why}"),
+                                             request_id=getattr(why, "request_id", None)))
+        self._commit(ends)
         return found
 
     # -- copy and verify ----------------------------------------------------------------------------
@@ -266,6 +284,8 @@ class Wave:
             # would keep its parts (and bytes) forever. The destination key is this wave's to write.
             self._abort_destination_uploads(w, self.stores.for_uri(w.row.destination), w.row.destination)
         for i, e in enumerate(w.to_copy):
+            if i:
+                self.stopper.check()   # the versions copied so far are journaled; the row stays COPYING
             self._copy_one(w, e, is_latest=e is w.latest, last=i == len(w.to_copy) - 1)
 
     def _copy_one(self, w: Work, e: VersionEntry, is_latest: bool, last: bool) -> None:
@@ -286,7 +306,7 @@ class Wave:
                 outcome = retry.call(functools.partial(
                     copy_version, src, row.source, e.version, dst, row.destination, expected_size=e.size,
                     expected_etag=e.etag, overwrite_etag=overwrite, overwrite_version=overwrite_version,
-                    budget=self.buffers))
+                    budget=self.buffers, check=self.stopper.check))
             except SourceChanged as exc:
                 raise Held(Reason.CHANGED_AT_SOURCE, str(exc)) from exc
             except PreconditionFailed:
@@ -347,12 +367,11 @@ class Wave:
             if last:
                 # Not waited for: nothing acts on "verified" before the batch's flush, and the worker's next
                 # object (another key) need not wait for this fsync. A kill before it leaves COPYING.
-                self.journal.submit([item])
+                self._commit([item], wait=False)
             else:
                 # The next version goes to the same destination key: this one must be on record first, or a
                 # resume would find the newer version there and take it for a different object.
-                self.journal.transition_many([item])
-            self.progress(row.row, item.state)
+                self._commit([item])
             return
 
     def _abort_destination_uploads(self, w: Work, dst: ObjectStore, uri: ObjectURI) -> None:
@@ -412,7 +431,7 @@ class Wave:
             if batch.error is not None:
                 owners = {id(w): w for w, _ in batch.items}.values()
                 failed = Failed(Reason.CLOUD_ERROR, f"delete batch: {batch.error}")
-                self.journal.transition_many([self._ending(w, failed) for w in owners if not w.done])
+                self._commit([self._ending(w, failed) for w in owners if not w.done])
                 continue
             touched: dict[int, Work] = {}
             ends = []
@@ -426,7 +445,10 @@ class Wave:
                     ends.append(self._ending(w, exc))
                     continue
                 w.record = replace(w.record, deletions=(*w.record.deletions, deletion))
-            self.journal.transition_many(ends + [w.to(State.DELETING) for w in touched.values() if not w.done])
+            self._commit(ends + [w.to(State.DELETING) for w in touched.values() if not w.done])
+            # Only here, once this batch's results are journaled (the generator sends the next batch when
+            # asked for it): the rows keep DELETING and are listed and planned again on resume.
+            self.stopper.check()
 
     def _prove(self, w: Work, after: removal.Listings, uploads: removal.Uploads, soft: removal.Listings,
                at: str) -> Transition:

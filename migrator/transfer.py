@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -52,8 +52,10 @@ class BufferBudget:
 class HashingReader:
     """A file-like view of a ReadStream that feeds every byte read to a MultiHasher."""
 
-    def __init__(self, stream: ReadStream, hasher: MultiHasher, expected_size: int) -> None:
+    def __init__(self, stream: ReadStream, hasher: MultiHasher, expected_size: int,
+                 check: Callable[[], None] | None = None) -> None:
         self._stream = stream
+        self._check = check
         self._hasher = hasher
         self._expected = expected_size
         self.bytes_read = 0
@@ -61,6 +63,8 @@ class HashingReader:
     def read(self, n: int = -1) -> bytes:
         if n is None or n < 0:
             n = max(self._expected - self.bytes_read, 0) or READ_CHUNK
+        if self._check is not None:
+            self._check()   # a stop asked for: raised here, the store aborts the upload this read feeds
         data = self._stream.read(n)
         if data:
             self._hasher.update(data)
@@ -81,25 +85,27 @@ class CopyOutcome:
 def copy_version(src: ObjectStore, src_uri: ObjectURI, version: str | None, dst: ObjectStore,
                  dst_uri: ObjectURI, *, expected_size: int, expected_etag: str | None = None,
                  overwrite_etag: str | None = None, overwrite_version: str | None = None,
-                 budget: BufferBudget) -> CopyOutcome:
+                 budget: BufferBudget, check: Callable[[], None] | None = None) -> CopyOutcome:
     """Copy the pinned source version to the destination.
 
     The write never overwrites a different object: it uses if-none-match: * (``overwrite_etag`` is only
     for writing a further version over this wave's own verified previous version, with if-match).
     Objects the destination takes in one request are read whole first, within the shared ``budget``, so
     the write carries digests hashed once and the destination's metadata their SHA-256; larger ones
-    stream through a multipart upload and carry the SHA-256 only when the source reports it.
+    stream through a multipart upload and carry the SHA-256 only when the source reports it. ``check`` is
+    called before every read of the source (a stop raises there).
     """
     limit = dst.features.one_request_limit
     buffered = expected_size <= (limit if limit is not None else 0)
     with budget.hold(expected_size) if buffered else nullcontext():
         return _copy(src, src_uri, version, dst, dst_uri, expected_size=expected_size, expected_etag=expected_etag,
-                     overwrite_etag=overwrite_etag, overwrite_version=overwrite_version, buffered=buffered)
+                     overwrite_etag=overwrite_etag, overwrite_version=overwrite_version, buffered=buffered,
+                     check=check)
 
 
 def _copy(src: ObjectStore, src_uri: ObjectURI, version: str | None, dst: ObjectStore, dst_uri: ObjectURI, *,
           expected_size: int, expected_etag: str | None, overwrite_etag: str | None,
-          overwrite_version: str | None, buffered: bool) -> CopyOutcome:
+          overwrite_version: str | None, buffered: bool, check: Callable[[], None] | None) -> CopyOutcome:
     stream = src.open_read(src_uri, version)
     try:
         info = stream.info
@@ -121,7 +127,7 @@ def _copy(src: ObjectStore, src_uri: ObjectURI, version: str | None, dst: Object
         # Metadata travels in HTTP headers, which carry ASCII only: the URI is percent-encoded (RFC 3986).
         metadata[META_SOURCE] = quote(str(src_uri), safe="/:")
         metadata[META_SOURCE_VERSION] = info.version or ""
-        reader = HashingReader(stream, hasher, info.size)
+        reader = HashingReader(stream, hasher, info.size, check)
         body: Any = reader
         known: tuple[Checksum, ...] = ()
         if buffered:

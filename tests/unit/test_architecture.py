@@ -52,9 +52,10 @@ BASE = ("migrator.errors", "migrator.uri", "migrator.checksum", "migrator.record
         "migrator.endpoints", "migrator.files", "migrator.estate")
 INPUT = ("migrator.manifest", "migrator.manifest_rows")
 OPERATIONS = ("migrator.pipeline", "migrator.removal", "migrator.transfer", "migrator.listing", "migrator.evidence",
-              "migrator.bucket_checks", "migrator.plan", "migrator.outcome", "migrator.preflight")
+              "migrator.bucket_checks", "migrator.plan", "migrator.outcome", "migrator.preflight",
+              "migrator.progress", "migrator.events", "migrator.observe", "migrator.stopping")
 APPLICATION = ("migrator.cli", "migrator.demo", "migrator.runner", "migrator.config", "migrator.journal",
-               "migrator.logstore", "migrator.live_stores", "migrator.oci_config", "migrator.__main__")
+               "migrator.logstore", "migrator.live_stores", "migrator.oci_config", "migrator.status", "migrator.__main__")
 
 RULES = {
     "the base imports nothing above it": (BASE, ("migrator",), BASE),
