@@ -490,8 +490,16 @@ def _read_check(p: Path) -> None:
 
 
 def _vkey(text: str) -> str:
+    from migrator.errors import InputError
+
     p = Path(text)
-    return read_input(p, "verifier key").decode().strip() if p.exists() else text
+    if not p.exists():
+        return text
+    try:
+        return read_input(p, "verifier key").decode("utf-8").strip()
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not valid UTF-8 (byte {exc.start + 1} of the file); a verifier key file holds "
+                         "one vkey line", file=str(p)) from None
 
 
 def _threshold(key: list[Path], threshold: int) -> Threshold:
