@@ -39,8 +39,10 @@ subjects_app = typer.Typer(help="The custodian's side of subject completeness: t
                            no_args_is_help=True)
 app.add_typer(subjects_app, name="subjects")
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# Everything printed is plain text: bucket names, keys, reasons and paths are the users', and rich would turn
+# ":smile:" into an emoji and "[red]" into a style (both even with markup=False on a call, for emoji).
+out = Console(markup=False, emoji=False, highlight=False, soft_wrap=True)
+err = Console(stderr=True, markup=False, emoji=False, highlight=False, soft_wrap=True)
 
 DirOpt = Annotated[Path, typer.Option("--dir", help="Sandbox state folder.")]
 

@@ -348,3 +348,20 @@ def test_user_files_that_are_not_utf8_are_bad_input_naming_the_file(tmp_path: Pa
             lines = out.stderr.splitlines()
             assert len(lines) == 1 and lines[0].startswith("error: ") and str(bad) in lines[0], (cmd, out.stderr)
     assert not (tmp_path / "st").exists()
+
+
+def test_user_text_prints_verbatim_never_as_emoji_or_markup(tmp_path: Path) -> None:
+    """Paths, keys and reasons are the users': rich must not read ":smile:" as an emoji or "[red]" as a style."""
+    folder = tmp_path / "[red]x["   # with the file's name, the path reads .../[red]x[/red]:smile:.csv
+    folder.mkdir()
+    m = folder / "red]:smile:.csv"
+    m.write_text("source,destination\ns3://bucket-a/:thumbs_up:[bold]k[/bold],oci://ns/bucket-b/k\n")
+    ok = _run("manifest", "validate", str(m))
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.startswith(f"{m}: 1 rows"), ok.stdout
+    bad = tmp_path / "bad.csv"
+    bad.write_text("source,destination\ns3://ab/:thumbs_up:[bold]k[/bold],oci://ns/bucket-b/k\n")
+    refused = _run("manifest", "validate", str(bad))
+    assert refused.returncode == 2 and "s3://ab/:thumbs_up:[bold]k[/bold]" in refused.stderr, refused.stderr
+    for text in (ok.stdout, refused.stderr):
+        assert "\U0001f604" not in text and "\U0001f44d" not in text
