@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -25,4 +26,42 @@ def test_a_wave_summary_prints_reasons_and_paths_verbatim(capsys: pytest.Capture
 
 def test_the_consoles_read_no_markup_and_no_emoji() -> None:
     for console in (cli.out, cli.err):
-        assert console._markup is False and console._emoji is False and console._highlight is False   # noqa: SLF001
+        assert console._markup is False and console._emoji is False and console._highlight is False
+
+
+def _commands() -> list[list[str]]:
+    import typer
+
+    def walk(command: object, path: list[str]) -> list[list[str]]:
+        found = [path]
+        for name, sub in sorted(getattr(command, "commands", {}).items()):
+            found += walk(sub, [*path, name])
+        return found
+
+    return walk(typer.main.get_command(cli.app), [])
+
+
+@pytest.mark.parametrize("path", _commands(), ids=lambda p: " ".join(p) or "migrator")
+def test_help_names_values_in_words_not_python_types(path: list[str]) -> None:
+    """Typer prints a parameter's Python type as its metavar (<path>, <list[Path]>, <str>, <bool> beside
+    flags and --help); help shows FILE, DIR, N, TEXT... instead, and nothing beside a flag."""
+    from typer.testing import CliRunner
+
+    result = CliRunner().invoke(cli.app, [*path, "--help"], env={"COLUMNS": "200", "NO_COLOR": "1"})
+    assert result.exit_code == 0, result.output
+    text = result.output
+    assert not re.search(r"<[^<>\s]*>", text), text          # <path>, <list[Path]>, <str>, <int>, <bool>
+    assert not re.search(r"\bBOOL(EAN)?\b|list\[|\bPath\b", text), text   # nor the same without brackets
+    help_line = next(line for line in text.splitlines() if "--help" in line)
+    assert re.search(r"--help\s+Show this message", help_line), help_line
+
+
+def test_help_gives_the_metavars_chosen_for_files_folders_and_keys() -> None:
+    from typer.testing import CliRunner
+
+    text = CliRunner().invoke(cli.app, ["audit", "verify", "--help"], env={"COLUMNS": "200"}).output
+    assert "{ATTESTATION}" in text
+    for option, metavar in (("--key", "FILE"), ("--threshold", "N"), ("--records", "FILE")):
+        assert re.search(rf"{option}\s+{metavar}\s", text), (option, text)
+    text = CliRunner().invoke(cli.app, ["keys", "generate", "--help"], env={"COLUMNS": "200"}).output
+    assert re.search(r"--out\s+DIR\s", text), text
