@@ -258,7 +258,8 @@ def run(manifest: Annotated[Path, typer.Argument(help="The wave's manifest.")],
         ) -> None:
     """Copy, verify, delete and attest a wave. Running it again resumes it.
 
-    Exit 0 when every row was removed, 1 when rows are held or failed, 2 on bad input or usage.
+    Exit 0 when every row was removed, 1 when rows are held or failed, 2 on bad input or usage,
+    3 when the --log log does not verify (its entries or signed checkpoint).
     """
     import os
 

@@ -365,3 +365,19 @@ def test_user_text_prints_verbatim_never_as_emoji_or_markup(tmp_path: Path) -> N
     assert refused.returncode == 2 and "s3://ab/:thumbs_up:[bold]k[/bold]" in refused.stderr, refused.stderr
     for text in (ok.stdout, refused.stderr):
         assert "\U0001f604" not in text and "\U0001f44d" not in text
+
+
+def test_run_exits_3_when_its_log_does_not_verify_and_says_so_in_its_help(tmp_path: Path) -> None:
+    keys = tmp_path / "keys"
+    assert _run("keys", "generate", "--out", str(keys)).returncode == 0
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("source,destination\ns3://bucket-a/k,oci://ns/bucket-b/k\n")
+    log = tmp_path / "log"
+    log.mkdir()
+    (log / "log.json").write_bytes(b'{ "origin": "one.invalid/waves" }')   # not canonical: altered by hand
+    state = tmp_path / "state"
+    out = _run("run", str(manifest), "--state", str(state), "--signing-key", str(keys / "signing.key"),
+               "--log", str(log), "--log-origin", "one.invalid/waves")
+    assert out.returncode == 3 and out.stderr == "error: log: log.json is not canonical JSON\n", out.stderr
+    assert not state.exists()
+    assert "3 when the --log log does not verify" in " ".join(_run("run", "--help").stdout.split())
