@@ -516,6 +516,8 @@ def audit_cosign(attestation: Annotated[Path, typer.Argument(help="attestation.j
                      "-o", "--output", metavar="FILE", help="Write here instead.")] = None,
                  ) -> None:
     """Add a custodian's signature. Refuses an attestation that does not verify."""
+    import stat
+
     from migrator.attest.cosign import cosign
     from migrator.attest.signers import load_signer_spec
     from migrator.attest.verify import parse_attestation
@@ -525,7 +527,9 @@ def audit_cosign(attestation: Annotated[Path, typer.Argument(help="attestation.j
     envelope = read_input(attestation)
     signed = cosign(envelope, signer, _threshold(key, threshold))
     target = output or attestation
-    replace_atomically(target, signed)
+    # In place (e.g. in a state folder, 0600), the file keeps its mode; replace_atomically would give 0666 & ~umask.
+    mode = stat.S_IMODE(target.stat().st_mode) if target.is_file() else 0o666
+    replace_atomically(target, signed, mode=mode)
     n = len(parse_attestation(signed)[0].signatures)
     out.print(f"co-signed {target} as {signer.keyid}; it now carries {n} signatures")
 

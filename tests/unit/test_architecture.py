@@ -54,7 +54,8 @@ INPUT = ("migrator.manifest", "migrator.manifest_rows")
 OPERATIONS = ("migrator.pipeline", "migrator.removal", "migrator.transfer", "migrator.listing", "migrator.evidence",
               "migrator.bucket_checks", "migrator.plan", "migrator.outcome", "migrator.preflight")
 APPLICATION = ("migrator.cli", "migrator.demo", "migrator.runner", "migrator.config", "migrator.journal",
-               "migrator.logstore", "migrator.live_stores", "migrator.oci_config", "migrator.__main__")
+               "migrator.logstore", "migrator.live_stores", "migrator.oci_config", "migrator.state_files",
+               "migrator.__main__")
 
 RULES = {
     "the base imports nothing above it": (BASE, ("migrator",), BASE),
