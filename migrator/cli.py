@@ -9,12 +9,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from migrator import __version__
 from migrator.errors import MigratorError
 from migrator.files import read_input
 
 if TYPE_CHECKING:
+    from typer._click import Command, Context, Parameter  # typer's own click, which its classes use
+
     from migrator.attest.policy import Threshold
     from migrator.attest.tlog import LogStorage
     from migrator.config import WaveSettings
@@ -22,27 +25,77 @@ if TYPE_CHECKING:
     from migrator.runner import WaveResult
     from migrator.stores.registry import Stores
 
+# What --help shows beside a value: a word for the user (FILE, DIR, N, TEXT), never a Python type.
+_WORDS = {"path": "PATH", "Path": "PATH", "file": "FILE", "dir": "DIR", "str": "TEXT", "int": "N",
+          "float": "NUMBER", "bool": "BOOL"}
+
+
+class _Argument(TyperArgument):
+    """An argument's help shows its name as the user types it (MANIFEST) and no type beside it."""
+
+    def display_type_rich(self, ctx: Context) -> str | None:
+        return None
+
+
+def _user_facing(param: Parameter, ctx: Context) -> None:
+    """Typer (0.2x) prints each parameter's Python type as its metavar: ``<path>``, ``<list[Path]>``,
+    ``<str>``, and ``<bool>`` even beside flags and --help. A flag gets none; an option without an explicit
+    ``metavar=`` gets the word for its type; an argument is named in capitals, as click does. Idempotent."""
+    if isinstance(param, TyperArgument):
+        if param.metavar is None and param.name:
+            param.metavar = param.name.upper()
+        if type(param) is TyperArgument and hasattr(TyperArgument, "display_type_rich"):
+            param.__class__ = _Argument
+    elif isinstance(param, TyperOption) and param.metavar is None:
+        if param.is_flag or param.count:
+            param.metavar = ""
+        elif hasattr(param, "display_type"):
+            label = param.display_type(ctx).strip("<>")
+            inner = label.removeprefix("list[").removesuffix("]")
+            if inner in _WORDS:
+                param.metavar = _WORDS[inner]
+
+
+class _Group(TyperGroup):
+    """Every group and command of the CLI gets user-facing metavars (``_user_facing``) before help is shown."""
+
+    def get_params(self, ctx: Context) -> list[Parameter]:
+        params = super().get_params(ctx)
+        for param in params:
+            _user_facing(param, ctx)
+        return params
+
+    def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            for param in command.get_params(ctx):
+                _user_facing(param, ctx)
+        return command
+
+
 app = typer.Typer(help="Move regulated objects into OCI Object Storage and prove the sources are gone.",
-                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False, cls=_Group)
 sandbox_app = typer.Typer(help="Local S3, GCS and OCI endpoints on 127.0.0.1 for demos and tests.",
-                          no_args_is_help=True)
+                          no_args_is_help=True, cls=_Group)
 app.add_typer(sandbox_app, name="sandbox")
-keys_app = typer.Typer(help="Signing keys for attestations.", no_args_is_help=True)
+keys_app = typer.Typer(help="Signing keys for attestations.", no_args_is_help=True, cls=_Group)
 app.add_typer(keys_app, name="keys")
-manifest_app = typer.Typer(help="Manifests: one row per object to move.", no_args_is_help=True)
+manifest_app = typer.Typer(help="Manifests: one row per object to move.", no_args_is_help=True, cls=_Group)
 app.add_typer(manifest_app, name="manifest")
-audit_app = typer.Typer(help="Check attestations: the auditor's side.", no_args_is_help=True)
+audit_app = typer.Typer(help="Check attestations: the auditor's side.", no_args_is_help=True, cls=_Group)
 app.add_typer(audit_app, name="audit")
-log_app = typer.Typer(help="The append-only log of every wave's attestation.", no_args_is_help=True)
+log_app = typer.Typer(help="The append-only log of every wave's attestation.", no_args_is_help=True, cls=_Group)
 audit_app.add_typer(log_app, name="log")
 subjects_app = typer.Typer(help="The custodian's side of subject completeness: the key and keyed hashes.",
-                           no_args_is_help=True)
+                           no_args_is_help=True, cls=_Group)
 app.add_typer(subjects_app, name="subjects")
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# Everything printed is plain text: bucket names, keys, reasons and paths are the users', and rich would turn
+# ":smile:" into an emoji and "[red]" into a style (both even with markup=False on a call, for emoji).
+out = Console(markup=False, emoji=False, highlight=False, soft_wrap=True)
+err = Console(stderr=True, markup=False, emoji=False, highlight=False, soft_wrap=True)
 
-DirOpt = Annotated[Path, typer.Option("--dir", help="Sandbox state folder.")]
+DirOpt = Annotated[Path, typer.Option("--dir", metavar="DIR", help="Sandbox state folder.")]
 
 
 @app.callback(invoke_without_command=True)
@@ -101,7 +154,8 @@ def sandbox_down(directory: DirOpt = Path(".migrator-sandbox")) -> None:
 
 
 @keys_app.command("generate")
-def keys_generate(out_dir: Annotated[Path, typer.Option("--out", help="Folder for signing.key and signing.pub.")],
+def keys_generate(out_dir: Annotated[Path, typer.Option(
+    "--out", metavar="DIR", help="Folder for signing.key and signing.pub.")],
                   algorithm: Annotated[str, typer.Option(help="ed25519 or ecdsa-p256.")] = "ed25519") -> None:
     """Write DIR/signing.key (mode 0600) and DIR/signing.pub (PEM)."""
     from migrator.attest.keys import generate_keypair, keyid, load_public_key
@@ -117,7 +171,8 @@ def keys_generate(out_dir: Annotated[Path, typer.Option("--out", help="Folder fo
 @manifest_app.command("validate")
 def manifest_validate(file: Annotated[Path, typer.Argument(help="CSV (with a header) or JSONL manifest.")],
                       wave: Annotated[Path | None, typer.Option(
-                          "--wave", help="Wave file: URIs resolve against its \\[locations.NAME] tables, and its "
+                          "--wave", metavar="FILE",
+                          help="Wave file: URIs resolve against its \\[locations.NAME] tables, and its "
                                    "residency policy is checked row by row.")] = None,
                       ) -> None:
     """Check every row; print a summary, or one line naming the file, line and field of the first error.
@@ -203,7 +258,8 @@ def run(manifest: Annotated[Path, typer.Argument(help="The wave's manifest.")],
         ) -> None:
     """Copy, verify, delete and attest a wave. Running it again resumes it.
 
-    Exit 0 when every row was removed, 1 when rows are held or failed, 2 on bad input or usage.
+    Exit 0 when every row was removed, 1 when rows are held or failed, 2 on bad input or usage,
+    3 when the --log log does not verify (its entries or signed checkpoint).
     """
     import os
 
@@ -240,7 +296,8 @@ def run(manifest: Annotated[Path, typer.Argument(help="The wave's manifest.")],
 
 @app.command("plan")
 def plan(manifest: Annotated[Path, typer.Argument(help="The wave's manifest.")],
-         wave: Annotated[Path | None, typer.Option("--wave", help="Wave file (TOML), as for run.")] = None,
+         wave: Annotated[Path | None, typer.Option(
+             "--wave", metavar="FILE", help="Wave file (TOML), as for run.")] = None,
          soft_delete: Annotated[str | None, typer.Option("--soft-delete", help="As for run.")] = None,
          allow_unprotected_destination: Annotated[bool, typer.Option(
              "--allow-unprotected-destination", help="As for run.")] = False,
@@ -335,13 +392,16 @@ def status(state: Annotated[Path, typer.Option("--state", help="State folder of 
 
 @audit_app.command("verify")
 def audit_verify(attestation: Annotated[Path, typer.Argument(help="attestation.json (DSSE envelope).")],
-                 key: Annotated[list[Path], typer.Option("--key", help="Trusted public key (PEM); repeatable.")],
+                 key: Annotated[list[Path], typer.Option(
+                     "--key", metavar="FILE", help="Trusted public key (PEM); repeatable.")],
                  threshold: Annotated[int, typer.Option(help="Signatures needed from distinct keys.")] = 1,
-                 records: Annotated[Path | None, typer.Option(help="records.jsonl to check.")] = None,
-                 manifest: Annotated[Path | None, typer.Option(help="The wave's manifest to check.")] = None,
-                 subjects: Annotated[Path | None, typer.Option(help="subjects.jsonl to check.")] = None,
+                 records: Annotated[Path | None, typer.Option(metavar="FILE", help="records.jsonl to check.")] = None,
+                 manifest: Annotated[Path | None, typer.Option(
+                     metavar="FILE", help="The wave's manifest to check.")] = None,
+                 subjects: Annotated[Path | None, typer.Option(metavar="FILE", help="subjects.jsonl to check.")] = None,
                  subject_key: Annotated[Path | None, typer.Option(
-                     "--subject-key", help="The custodian's subject key: check every subject's hash.")] = None,
+                     "--subject-key", metavar="FILE",
+                     help="The custodian's subject key: check every subject's hash.")] = None,
                  ) -> None:
     """Verify an attestation offline. Exit 0 when every check holds, 3 naming the failed check.
 
@@ -384,12 +444,17 @@ def audit_verify(attestation: Annotated[Path, typer.Argument(help="attestation.j
 @audit_app.command("prove")
 def audit_prove(attestation: Annotated[Path, typer.Argument(help="attestation.json (DSSE envelope).")],
                 object_uri: Annotated[str | None, typer.Argument(help="An object URI named by a record.")] = None,
-                records: Annotated[Path | None, typer.Option(help="records.jsonl (default: beside it).")] = None,
+                records: Annotated[Path | None, typer.Option(
+                    metavar="FILE", help="records.jsonl (default: beside it).")] = None,
                 row: Annotated[int | None, typer.Option(help="Which record, when several name the URI.")] = None,
-                subject: Annotated[str | None, typer.Option(help="Prove every record of this subject.")] = None,
-                subject_key: Annotated[Path | None, typer.Option("--subject-key", help="The custodian's key.")] = None,
-                subjects: Annotated[Path | None, typer.Option(help="subjects.jsonl (default: beside it).")] = None,
+                subject: Annotated[str | None, typer.Option(
+                    metavar="ID", help="Prove every record of this subject.")] = None,
+                subject_key: Annotated[Path | None, typer.Option(
+                    "--subject-key", metavar="FILE", help="The custodian's key.")] = None,
+                subjects: Annotated[Path | None, typer.Option(
+                    metavar="FILE", help="subjects.jsonl (default: beside it).")] = None,
                 index: Annotated[Path | None, typer.Option(
+                    metavar="FILE",
                     help="records.idx, to find the record without a scan (default: beside the records; "
                          "untrusted: every proof is checked against the signed root).")] = None,
                 ) -> None:
@@ -422,10 +487,14 @@ def audit_prove(attestation: Annotated[Path, typer.Argument(help="attestation.js
 
 @audit_app.command("verify-proof")
 def audit_verify_proof(proof: Annotated[Path, typer.Argument(help="A proof from `audit prove`.")],
-                       attestation: Annotated[Path, typer.Option("--attestation", help="The signed attestation.")],
-                       key: Annotated[list[Path], typer.Option("--key", help="Trusted public key; repeatable.")],
+                       attestation: Annotated[Path, typer.Option(
+                           "--attestation", metavar="FILE", help="The signed attestation.")],
+                       key: Annotated[list[Path], typer.Option(
+                           "--key", metavar="FILE", help="Trusted public key; repeatable.")],
                        threshold: Annotated[int, typer.Option(help="Signatures needed.")] = 1,
-                       subject_key: Annotated[Path | None, typer.Option("--subject-key")] = None) -> None:
+                       subject_key: Annotated[Path | None, typer.Option(
+                           "--subject-key", metavar="FILE",
+                           help="The custodian's subject key, for a subject proof.")] = None) -> None:
     """Check a proof against the signed root, without the records file. Exit 0, or 3 naming the failure."""
     from migrator.attest.proofs import VerifiedSubjectProof, verify_any_proof
     from migrator.attest.subjects import load_subject_key
@@ -438,12 +507,17 @@ def audit_verify_proof(proof: Annotated[Path, typer.Argument(help="A proof from 
 
 @audit_app.command("cosign")
 def audit_cosign(attestation: Annotated[Path, typer.Argument(help="attestation.json to co-sign in place.")],
-                 signing_key: Annotated[str, typer.Option("--signing-key", help="Key file or signer spec.")],
-                 key: Annotated[list[Path], typer.Option("--key", help="Keys trusted to have signed it already.")],
+                 signing_key: Annotated[str, typer.Option(
+                     "--signing-key", metavar="KEY", help="Key file or signer spec.")],
+                 key: Annotated[list[Path], typer.Option(
+                     "--key", metavar="FILE", help="Keys trusted to have signed it already.")],
                  threshold: Annotated[int, typer.Option(help="Signatures it must already carry.")] = 1,
-                 output: Annotated[Path | None, typer.Option("-o", "--output", help="Write here instead.")] = None,
+                 output: Annotated[Path | None, typer.Option(
+                     "-o", "--output", metavar="FILE", help="Write here instead.")] = None,
                  ) -> None:
     """Add a custodian's signature. Refuses an attestation that does not verify."""
+    import stat
+
     from migrator.attest.cosign import cosign
     from migrator.attest.signers import load_signer_spec
     from migrator.attest.verify import parse_attestation
@@ -453,13 +527,16 @@ def audit_cosign(attestation: Annotated[Path, typer.Argument(help="attestation.j
     envelope = read_input(attestation)
     signed = cosign(envelope, signer, _threshold(key, threshold))
     target = output or attestation
-    replace_atomically(target, signed)
+    # In place (e.g. in a state folder, 0600), the file keeps its mode; replace_atomically would give 0666 & ~umask.
+    mode = stat.S_IMODE(target.stat().st_mode) if target.is_file() else 0o666
+    replace_atomically(target, signed, mode=mode)
     n = len(parse_attestation(signed)[0].signatures)
     out.print(f"co-signed {target} as {signer.keyid}; it now carries {n} signatures")
 
 
 @subjects_app.command("key")
-def subjects_key(output: Annotated[Path, typer.Option("--out", help="Where to create the key (0600).")]) -> None:
+def subjects_key(output: Annotated[Path, typer.Option(
+    "--out", metavar="FILE", help="Where to create the key (0600).")]) -> None:
     """(Custodian) Create the HMAC key that hides subject ids in the subject index."""
     from migrator.attest.subjects import generate_subject_key
 
@@ -468,9 +545,10 @@ def subjects_key(output: Annotated[Path, typer.Option("--out", help="Where to cr
 
 
 @subjects_app.command("hash")
-def subjects_hash(key: Annotated[Path, typer.Option("--key", help="The custodian's subject key.")],
-                  manifest: Annotated[Path, typer.Option("--manifest", help="The wave's manifest.")],
-                  output: Annotated[Path, typer.Option("-o", "--output", help="Keyed hashes for the wave.")]) -> None:
+def subjects_hash(key: Annotated[Path, typer.Option("--key", metavar="FILE", help="The custodian's subject key.")],
+                  manifest: Annotated[Path, typer.Option("--manifest", metavar="FILE", help="The wave's manifest.")],
+                  output: Annotated[Path, typer.Option(
+                      "-o", "--output", metavar="FILE", help="Keyed hashes for the wave.")]) -> None:
     """(Custodian) Keyed hashes of the manifest's subjects, for `run --subject-hashes`."""
     from migrator.attest.subjects import load_subject_key, write_subject_hashes
     from migrator.manifest import iter_rows, validate
@@ -490,8 +568,16 @@ def _read_check(p: Path) -> None:
 
 
 def _vkey(text: str) -> str:
+    from migrator.errors import InputError
+
     p = Path(text)
-    return read_input(p, "verifier key").decode().strip() if p.exists() else text
+    if not p.exists():
+        return text
+    try:
+        return read_input(p, "verifier key").decode("utf-8").strip()
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not valid UTF-8 (byte {exc.start + 1} of the file); a verifier key file holds "
+                         "one vkey line", file=str(p)) from None
 
 
 def _threshold(key: list[Path], threshold: int) -> Threshold:
@@ -526,15 +612,18 @@ def _env_settings() -> WaveSettings:
 
 @audit_app.command("check")
 def audit_check(attestation: Annotated[Path, typer.Argument(help="attestation.json (DSSE envelope).")],
-                key: Annotated[list[Path], typer.Option("--key", help="Trusted public key (PEM); repeatable.")],
+                key: Annotated[list[Path], typer.Option(
+                    "--key", metavar="FILE", help="Trusted public key (PEM); repeatable.")],
                 live: Annotated[bool, typer.Option("--live", help="Check the clouds now (read calls only).")] = False,
                 sample: Annotated[int, typer.Option(help="Records to check.")] = 20,
                 seed: Annotated[int | None, typer.Option(help="Sampling seed (printed when not given).")] = None,
                 download: Annotated[bool, typer.Option(help="Read destination bytes and compare SHA-256.")] = False,
                 threshold: Annotated[int, typer.Option(help="Signatures needed from distinct keys.")] = 1,
-                records: Annotated[Path | None, typer.Option(help="records.jsonl (default: beside it).")] = None,
+                records: Annotated[Path | None, typer.Option(
+                    metavar="FILE", help="records.jsonl (default: beside it).")] = None,
                 locations: Annotated[Path | None, typer.Option(
-                    "--locations", help="Your \\[locations.NAME] tables: your endpoint and read-only credentials "
+                    "--locations", metavar="FILE",
+                    help="Your \\[locations.NAME] tables: your endpoint and read-only credentials "
                                         "for each location the attestation names.")] = None,
                 as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False) -> None:
     """Spot-check a reproducible random sample of records against the clouds, with read-only access.
@@ -577,9 +666,11 @@ def audit_check(attestation: Annotated[Path, typer.Argument(help="attestation.js
 
 
 @log_app.command("verify")
-def log_verify(log: Annotated[str, typer.Option("--log", help="Log folder or oci://ns/bucket/prefix.")],
-               key: Annotated[str, typer.Option("--key", help="Verifier key (signed-note vkey, or a file).")],
-               since: Annotated[Path | None, typer.Option(help="A checkpoint saved earlier.")] = None) -> None:
+def log_verify(log: Annotated[str, typer.Option("--log", metavar="LOG", help="Log folder or oci://ns/bucket/prefix.")],
+               key: Annotated[str, typer.Option(
+                   "--key", metavar="VKEY", help="Verifier key (signed-note vkey, or a file).")],
+               since: Annotated[Path | None, typer.Option(
+                   metavar="FILE", help="A checkpoint saved earlier.")] = None) -> None:
     """Verify the latest checkpoint, every entry, and consistency with an earlier checkpoint."""
     from migrator.attest import tlog
 
@@ -592,7 +683,8 @@ def log_verify(log: Annotated[str, typer.Option("--log", help="Log folder or oci
 
 @log_app.command("prove")
 def log_prove(wave: Annotated[str, typer.Argument(help="Wave id.")],
-              log: Annotated[str, typer.Option("--log", help="Log folder or oci://ns/bucket/prefix.")]) -> None:
+              log: Annotated[str, typer.Option(
+                  "--log", metavar="LOG", help="Log folder or oci://ns/bucket/prefix.")]) -> None:
     """Print an inclusion proof of one wave's latest attestation in the log."""
     import json as _json
 
@@ -602,8 +694,10 @@ def log_prove(wave: Annotated[str, typer.Argument(help="Wave id.")],
 
 
 @log_app.command("checkpoint")
-def log_checkpoint(log: Annotated[str, typer.Option("--log", help="Log folder or oci://ns/bucket/prefix.")],
-                   output: Annotated[Path, typer.Option("-o", "--output", help="Where to save it.")]) -> None:
+def log_checkpoint(log: Annotated[str, typer.Option(
+    "--log", metavar="LOG", help="Log folder or oci://ns/bucket/prefix.")],
+                   output: Annotated[Path, typer.Option(
+                       "-o", "--output", metavar="FILE", help="Where to save it.")]) -> None:
     """Save the log's current signed checkpoint (what the auditor saw)."""
     from migrator.attest import tlog
     from migrator.files import replace_atomically
@@ -614,8 +708,8 @@ def log_checkpoint(log: Annotated[str, typer.Option("--log", help="Log folder or
 
 
 @keys_app.command("vkey")
-def keys_vkey(key: Annotated[Path, typer.Option("--key", help="Public key (PEM).")],
-              name: Annotated[str, typer.Option("--name", help="The log's origin line.")]) -> None:
+def keys_vkey(key: Annotated[Path, typer.Option("--key", metavar="FILE", help="Public key (PEM).")],
+              name: Annotated[str, typer.Option("--name", metavar="ORIGIN", help="The log's origin line.")]) -> None:
     """Print the signed-note verifier key (vkey) of a public key for a log origin."""
     from migrator.attest import notes
     from migrator.attest.keys import load_public_key

@@ -88,7 +88,9 @@ def _auditor_estate(attestation: bytes, file: Path | None) -> Estate:
         doc = tomllib.loads(file.read_text(encoding="utf-8"))
     except OSError as exc:
         raise InputError(f"cannot read the locations file: {exc.strerror}", file=where) from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not valid UTF-8 (byte {exc.start + 1} of the file); TOML is UTF-8", file=where) from None
+    except tomllib.TOMLDecodeError as exc:
         raise InputError(f"not TOML: {exc}", file=where) from None
     extra = sorted(set(doc) - {"locations"})
     if extra:

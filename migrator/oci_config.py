@@ -96,6 +96,8 @@ def describe(exc: BaseException) -> str:
         lines = sorted({n for n in numbers if isinstance(n, int)})
         at = f" (line {', '.join(map(str, lines))})" if lines else ""
         return f"not a valid config file{at}"
+    if isinstance(exc, UnicodeDecodeError):   # a ValueError; its offset is within a read chunk, not the file
+        return "not valid UTF-8"
     if isinstance(exc, OSError):
         return f"cannot read: {exc.strerror or type(exc).__name__}"
     return type(exc).__name__

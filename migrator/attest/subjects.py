@@ -83,6 +83,9 @@ def generate_subject_key(path: Path | str) -> SubjectKey:
     key = secrets.token_bytes(KEY_BYTES)
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)   # as `keys generate` makes its folder
+    except FileExistsError:   # a file stands where a folder should be
+        raise InputError(f"cannot create the folder for {path}: {path.parent} or a folder above it is a file",
+                         file=str(path)) from None
     except OSError as exc:
         raise InputError(f"cannot create the folder for {path}: {exc.strerror}", file=str(path)) from None
     try:

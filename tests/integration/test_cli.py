@@ -322,3 +322,62 @@ def test_ctrl_c_says_the_wave_can_be_resumed(tmp_path: Path, sandbox_env: dict[s
             out, errs = proc.communicate(timeout=60)
     assert proc.returncode == 130, out + errs
     assert "interrupted; run the same command again to resume" in errs and "Traceback" not in errs
+
+
+def test_user_files_that_are_not_utf8_are_bad_input_naming_the_file(tmp_path: Path) -> None:
+    """Every text file a user hands migrator: a wave file, a manifest, a verifier key, an OCI config, subject
+    hashes. Bytes that are not UTF-8 (\\xff\\xfe, or latin-1 é) are exit 2 with one error line naming the file."""
+    keys = tmp_path / "keys"
+    assert _run("keys", "generate", "--out", str(keys)).returncode == 0
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("source,destination\ns3://bucket-a/k,oci://ns/bucket-b/k\n")
+    (tmp_path / "log").mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MIGRATOR_", "STORAGE_"))}
+    for data in (b"\xff\xfe[policy]\n", "# caf\u00e9\n".encode("latin-1")):
+        bad = tmp_path / "bad.txt"
+        bad.write_bytes(data)
+        for cmd, cmd_env in (
+                (("plan", str(manifest), "--no-list", "--wave", str(bad)), None),
+                (("manifest", "validate", str(bad)), None),
+                (("audit", "log", "verify", "--log", str(tmp_path / "log"), "--key", str(bad)), None),
+                (("plan", str(manifest), "--no-list"), {**env, "MIGRATOR_OCI_CONFIG": str(bad)}),
+                (("run", str(manifest), "--state", str(tmp_path / "st"), "--signing-key", str(keys / "signing.key"),
+                  "--subject-hashes", str(bad)), None)):
+            out = _run(*cmd, env=cmd_env)
+            assert out.returncode == 2, (cmd, out.stdout, out.stderr)
+            lines = out.stderr.splitlines()
+            assert len(lines) == 1 and lines[0].startswith("error: ") and str(bad) in lines[0], (cmd, out.stderr)
+    assert not (tmp_path / "st").exists()
+
+
+def test_user_text_prints_verbatim_never_as_emoji_or_markup(tmp_path: Path) -> None:
+    """Paths, keys and reasons are the users': rich must not read ":smile:" as an emoji or "[red]" as a style."""
+    folder = tmp_path / "[red]x["   # with the file's name, the path reads .../[red]x[/red]:smile:.csv
+    folder.mkdir()
+    m = folder / "red]:smile:.csv"
+    m.write_text("source,destination\ns3://bucket-a/:thumbs_up:[bold]k[/bold],oci://ns/bucket-b/k\n")
+    ok = _run("manifest", "validate", str(m))
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.startswith(f"{m}: 1 rows"), ok.stdout
+    bad = tmp_path / "bad.csv"
+    bad.write_text("source,destination\ns3://ab/:thumbs_up:[bold]k[/bold],oci://ns/bucket-b/k\n")
+    refused = _run("manifest", "validate", str(bad))
+    assert refused.returncode == 2 and "s3://ab/:thumbs_up:[bold]k[/bold]" in refused.stderr, refused.stderr
+    for text in (ok.stdout, refused.stderr):
+        assert "\U0001f604" not in text and "\U0001f44d" not in text
+
+
+def test_run_exits_3_when_its_log_does_not_verify_and_says_so_in_its_help(tmp_path: Path) -> None:
+    keys = tmp_path / "keys"
+    assert _run("keys", "generate", "--out", str(keys)).returncode == 0
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("source,destination\ns3://bucket-a/k,oci://ns/bucket-b/k\n")
+    log = tmp_path / "log"
+    log.mkdir()
+    (log / "log.json").write_bytes(b'{ "origin": "one.invalid/waves" }')   # not canonical: altered by hand
+    state = tmp_path / "state"
+    out = _run("run", str(manifest), "--state", str(state), "--signing-key", str(keys / "signing.key"),
+               "--log", str(log), "--log-origin", "one.invalid/waves")
+    assert out.returncode == 3 and out.stderr == "error: log: log.json is not canonical JSON\n", out.stderr
+    assert not state.exists()
+    assert "3 when the --log log does not verify" in " ".join(_run("run", "--help").stdout.split())

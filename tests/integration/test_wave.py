@@ -362,3 +362,50 @@ def test_source_changed_after_verify_is_held_not_deleted(sandbox: SandboxState, 
     result = _run_with(_Stores({"s3": _Overwriting(real)}), manifest, tmp_path / "state", keys[0])
     assert result.held == 1 and "changed at source" in result.held_rows[0][2]
     assert len(_versions(sandbox, src)) == 2  # neither the verified nor the new version was deleted
+
+
+def test_state_folder_is_private_whatever_the_umask(sandbox: SandboxState, tmp_path: Path) -> None:
+    """Under umask 000 a whole wave (keys, subject hashes, run, resume, an in-place co-signature) leaves its
+    state folder 0700 and every file in it 0600; state_folder_warnings finds nothing, and does find a file
+    or a folder opened up afterwards."""
+    import stat
+
+    from migrator.state_files import state_folder_warnings
+
+    src, dst, _ = _seed(sandbox, 3)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("source,destination,subject\n"
+                        + "".join(f"s3://{src}/k/{i},s3://{dst}/k/{i},user-{i % 2}\n" for i in range(3)))
+    state = tmp_path / "state"
+
+    def cli(*args: str) -> None:
+        done = subprocess.run([sys.executable, "-m", "migrator", *args], env=dict(os.environ), capture_output=True,
+                              text=True, timeout=300, preexec_fn=lambda: os.umask(0))
+        assert done.returncode == 0, (args, done.stdout, done.stderr)
+
+    cli("keys", "generate", "--out", str(tmp_path / "keys"))
+    cli("keys", "generate", "--out", str(tmp_path / "custodian"))
+    cli("subjects", "key", "--out", str(tmp_path / "custodian" / "subject.key"))
+    hashes = tmp_path / "hashes.jsonl"
+    cli("subjects", "hash", "--key", str(tmp_path / "custodian" / "subject.key"), "--manifest", str(manifest),
+        "-o", str(hashes))
+    run = ("run", str(manifest), "--state", str(state), "--signing-key", str(tmp_path / "keys" / "signing.key"),
+           "--subject-hashes", str(hashes))
+    cli(*run)
+    cli(*run)   # a resume rewrites the records, the index and the attestation
+    cli("audit", "cosign", str(state / "attestation.json"), "--signing-key",
+        str(tmp_path / "custodian" / "signing.key"), "--key", str(tmp_path / "keys" / "signing.pub"))
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    modes = {p.name: stat.S_IMODE(p.lstat().st_mode) for p in state.iterdir()}
+    assert {"journal.sqlite", "lock", "records.jsonl", "subjects.jsonl", "records.idx",
+            "attestation.json"} <= set(modes), modes
+    assert not [n for n in modes if n.endswith(".tmp")], modes   # no temporary file left behind
+    assert modes == dict.fromkeys(modes, 0o600), modes
+    for private in (tmp_path / "keys" / "signing.key", tmp_path / "custodian" / "subject.key", hashes):
+        assert stat.S_IMODE(private.stat().st_mode) == 0o600, private
+    assert state_folder_warnings(state) == []
+    (state / "records.jsonl").chmod(0o644)
+    state.chmod(0o755)
+    warnings = state_folder_warnings(state)
+    assert len(warnings) == 2 and f"chmod 700 {state}" in warnings[0], warnings
+    assert "records.jsonl" in warnings[1] and "(mode 0644)" in warnings[1], warnings

@@ -185,6 +185,16 @@ def test_a_file_that_does_not_state_the_attested_identity_is_refused(
         assert line == new, (exc.value.line, line)
 
 
+@pytest.mark.parametrize("data", [b"\xff\xfe[locations.dc]\n", AUDITOR.replace("dc", "d\u00e9").encode("latin-1")])
+def test_a_file_that_is_not_utf8_is_bad_input_naming_it(tmp_path: Path, estate_wave: tuple[Estate, Wave],
+                                                        data: bytes) -> None:
+    path = tmp_path / "auditor-locations.toml"
+    path.write_bytes(data)
+    with pytest.raises(InputError, match=r"not valid UTF-8 \(byte \d+ of the file\); TOML is UTF-8") as exc:
+        auditor_estate(att(estate_wave), path)
+    assert exc.value.file == str(path)
+
+
 def test_the_file_goes_with_locations_and_only_with_them(tmp_path: Path, estate_wave: tuple[Estate, Wave]) -> None:
     with pytest.raises(InputError, match=r"names location\(s\) dc, eu, oci-us: map each .* --locations FILE"):
         auditor_estate(att(estate_wave), None)

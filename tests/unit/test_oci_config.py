@@ -59,6 +59,12 @@ def test_a_malformed_file_names_the_line_not_its_text(tmp_path: Path) -> None:
     assert "not a valid config file (line 4)" in str(err) and CANARY not in str(err)
 
 
+def test_a_file_that_is_not_utf8_says_so_without_a_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "config"
+    path.write_bytes(b"[DEFAULT]\nuser=caf\xe9\n")   # latin-1
+    assert str(_error(path)) == f"OCI config {path} (profile DEFAULT): not valid UTF-8"
+
+
 def test_a_file_without_a_section_names_line_one(tmp_path: Path) -> None:
     path = tmp_path / "config"
     path.write_text(f"pass_phrase={CANARY}\n")

@@ -54,6 +54,21 @@ def rows_of(subject: str, n: int = 20) -> list[int]:
 
 # ---- keys and the custodian's hashes ---------------------------------------------------------------------
 
+def test_key_folder_is_made_0700_when_missing(tmp_path: Path) -> None:
+    """`subjects key --out custodian/subject.key` makes custodian/ (0700), as `keys generate` makes its own."""
+    key_path = tmp_path / "custodian" / "keys" / "subject.key"
+    previous = os.umask(0)
+    try:
+        generate_subject_key(key_path)
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(key_path.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(key_path.stat().st_mode) == 0o600
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(InputError, match="a-file or a folder above it is a file"):
+        generate_subject_key(tmp_path / "a-file" / "subject.key")
+
+
 def test_key_is_written_0600_and_refused_when_others_can_read_it(tmp_path: Path) -> None:
     key = generate_subject_key(tmp_path / "subject.key")
     assert stat.S_IMODE((tmp_path / "subject.key").stat().st_mode) == 0o600
