@@ -4,8 +4,10 @@ unlimited or refused."""
 
 from __future__ import annotations
 
+import io
 import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -18,9 +20,11 @@ from migrator.limits import (
     Limiter,
     MiB,
     Rates,
+    StoreLimits,
     TokenBucket,
     acquire_in_pieces,
 )
+from migrator.stores.base import PutRequest
 
 
 class FakeClock:
@@ -259,3 +263,104 @@ def test_bad_rates_are_refused_naming_their_field(rates: dict[str, object], fiel
 def test_rates_compare_by_value_not_by_where() -> None:
     assert Rates(5, where="transfer") == Rates(5, where="locations.dc")
     assert Rates(0.5) and Rates(bytes_per_second=1) and not Rates(0, 0) and not Rates()
+
+
+# --- bytes in the data path (migrator/transfer.py) -------------------------------------------------------
+
+class Recorder:
+    """A limiter that grants at once and records every acquire."""
+
+    def __init__(self) -> None:
+        self.asked: list[float] = []
+
+    def acquire(self, n: float = 1) -> None:
+        self.asked.append(n)
+
+
+def _copy_with_caps(size: int) -> tuple[Recorder, Recorder, Recorder, list[int]]:
+    from migrator.stores.memory import MemoryStore
+    from migrator.transfer import BufferBudget, copy_version
+    from migrator.uri import ObjectURI
+    from tests.conftest import store_transfer
+
+    wave, src_own, dst_own = Recorder(), Recorder(), Recorder()
+    src = MemoryStore("gs", transfer=store_transfer(), limits=StoreLimits(bytes=Gate((src_own, wave))))
+    dst = MemoryStore("oci", transfer=store_transfer(multipart_threshold=16 * MiB),
+                      limits=StoreLimits(bytes=Gate((dst_own, wave))))
+    src.create_bucket("src")
+    dst.create_bucket("dst", versioned=True)
+    data = bytes(range(256)) * (size // 256)
+    src_uri, dst_uri = ObjectURI("gs", "src", "k"), ObjectURI("oci", "dst", "k", "ns")
+    src.put(src_uri, io.BytesIO(data), PutRequest(size=len(data)))
+    reads: list[int] = []
+    real_open = src.open_read
+
+    def open_read(uri: ObjectURI, version: str | None = None, byte_range: tuple[int, int] | None = None) -> Any:
+        stream = real_open(uri, version, byte_range)
+        real_read = stream.read
+
+        def read(n: int = -1) -> bytes:
+            reads.append(n)
+            return real_read(n)
+
+        stream.read = read  # type: ignore[method-assign]
+        return stream
+
+    src.open_read = open_read  # type: ignore[method-assign]
+    out = copy_version(src, src_uri, None, dst, dst_uri, expected_size=len(data), budget=BufferBudget(64 * MiB))
+    assert out.put.size == len(data)
+    return wave, src_own, dst_own, reads
+
+
+def test_a_buffered_copy_pays_in_pieces_of_a_mebibyte_and_still_reads_once() -> None:
+    size = 5 * MiB + 512 * 1024
+    wave, src_own, dst_own, reads = _copy_with_caps(size)
+    assert reads[0] == size and len([n for n in reads if n > 1]) == 1   # one read of the whole: no join copy
+    for bucket in (wave, src_own, dst_own):
+        assert sum(bucket.asked) == size and max(bucket.asked) <= MiB
+    assert len(wave.asked) == 6       # the wave's bucket, shared by both stores, is paid once per piece
+
+
+def test_a_streamed_copy_pays_for_every_part_it_reads() -> None:
+    size = 20 * MiB                   # above the destination's 16 MiB threshold: multipart, 8 MiB reads
+    wave, src_own, dst_own, reads = _copy_with_caps(size)
+    assert max(reads) <= 8 * MiB
+    for bucket in (wave, src_own, dst_own):
+        assert sum(bucket.asked) == size and max(bucket.asked) <= MiB
+
+
+def test_a_short_read_leaves_its_tokens_paid_for_the_next() -> None:
+    from migrator.transfer import ByteMeter
+
+    bucket = Recorder()
+    meter = ByteMeter(bucket)
+    meter.before(3 * MiB)
+    meter.after(MiB)                  # the stream returned less than asked
+    meter.before(2 * MiB)             # already paid
+    assert bucket.asked == [MiB, MiB, MiB]
+    meter.after(2 * MiB + 10)         # more than paid for (a longer body than announced): paid after
+    assert bucket.asked[-1] == 10
+    meter.before(0)
+    assert len(bucket.asked) == 4
+
+
+def test_an_independent_read_pays_its_store_bytes() -> None:
+    from migrator.stores.memory import MemoryStore
+    from migrator.transfer import sha256_of
+    from migrator.uri import ObjectURI
+    from tests.conftest import store_transfer
+
+    own = Recorder()
+    store = MemoryStore("s3", transfer=store_transfer(), limits=StoreLimits(bytes=Gate((own,))))
+    store.create_bucket("b")
+    uri = ObjectURI("s3", "b", "k")
+    data = b"z" * (2 * MiB + 7)
+    store.put(uri, io.BytesIO(data), PutRequest(size=len(data)))
+    _sha, size = sha256_of(store, uri, None)
+    assert size == len(data) and sum(own.asked) == len(data) and max(own.asked) <= MiB
+
+
+def test_uncapped_stores_meter_nothing() -> None:
+    from migrator.transfer import _meter
+
+    assert _meter(NO_LIMITS.bytes) is None and _meter(Gate.join(NO_LIMITS.bytes, NO_LIMITS.bytes)) is None
