@@ -34,6 +34,7 @@ from migrator import oci_config
 from migrator.attest.signers import SignerSettings
 from migrator.errors import InputError
 from migrator.estate import Estate, parse_locations
+from migrator.limits import Rates
 from migrator.stores.settings import EndpointSettings, StoreSettings, StoreTransfer
 from migrator.toml_lines import located
 
@@ -75,8 +76,13 @@ class TransferSettings:
     parts_in_flight: int = 4                 # parts of one multipart object uploaded at once (S3, OCI)
     max_pool_connections: int = 64           # HTTP connections kept per cloud client
     buffer_memory: int = 256 * MiB           # bytes that one-request copies may hold at once, all workers together
+    # Caps on the whole wave (rclone's --tpslimit, --bwlimit); None or 0: unlimited. Operational, not policy:
+    # a state folder does not bind them (``WaveSettings.binding``), so a resume may change them.
+    requests_per_second: float | None = None   # HTTP requests a second, every store together (SDK retries too)
+    bytes_per_second: int | None = None        # bytes a second read by copies, every location together
 
     def __post_init__(self) -> None:
+        Rates(self.requests_per_second, self.bytes_per_second)   # checks both, naming the field
         for name in ("part_size", "multipart_threshold", "parts_in_flight", "max_pool_connections", "buffer_memory"):
             if getattr(self, name) < 1:
                 raise InputError("must be at least 1", field=name)
@@ -91,6 +97,11 @@ class TransferSettings:
             raise InputError("batch_rows must be between 1 and 100000", field="batch_rows")
         if not 1 <= self.delete_batch <= 1000:
             raise InputError("delete_batch must be between 1 and 1000", field="delete_batch")
+
+    @property
+    def rates(self) -> Rates:
+        """The wave-wide caps, for the store registry."""
+        return Rates(self.requests_per_second, self.bytes_per_second, where="transfer")
 
     def for_stores(self) -> StoreTransfer:
         """The part every store adapter receives."""
@@ -163,12 +174,14 @@ class WaveSettings:
     def stores(self) -> StoreSettings:
         """For the store registry (``Stores``), with the one OCI config reader."""
         return StoreSettings(endpoints=self.endpoints, transfer=self.transfer.for_stores(),
-                             load_oci_config=oci_config.load, locations=self.estate.locations)
+                             load_oci_config=oci_config.load, locations=self.estate.locations,
+                             rates=self.transfer.rates)
 
     def binding(self) -> dict[str, Any]:
         """What a state folder binds on its first run: the policy, and each location's identity when there are
         locations (kind, region, owner, buckets: a rotated credential, a renamed profile or another hostname
-        for the same store is not a change)."""
+        for the same store is not a change). Not the transfer settings, caps included: they change how
+        fast a wave goes, not what it does, so a resume may run with others."""
         bound = self.policy.as_record()
         if self.estate:
             bound["locations"] = self.estate.binding()
@@ -208,6 +221,8 @@ def _index() -> tuple[dict[str, tuple[type, type]], dict[str, list[str]]]:
 
 
 _FIELDS, _TABLES = _index()
+# Overrides whose command-line flag is not the key's own name (rclone's names for the caps).
+FLAG_NAMES = {"requests_per_second": "--tps-limit", "bytes_per_second": "--bw-limit"}
 # An int in [transfer] is a size in bytes or a count; the hint makes the type error say so.
 _TYPE_HINT = {"policy": "", "transfer": " (bytes or a count)"}
 
@@ -237,12 +252,19 @@ def load_wave(path: Path | None, flags: Mapping[str, Any], env: Mapping[str, str
     except InputError as exc:
         key = exc.field or ""
         if path is None or key in flagged:   # the flag's value, not the file's
-            raise InputError(str(exc.args[0]), field=f"--{key.replace('_', '-')}" if key else None) from None
+            flag = FLAG_NAMES.get(key, f"--{key.replace('_', '-')}")
+            raise InputError(str(exc.args[0]), field=flag if key else None) from None
         table = next((name for name, known in _TABLES.items() if key in known), "policy")
         raise located(InputError(str(exc.args[0]), file=str(path), field=f"{table}.{key}"), path) from None
     return WaveSettings(policy=policy, transfer=transfer, endpoints=endpoints_from_env(env),
                         oci_kms_management_endpoint=env.get("MIGRATOR_OCI_KMS_MANAGEMENT_ENDPOINT") or None,
                         estate=estate)
+
+
+def _wanted(hint: Any) -> tuple[type, ...]:
+    """The TOML types a field takes: its type without None, and an int where a float is wanted."""
+    types = tuple(t for t in typing.get_args(hint) if t is not type(None)) or (hint,)
+    return (*types, int) if float in types else types
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -280,9 +302,9 @@ def _table(path: Path, doc: Mapping[str, Any], name: str) -> dict[str, Any]:
                 raise InputError(f"want a list of strings, got {value!r}", file=str(path), field=f"{name}.{key}")
             table = {**table, key: tuple(value)}
             continue
-        want = str if hint == (str | None) else hint
-        if type(value) is not want:   # exact: a TOML bool is not an int here
-            article = "an" if want.__name__[0] in "aeiou" else "a"
-            raise InputError(f"want {article} {want.__name__}{_TYPE_HINT[name]}, got {value!r}",
-                             file=str(path), field=f"{name}.{key}")
+        want = _wanted(hint)
+        if type(value) not in want:   # exact: a TOML bool is not an int here
+            what = "a number" if float in want else f"{'an' if want[0].__name__[0] in 'aeiou' else 'a'} " \
+                f"{want[0].__name__}{_TYPE_HINT[name]}"
+            raise InputError(f"want {what}, got {value!r}", file=str(path), field=f"{name}.{key}")
     return dict(table)

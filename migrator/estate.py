@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from migrator.errors import InputError
+from migrator.limits import Rates
 from migrator.uri import LOCATION_NAME, SCHEMES, ObjectURI
 
 KINDS = SCHEMES                     # a location's kind is the scheme of its URIs: s3, gs, oci
@@ -29,6 +30,7 @@ _KEYS = {
     "kind": (KINDS, str), "endpoint": (KINDS, str), "region": (KINDS, str), "owner": (KINDS, str),
     "buckets": (KINDS, list), "ca_bundle": (KINDS, str), "addressing_style": (("s3",), str),
     "profile": (("s3", "oci"), str), "credentials_file": (("gs",), str), "config_file": (("oci",), str),
+    "requests_per_second": (KINDS, (int, float)), "bytes_per_second": (KINDS, int),
 }
 
 
@@ -47,6 +49,16 @@ class LocationSpec:
     profile: str | None = None           # s3: AWS profile; oci: config profile
     credentials_file: str | None = None  # gs: service-account JSON (None: ADC)
     config_file: str | None = None       # oci: SDK config file (None: the SDK's default)
+    # This location's caps (None or 0: unlimited), on top of the wave's. Operational: not its identity.
+    requests_per_second: float | None = None   # HTTP requests a second to this location's store
+    bytes_per_second: int | None = None        # bytes a second copied from or to this location
+
+    def __post_init__(self) -> None:
+        Rates(self.requests_per_second, self.bytes_per_second, where=f"locations.{self.name}")
+
+    @property
+    def rates(self) -> Rates:
+        return Rates(self.requests_per_second, self.bytes_per_second, where=f"locations.{self.name}")
 
     def serves(self, uri: ObjectURI) -> bool:
         if uri.scheme != self.kind:
@@ -144,9 +156,11 @@ def _spec(name: str, body: Mapping[str, Any], file: str | None, where: str) -> L
         if kind not in kinds:
             raise InputError(f"{key} applies to {', '.join(kinds)} locations, not {kind}", file=file,
                              field=f"{where}.{key}")
-        if type(value) is not want or (want is str and not value):
-            raise InputError(f"want a {'non-empty string' if want is str else 'list'}, got {value!r}",
-                             file=file, field=f"{where}.{key}")
+        types = want if isinstance(want, tuple) else (want,)
+        if type(value) not in types or (want is str and not value):   # exact: a TOML bool is not an int
+            what = {str: "non-empty string", list: "list", int: "whole number (bytes a second)"}.get(
+                types[0], "number")
+            raise InputError(f"want a {what}, got {value!r}", file=file, field=f"{where}.{key}")
     buckets = body.get("buckets")
     if not buckets or not all(isinstance(b, str) and b for b in buckets):
         raise InputError("want buckets = a non-empty list of bucket names or patterns", file=file,
@@ -164,4 +178,13 @@ def _spec(name: str, body: Mapping[str, Any], file: str | None, where: str) -> L
     return LocationSpec(name=name, kind=kind, buckets=tuple(buckets), endpoint=endpoint, region=region,
                         owner=body.get("owner"), ca_bundle=body.get("ca_bundle"), addressing_style=style,
                         profile=body.get("profile"), credentials_file=body.get("credentials_file"),
-                        config_file=body.get("config_file"))
+                        config_file=body.get("config_file"), **_rates(body, file, where))
+
+
+def _rates(body: Mapping[str, Any], file: str | None, where: str) -> dict[str, Any]:
+    """The location's caps, checked (negative, infinite, not a number: refused, naming the field)."""
+    try:
+        rates = Rates(body.get("requests_per_second"), body.get("bytes_per_second"), where=where)
+    except InputError as exc:
+        raise InputError(str(exc.args[0]), file=file, field=exc.field) from None
+    return {"requests_per_second": rates.requests_per_second, "bytes_per_second": rates.bytes_per_second}

@@ -1,4 +1,11 @@
-"""Stream one object version from a store to another, hashing every byte once on the way."""
+"""Stream one object version from a store to another, hashing every byte once on the way.
+
+Byte caps (``migrator.limits``): a copy's reads take byte tokens from the bytes gates of both its stores
+(each location's bucket and the wave's, the wave's once), an independent read (``sha256_of``) from its
+store's. Tokens are paid before the bytes are read, in acquires of at most ``READ_PIECE`` (1 MiB), and
+the read itself stays one call of the caller's size: splitting it would cost a join, that is a copy of
+a buffered object (see ``_read_exactly``).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +19,7 @@ from urllib.parse import quote
 
 from migrator.checksum import Algorithm, Checksum, MultiHasher
 from migrator.errors import ChecksumError, SourceChanged
+from migrator.limits import Gate, Limiter, acquire_in_pieces
 from migrator.stores.base import ObjectInfo, ObjectStore, PutRequest, PutResult, ReadStream
 from migrator.uri import ObjectURI
 
@@ -49,15 +57,44 @@ class BufferBudget:
                 self._cond.notify_all()
 
 
+class ByteMeter:
+    """Byte tokens for a stream's reads, paid before each read for the bytes it can return (at most what is
+    left of the object), in acquires of at most ``READ_PIECE``. A short read leaves tokens paid, which count
+    toward the next read; bytes beyond the announced size (an error the reader reports) are paid for after.
+    So no byte is read unpaid, and no more is paid than is read plus one read's worth."""
+
+    def __init__(self, limiter: Limiter) -> None:
+        self._limiter = limiter
+        self._paid = 0
+
+    def before(self, n: int) -> None:
+        need = n - self._paid
+        if need > 0:
+            acquire_in_pieces(self._limiter, need)
+            self._paid += need
+
+    def after(self, got: int) -> None:
+        self._paid -= got
+        if self._paid < 0:
+            acquire_in_pieces(self._limiter, -self._paid)
+            self._paid = 0
+
+
+def _meter(gate: Gate) -> ByteMeter | None:
+    return ByteMeter(gate) if gate else None
+
+
 class HashingReader:
-    """A file-like view of a ReadStream that feeds every byte read to a MultiHasher."""
+    """A file-like view of a ReadStream that feeds every byte read to a MultiHasher, and pays ``meter`` (a
+    byte cap; None: none) for the bytes before reading them."""
 
     def __init__(self, stream: ReadStream, hasher: MultiHasher, expected_size: int,
-                 check: Callable[[], None] | None = None) -> None:
+                 meter: ByteMeter | None = None, check: Callable[[], None] | None = None) -> None:
         self._stream = stream
         self._check = check
         self._hasher = hasher
         self._expected = expected_size
+        self._meter = meter
         self.bytes_read = 0
 
     def read(self, n: int = -1) -> bytes:
@@ -65,10 +102,14 @@ class HashingReader:
             n = max(self._expected - self.bytes_read, 0) or READ_CHUNK
         if self._check is not None:
             self._check()   # a stop asked for: raised here, the store aborts the upload this read feeds
+        if self._meter is not None:
+            self._meter.before(min(n, max(self._expected - self.bytes_read, 0)))
         data = self._stream.read(n)
         if data:
             self._hasher.update(data)
             self.bytes_read += len(data)
+            if self._meter is not None:
+                self._meter.after(len(data))
         return data
 
     def readable(self) -> bool:
@@ -127,7 +168,9 @@ def _copy(src: ObjectStore, src_uri: ObjectURI, version: str | None, dst: Object
         # Metadata travels in HTTP headers, which carry ASCII only: the URI is percent-encoded (RFC 3986).
         metadata[META_SOURCE] = quote(str(src_uri), safe="/:")
         metadata[META_SOURCE_VERSION] = info.version or ""
-        reader = HashingReader(stream, hasher, info.size, check)
+        # Bytes read are bytes written: a copy counts against both locations' byte caps, and the wave's once.
+        reader = HashingReader(stream, hasher, info.size, _meter(Gate.join(src.limits.bytes, dst.limits.bytes)),
+                               check)
         body: Any = reader
         known: tuple[Checksum, ...] = ()
         if buffered:
@@ -168,13 +211,18 @@ def _read_exactly(reader: HashingReader, size: int, uri: ObjectURI) -> bytes:
 def sha256_of(store: ObjectStore, uri: ObjectURI, version: str | None) -> tuple[Checksum, int]:
     """An independent read's SHA-256 (evidence tier 4, replica checks)."""
     hasher = MultiHasher()
+    meter = _meter(store.limits.bytes)
     stream = store.open_read(uri, version)
     try:
         while True:
+            if meter is not None:
+                meter.before(min(READ_CHUNK, max(stream.info.size - hasher.size, 0)))
             data = stream.read(READ_CHUNK)
             if not data:
                 break
             hasher.update(data)
+            if meter is not None:
+                meter.after(len(data))
     finally:
         stream.close()
     sha = next(c for c in hasher.digests() if c.algorithm == Algorithm.SHA256)

@@ -14,6 +14,9 @@ Rules of the boundary:
 - Adapters report in migrator's terms, not their cloud's: a delete answers a ``DeleteOutcome``; locks, holds
   and retention come as one ``Protection``; an unversioned object has ``version=None`` (S3's "null" version id
   never leaves the S3 adapter). Cloud fields stay available in ``extra`` as raw evidence for the records.
+- A store carries the ``StoreLimits`` of its location (``migrator.limits``; ``NO_LIMITS`` when uncapped): a
+  cloud adapter takes one request token per HTTP request it sends, at its HTTP layer; the bytes gate is
+  for the callers that read object bytes (``migrator.transfer``), which know both ends of a copy.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from enum import StrEnum
 from typing import BinaryIO, Protocol, runtime_checkable
 
 from migrator.checksum import Checksum
+from migrator.limits import StoreLimits
 from migrator.records import Reason
 from migrator.uri import Location, ObjectURI
 
@@ -267,6 +271,7 @@ class ReadStream(Protocol):
 class ObjectStore(Protocol):
     scheme: str
     features: Features
+    limits: StoreLimits   # its location's caps (requests at its HTTP layer; bytes for readers)
 
     def bucket_facts(self, location: Location) -> BucketFacts: ...
 

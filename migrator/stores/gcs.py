@@ -45,6 +45,7 @@ from migrator.errors import (
     PreconditionFailed,
     StoreError,
 )
+from migrator.limits import NO_LIMITS, Gate, StoreLimits
 from migrator.stores import errors as store_errors
 from migrator.stores.base import (
     BucketFacts,
@@ -81,6 +82,18 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+class MeteredAdapter(HTTPAdapter):
+    """requests' HTTPAdapter taking one request token per request it sends (every attempt, every chunk)."""
+
+    def __init__(self, gate: Gate, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.gate = gate
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
+        self.gate.acquire(1)
+        return super().send(request, *args, **kwargs)
+
+
 class GcsStore:
     """ObjectStore for ``gs://``. One client, shared by threads (requests sessions are thread-safe
     enough for independent requests; the SDK documents Client as usable across threads).
@@ -98,9 +111,10 @@ class GcsStore:
 
     def __init__(self, *, endpoint: str | None = None, project: str | None = None, transfer: StoreTransfer,
                  allow_non_loopback: bool = True, credentials_file: str | None = None,
-                 ca_bundle: str | None = None) -> None:
+                 ca_bundle: str | None = None, limits: StoreLimits | None = None) -> None:
         """``credentials_file``: a service-account JSON (None: ADC, or anonymous on an emulator endpoint).
-        ``ca_bundle``: the CA bundle the client's session trusts."""
+        ``ca_bundle``: the CA bundle the client's session trusts. ``limits``: the location's caps (None:
+        unlimited); every request the client's session sends (resumable upload chunks too) takes a token."""
         if endpoint is not None and "://" not in endpoint:
             endpoint = "http://" + endpoint
         if not allow_non_loopback:
@@ -114,6 +128,7 @@ class GcsStore:
         self.part_size = transfer.part_size
         self.multipart_threshold = transfer.multipart_threshold
         self.official_endpoint = endpoint is None
+        self.limits = limits or NO_LIMITS
         if credentials_file is not None:
             from google.oauth2 import service_account
 
@@ -139,7 +154,7 @@ class GcsStore:
                                  "`eval \"$(migrator sandbox env)\"`)", field="gcs credentials") from None
         # The client's session (also used by resumable uploads) would keep requests' default of 10
         # connections: fewer than a wave's workers, so the rest would reconnect for every request.
-        pool = HTTPAdapter(pool_connections=4, pool_maxsize=transfer.max_pool_connections)
+        pool = MeteredAdapter(self.limits.requests, pool_connections=4, pool_maxsize=transfer.max_pool_connections)
         for prefix in ("http://", "https://"):
             self._client._http.mount(prefix, pool)
         if ca_bundle is not None:

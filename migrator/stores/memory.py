@@ -41,6 +41,7 @@ from typing import BinaryIO
 
 from migrator.checksum import Algorithm, Checksum, Provenance, crc32c_bytes, multipart_md5
 from migrator.errors import AccessDenied, ChecksumError, InputError, NotFound, PreconditionFailed, StoreError
+from migrator.limits import NO_LIMITS, StoreLimits
 from migrator.stores.base import (
     NO_PROTECTION,
     BucketFacts,
@@ -113,11 +114,13 @@ class MemoryStore:
     def __init__(self, scheme: str = "memory", *, transfer: StoreTransfer, list_page_size: int = 1000,
                  batch_delete_max: int = BATCH_DELETE_MAX, reports: frozenset[Algorithm] = WHOLE_OBJECT,
                  clock: Callable[[], datetime] | None = None, region: str | None = None,
-                 owner: str | None = None) -> None:
+                 owner: str | None = None, limits: StoreLimits | None = None) -> None:
+        """``limits``: carried for the callers that meter bytes (there is no HTTP layer to meter requests)."""
         part_size, multipart_threshold = transfer.part_size, transfer.multipart_threshold
         if part_size < 1 or list_page_size < 1 or batch_delete_max < 1 or multipart_threshold < 0:
             raise InputError("memory store sizes must be positive")
         self.scheme = scheme
+        self.limits = limits or NO_LIMITS
         self.region, self.owner = region, owner   # what identify() answers: as declared, never verified
         self.part_size = part_size
         self.multipart_threshold = multipart_threshold

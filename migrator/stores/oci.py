@@ -56,6 +56,7 @@ from migrator.errors import (
     PreconditionFailed,
     StoreError,
 )
+from migrator.limits import NO_LIMITS, Gate, StoreLimits
 from migrator.stores import errors as store_errors
 from migrator.stores.base import (
     BucketFacts,
@@ -106,6 +107,18 @@ def oci_region_from_endpoint(url: str) -> str | None:
     return m.group(1) if m else None
 
 
+class MeteredAdapter(HTTPAdapter):  # type: ignore[misc]  # the SDK's vendored requests is untyped
+    """The SDK's vendored requests HTTPAdapter, taking one request token per request it sends."""
+
+    def __init__(self, gate: Gate, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.gate = gate
+
+    def send(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        self.gate.acquire(1)
+        return super().send(request, *args, **kwargs)
+
+
 class OciStore:
     """ObjectStore for ``oci://namespace/bucket/key``. One SDK client shared by threads (the SDK's
     own multipart assembler does the same), with a connection pool sized for parallel parts."""
@@ -115,10 +128,13 @@ class OciStore:
     # --- construction -------------------------------------------------------------------------------
 
     def __init__(self, config: Mapping[str, Any], endpoint: str | None = None, *, namespace: str | None = None,
-                 transfer: StoreTransfer, allow_non_loopback: bool = True, ca_bundle: str | None = None) -> None:
+                 transfer: StoreTransfer, allow_non_loopback: bool = True, ca_bundle: str | None = None,
+                 limits: StoreLimits | None = None) -> None:
         """``config``: the OCI SDK config of one profile, as ``migrator.oci_config.load`` returns it (checked,
         its key loadable). Uses all of ``transfer``: parts of ``part_size``, ``parts_in_flight`` at once per
-        object, and a requests pool of ``max_pool_connections`` (at least two per part in flight)."""
+        object, and a requests pool of ``max_pool_connections`` (at least two per part in flight).
+        ``limits``: the location's caps (None: unlimited); every request the SDK's session sends takes a
+        request token."""
         if not allow_non_loopback:
             require_loopback(endpoint, "OCI store")
         if transfer.part_size <= 0:
@@ -131,6 +147,7 @@ class OciStore:
         self.part_size = transfer.part_size
         self.multipart_threshold = transfer.multipart_threshold
         self.parts_in_flight = transfer.parts_in_flight
+        self.limits = limits or NO_LIMITS
         # Neither the SDK's retries nor its circuit breaker: after a few failures the breaker would fail
         # calls locally for a while ("please contact Oracle support"), a second policy under ours.
         kwargs: dict[str, Any] = {"retry_strategy": oci.retry.NoneRetryStrategy(), "timeout": _TIMEOUT,
@@ -140,7 +157,8 @@ class OciStore:
         self._client = oci.object_storage.ObjectStorageClient(dict(config), **kwargs)
         size = max(transfer.max_pool_connections, transfer.parts_in_flight * 2)
         for prefix in ("http://", "https://"):
-            self._client.base_client.session.mount(prefix, HTTPAdapter(pool_connections=4, pool_maxsize=size))
+            self._client.base_client.session.mount(
+                prefix, MeteredAdapter(self.limits.requests, pool_connections=4, pool_maxsize=size))
         if ca_bundle is not None:
             self._client.base_client.session.verify = ca_bundle
         # The region: the official endpoint's hostname says it; with no endpoint the SDK derives one from the

@@ -6,6 +6,10 @@ from the environment's endpoints as before. Every adapter gets the same ``StoreT
 docstring for what each SDK can use). With ``endpoints.sandbox`` set, every endpoint must be loopback: that
 is checked when the registry is built, before any store exists or any request is made, and again by each
 adapter.
+
+Caps: the registry builds the wave's token buckets once (``migrator.limits.Caps``), so the wave-wide
+bucket of each kind is ONE object shared by every store it builds; each store gets its location's
+``StoreLimits`` (the location's buckets and the wave's; a store of no named location, the wave's only).
 """
 
 from __future__ import annotations
@@ -16,40 +20,42 @@ from collections.abc import Callable
 from migrator.endpoints import require_loopback
 from migrator.errors import InputError
 from migrator.estate import LocationSpec
+from migrator.limits import Caps, StoreLimits
 from migrator.stores.base import ObjectStore
 from migrator.stores.settings import StoreSettings
 from migrator.uri import Location, ObjectURI
 
 
-def _s3(s: StoreSettings, spec: LocationSpec | None) -> ObjectStore:
+def _s3(s: StoreSettings, spec: LocationSpec | None, limits: StoreLimits) -> ObjectStore:
     from migrator.stores.s3 import S3Store
 
     e = s.endpoints
     if spec is None:
         return S3Store(endpoint_url=e.s3_endpoint, region=e.aws_region, transfer=s.transfer,
-                       allow_non_loopback=not e.sandbox)
+                       allow_non_loopback=not e.sandbox, limits=limits)
     return S3Store(endpoint_url=spec.endpoint, region=spec.region, transfer=s.transfer,
                    allow_non_loopback=not e.sandbox, profile=spec.profile, addressing_style=spec.addressing_style,
-                   ca_bundle=spec.ca_bundle, expected_owner=spec.owner)
+                   ca_bundle=spec.ca_bundle, expected_owner=spec.owner, limits=limits)
 
 
-def _gcs(s: StoreSettings, spec: LocationSpec | None) -> ObjectStore:
+def _gcs(s: StoreSettings, spec: LocationSpec | None, limits: StoreLimits) -> ObjectStore:
     from migrator.stores.gcs import GcsStore
 
     e = s.endpoints
     if spec is None:
-        return GcsStore(endpoint=e.gcs_endpoint, transfer=s.transfer, allow_non_loopback=not e.sandbox)
+        return GcsStore(endpoint=e.gcs_endpoint, transfer=s.transfer, allow_non_loopback=not e.sandbox,
+                        limits=limits)
     return GcsStore(endpoint=spec.endpoint, transfer=s.transfer, allow_non_loopback=not e.sandbox,
-                    credentials_file=spec.credentials_file, ca_bundle=spec.ca_bundle)
+                    credentials_file=spec.credentials_file, ca_bundle=spec.ca_bundle, limits=limits)
 
 
-def _oci(s: StoreSettings, spec: LocationSpec | None) -> ObjectStore:
+def _oci(s: StoreSettings, spec: LocationSpec | None, limits: StoreLimits) -> ObjectStore:
     from migrator.stores.oci import OciStore
 
     e = s.endpoints
     if spec is None:
         return OciStore(s.load_oci_config(e.oci_config, e.oci_profile), e.oci_endpoint, transfer=s.transfer,
-                        allow_non_loopback=not e.sandbox)
+                        allow_non_loopback=not e.sandbox, limits=limits)
     try:
         config = dict(s.load_oci_config(spec.config_file, spec.profile or "DEFAULT"))
     except InputError as exc:   # the location's config, not the environment's: name its field
@@ -58,10 +64,10 @@ def _oci(s: StoreSettings, spec: LocationSpec | None) -> ObjectStore:
     if spec.region:
         config["region"] = spec.region   # the location's region picks the SDK's endpoint when none is given
     return OciStore(config, spec.endpoint, transfer=s.transfer, allow_non_loopback=not e.sandbox,
-                    namespace=spec.owner, ca_bundle=spec.ca_bundle)
+                    namespace=spec.owner, ca_bundle=spec.ca_bundle, limits=limits)
 
 
-_FACTORIES: dict[str, Callable[[StoreSettings, LocationSpec | None], ObjectStore]] = {
+_FACTORIES: dict[str, Callable[[StoreSettings, LocationSpec | None, StoreLimits], ObjectStore]] = {
     "s3": _s3, "gs": _gcs, "oci": _oci,
 }
 
@@ -72,6 +78,7 @@ class Stores:
         self._stores: dict[tuple[str, str], ObjectStore] = {}
         self._lock = threading.Lock()
         self._specs = {spec.name: spec for spec in settings.locations}
+        self.caps = Caps(settings.rates, {spec.name: spec.rates for spec in settings.locations})
         e = settings.endpoints
         if e.sandbox:
             for url, what in ((e.s3_endpoint, "S3"), (e.gcs_endpoint, "GCS"), (e.oci_endpoint, "OCI")):
@@ -94,7 +101,7 @@ class Stores:
                         raise InputError(f"no location named {at!r} in the wave file")
                     if spec.kind != scheme:
                         raise InputError(f"location {at!r} is {spec.kind}, not {scheme}")
-                store = factory(self.settings, spec)
+                store = factory(self.settings, spec, self.caps.limits(at or None))
                 self._stores[(scheme, at)] = store
             return store
 

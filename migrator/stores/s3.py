@@ -64,6 +64,7 @@ from migrator.errors import (
     StoreError,
     UnsafeEndpointError,
 )
+from migrator.limits import NO_LIMITS, Gate, StoreLimits
 from migrator.stores import errors as store_errors
 from migrator.stores.base import (
     BucketFacts,
@@ -121,11 +122,13 @@ class S3Store:
     def __init__(self, *, endpoint_url: str | None = None, region: str | None = None, transfer: StoreTransfer,
                  allow_non_loopback: bool = True, list_page_size: int = 1000, profile: str | None = None,
                  addressing_style: str | None = None, ca_bundle: str | None = None,
-                 expected_owner: str | None = None) -> None:
+                 expected_owner: str | None = None, limits: StoreLimits | None = None) -> None:
         """``profile``: an AWS shared-config profile (its credentials, not the environment's, are used).
         ``addressing_style``: path, virtual or auto (None: path on loopback, else boto3's default).
         ``ca_bundle``: the CA bundle to trust. ``expected_owner``: an account id sent on every bucket and
-        object request as ExpectedBucketOwner, so that a bucket of another account answers 403."""
+        object request as ExpectedBucketOwner, so that a bucket of another account answers 403.
+        ``limits``: the location's caps (None: unlimited); every request botocore sends takes a request
+        token (``before-send``, once per attempt)."""
         if not MIN_PART_SIZE <= transfer.part_size <= MAX_PART_SIZE:
             raise InputError(f"S3 part size must be between 5 MiB and 5 GiB, got {transfer.part_size}")
         if transfer.parts_in_flight < 1:
@@ -148,6 +151,7 @@ class S3Store:
         self._verify: str | bool | None = ca_bundle
         self._style = addressing_style
         self.expected_owner = expected_owner
+        self.limits = limits or NO_LIMITS
         self._client = self._make_client(endpoint_url, path_style=addressing_style == "path")
         # Resolved endpoint: the explicit one, or boto3's own AWS_ENDPOINT_URL[_S3] / config handling.
         resolved = str(self._client.meta.endpoint_url)
@@ -164,6 +168,8 @@ class S3Store:
             self._client.meta.events.register("before-sign.s3", self._add_expected_owner)
         if not allow_non_loopback:
             self._client.meta.events.register("before-send.s3", _refuse_non_loopback_send)
+        if self.limits.requests:
+            self._client.meta.events.register("before-send.s3", _request_token(self.limits.requests))
         self._client.meta.events.register("before-call.s3.GetObject", _skip_sdk_response_validation)
         self._client.meta.events.register("before-parse.s3.ListObjectVersions", _record_version_order)
         self.features = Features(
@@ -689,6 +695,13 @@ def _failure(what: str, exc: BaseException) -> store_errors.Failure:
     no_answer = isinstance(exc, (*_NO_ANSWER_BOTO, *store_errors.NO_ANSWER_EXCEPTIONS))
     cause = store_errors.Cause.NO_ANSWER if no_answer else store_errors.Cause.CLIENT
     return store_errors.Failure(f"{what}: {name}: {exc}", code=name, cause=cause)
+
+
+def _request_token(gate: Gate) -> Callable[..., None]:
+    """A ``before-send`` handler taking one request token per request sent (returns None: botocore sends)."""
+    def take(**_: Any) -> None:
+        gate.acquire(1)
+    return take
 
 
 def _refuse_non_loopback_send(request: Any, **_: Any) -> None:

@@ -11,10 +11,11 @@ called only when an ``oci://`` store is first needed: a wave that names no OCI l
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from migrator.estate import LocationSpec
+from migrator.limits import Rates
 
 # (config file or None for the SDK's default, profile) -> that profile's OCI SDK config, checked.
 OciConfigLoader = Callable[[str | None, str], Mapping[str, Any]]
@@ -58,3 +59,4 @@ class StoreSettings:
     transfer: StoreTransfer
     load_oci_config: OciConfigLoader   # reads endpoints.oci_config's oci_profile (migrator.oci_config.load)
     locations: tuple[LocationSpec, ...] = ()   # the wave file's named locations; a URI's ``at`` picks one
+    rates: Rates = field(default_factory=Rates)   # the wave-wide caps; each location's own are on its LocationSpec

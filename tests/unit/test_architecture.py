@@ -49,7 +49,7 @@ def _broken(sources: tuple[str, ...], forbidden: tuple[str, ...], allowed: tuple
 
 
 BASE = ("migrator.errors", "migrator.uri", "migrator.checksum", "migrator.records", "migrator.crashpoints",
-        "migrator.endpoints", "migrator.files", "migrator.estate")
+        "migrator.endpoints", "migrator.files", "migrator.estate", "migrator.limits")
 INPUT = ("migrator.manifest", "migrator.manifest_rows")
 OPERATIONS = ("migrator.pipeline", "migrator.removal", "migrator.transfer", "migrator.listing", "migrator.evidence",
               "migrator.bucket_checks", "migrator.plan", "migrator.outcome", "migrator.preflight",

@@ -29,6 +29,7 @@ from google.cloud import storage
 from migrator import retry
 from migrator.config import TransferSettings
 from migrator.errors import DigestRefused, StoreError
+from migrator.limits import NO_LIMITS
 from migrator.oci_config import load as load_oci_config
 from migrator.sandbox.oci_auth import write_sandbox_config
 from migrator.stores.base import Features, ObjectInfo, ObjectStore
@@ -70,6 +71,7 @@ class Source:
     scheme = "s3"
     features = Features(conditional_write=False, conditional_delete=False, batch_delete_max=1,
                         reports_protection=False)
+    limits = NO_LIMITS
 
     def __init__(self, size: int) -> None:
         self.data = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
