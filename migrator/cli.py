@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -21,8 +21,10 @@ if TYPE_CHECKING:
     from migrator.attest.policy import Threshold
     from migrator.attest.tlog import LogStorage
     from migrator.config import WaveSettings
+    from migrator.events import EventSink
     from migrator.plan import WavePlan
-    from migrator.runner import WaveResult
+    from migrator.runner import RunControls, WaveResult
+    from migrator.stopping import Stopper
     from migrator.stores.registry import Stores
 
 # What --help shows beside a value: a word for the user (FILE, DIR, N, TEXT), never a Python type.
@@ -213,34 +215,105 @@ def manifest_validate(file: Annotated[Path, typer.Argument(help="CSV (with a hea
             raise typer.Exit(2)
 
 
-def _print_wave(result: WaveResult) -> None:
-    out.print(f"wave {result.wave_id}: {result.rows} objects, {result.bytes} bytes")
-    out.print(f"  removed {result.removed}, held {result.held}, failed {result.failed}"
-              + (f", out of scope (untouched) {result.out_of_scope}" if result.out_of_scope else ""))
+def _print_wave(result: WaveResult, console: Console | None = None) -> None:
+    console = console or out
+    if result.reused:
+        console.print(f"wave {result.wave_id} finished earlier: its attestation stands and is not signed again "
+                      "(--reattest signs it again)")
+    console.print(f"wave {result.wave_id}: {result.rows} objects, {result.bytes} bytes")
+    console.print(f"  removed {result.removed}, held {result.held}, failed {result.failed}"
+                  + (f", out of scope (untouched) {result.out_of_scope}" if result.out_of_scope else ""))
     exceptions = [r for r in result.held_rows if r[1] != "OUT_OF_SCOPE"]   # those are counted above
     for row, state, reason in exceptions[:50]:
-        out.print(f"  row {row}: {state} - {reason}", markup=False)
+        console.print(f"  row {row}: {state} - {reason}")
     if len(exceptions) > 50:
-        out.print(f"  ... {len(exceptions) - 50} more in {result.records}")
-    out.print(f"records     {result.records}")
-    out.print(f"attestation {result.attestation}")
+        console.print(f"  ... {len(exceptions) - 50} more in {result.records}")
+    snap = result.snapshot
+    if snap is not None and snap.elapsed_seconds > 0:
+        from migrator.display import human_bytes, human_duration
+
+        console.print(f"  this run: {human_bytes(snap.bytes_this_run)} in {human_duration(snap.elapsed_seconds)}"
+                      f" ({human_bytes(snap.bytes_this_run / snap.elapsed_seconds)}/s)")
+    console.print(f"records     {result.records}")
+    console.print(f"attestation {result.attestation}")
+
+
+def _byte_rate(text: str | None) -> int | None:
+    """--bw-limit: bytes a second, with rclone's binary suffixes (K, M, G, T: KiB..TiB; B or none: bytes)."""
+    import re
+
+    if text is None:
+        return None
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?(?:/s)?\s*", text, re.IGNORECASE)
+    if m is None:
+        raise typer.BadParameter(f"{text!r}: want bytes a second, e.g. 50M (50 MiB/s), 800K or 1G",
+                                 param_hint="--bw-limit")
+    return int(float(m.group(1)) * 1024 ** "_kmgt".index(m.group(2).lower() or "_"))
+
+
+class _Run:
+    """The run in progress, for the signal handler: its stopper, and whether stderr shows a live display
+    (whose hidden cursor a hard stop restores)."""
+
+    stopper: Stopper | None = None
+    live = False
+
+
+class _LiveControls:
+    """The run's controls (events to every sink, the stopper the signal handler sets) and, on a terminal,
+    a rich Live display on stderr fed by the same events."""
+
+    def __init__(self, show_progress: bool, sinks: list[EventSink], reattest: bool) -> None:
+        from migrator.display import LiveView
+        from migrator.events import Fanout
+        from migrator.runner import RunControls
+        from migrator.stopping import Stopper
+
+        self.view = LiveView() if show_progress else None
+        self.stopper = Stopper()
+        every = [*sinks, *([self.view] if self.view is not None else [])]
+        self.controls = RunControls(events=Fanout(every) if every else None, stopper=self.stopper,
+                                    reattest=reattest)
+        self._live: Any = None
+
+    def __enter__(self) -> RunControls:
+        _Run.stopper = self.stopper
+        if self.view is not None:
+            from rich.live import Live
+
+            self._live = Live(console=err, get_renderable=self.view.render, refresh_per_second=4,
+                              redirect_stdout=False, redirect_stderr=False, transient=False)
+            self._live.start()
+            _Run.live = True
+        return self.controls
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.stop()
+        _Run.stopper, _Run.live = None, False
 
 
 @app.command("run")
 def run(manifest: Annotated[Path, typer.Argument(help="The wave's manifest.")],
-        state: Annotated[Path, typer.Option("--state", help="State folder: journal, lock, records, attestation.")],
+        state: Annotated[Path, typer.Option("--state", metavar="DIR",
+                                            help="State folder: journal, lock, records, attestation.")],
         signing_key: Annotated[str, typer.Option(
-            "--signing-key", help="Key file (0600) or signer spec: file:PATH, awskms:KEY_ID, ocikms:OCID@ENDPOINT.")],
+            "--signing-key", metavar="KEY",
+            help="Key file (0600) or signer spec: file:PATH, awskms:KEY_ID, ocikms:OCID@ENDPOINT.")],
         subject_hashes: Annotated[Path | None, typer.Option(
-            "--subject-hashes", help="The custodian's keyed hashes of the manifest's subjects.")] = None,
+            "--subject-hashes", metavar="FILE",
+            help="The custodian's keyed hashes of the manifest's subjects.")] = None,
         wave: Annotated[Path | None, typer.Option(
-            "--wave", help="Wave file (TOML): \\[policy], \\[transfer] and \\[locations.NAME] tables.")] = None,
+            "--wave", metavar="FILE",
+            help="Wave file (TOML): \\[policy], \\[transfer] and \\[locations.NAME] tables.")] = None,
         versions: Annotated[str | None, typer.Option(
+            metavar="all|current",
             help="all: migrate every version (default); current: delete noncurrent versions unmigrated, "
                  "each recorded as disposed by policy.")] = None,
         soft_delete: Annotated[str | None, typer.Option(
-            "--soft-delete", help="GCS: require-off (default) holds buckets with soft delete on; "
-                                  "attest-pending deletes and keeps the wave incomplete until hard deletion.")] = None,
+            "--soft-delete", metavar="require-off|attest-pending",
+            help="GCS: require-off (default) holds buckets with soft delete on; "
+                 "attest-pending deletes and keeps the wave incomplete until hard deletion.")] = None,
         second_read: Annotated[bool | None, typer.Option(
             "--second-read/--no-second-read", help="Allow a second read as the last source evidence.")] = None,
         allow_unprotected_destination: Annotated[bool, typer.Option(
@@ -248,9 +321,33 @@ def run(manifest: Annotated[Path, typer.Argument(help="The wave's manifest.")],
             help="Delete sources even when the destination bucket is neither versioned nor retained.")] = False,
         bypass_governance: Annotated[bool, typer.Option(
             "--bypass-governance", help="Delete S3 GOVERNANCE-locked versions (needs the permission).")] = False,
-        concurrency: Annotated[int | None, typer.Option(help="Objects in flight (default 16).")] = None,
-        log: Annotated[str | None, typer.Option("--log", help="Append the attestation to this log.")] = None,
-        log_origin: Annotated[str | None, typer.Option("--log-origin", help="The log's origin line.")] = None,
+        concurrency: Annotated[int | None, typer.Option(metavar="N", help="Objects in flight (default 16).")] = None,
+        tps_limit: Annotated[float | None, typer.Option(
+            "--tps-limit", metavar="N",
+            help="At most N requests a second, every cloud together (0: no cap; per location: the wave file).")] = None,
+        bw_limit: Annotated[str | None, typer.Option(
+            "--bw-limit", metavar="RATE",
+            help="At most RATE bytes a second copied, e.g. 50M (MiB/s), 800K, 1G (0: no cap).")] = None,
+        attestation_log: Annotated[str | None, typer.Option(
+            "--attestation-log", "--log", metavar="LOG",
+            help="Append the attestation to this transparency log: a folder or oci://ns/bucket/prefix "
+                 "(--log: the old name).")] = None,
+        log_origin: Annotated[str | None, typer.Option(
+            "--attestation-log-origin", "--log-origin", metavar="ORIGIN", help="The log's origin line.")] = None,
+        events: Annotated[str | None, typer.Option(
+            "--events", metavar="FILE|-",
+            help="Append JSON-lines events (docs/events.md) to FILE, or write them to stdout (-).")] = None,
+        log_file: Annotated[Path | None, typer.Option(
+            "--log-file", metavar="FILE",
+            help="Append an operational JSON log: one line per step, with the cloud's request id.")] = None,
+        json_out: Annotated[bool, typer.Option(
+            "--json", help="Print the result as JSON on stdout (with --events -: the last event, type summary).")
+        ] = False,
+        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no summary; errors only.")] = False,
+        progress: Annotated[bool | None, typer.Option(
+            "--progress/--no-progress", help="Live progress on stderr (default: when stderr is a terminal).")] = None,
+        reattest: Annotated[bool, typer.Option(
+            "--reattest", help="Sign a finished wave's attestation again (default: show the existing one).")] = False,
         allow_changed_policy: Annotated[bool, typer.Option(
             "--allow-changed-policy",
             help="Resume under a policy or locations that differ from the first run's (the attestation "
@@ -258,40 +355,121 @@ def run(manifest: Annotated[Path, typer.Argument(help="The wave's manifest.")],
         ) -> None:
     """Copy, verify, delete and attest a wave. Running it again resumes it.
 
+    Ctrl-C (or SIGTERM) stops cleanly: the steps in flight are journaled, open uploads aborted, and running
+    the same command again resumes; a second Ctrl-C stops at once, the journal intact.
+
     Exit 0 when every row was removed, 1 when rows are held or failed, 2 on bad input or usage,
-    3 when the --log log does not verify (its entries or signed checkpoint).
+    3 when the --attestation-log log does not verify (its entries or signed checkpoint),
+    130 when stopped by SIGINT (Ctrl-C), 143 when stopped by SIGTERM.
     """
     import os
 
     from migrator.attest.signers import load_signer_spec
     from migrator.attest.subjects import load_subject_hashes
     from migrator.config import load_wave
+    from migrator.errors import WaveStopped
     from migrator.runner import run_wave
+    from migrator.state_files import state_folder_warnings
 
     settings = load_wave(wave, {
         "versions": versions, "soft_delete": soft_delete, "second_read": second_read, "concurrency": concurrency,
         "require_destination_protection": False if allow_unprotected_destination else None,
-        "bypass_governance": True if bypass_governance else None}, os.environ)
-    if log is not None and not log_origin:
-        raise typer.BadParameter("--log needs --log-origin", param_hint="--log-origin")
+        "bypass_governance": True if bypass_governance else None,
+        "requests_per_second": tps_limit, "bytes_per_second": _byte_rate(bw_limit)}, os.environ)
+    if attestation_log is not None and not log_origin:
+        raise typer.BadParameter("--attestation-log needs --attestation-log-origin",
+                                 param_hint="--attestation-log-origin")
+    events_to_stdout = events == "-"
+    # stdout carries one thing: the events, or the JSON result, or the human summary.
+    human = None if quiet or json_out else (err if events_to_stdout else out)
     hasher = load_subject_hashes(subject_hashes) if subject_hashes is not None else None
     # Once: a cloud signer makes its clients and fetches its public key when it is made.
     signer = load_signer_spec(signing_key, settings.signers)
     log_storage = None
-    if log is not None and log_origin:
+    if attestation_log is not None and log_origin:
         from migrator.attest import tlog
         from migrator.stores.registry import Stores
 
-        log_storage = _open_log(log, Stores(settings.stores) if log.startswith("oci://") else None)
+        log_storage = _open_log(attestation_log, Stores(settings.stores) if attestation_log.startswith("oci://")
+                                else None)
         tlog.check_appendable(log_storage, log_origin)   # before any copy or delete, not after the wave
-    result = run_wave(manifest, state, signer, settings, subject_hasher=hasher,
-                      allow_changed_policy=allow_changed_policy)
-    _print_wave(result)
-    if log_storage is not None and log_origin:
-        entry = tlog.append(log_storage, result.attestation.read_bytes(), signer, log_origin)
-        out.print(f"log entry {entry.seq} for {entry.wave_id}"
-                  + (f" (supersedes {entry.supersedes[:16]}...)" if entry.supersedes else ""))
+    for warning in state_folder_warnings(state):
+        err.print(f"warning: {warning}")
+    sinks, closers = _event_sinks(events, log_file)
+    show = (err.is_terminal and not quiet and not (events_to_stdout and out.is_terminal)) \
+        if progress is None else progress and not quiet
+    wave_id = None
+    stopped: WaveStopped | None = None
+    try:
+        live = _LiveControls(show, sinks, reattest)
+        with live as controls:
+            try:
+                result = run_wave(manifest, state, signer, settings, controls=controls, subject_hasher=hasher,
+                                  allow_changed_policy=allow_changed_policy)
+            except WaveStopped as exc:
+                wave_id = live.view.wave_id if live.view is not None else None
+                stopped = exc
+        if stopped is not None:
+            record = {"status": "stopped", "signal": stopped.signal_name, "exit_code": stopped.exit_code,
+                      "resume": "run the same command again", "state": str(state)}
+            _summary(record, sinks, json_out, events_to_stdout, wave_id)
+            err.print(str(stopped))
+            raise typer.Exit(stopped.exit_code)
+        entry = None
+        if log_storage is not None and log_origin:
+            entry = tlog.append(log_storage, result.attestation.read_bytes(), signer, log_origin)
+        record = {"status": "complete" if result.complete else "incomplete", **result.as_record(),
+                  "exit_code": 0 if result.complete else 1,
+                  "log_entry": None if entry is None else {"seq": entry.seq, "wave_id": entry.wave_id}}
+        _summary(record, sinks, json_out, events_to_stdout, result.wave_id)
+        if human is not None:
+            _print_wave(result, human)
+            if entry is not None:
+                human.print(f"log entry {entry.seq} for {entry.wave_id}"
+                            + (f" (supersedes {entry.supersedes[:16]}...)" if entry.supersedes else ""))
+    finally:
+        for close in closers:
+            close()
+    for sink in sinks:
+        failed = getattr(sink, "failed", None)
+        if failed:
+            err.print(f"warning: {getattr(sink, 'what', 'events')} stopped being written: {failed}")
     raise typer.Exit(0 if result.complete else 1)
+
+
+def _event_sinks(events: str | None, log_file: Path | None) -> tuple[list[EventSink], list[Any]]:
+    from migrator.events import JsonLines, open_events
+    from migrator.oplog import OpLog
+
+    sinks: list[EventSink] = []
+    closers: list[Any] = []
+    if events == "-":
+        sinks.append(JsonLines(sys.stdout))
+    elif events is not None:
+        sink = open_events(Path(events), "--events file")
+        sinks.append(sink)
+        closers.append(sink.close)
+    if log_file is not None:
+        oplog = OpLog(open_events(log_file, "--log-file"))
+        sinks.append(oplog)
+        closers.append(oplog.close)
+    return sinks, closers
+
+
+def _summary(record: dict[str, Any], sinks: list[EventSink], json_out: bool, events_to_stdout: bool,
+             wave_id: str | None) -> None:
+    """--json: the result on stdout; when the events are on stdout too, as their last event (type summary)."""
+    import json as _json
+
+    if not json_out:
+        return
+    if events_to_stdout:
+        from migrator.events import event
+
+        sinks[0].emit(event("summary", wave_id, **record))
+    else:
+        print(_json.dumps({"schema": "migrator.summary/1", "wave_id": wave_id, **record}, sort_keys=True,
+                          default=str))
 
 
 @app.command("plan")
@@ -370,24 +548,53 @@ def _print_estate(result: WavePlan) -> None:
 
 
 @app.command("status")
-def status(state: Annotated[Path, typer.Option("--state", help="State folder of a wave.")]) -> None:
-    """Counts of rows by state from the journal, and the policy the wave started with (resumes keep it)."""
+def status(state: Annotated[Path, typer.Option("--state", metavar="DIR", help="State folder of a wave.")],
+           json_out: Annotated[bool, typer.Option("--json", help="Print the status as one JSON object.")] = False,
+           ) -> None:
+    """A wave's state, from another terminal while it runs or after: whether a run is going on, rows by
+    state, bytes, rate and ETA, per location, the rows held or failed and why, and the attestation's state.
+    Reads only: the journal read-only, the run's last progress snapshot, the lock."""
     import json as _json
 
-    from migrator.errors import StateError
-    from migrator.journal import Journal
+    from migrator.display import human_bytes, human_duration
+    from migrator.state_files import state_folder_warnings
+    from migrator.status import wave_status
 
-    if not (state / Journal.FILE).exists():
-        raise StateError(f"no journal in {state}")
-    journal = Journal(state)
-    try:
-        out.print(f"wave {journal.get_meta('wave_id')} manifest sha256 {journal.get_meta('manifest_sha256')}")
-        policy = _json.loads(journal.get_meta("settings") or "{}")
-        out.print("  policy " + ", ".join(f"{k} {_json.dumps(v)}" for k, v in sorted(policy.items())), markup=False)
-        for st, n in sorted(journal.counts().items()):
-            out.print(f"  {st}: {n}")
-    finally:
-        journal.close()
+    st = wave_status(state)
+    if json_out:
+        print(_json.dumps(st.as_record(), sort_keys=True, default=str))
+        return
+    for warning in state_folder_warnings(state):
+        err.print(f"warning: {warning}")
+    out.print(f"wave {st.wave_id}: {st.run}" + (f" (pid {st.pid})" if st.pid else ""))
+    out.print(f"  manifest sha256 {st.manifest_sha256}")
+    out.print("  policy " + ", ".join(f"{k} {_json.dumps(v)}" for k, v in sorted(st.policy.items())))
+    out.print(f"  rows {st.rows}: " + ", ".join(f"{k.lower()} {v}" for k, v in st.by_state.items()))
+    p = st.progress
+    if p is not None:
+        total = p.get("bytes_total")
+        out.print(f"  bytes {human_bytes(int(p.get('bytes_done') or 0))}"
+                  + (f" of {human_bytes(int(total))}" if total else "")
+                  + f", {human_bytes(float(p.get('bytes_per_second') or 0))}/s, "
+                    f"{float(p.get('objects_per_second') or 0):.1f} objects/s, "
+                    f"ETA {human_duration(p.get('eta_seconds'))}  (as of {p.get('updated')})")
+        for name, f in (p.get("by_location") or {}).items():
+            out.print(f"  location {name or '-'}: {f.get('rows', 0)} rows, reached {f.get('reached', 0)}, "
+                      f"{human_bytes(int(f.get('bytes', 0)))}"
+                      + "".join(f", {k.lower()} {v}" for k, v in (f.get("by_state") or {}).items()))
+    for x in st.exceptions:
+        out.print(f"  row {x['row']}: {x['state']} - {x['reason']}")
+    if st.exceptions_total > len(st.exceptions):
+        out.print(f"  ... {st.exceptions_total - len(st.exceptions)} more held or failed (`status --json` "
+                  f"shows the first {len(st.exceptions)}; records.jsonl has all once attested)")
+    a = st.attestation
+    if a["state"] == "none":
+        out.print("  attestation: none yet")
+    elif a["state"] == "unreadable":
+        out.print(f"  attestation: unreadable ({a['error']})")
+    else:
+        out.print(f"  attestation: {a['state']}" + (" (the next run signs it again)" if a["state"] == "stale" else "")
+                  + f", complete {_json.dumps(a.get('complete'))}, signed {a.get('finished')}: {a['path']}")
 
 
 @audit_app.command("verify")
@@ -722,8 +929,14 @@ def demo(directory: DirOpt = Path(".demo"),
          keep: Annotated[bool, typer.Option(help="Leave the sandbox running afterwards.")] = False) -> None:
     """Sandbox + seeded users' data + a whole wave into OCI + audit verify."""
     from migrator.demo import LOG_ORIGIN, run_demo
+    from migrator.errors import WaveStopped
 
-    result = run_demo(directory, keep=keep)
+    try:
+        with _LiveControls(err.is_terminal, [], reattest=False) as controls:
+            result = run_demo(directory, keep=keep, controls=controls)
+    except WaveStopped as exc:
+        err.print(f"{exc} (`migrator demo` starts afresh)")
+        raise typer.Exit(exc.exit_code) from None
     _print_wave(result.wave)
     out.print("attestation verified" if result.verified else "attestation NOT verified")
     for m in result.mismatches:
@@ -761,18 +974,40 @@ def sandbox_faults(directory: DirOpt = Path(".migrator-sandbox"),
 
 
 class _Interrupted(BaseException):
-    """Ctrl-C, raised in place of KeyboardInterrupt: typer turns that into a silent exit 130, and the
-    operator must be told the wave can be resumed. A BaseException, as KeyboardInterrupt is, so no
-    ``except Exception`` on the way up swallows it."""
+    """SIGINT or SIGTERM outside a wave, raised in place of KeyboardInterrupt: typer turns that into a
+    silent exit 130, and the operator must be told what happened. A BaseException, as KeyboardInterrupt is,
+    so no ``except Exception`` on the way up swallows it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise _Interrupted
+def _on_signal(signum: int, frame: object) -> None:
+    """During a wave the first SIGINT/SIGTERM asks for a clean stop (the wave journals its steps in flight
+    and aborts its open uploads); the second stops at once, as a kill would: the journal is written before
+    each step, so it stays intact. Outside a wave: stop here. Only os.write: this runs between two bytecodes
+    of the main thread, perhaps inside a print that holds the console's lock."""
+    import os
+
+    stopper = _Run.stopper
+    if stopper is None:
+        raise _Interrupted(signum)
+    if not stopper.requested:
+        stopper.request(signum)
+        os.write(2, b"\nstopping: finishing the steps in flight and journaling them "
+                    b"(Ctrl-C again stops at once; the journal stays intact)\n")
+        return
+    os.write(2, (b"\x1b[?25h" if _Run.live else b"")
+             + b"\nstopped at once; run the same command again to resume\n")
+    os._exit(128 + signum)
 
 
 def main() -> None:
     import os
     import signal
+
+    from migrator.errors import WaveStopped
 
     if os.environ.get("MIGRATOR_NO_BACKOFF") == "1":   # tests' CLI processes: retries do not sleep
         from migrator import retry
@@ -780,14 +1015,22 @@ def main() -> None:
         retry.set_backoff(False)
     # Click handles usage errors (exit 2) and typer.Exit itself; migrator's own errors end here.
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:   # not when SIGINT is ignored
-        signal.signal(signal.SIGINT, _interrupt)
+        signal.signal(signal.SIGINT, _on_signal)
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _on_signal)
     try:
         app()
-    except MigratorError as exc:
-        err.print(f"error: {exc.diagnostics()}", markup=False)
+    except WaveStopped as exc:
+        err.print(str(exc))
         sys.exit(exc.exit_code)
-    except (_Interrupted, KeyboardInterrupt):
-        err.print("interrupted; run the same command again to resume", markup=False)
+    except MigratorError as exc:
+        err.print(f"error: {exc.diagnostics()}")
+        sys.exit(exc.exit_code)
+    except _Interrupted as exc:
+        err.print("interrupted; run the same command again to resume")
+        sys.exit(128 + exc.signum)
+    except KeyboardInterrupt:
+        err.print("interrupted; run the same command again to resume")
         sys.exit(130)
 
 

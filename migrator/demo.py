@@ -16,7 +16,7 @@ from migrator.config import load_wave
 from migrator.errors import VerificationError
 from migrator.logstore import DirectoryLog
 from migrator.manifest import iter_rows
-from migrator.runner import WaveResult, run_wave
+from migrator.runner import RunControls, WaveResult, run_wave
 from migrator.sandbox import control
 from migrator.sandbox.buckets import s3_client
 from migrator.sandbox.estate import location
@@ -36,7 +36,9 @@ class DemoResult:
     log_dir: Path
 
 
-def run_demo(directory: Path, manifest: Path = DEMO_MANIFEST, *, keep: bool = False) -> DemoResult:
+def run_demo(directory: Path, manifest: Path = DEMO_MANIFEST, *, keep: bool = False,
+             controls: RunControls | None = None) -> DemoResult:
+    """``controls``: the CLI's live display and stop flag, as for `run`."""
     directory.mkdir(parents=True, exist_ok=True)
     sandbox_dir = directory / "sandbox"
     control.down(sandbox_dir, missing_ok=True)
@@ -51,7 +53,7 @@ def run_demo(directory: Path, manifest: Path = DEMO_MANIFEST, *, keep: bool = Fa
             generate_keypair(keys)
         state_dir = directory / "state"
         for leftover in ("journal.sqlite", "journal.sqlite-wal", "journal.sqlite-shm", "records.jsonl",
-                         "attestation.json"):
+                         "attestation.json", "progress.json"):
             (state_dir / leftover).unlink(missing_ok=True)
         # The demo plays the independent custodian too: it holds the subject key and hands the wave
         # only the keyed hashes of this manifest's subjects.
@@ -68,7 +70,8 @@ def run_demo(directory: Path, manifest: Path = DEMO_MANIFEST, *, keep: bool = Fa
         wave_file.write_text(estate_wave(state), encoding="utf-8")
         settings = load_wave(wave_file, {}, state.env())
         signer = load_signer(key_path)
-        wave = run_wave(manifest, state_dir, signer, settings, subject_hasher=load_subject_hashes(hashes))
+        wave = run_wave(manifest, state_dir, signer, settings, subject_hasher=load_subject_hashes(hashes),
+                        controls=controls)
         log_dir = directory / "log"
         shutil.rmtree(log_dir, ignore_errors=True)
         tlog.append(DirectoryLog(log_dir), wave.attestation.read_bytes(), signer, LOG_ORIGIN)

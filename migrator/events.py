@@ -56,16 +56,26 @@ class JsonLines:
         self._fh = fh
         self._close = close
         self._lock = threading.Lock()
+        self.failed: str | None = None   # why writing stopped (a full disk, a closed pipe); the CLI says so
 
     def emit(self, ev: Mapping[str, Any]) -> None:
         line = json.dumps(ev, sort_keys=True, separators=(",", ":"), default=str)
         with self._lock:
-            self._fh.write(line + "\n")
-            self._fh.flush()
+            if self.failed is not None:
+                return
+            try:
+                self._fh.write(line + "\n")
+                self._fh.flush()
+            except (OSError, ValueError) as exc:
+                # Events are sent after the journal commit: a reader gone away must not fail the wave.
+                self.failed = getattr(exc, "strerror", None) or str(exc)
 
     def close(self) -> None:
         if self._close:
-            self._fh.close()
+            try:
+                self._fh.close()
+            except OSError as exc:
+                self.failed = self.failed or exc.strerror or str(exc)
 
 
 def open_events(path: Path, what: str) -> JsonLines:
