@@ -463,6 +463,7 @@ def _summary(record: dict[str, Any], sinks: list[EventSink], json_out: bool, eve
 
     if not json_out:
         return
+    record = {k: v for k, v in record.items() if k != "wave_id"}
     if events_to_stdout:
         from migrator.events import event
 

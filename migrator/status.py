@@ -103,4 +103,6 @@ def _later(journal_time: str, attested: str) -> bool:
         b = datetime.fromisoformat(attested.replace("Z", "+00:00"))
     except ValueError:
         return False
-    return a > b
+    # The predicate's time has whole seconds, taken after the last journal write: a write in that same second
+    # came before it.
+    return a.replace(microsecond=0) > b
