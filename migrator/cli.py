@@ -307,11 +307,11 @@ def run(manifest: Annotated[Path, typer.Argument(help="The wave's manifest.")],
             "--wave", metavar="FILE",
             help="Wave file (TOML): \\[policy], \\[transfer] and \\[locations.NAME] tables.")] = None,
         versions: Annotated[str | None, typer.Option(
-            metavar="all|current",
+            metavar="WHICH",
             help="all: migrate every version (default); current: delete noncurrent versions unmigrated, "
                  "each recorded as disposed by policy.")] = None,
         soft_delete: Annotated[str | None, typer.Option(
-            "--soft-delete", metavar="require-off|attest-pending",
+            "--soft-delete", metavar="MODE",
             help="GCS: require-off (default) holds buckets with soft delete on; "
                  "attest-pending deletes and keeps the wave incomplete until hard deletion.")] = None,
         second_read: Annotated[bool | None, typer.Option(
