@@ -380,4 +380,6 @@ def test_run_exits_3_when_its_log_does_not_verify_and_says_so_in_its_help(tmp_pa
                "--log", str(log), "--log-origin", "one.invalid/waves")
     assert out.returncode == 3 and out.stderr == "error: log: log.json is not canonical JSON\n", out.stderr
     assert not state.exists()
-    assert "3 when the --log log does not verify" in " ".join(_run("run", "--help").stdout.split())
+    shown = " ".join(_run("run", "--help").stdout.split())
+    assert "3 when the --attestation-log log does not verify" in shown
+    assert "130 when stopped by SIGINT (Ctrl-C), 143 when stopped by SIGTERM" in shown
