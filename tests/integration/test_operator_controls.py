@@ -143,8 +143,9 @@ def test_events_log_and_status_arrive_during_a_slowed_run(sandbox: SandboxState,
 
 
 def _open_uploads(w: Wave) -> list[Any]:
-    stores = Stores(_settings(w).stores)
-    return list(stores.get("oci", None).list_uploads(Location("oci", w.dst, w.sandbox.oci_namespace), ""))
+    uploads = Stores(_settings(w).stores).get("oci").features.uploads
+    assert uploads is not None
+    return list(uploads.list(Location("oci", w.dst, w.sandbox.oci_namespace), ""))
 
 
 def _settings(w: Wave) -> Any:
