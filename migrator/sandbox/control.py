@@ -214,10 +214,10 @@ def _launch_gcs(d: Path, tls: sandbox_tls.TlsFiles | None) -> _Launch:
 
 
 def _launch_oci(d: Path, tls: sandbox_tls.TlsFiles | None, public_key: Path, name: str = "oci",
-                region: str = OCI_REGION) -> _Launch:
+                region: str = OCI_REGION, namespace: str = NAMESPACE) -> _Launch:
     # One namespace in every region, as a real tenancy has: only the endpoint (and its buckets) differ.
     return _launch(d, name, f"OCI {region}", "migrator.sandbox.oci_emulator",
-                   ["--host", "127.0.0.1", "--port", "0", "--public-key", str(public_key), "--namespace", NAMESPACE,
+                   ["--host", "127.0.0.1", "--port", "0", "--public-key", str(public_key), "--namespace", namespace,
                     "--region", region], tls)
 
 
@@ -253,10 +253,10 @@ def running(directory: Path = DEFAULT_DIR) -> SandboxState | None:
     return None
 
 
-def up(directory: Path = DEFAULT_DIR, *, tls: bool = True) -> SandboxState:
+def up(directory: Path = DEFAULT_DIR, *, tls: bool = True, namespace: str = NAMESPACE) -> SandboxState:
     """Start the endpoints (or return the running ones) and record them. HTTPS unless ``tls`` is False; a
     running sandbox of the other kind is refused, not silently returned. The processes start at once and
-    are then waited for one by one."""
+    are then waited for one by one. ``namespace``: the OCI tenancy's (a rehearsal plays the manifest's)."""
     existing = running(directory)
     if existing is not None and (existing.oci_eu is None or existing.s3dc is None):
         existing = None  # started before the estate had them: restarted below
@@ -264,6 +264,9 @@ def up(directory: Path = DEFAULT_DIR, *, tls: bool = True) -> SandboxState:
         if (existing.ca_file is not None) != tls:
             raise SandboxError(f"a sandbox is already running from {directory} over "
                                f"{existing.scheme.upper()}: `migrator sandbox down` it first")
+        if existing.oci_namespace != namespace:
+            raise SandboxError(f"a sandbox is already running from {directory} with OCI namespace "
+                               f"{existing.oci_namespace!r}, not {namespace!r}: `migrator sandbox down` it first")
         return existing
     down(directory, missing_ok=True)
     directory.mkdir(parents=True, exist_ok=True)
@@ -271,21 +274,21 @@ def up(directory: Path = DEFAULT_DIR, *, tls: bool = True) -> SandboxState:
     files = sandbox_tls.ensure(d) if tls else None
     from migrator.sandbox.oci_auth import write_sandbox_config
 
-    creds = write_sandbox_config(d / "oci", NAMESPACE)
+    creds = write_sandbox_config(d / "oci", namespace)
     aws_credentials, aws_config = write_aws_files(d)
     launches: list[_Launch] = []
     try:
         launches.append(_launch_s3(d, files))
         launches.append(_launch_s3(d, files, "s3dc", DC_OWNER, ("--access-key", DC_ACCESS_KEY_ID, "--path-only")))
         launches.append(_launch_gcs(d, files))
-        launches.append(_launch_oci(d, files, creds.public_key_path))
-        launches.append(_launch_oci(d, files, creds.public_key_path, "oci_eu", OCI_EU_REGION))
+        launches.append(_launch_oci(d, files, creds.public_key_path, namespace=namespace))
+        launches.append(_launch_oci(d, files, creds.public_key_path, "oci_eu", OCI_EU_REGION, namespace))
         ep = {launch.name: _ready(launch) for launch in launches}
     except BaseException:
         for launch in launches:
             _stop_pid(launch.proc.pid)
         raise
-    state = SandboxState(directory=str(d), s3=ep["s3"], gcs=ep["gcs"], oci=ep["oci"], oci_namespace=NAMESPACE,
+    state = SandboxState(directory=str(d), s3=ep["s3"], gcs=ep["gcs"], oci=ep["oci"], oci_namespace=namespace,
                          oci_config=str(creds.config_path), ca_file=None if files is None else str(files.bundle),
                          oci_eu=ep["oci_eu"], s3dc=ep["s3dc"], aws_credentials=str(aws_credentials),
                          aws_config=str(aws_config))
