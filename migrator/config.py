@@ -16,8 +16,9 @@ The rules:
 
 The environment: AWS_ENDPOINT_URL (S3), STORAGE_EMULATOR_HOST (GCS), MIGRATOR_OCI_ENDPOINT,
 MIGRATOR_OCI_CONFIG and MIGRATOR_OCI_PROFILE (the OCI SDK config, for the store and the Vault signer),
-MIGRATOR_OCI_KMS_MANAGEMENT_ENDPOINT, AWS_DEFAULT_REGION or AWS_REGION, and MIGRATOR_SANDBOX (every
-endpoint must be loopback).
+MIGRATOR_OCI_KMS_MANAGEMENT_ENDPOINT, AWS_DEFAULT_REGION or AWS_REGION, MIGRATOR_SANDBOX (every
+endpoint must be loopback) and MIGRATOR_S3_INPROCESS_MOCK=moto (S3 answered by moto's in-process mock,
+checked instead of an endpoint; see migrator.stores.moto_inprocess).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from migrator.attest.signers import SignerSettings
 from migrator.errors import InputError
 from migrator.estate import Estate, parse_locations
 from migrator.limits import Rates
+from migrator.stores.moto_inprocess import INPROCESS_MOCKS
 from migrator.stores.settings import EndpointSettings, StoreSettings, StoreTransfer
 from migrator.toml_lines import located
 
@@ -197,6 +199,10 @@ class WaveSettings:
 
 
 def endpoints_from_env(env: Mapping[str, str]) -> EndpointSettings:
+    mock = env.get("MIGRATOR_S3_INPROCESS_MOCK") or None
+    if mock is not None and mock not in INPROCESS_MOCKS:
+        raise InputError(f"want {' or '.join(INPROCESS_MOCKS)} (or unset), got {mock!r}",
+                         field="MIGRATOR_S3_INPROCESS_MOCK")
     return EndpointSettings(
         s3_endpoint=env.get("AWS_ENDPOINT_URL") or None,
         gcs_endpoint=env.get("STORAGE_EMULATOR_HOST") or None,
@@ -204,7 +210,9 @@ def endpoints_from_env(env: Mapping[str, str]) -> EndpointSettings:
         oci_config=env.get("MIGRATOR_OCI_CONFIG") or None,
         oci_profile=env.get("MIGRATOR_OCI_PROFILE") or "DEFAULT",
         aws_region=env.get("AWS_DEFAULT_REGION") or env.get("AWS_REGION") or None,
-        sandbox=bool(env.get("MIGRATOR_SANDBOX")),
+        # An in-process mock is a sandbox too: GCS and OCI must then be on loopback.
+        sandbox=bool(env.get("MIGRATOR_SANDBOX")) or mock is not None,
+        s3_inprocess_mock=mock,
     )
 
 

@@ -18,10 +18,11 @@ import threading
 from collections.abc import Callable
 
 from migrator.endpoints import require_loopback
-from migrator.errors import InputError
+from migrator.errors import InputError, UnsafeEndpointError
 from migrator.estate import LocationSpec
 from migrator.limits import Caps, StoreLimits
 from migrator.stores.base import ObjectStore
+from migrator.stores.moto_inprocess import require_mock
 from migrator.stores.settings import StoreSettings
 from migrator.uri import Location, ObjectURI
 
@@ -30,12 +31,14 @@ def _s3(s: StoreSettings, spec: LocationSpec | None, limits: StoreLimits) -> Obj
     from migrator.stores.s3 import S3Store
 
     e = s.endpoints
+    mock = e.s3_inprocess_mock
+    loopback_only = e.sandbox and mock is None   # under an in-process mock its own guard replaces loopback
     if spec is None:
         return S3Store(endpoint_url=e.s3_endpoint, region=e.aws_region, transfer=s.transfer,
-                       allow_non_loopback=not e.sandbox, limits=limits)
+                       allow_non_loopback=not loopback_only, limits=limits, inprocess_mock=mock)
     return S3Store(endpoint_url=spec.endpoint, region=spec.region, transfer=s.transfer,
-                   allow_non_loopback=not e.sandbox, profile=spec.profile, addressing_style=spec.addressing_style,
-                   ca_bundle=spec.ca_bundle, expected_owner=spec.owner, limits=limits)
+                   allow_non_loopback=not loopback_only, profile=spec.profile, addressing_style=spec.addressing_style,
+                   ca_bundle=spec.ca_bundle, expected_owner=spec.owner, limits=limits, inprocess_mock=mock)
 
 
 def _gcs(s: StoreSettings, spec: LocationSpec | None, limits: StoreLimits) -> ObjectStore:
@@ -80,11 +83,30 @@ class Stores:
         self._specs = {spec.name: spec for spec in settings.locations}
         self.caps = Caps(settings.rates, {spec.name: spec.rates for spec in settings.locations})
         e = settings.endpoints
+        if e.s3_inprocess_mock is not None:
+            # No S3 endpoint to check: the mock must be answering, and no S3 endpoint may be named at all
+            # (moto answers AWS's own hostnames; anything else would leave the process).
+            require_mock()
+            if e.s3_endpoint is not None:
+                raise UnsafeEndpointError(f"MIGRATOR_S3_INPROCESS_MOCK=moto answers AWS's own endpoints: unset "
+                                          f"AWS_ENDPOINT_URL ({e.s3_endpoint!r})")
+            for spec in settings.locations:
+                if spec.kind == "s3" and spec.endpoint is not None:
+                    raise UnsafeEndpointError(f"MIGRATOR_S3_INPROCESS_MOCK=moto answers AWS's own endpoints: "
+                                              f"location {spec.name!r} names {spec.endpoint!r}")
         if e.sandbox:
-            for url, what in ((e.s3_endpoint, "S3"), (e.gcs_endpoint, "GCS"), (e.oci_endpoint, "OCI")):
+            urls = [(e.gcs_endpoint, "GCS"), (e.oci_endpoint, "OCI")]
+            if e.s3_inprocess_mock is None:
+                urls.insert(0, (e.s3_endpoint, "S3"))
+            else:
+                # An S3-only suite under the mock sets no other endpoint; an adapter built without one
+                # refuses then (a sandbox-bound adapter needs an explicit loopback endpoint).
+                urls = [(url, what) for url, what in urls if url is not None]
+            for url, what in urls:
                 require_loopback(url, f"sandbox {what}")
             for spec in settings.locations:
-                require_loopback(spec.endpoint, f"sandbox location {spec.name!r}")
+                if not (spec.kind == "s3" and e.s3_inprocess_mock is not None):
+                    require_loopback(spec.endpoint, f"sandbox location {spec.name!r}")
 
     def get(self, scheme: str, at: str = "") -> ObjectStore:
         """The store of location ``at`` (which must be of kind ``scheme``), or the scheme's default store."""

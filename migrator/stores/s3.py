@@ -66,6 +66,7 @@ from migrator.errors import (
 )
 from migrator.limits import NO_LIMITS, Gate, StoreLimits
 from migrator.stores import errors as store_errors
+from migrator.stores import moto_inprocess
 from migrator.stores.base import (
     BucketFacts,
     BucketIdentity,
@@ -122,13 +123,17 @@ class S3Store:
     def __init__(self, *, endpoint_url: str | None = None, region: str | None = None, transfer: StoreTransfer,
                  allow_non_loopback: bool = True, list_page_size: int = 1000, profile: str | None = None,
                  addressing_style: str | None = None, ca_bundle: str | None = None,
-                 expected_owner: str | None = None, limits: StoreLimits | None = None) -> None:
+                 expected_owner: str | None = None, limits: StoreLimits | None = None,
+                 inprocess_mock: str | None = None) -> None:
         """``profile``: an AWS shared-config profile (its credentials, not the environment's, are used).
         ``addressing_style``: path, virtual or auto (None: path on loopback, else boto3's default).
         ``ca_bundle``: the CA bundle to trust. ``expected_owner``: an account id sent on every bucket and
         object request as ExpectedBucketOwner, so that a bucket of another account answers 403.
         ``limits``: the location's caps (None: unlimited); every request botocore sends takes a request
-        token (``before-send``, once per attempt)."""
+        token (``before-send``, once per attempt). ``inprocess_mock``: ``"moto"`` when moto's in-process mock
+        answers instead of an endpoint (``migrator.stores.moto_inprocess``: checked here and on every request)."""
+        if inprocess_mock is not None:
+            moto_inprocess.require_mock()   # before any client exists
         if not MIN_PART_SIZE <= transfer.part_size <= MAX_PART_SIZE:
             raise InputError(f"S3 part size must be between 5 MiB and 5 GiB, got {transfer.part_size}")
         if transfer.parts_in_flight < 1:
@@ -162,8 +167,12 @@ class S3Store:
         if is_loopback_url(resolved) and addressing_style is None:
             # Virtual-hosted style would send to bucket.localhost: keep every request on the named host.
             self._client = self._make_client(endpoint_url, path_style=True)
-        # Only AWS's own endpoint (boto3's default resolution) makes GetBucketLocation's answer AWS's word.
-        self.official_endpoint = endpoint_url is None and (urlsplit(resolved).hostname or "").endswith(".amazonaws.com")
+        # Only AWS's own endpoint (boto3's default resolution) makes GetBucketLocation's answer AWS's word;
+        # under an in-process mock the answer is moto's.
+        self.official_endpoint = endpoint_url is None and inprocess_mock is None and \
+            (urlsplit(resolved).hostname or "").endswith(".amazonaws.com")
+        if inprocess_mock is not None:
+            self._guard_inprocess(endpoint_url, resolved)
         if expected_owner is not None:
             self._client.meta.events.register("before-sign.s3", self._add_expected_owner)
         if not allow_non_loopback:
@@ -178,6 +187,17 @@ class S3Store:
             one_request_limit=self.multipart_threshold,
             uploads=Uploads(list=self.list_uploads, abort=self.abort_upload),
             part_sizes=self.part_sizes, replication_targets=self.replication_targets)
+
+    def _guard_inprocess(self, endpoint_url: str | None, resolved: str) -> None:
+        """Under moto's in-process mock: AWS's own endpoint, moto's fake credentials, and a per-request check
+        that the mock still answers (registered first, so no other handler runs for a request it refuses)."""
+        if endpoint_url is not None or not (urlsplit(resolved).hostname or "").endswith(".amazonaws.com"):
+            raise UnsafeEndpointError(f"MIGRATOR_S3_INPROCESS_MOCK=moto answers AWS's own endpoints, not "
+                                      f"{resolved!r}: unset AWS_ENDPOINT_URL and any location endpoint")
+        credentials = self._session.get_credentials()
+        moto_inprocess.require_moto_credentials(None if credentials is None else credentials.access_key)
+        self._client.meta.events.register_first("before-send.s3", moto_inprocess.refuse_unless_mocked)
+        moto_inprocess.fix_version_listing()
 
     def _make_client(self, endpoint_url: str | None, *, path_style: bool) -> Any:
         config = Config(

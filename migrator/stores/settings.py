@@ -32,6 +32,9 @@ class EndpointSettings:
     oci_profile: str = "DEFAULT"
     aws_region: str | None = None
     sandbox: bool = False              # when true, every endpoint must be loopback (checked before any request)
+    # "moto": S3 is answered by moto's in-process mock (no endpoint), which replaces the loopback guard for
+    # S3 (migrator.stores.moto_inprocess); the other clouds' endpoints must then be loopback.
+    s3_inprocess_mock: str | None = None
 
 
 @dataclass(frozen=True)
