@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from migrator.attest.tlog import LogStorage
     from migrator.config import WaveSettings
     from migrator.events import EventSink
+    from migrator.rehearsal import Rehearsal
     from migrator.plan import WavePlan
     from migrator.runner import RunControls, WaveResult
     from migrator.stopping import Stopper
@@ -185,13 +186,15 @@ def manifest_validate(file: Annotated[Path, typer.Argument(help="CSV (with a hea
     import os
 
     from migrator.config import load_wave
-    from migrator.manifest import iter_rows, validate
-    from migrator.preflight import RowCheck, check_declared_regions
+    from migrator.manifest import validate
+    from migrator.preflight import check_offline
 
     settings = load_wave(wave, {}, os.environ)
     policy = settings.policy
-    check = RowCheck(settings, str(file)) if policy.residency is not None else None
-    summary = validate(file, estate=settings.estate, visit=check)
+    if policy.residency is not None:
+        summary, pre = check_offline(file, settings)
+    else:
+        summary, pre = validate(file, estate=settings.estate), None
     out.print(f"{file}: {summary.rows} rows ({summary.format}), sha256 {summary.sha256}")
     for loc, n in sorted(summary.sources_by_location.items()):
         out.print(f"  {loc}: {n}")
@@ -200,10 +203,7 @@ def manifest_validate(file: Annotated[Path, typer.Argument(help="CSV (with a hea
     if summary.subjects:
         out.print(f"  data subjects: {summary.subjects} (run needs the custodian's --subject-hashes; "
                   "see `migrator subjects --help`)")
-    if check is not None:
-        pre = check.pre
-        check_declared_regions(pre, settings)
-        pre.name_rows(iter_rows(file, estate=settings.estate), str(file))
+    if pre is not None:
         moved = summary.rows - pre.out_of_scope - pre.refused_rows - pre.bucket_rows
         out.print(f"  residency {policy.residency}: {moved} row(s) to move, {pre.out_of_scope} out of scope "
                   f"(left untouched), {pre.refused_rows + pre.bucket_rows} refused", markup=False)
@@ -471,6 +471,97 @@ def _summary(record: dict[str, Any], sinks: list[EventSink], json_out: bool, eve
     else:
         print(_json.dumps({"schema": "migrator.summary/1", "wave_id": wave_id, **record}, sort_keys=True,
                           default=str))
+
+
+@app.command("rehearse")
+def rehearse_cmd(manifest: Annotated[Path, typer.Argument(help="The wave's manifest (CSV or JSONL).")],
+                 wave: Annotated[Path | None, typer.Option(
+                     "--wave", metavar="FILE",
+                     help="The real wave file: its policy and \\[locations.NAME], pointed at the sandbox.")] = None,
+                 scale: Annotated[float, typer.Option(
+                     metavar="F", help="Seed each object at its declared size times F (default 1).")] = 1.0,
+                 sample: Annotated[int | None, typer.Option(
+                     metavar="N", help="Rehearse N rows drawn at random, and project the rest from them.")] = None,
+                 versions: Annotated[int, typer.Option(
+                     metavar="N", help="Versions seeded per source object (default 1).")] = 1,
+                 seed: Annotated[int, typer.Option(metavar="N", help="Seed of the sample and the bytes.")] = 0,
+                 directory: Annotated[Path | None, typer.Option(
+                     "--dir", metavar="DIR",
+                     help="Keep the rehearsal here: its manifest, state, keys (default: a temp folder, removed).")
+                 ] = None,
+                 json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+                 ) -> None:
+    """Rehearse a whole wave on the sandbox: no real cloud is touched.
+
+    Every location's endpoint, credentials and owner are replaced by the sandbox's (the credential files
+    the wave file names are never opened), objects shaped like the manifest are seeded, the wave runs
+    with the real policy and its attestation is verified. Reports refusals, held rows, requests per
+    object, the projected duration at the wave's caps, and what a rehearsal cannot predict.
+
+    Exit 0 when every in-scope row was removed and the attestation verified, 1 when the rehearsal
+    shows rows held or failed (or the attestation does not verify), 2 on bad input or a refused wave,
+    130/143 when stopped.
+    """
+    import json as _json
+    import shutil
+    import tempfile
+
+    from migrator.errors import WaveStopped
+    from migrator.rehearsal import RehearsalOptions, rehearse
+
+    options = RehearsalOptions(scale=scale, sample=sample, versions=versions, seed=seed)
+    folder = directory or Path(tempfile.mkdtemp(prefix="migrator-rehearsal-"))
+    try:
+        with _LiveControls(err.is_terminal and not json_out, [], reattest=False) as controls:
+            result = rehearse(manifest, wave, folder, options, controls=controls)
+    except WaveStopped as exc:
+        err.print(f"{exc} (`migrator rehearse` starts afresh)")
+        raise typer.Exit(exc.exit_code) from None
+    finally:
+        if directory is None:
+            shutil.rmtree(folder, ignore_errors=True)
+    if json_out:
+        out.print(_json.dumps(result.as_record(), indent=2))
+    else:
+        _print_rehearsal(result)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+def _print_rehearsal(r: Rehearsal) -> None:
+    from migrator.display import human_bytes, human_duration
+
+    p = r.projection
+    out.print(f"rehearsal of {r.manifest}: {p.rows} rows, {p.in_scope_rows} in scope; on the sandbox, no real cloud")
+    for line in r.placement:
+        out.print(f"  {line}")
+    s = r.seeded
+    out.print(f"seeded {s.rows} row(s): {s.objects} object(s), {human_bytes(s.bytes)}")
+    w = r.wave
+    out.print(f"wave {w.wave_id}: removed {w.removed}, held {w.held}, failed {w.failed}, "
+              f"out of scope (untouched) {w.out_of_scope}")
+    for row, line, state, why in r.not_removed[:50]:
+        out.print(f"  {r.manifest}:{line}: row {row}: {state} - {why}")
+    if len(r.not_removed) > 50:
+        out.print(f"  ... {len(r.not_removed) - 50} more")
+    out.print("attestation verified" if r.verified else f"attestation NOT verified: {r.verify_error}")
+    by = ", ".join(f"{name} {n}" for name, n in r.requests_by_endpoint.items() if n)
+    out.print(f"requests: {p.requests} ({by}); {p.requests_per_object:g} per object")
+    out.print(f"projection for {p.in_scope_rows} in-scope row(s), {human_bytes(p.declared_bytes)} declared"
+              + (f" ({p.rows_without_size} row(s) declare no size)" if p.rows_without_size else "")
+              + f": {p.projected_requests} requests")
+    if p.seconds is None:
+        out.print("  no caps (tps or bandwidth) in the wave: its duration is the clouds', not projected")
+    else:
+        out.print(f"  at the caps ({'; '.join(p.caps)}): at least {human_duration(p.seconds)}")
+        for cap, seconds in p.bounds:
+            out.print(f"    {human_duration(seconds):>10}  {cap}")
+    for note in r.notes:
+        out.print(f"note: {note}")
+    out.print("not predicted by a rehearsal:")
+    for item in r.cannot_predict:
+        out.print(f"  - {item}")
+    out.print("ready: the wave would remove every in-scope row" if r.ok else "NOT ready: see above")
 
 
 @app.command("plan")

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from migrator.config import WavePolicy, WaveSettings
 from migrator.errors import AccessDenied, InputError, NotFound, StoreError
 from migrator.estate import Estate
-from migrator.manifest import ManifestRow
+from migrator.manifest import ManifestRow, ManifestSummary, iter_rows, validate
 from migrator.stores.registry import Stores
 from migrator.uri import Location
 
@@ -174,6 +175,17 @@ def check_rows(rows: Iterable[ManifestRow], settings: WaveSettings, file: str) -
     for row in rows:
         check(row)
     return check.pre
+
+
+def check_offline(manifest: Path, settings: WaveSettings) -> tuple[ManifestSummary, Preflight]:
+    """What can be checked without a cloud (`manifest validate --wave`, `rehearse`): every row rule, the
+    residency row by row and the declared destination regions, each refused row named by file and line."""
+    check = RowCheck(settings, str(manifest))
+    summary = validate(manifest, estate=settings.estate, visit=check)
+    pre = check.pre
+    check_declared_regions(pre, settings)
+    pre.name_rows(iter_rows(manifest, estate=settings.estate), str(manifest))
+    return summary, pre
 
 
 def check_declared_regions(pre: Preflight, settings: WaveSettings) -> None:

@@ -253,10 +253,12 @@ def running(directory: Path = DEFAULT_DIR) -> SandboxState | None:
     return None
 
 
-def up(directory: Path = DEFAULT_DIR, *, tls: bool = True, namespace: str = NAMESPACE) -> SandboxState:
+def up(directory: Path = DEFAULT_DIR, *, tls: bool = True, namespace: str = NAMESPACE,
+       oci_regions: tuple[str, str] = (OCI_REGION, OCI_EU_REGION)) -> SandboxState:
     """Start the endpoints (or return the running ones) and record them. HTTPS unless ``tls`` is False; a
     running sandbox of the other kind is refused, not silently returned. The processes start at once and
-    are then waited for one by one. ``namespace``: the OCI tenancy's (a rehearsal plays the manifest's)."""
+    are then waited for one by one. ``namespace``: the OCI tenancy's, and ``oci_regions`` the regions its two
+    endpoints play (a rehearsal plays the manifest's; a running sandbox is reused whatever its regions)."""
     existing = running(directory)
     if existing is not None and (existing.oci_eu is None or existing.s3dc is None):
         existing = None  # started before the estate had them: restarted below
@@ -281,8 +283,8 @@ def up(directory: Path = DEFAULT_DIR, *, tls: bool = True, namespace: str = NAME
         launches.append(_launch_s3(d, files))
         launches.append(_launch_s3(d, files, "s3dc", DC_OWNER, ("--access-key", DC_ACCESS_KEY_ID, "--path-only")))
         launches.append(_launch_gcs(d, files))
-        launches.append(_launch_oci(d, files, creds.public_key_path, namespace=namespace))
-        launches.append(_launch_oci(d, files, creds.public_key_path, "oci_eu", OCI_EU_REGION, namespace))
+        launches.append(_launch_oci(d, files, creds.public_key_path, "oci", oci_regions[0], namespace))
+        launches.append(_launch_oci(d, files, creds.public_key_path, "oci_eu", oci_regions[1], namespace))
         ep = {launch.name: _ready(launch) for launch in launches}
     except BaseException:
         for launch in launches:
