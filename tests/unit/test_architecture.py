@@ -92,6 +92,12 @@ def test_only_the_manifest_seeder_of_the_sandbox_reads_manifests() -> None:
                   and any(_under(d, *INPUT) for d in deps)) == list(SANDBOX_MANIFEST_READERS)
 
 
+def test_nothing_imports_the_test_plugin() -> None:
+    # migrator.testing is for other projects' tests (and ours): it may import every layer, none imports it.
+    assert sorted(m for m, deps in GRAPH.items() if not _under(m, "migrator.testing")
+                  and any(_under(d, "migrator.testing") for d in deps)) == []
+
+
 def test_nothing_imports_the_command_line_but_main() -> None:
     assert sorted(m for m, deps in GRAPH.items() if "migrator.cli" in deps) == ["migrator.__main__"]
 
