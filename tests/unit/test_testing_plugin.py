@@ -94,3 +94,58 @@ def test_the_plugin_names_the_projects_extra() -> None:
     assert plugin.SANDBOX_EXTRA == SANDBOX_EXTRA
     text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     assert '[project.entry-points.pytest11]\nmigrator = "migrator.testing.plugin"' in text
+
+
+def test_the_fixtures_report_held_rows_subjects_and_a_failed_verification(isolated: pytest.Pytester) -> None:
+    isolated.makepyfile(test_more='''
+import os
+
+import pytest
+
+from migrator.errors import VerificationError
+
+def test_held_and_subjects(tmp_path, migrator_sandbox, migrator_seed, migrator_run_wave):
+    assert os.environ["AWS_ENDPOINT_URL"] == migrator_sandbox.state.s3.url
+    assert [loc.name for loc in migrator_sandbox.locations][:2] == ["dc", "aws-us"]
+    ns = migrator_sandbox.namespace
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(
+        f'{{"source": "s3://more-src/a", "destination": "oci://{ns}/more-dest/a", "subject": "u-1", "size": 9}}\\n'
+        f'{{"source": "s3://more-locked/b", "destination": "oci://{ns}/more-dest/b", "subject": "u-2"}}\\n')
+    seeded = migrator_seed(manifest, holds={2})
+    outcome = migrator_run_wave(seeded.manifest)
+    assert outcome.states == {1: "REMOVED", 2: "HELD"}
+    assert [r["row"] for r in outcome.records] == [1, 2]
+    assert outcome.predicate and outcome.attestation.is_file() and outcome.public_key.is_file()
+    assert outcome.result.held_rows[0][:2] == (2, "HELD")
+
+
+def test_a_tampered_wave_fails_verification(tmp_path, migrator_sandbox, migrator_seed, migrator_run_wave,
+                                            monkeypatch):
+    ns = migrator_sandbox.namespace
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(f'{{"source": "s3://more-tamper/a", "destination": "oci://{ns}/more-dest2/a"}}\\n')
+    seeded = migrator_seed(manifest)
+    import migrator.attest.verify as verify
+
+    def refuse(*args, **kwargs):
+        raise VerificationError("tampered")
+
+    monkeypatch.setattr(verify, "verify_attestation", refuse)
+    with pytest.raises(VerificationError):
+        migrator_run_wave(seeded.manifest)
+
+''')
+    # After the session (the sandbox stopped), the environment is what it was before it.
+    isolated.makeconftest('''
+import json
+import os
+
+def pytest_unconfigure(config):
+    with open("env-after.json", "w") as fh:
+        json.dump({k: v for k, v in os.environ.items() if k.startswith(("AWS_", "MIGRATOR_", "STORAGE_"))}, fh)
+''')
+    before = {k: v for k, v in os.environ.items() if k.startswith(("AWS_", "MIGRATOR_", "STORAGE_"))}
+    result = isolated.runpytest_subprocess(*PLUGIN_ARGS, timeout=300)
+    result.assert_outcomes(passed=2)
+    assert json.loads((isolated.path / "env-after.json").read_text()) == before
