@@ -69,6 +69,8 @@ RULES = {
     "nothing below the application imports the sandbox": (
         (*BASE, *INPUT, *OPERATIONS, "migrator.stores", "migrator.attest", "migrator.journal", "migrator.runner",
          "migrator.config", "migrator.retry"), ("migrator.sandbox",), ()),
+    "the sandbox imports only the base, the input layer and its own modules": (
+        ("migrator.sandbox",), ("migrator",), (*BASE, *INPUT, "migrator.sandbox")),
     "the sandbox is not built on migrator's own adapters": (
         ("migrator.sandbox",), (*OPERATIONS, "migrator.stores", "migrator.attest", "migrator.runner",
                                 "migrator.journal", "migrator.cli"), ()),
@@ -79,6 +81,21 @@ RULES = {
 def test_the_import_rule_holds(rule: str) -> None:
     sources, forbidden, allowed = RULES[rule]
     assert _broken(sources, forbidden, allowed) == []
+
+
+# The sandbox modules that read manifests (the input layer): seeding the buckets a manifest names.
+SANDBOX_MANIFEST_READERS = ("migrator.sandbox.manifest_seed",)
+
+
+def test_only_the_manifest_seeder_of_the_sandbox_reads_manifests() -> None:
+    assert sorted(m for m, deps in GRAPH.items() if _under(m, "migrator.sandbox")
+                  and any(_under(d, *INPUT) for d in deps)) == list(SANDBOX_MANIFEST_READERS)
+
+
+def test_nothing_imports_the_test_plugin() -> None:
+    # migrator.testing is for other projects' tests (and ours): it may import every layer, none imports it.
+    assert sorted(m for m, deps in GRAPH.items() if not _under(m, "migrator.testing")
+                  and any(_under(d, "migrator.testing") for d in deps)) == []
 
 
 def test_nothing_imports_the_command_line_but_main() -> None:
