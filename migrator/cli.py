@@ -22,8 +22,8 @@ if TYPE_CHECKING:
     from migrator.attest.tlog import LogStorage
     from migrator.config import WaveSettings
     from migrator.events import EventSink
-    from migrator.rehearsal import Rehearsal
     from migrator.plan import WavePlan
+    from migrator.rehearsal import Rehearsal
     from migrator.runner import RunControls, WaveResult
     from migrator.stopping import Stopper
     from migrator.stores.registry import Stores
@@ -540,8 +540,8 @@ def _print_rehearsal(r: Rehearsal) -> None:
     w = r.wave
     out.print(f"wave {w.wave_id}: removed {w.removed}, held {w.held}, failed {w.failed}, "
               f"out of scope (untouched) {w.out_of_scope}")
-    for row, line, state, why in r.not_removed[:50]:
-        out.print(f"  {r.manifest}:{line}: row {row}: {state} - {why}")
+    for n, ln, st, why in r.not_removed[:50]:
+        out.print(f"  {r.manifest}:{ln}: row {n}: {st} - {why}")
     if len(r.not_removed) > 50:
         out.print(f"  ... {len(r.not_removed) - 50} more")
     out.print("attestation verified" if r.verified else f"attestation NOT verified: {r.verify_error}")

@@ -29,7 +29,15 @@ from pathlib import Path
 from typing import Any
 
 from migrator.attest.keys import generate_keypair, load_public_key, load_signer
-from migrator.attest.policy import AllOf, Inputs, Policy, RequireManifest, RequireRecords, RequireSubjectIndex, Threshold
+from migrator.attest.policy import (
+    AllOf,
+    Inputs,
+    Policy,
+    RequireManifest,
+    RequireRecords,
+    RequireSubjectIndex,
+    Threshold,
+)
 from migrator.attest.subjects import generate_subject_key, load_subject_hashes, write_subject_hashes
 from migrator.attest.verify import verify_attestation
 from migrator.config import TransferSettings, WaveSettings, endpoints_from_env, load_wave
@@ -245,8 +253,8 @@ def sandbox_estate(estate: Estate, state: SandboxState,
             places[spec.name] = BucketPlace(server, spec.region)
         else:
             server = "oci" if (spec.region or regions[0]) == regions[0] else "oci_eu"
-            new = dataclasses.replace(spec, **common, endpoint=_url(state, server), profile="DEFAULT",
-                                      owner=state.oci_namespace, config_file=state.oci_config)
+            new = dataclasses.replace(spec, **{**common, "config_file": state.oci_config},
+                                      endpoint=_url(state, server), profile="DEFAULT", owner=state.oci_namespace)
             places[spec.name] = BucketPlace(server, None)
         if new.endpoint is None or not is_loopback_url(new.endpoint):
             raise UnsafeEndpointError(f"location {spec.name!r}: not loopback after replacement ({new.endpoint!r})")

@@ -87,6 +87,7 @@ class SeededManifest:
     declared_bytes: int
     buckets: tuple[str, ...]
     capped: int
+    source_rows: tuple[int, ...] = ()   # each seeded row's number in the input manifest, in order
 
 
 @dataclass
@@ -104,6 +105,7 @@ class _Tally:
     declared: int = 0
     capped: int = 0
     rows: int = 0
+    source_rows: list[int] = field(default_factory=list)
     buckets: dict[tuple[str, str, str, str], _Need] = field(default_factory=dict)
 
 
@@ -150,11 +152,12 @@ def seed_manifest(state: SandboxState, manifest: Path, out: Path, *, estate: Est
                                hold=row.row in held, seed=seed, cap=max_object_bytes)
             fh.write(json.dumps(record, ensure_ascii=False) + "\n")
             tally.rows += 1
+            tally.source_rows.append(row.row)
     tmp.replace(out)
     return SeededManifest(manifest=out, rows=tally.rows, objects=tally.objects, bytes=tally.bytes,
                           declared_bytes=tally.declared, buckets=tuple(str(n.uri.location) for n in
                                                                        tally.buckets.values()),
-                          capped=tally.capped)
+                          capped=tally.capped, source_rows=tuple(tally.source_rows))
 
 
 # --- the passes -----------------------------------------------------------------------------------------

@@ -171,6 +171,6 @@ def test_the_command_reports_and_exits_by_the_contract(tmp_path: Path) -> None:
 
 def test_more_than_one_oci_tenancy_cannot_be_rehearsed(tmp_path: Path) -> None:
     manifest = tmp_path / "m.csv"
-    manifest.write_text("source,destination\ns3://a/k,oci://ns1/b/k\ns3://a/k2,oci://ns2/b/k2\n")
+    manifest.write_text("source,destination\ns3://src-bucket/k,oci://ns1/dst/k\ns3://src-bucket/k2,oci://ns2/dst/k2\n")
     with pytest.raises(InputError, match="one OCI tenancy"):
         rehearse(manifest, None, tmp_path / "r", RehearsalOptions())
