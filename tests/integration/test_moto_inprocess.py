@@ -25,7 +25,7 @@ from migrator.errors import InputError, UnsafeEndpointError
 from migrator.runner import run_wave
 from migrator.sandbox.buckets import create_bucket
 from migrator.sandbox.control import SandboxState
-from migrator.stores.moto_inprocess import fix_version_listing
+from migrator.testing.moto import fix_version_listing
 from migrator.stores.registry import Stores
 from migrator.uri import Location
 from tests.conftest import unique
@@ -151,7 +151,7 @@ def _listing_script(fixed: bool) -> str:
     return textwrap.dedent(f"""
         import boto3
         from moto import mock_aws
-        from migrator.stores.moto_inprocess import fix_version_listing
+        from migrator.testing.moto import fix_version_listing
         with mock_aws():
             s3 = boto3.client("s3", region_name="us-east-1")
             s3.create_bucket(Bucket="bkt")

@@ -56,7 +56,7 @@ OPERATIONS = ("migrator.pipeline", "migrator.removal", "migrator.transfer", "mig
               "migrator.progress", "migrator.events", "migrator.observe", "migrator.stopping")
 APPLICATION = ("migrator.cli", "migrator.demo", "migrator.runner", "migrator.config", "migrator.journal",
                "migrator.logstore", "migrator.live_stores", "migrator.oci_config", "migrator.state_files",
-               "migrator.status", "migrator.display", "migrator.oplog", "migrator.__main__")
+               "migrator.status", "migrator.display", "migrator.oplog", "migrator.rehearsal", "migrator.__main__")
 
 RULES = {
     "the base imports nothing above it": (BASE, ("migrator",), BASE),
