@@ -25,8 +25,8 @@ from migrator.errors import InputError, UnsafeEndpointError
 from migrator.runner import run_wave
 from migrator.sandbox.buckets import create_bucket
 from migrator.sandbox.control import SandboxState
-from migrator.testing.moto import fix_version_listing
 from migrator.stores.registry import Stores
+from migrator.testing.moto import fix_version_listing
 from migrator.uri import Location
 from tests.conftest import unique
 
