@@ -73,9 +73,10 @@ def test_a_new_repository_passes_with_migrator_from_a_local_wheel(tmp_path: Path
            if not k.startswith(("AWS_", "MIGRATOR_", "STORAGE_EMULATOR", "PYTHON", "REQUESTS_CA", "SSL_CERT"))}
     env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     # The installed package, not this checkout: run from the new repository, with nothing on PYTHONPATH.
-    where = subprocess.run([python, "-c", "import migrator; print(migrator.__file__)"], cwd=repo, env=env,
-                           capture_output=True, text=True, check=True).stdout
-    assert str(venv) in where and str(ROOT) not in where
+    found = subprocess.run([python, "-c", "import migrator; print(migrator.__file__)"], cwd=repo, env=env,
+                           capture_output=True, text=True)
+    assert found.returncode == 0, found.stderr
+    assert str(venv) in found.stdout and str(ROOT) not in found.stdout
     tests = subprocess.run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=repo, env=env,
                            capture_output=True, text=True, timeout=600)
     assert tests.returncode == 0, tests.stdout + tests.stderr

@@ -79,7 +79,8 @@ def test_a_csv_manifest_seeds_declared_sizes_scaled_with_its_digest_kinds(sandbo
 
     assert seeded == SeededManifest(manifest=out, rows=3, objects=4, bytes=10000 * 2 + 1500 + 1024,
                                     declared_bytes=23000, buckets=(f"s3://{src}", f"oci://{ns}/{dest}",
-                                                                   f"gs://{backup}"), capped=0)
+                                                                   f"gs://{backup}"), capped=0,
+                                    source_rows=(1, 2, 3))
     rows = _rows(out)
     assert [r["size"] for r in rows] == [10000, 1500, 1024]
     assert [sorted(set(r) & {"md5", "sha256", "crc32c"}) for r in rows] == [["crc32c"], ["md5"], ["sha256"]]

@@ -16,6 +16,7 @@ ENV_READERS = {
     "demo.py",           # points the SDKs at the sandbox it starts, as `eval "$(migrator sandbox env)"` would
     "crashpoints.py",    # the kill-test hook MIGRATOR_CRASH_AT, read by every process under test
     "attest/scan.py",    # hands its own environment (with PYTHONPATH) to the scan workers it starts
+    "rehearsal.py",      # gives the SDKs the sandbox's environment alone while a rehearsal runs (HOME too)
     "testing/plugin.py", # pytest's entry point: sets the sandbox's environment for a session, as demo.py does
 }
 
